@@ -1,0 +1,10 @@
+"""Architectures that split into a feature extractor and a task head.
+
+Importing this package registers ``resnet_cifar``, ``wide_resnet`` and
+``mobilenetv2_cifar``; :func:`build` rebuilds any of them from a card's ``arch``.
+"""
+
+from . import mobilenetv2, resnet, wide_resnet  # noqa: F401  (registration side effect)
+from ._registry import ArchError, FeatureInfo, SplitNetwork, build, build_part, junction_of, list_archs, register
+
+__all__ = ["ArchError", "FeatureInfo", "SplitNetwork", "build", "build_part", "junction_of", "list_archs", "register"]

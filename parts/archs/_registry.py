@@ -1,0 +1,135 @@
+"""Registry of splittable architectures, in the manner of timm's ``register_model``.
+
+A builder returns a :class:`SplitNetwork`: the whole network as a sequence of named
+layers plus the name of the layer after which it is split. Slicing the sequence at
+that point gives the feature extractor and the task head; their composition is the
+network, so ``head(extractor(x)) == network(x)`` exactly.
+
+Each layer's output is described as data (``num_chs`` and ``reduction``, as timm's
+feature info), so the registry and ``assemble`` compare feature interfaces without
+running a model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
+
+import torch
+from torch import nn
+
+__all__ = [
+    "ArchError",
+    "FeatureInfo",
+    "SplitNetwork",
+    "register",
+    "build",
+    "build_part",
+    "list_archs",
+    "junction_of",
+]
+
+Part = Literal["extractor", "head", "full"]
+
+
+class ArchError(ValueError):
+    """An unknown architecture, split point or configuration."""
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    name: str
+    num_chs: int
+    reduction: int
+
+
+class SplitNetwork(nn.Sequential):
+    """A network as ordered named layers with a chosen split point."""
+
+    def __init__(
+        self,
+        layers: "OrderedDict[str, nn.Module]",
+        feature_info: list[FeatureInfo],
+        split: str,
+        split_points: tuple[str, ...],
+        head_spatial_any: bool = True,
+    ) -> None:
+        super().__init__(layers)
+        names = list(layers)
+        if split not in split_points:
+            raise ArchError(f"unknown split point {split!r}; this architecture splits at {', '.join(split_points)}")
+        # A junction projection belongs to the extractor: it sits right after the split layer.
+        self.split_index = names.index(split) + 1 + (names[names.index(split) + 1] == "junction")
+        self.feature_info = feature_info
+        self.split = split
+        self.split_points = split_points
+        self.head_spatial_any = head_spatial_any
+
+    def extractor(self) -> nn.Sequential:
+        # nn.Sequential's own slicing would call this class's constructor; the parts are
+        # plain Sequentials that share the layers (and so the parameters) of the network.
+        return nn.Sequential(OrderedDict(list(self._modules.items())[: self.split_index]))
+
+    def head(self) -> nn.Sequential:
+        return nn.Sequential(OrderedDict(list(self._modules.items())[self.split_index :]))
+
+    @property
+    def junction_info(self) -> FeatureInfo:
+        return self.feature_info[self.split_index - 1]
+
+
+_BUILDERS: dict[str, Callable[..., SplitNetwork]] = {}
+
+
+def register(name: str) -> Callable[[Callable[..., SplitNetwork]], Callable[..., SplitNetwork]]:
+    def decorator(fn: Callable[..., SplitNetwork]) -> Callable[..., SplitNetwork]:
+        # timm only warns on a duplicate; a silent override here would rebuild the
+        # wrong module from a stored card, so it is an error.
+        if name in _BUILDERS:
+            raise ArchError(f"architecture {name!r} is already registered")
+        _BUILDERS[name] = fn
+        return fn
+
+    return decorator
+
+
+def list_archs() -> list[str]:
+    return sorted(_BUILDERS)
+
+
+def build(name: str, *, split: str | None = None, device: str | torch.device | None = None, **config: Any) -> SplitNetwork:
+    """Build the whole network ``name`` with ``config``, split at ``split`` (default: the builder's)."""
+    try:
+        fn = _BUILDERS[name]
+    except KeyError:
+        raise ArchError(f"unknown architecture {name!r}; registered: {', '.join(list_archs())}") from None
+    kwargs = dict(config)
+    if split is not None:
+        kwargs["split"] = split
+    with torch.device(device) if device is not None else contextlib.nullcontext():
+        try:
+            return fn(**kwargs)
+        except TypeError as exc:
+            raise ArchError(f"bad configuration for {name!r}: {exc}") from None
+
+
+def build_part(name: str, config: dict[str, Any], part: Part, split: str | None, device: str | torch.device | None = None) -> nn.Module:
+    net = build(name, split=split, device=device, **config)
+    if part == "full":
+        return net
+    if part == "extractor":
+        return net.extractor()
+    if part == "head":
+        return net.head()
+    raise ArchError(f"unknown part {part!r}: expected extractor, head or full")
+
+
+def junction_of(name: str, config: dict[str, Any], split: str | None, input_size: int | None) -> tuple[int, int | None]:
+    """Channels and spatial size at the junction; spatial is None when no input size is given."""
+    net = build(name, split=split, device="meta", **config)
+    info = net.junction_info
+    spatial = None if input_size is None else math.ceil(input_size / info.reduction)
+    return info.num_chs, spatial

@@ -1,0 +1,205 @@
+"""The component card: what a stored ``.safetensors`` file is and how it was made.
+
+The card travels twice: as JSON beside the file, and inside the file's
+``__metadata__`` under :data:`CARD_METADATA_KEY`, so that a file is self-describing
+outside the registry. The embedded copy leaves out what the registry assigns
+(:data:`REGISTRY_FIELDS`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .names import InvalidName, parse_digest, parse_ref, validate_name
+
+__all__ = [
+    "CARD_METADATA_KEY",
+    "REGISTRY_FIELDS",
+    "Role",
+    "ArchSpec",
+    "InputSpec",
+    "Junction",
+    "Interface",
+    "Compat",
+    "Dataset",
+    "Provenance",
+    "Card",
+    "junctions_compatible",
+]
+
+CARD_METADATA_KEY = "partsbin.card"
+REGISTRY_FIELDS = frozenset({"version", "digest", "size"})
+
+Role = Literal["extractor", "head", "aux-rp", "aux-dcc", "init"]
+HEAD_ROLES: frozenset[str] = frozenset({"head", "aux-rp", "aux-dcc"})
+AUX_ROLES: frozenset[str] = frozenset({"aux-rp", "aux-dcc"})
+_PART_OF_ROLE = {"extractor": "extractor", "head": "head", "aux-rp": "head", "aux-dcc": "head", "init": "full"}
+
+
+class _Model(BaseModel):
+    # Unknown keys are refused rather than dropped: a typo in a card must not vanish
+    # silently into a registry that then claims the card was accepted.
+    model_config = ConfigDict(extra="forbid")
+
+
+class ArchSpec(_Model):
+    """Enough to rebuild the module from code: ``parts.archs.build_part(name, config, part, split)``."""
+
+    name: str
+    config: dict[str, Any] = Field(default_factory=dict)
+    part: Literal["extractor", "head", "full"]
+    split: str
+
+    @field_validator("config")
+    @classmethod
+    def _no_split_in_config(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if "split" in v:
+            raise ValueError("put the split point in arch.split, not in arch.config")
+        return v
+
+
+class Normalization(_Model):
+    mean: list[float]
+    std: list[float]
+
+
+class InputSpec(_Model):
+    channels: int = Field(ge=1)
+    size: int = Field(ge=1)
+    normalization: Normalization | None = None
+
+
+class Junction(_Model):
+    """The feature interface where extractor meets head."""
+
+    channels: int = Field(ge=1)
+    spatial: int | Literal["any"]
+
+
+class OutputSpec(_Model):
+    labels: list[str] = Field(min_length=1)
+
+    @field_validator("labels")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("class labels must be unique")
+        return v
+
+
+class Interface(_Model):
+    input: InputSpec | None = None
+    junction: Junction
+    output: OutputSpec | None = None
+
+
+class Compat(_Model):
+    anchors: list[str] = Field(default_factory=list, description="aux heads trained against, as 'sha256:HEX'")
+    methods: list[Literal["RP", "DCC", "IIW"]] = Field(default_factory=list)
+    scheme: Literal["joint", "incremental", "independent"] | None = None
+    init: str | None = Field(default=None, description="ref of the role 'init' component the weights started from")
+    sibling: str | None = Field(default=None, description="for a head: the extractor it was trained with")
+
+    @field_validator("anchors")
+    @classmethod
+    def _digests(cls, v: list[str]) -> list[str]:
+        out = []
+        for a in v:
+            try:
+                out.append("sha256:" + parse_digest(a))
+            except InvalidName as exc:
+                raise ValueError(f"compat.anchors: {exc}") from None
+        if len(set(out)) != len(out):
+            raise ValueError("compat.anchors lists the same digest twice")
+        return out
+
+    @field_validator("init", "sibling")
+    @classmethod
+    def _ref(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                parse_ref(v)
+            except InvalidName as exc:
+                raise ValueError(str(exc)) from None
+        return v
+
+
+class Dataset(_Model):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    split: str | None = None
+    classes: list[str] | None = None
+    transform: list[Any] | dict[str, Any] | None = None
+
+
+class Provenance(_Model):
+    model_config = ConfigDict(extra="allow")
+    dataset: Dataset | None = None
+    settings: dict[str, Any] = Field(default_factory=dict)
+    seed: int | None = None
+    job: str | None = None
+    libraries: dict[str, str] = Field(default_factory=dict)
+
+
+class Card(_Model):
+    card_version: Literal[1] = 1
+    name: str
+    version: int | None = Field(default=None, description="assigned by the registry")
+    digest: str | None = Field(default=None, description="sha256 of the file; assigned by the registry")
+    size: int | None = Field(default=None, description="bytes; assigned by the registry")
+    role: Role
+    arch: ArchSpec
+    interface: Interface
+    compat: Compat = Field(default_factory=Compat)
+    provenance: Provenance = Field(default_factory=Provenance)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    description: str = ""
+    license: str | None = None
+    tags: list[str] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        try:
+            validate_name(v)
+        except InvalidName as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Card":
+        want = _PART_OF_ROLE[self.role]
+        if self.arch.part != want:
+            raise ValueError(f"a component of role {self.role!r} must have arch.part {want!r}, not {self.arch.part!r}")
+        if self.role in ("extractor", "init") and self.interface.input is None:
+            raise ValueError(f"a component of role {self.role!r} must declare interface.input (channels, size)")
+        if self.role in HEAD_ROLES and self.interface.output is None:
+            raise ValueError(f"a component of role {self.role!r} must declare interface.output.labels")
+        if self.role == "extractor" and self.interface.junction.spatial == "any":
+            raise ValueError("an extractor's junction has a fixed spatial size for its input size, not 'any'")
+        return self
+
+    @property
+    def namespace(self) -> str:
+        return self.name.split("/")[0]
+
+    @property
+    def short_name(self) -> str:
+        return self.name.split("/")[1]
+
+    def embedded(self) -> dict[str, Any]:
+        """The card as stored inside the file: without the registry-assigned fields."""
+        return self.model_dump(mode="json", exclude=set(REGISTRY_FIELDS))
+
+    def embedded_json(self) -> str:
+        return json.dumps(self.embedded(), sort_keys=True, separators=(",", ":"))
+
+
+def junctions_compatible(extractor: Junction, head: Junction) -> bool:
+    """Equal channels, and equal spatial size unless the head pools globally ('any')."""
+    if extractor.channels != head.channels:
+        return False
+    return head.spatial == "any" or extractor.spatial == "any" or extractor.spatial == head.spatial
