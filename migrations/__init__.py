@@ -1,0 +1,1 @@
+"""Alembic migrations of the registry database (``partsbin db upgrade`` applies them)."""

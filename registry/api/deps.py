@@ -1,0 +1,83 @@
+"""Dependencies as typed aliases: routes never build a storage client or read a
+token header themselves, and tests swap these with ``dependency_overrides``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session, sessionmaker
+
+from parts.names import InvalidName, validate_part
+
+from ..config import Settings
+from ..crud.tokens import Principal, authenticate
+from ..errors import APIError, Forbidden, Unauthorized
+from ..storage import BlobStorage
+
+__all__ = [
+    "SettingsDep", "SessionDep", "SessionFactoryDep", "StorageDep", "PrincipalDep",
+    "require_token", "require_admin", "check_part",
+]  # fmt: skip
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_session_factory(request: Request) -> sessionmaker[Session]:
+    return request.app.state.sessionmaker
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    with request.app.state.sessionmaker() as session:
+        yield session
+
+
+def get_storage(request: Request) -> BlobStorage:
+    return request.app.state.storage
+
+
+_WWW = {"WWW-Authenticate": "Bearer"}
+
+
+def get_principal(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> Principal:
+    header = request.headers.get("authorization")
+    if not header:
+        if settings.anonymous_read:
+            return Principal(token_id=None, scope="anonymous")
+        raise Unauthorized("this registry requires a token: send 'Authorization: Bearer <token>' (PARTSBIN_TOKEN)", headers=_WWW)
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise Unauthorized("malformed Authorization header: expected 'Bearer <token>'", headers=_WWW)
+    with request.app.state.sessionmaker() as session:
+        principal = authenticate(session, secret.strip())
+    if principal is None:
+        raise Unauthorized("the token is unknown, revoked or expired", headers=_WWW)
+    return principal
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[Session, Depends(get_db)]
+SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
+StorageDep = Annotated[BlobStorage, Depends(get_storage)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def require_token(principal: Principal, action: str) -> None:
+    if principal.token_id is None:
+        raise Unauthorized(f"{action} needs a token: send 'Authorization: Bearer <token>'", headers=_WWW)
+
+
+def require_admin(principal: Principal) -> None:
+    require_token(principal, "this request")
+    if principal.scope != "admin":
+        raise Forbidden("this request needs an admin token")
+
+
+def check_part(value: str, what: str) -> str:
+    try:
+        return validate_part(value, what)
+    except InvalidName as exc:
+        raise APIError(str(exc), status_code=422, code="invalid_name") from None

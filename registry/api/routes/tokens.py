@@ -1,0 +1,44 @@
+"""/tokens: admin management of API tokens over HTTP (the CLI works on the database)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import APIRouter
+
+from ...crud import tokens as crud
+from ...db.models import Token
+from ..deps import PrincipalDep, SessionDep, require_admin
+from ..schemas import TokenCreated, TokenIn, TokenOut
+
+router = APIRouter(prefix="/tokens", tags=["tokens"])
+
+
+def _out(t: Token) -> dict:  # type: ignore[type-arg]
+    return dict(
+        id=t.id, prefix=t.prefix, name=t.name, scope=t.scope, namespaces=list(t.namespaces or []),
+        owner=t.owner, created_at=t.created_at, expires_at=t.expires_at, revoked=t.revoked_at is not None,
+    )  # fmt: skip
+
+
+@router.post("", response_model=TokenCreated, status_code=201, summary="Create a token (admin)")
+def create(body: TokenIn, session: SessionDep, principal: PrincipalDep) -> TokenCreated:
+    require_admin(principal)
+    expires = timedelta(days=body.expires_in_days) if body.expires_in_days else None
+    row, secret = crud.create_token(session=session, scope=body.scope, name=body.name, namespaces=body.namespaces, owner=body.owner, expires_in=expires)
+    session.commit()
+    return TokenCreated(**_out(row), token=secret)
+
+
+@router.get("", response_model=list[TokenOut], summary="List tokens (admin)")
+def list_(session: SessionDep, principal: PrincipalDep, include_revoked: bool = False) -> list[TokenOut]:
+    require_admin(principal)
+    return [TokenOut(**_out(t)) for t in crud.list_tokens(session, include_revoked)]
+
+
+@router.delete("/{token_id}", response_model=TokenOut, summary="Revoke a token (admin)")
+def revoke(token_id: int, session: SessionDep, principal: PrincipalDep) -> TokenOut:
+    require_admin(principal)
+    row = crud.revoke_token(session=session, token_id=token_id)
+    session.commit()
+    return TokenOut(**_out(row))

@@ -1,0 +1,123 @@
+"""Response and request bodies of the API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from ..db.models import Component
+
+
+class ComponentOut(BaseModel):
+    ref: str = Field(description="ns/name@version")
+    name: str
+    version: int
+    digest: str
+    size: int
+    role: str
+    arch: str
+    created_at: datetime
+    yanked: bool
+    yank_reason: str | None = None
+    card: dict[str, Any]
+
+    @classmethod
+    def of(cls, c: Component) -> "ComponentOut":
+        return cls(
+            ref=c.ref,
+            name=c.full_name,
+            version=c.version,
+            digest=f"sha256:{c.digest}",
+            size=c.size,
+            role=c.role,
+            arch=c.arch_name,
+            created_at=c.created_at,
+            yanked=c.yanked_at is not None,
+            yank_reason=c.yank_reason,
+            card=c.card,
+        )
+
+
+class ComponentPage(BaseModel):
+    items: list[ComponentOut]
+    next_cursor: str | None = None
+
+
+class Reason(BaseModel):
+    kind: Literal["declared", "measured"]
+    detail: str
+    anchor: str | None = None
+    anchor_ref: str | None = None
+
+
+class CompatibleItem(BaseModel):
+    component: ComponentOut
+    role: str
+    status: str = Field(description="'measured' or 'declared, unmeasured'")
+    reasons: list[Reason]
+    measured_accuracy: float | None = None
+
+
+class CompatiblePage(BaseModel):
+    query: str
+    items: list[CompatibleItem]
+    next_cursor: str | None = None
+
+
+class GroupOut(BaseModel):
+    id: str = Field(description="sha256 hex digest of the anchor aux head")
+    kind: str
+    junction_channels: int
+    anchor: ComponentOut
+    members: int
+
+
+class GroupDetail(GroupOut):
+    member_items: list[ComponentOut]
+    next_cursor: str | None = None
+
+
+class GroupPage(BaseModel):
+    items: list[GroupOut]
+    next_cursor: str | None = None
+
+
+class AliasIn(BaseModel):
+    version: int = Field(ge=1)
+
+
+class AliasOut(BaseModel):
+    name: str
+    alias: str
+    version: int
+    updated_at: datetime
+
+
+class YankIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class TokenIn(BaseModel):
+    scope: Literal["read", "publish", "admin"]
+    name: str = ""
+    namespaces: list[str] = Field(default_factory=list)
+    owner: bool = False
+    expires_in_days: float | None = Field(default=None, gt=0)
+
+
+class TokenOut(BaseModel):
+    id: int
+    prefix: str
+    name: str
+    scope: str
+    namespaces: list[str]
+    owner: bool
+    created_at: datetime
+    expires_at: datetime | None
+    revoked: bool
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="shown once; only its hash is stored")

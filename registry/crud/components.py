@@ -1,0 +1,216 @@
+"""Reading and writing components, groups and aliases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from parts.card import AUX_ROLES, Card
+from parts.names import Ref
+
+from ..db.models import Alias, Component, Group, Membership, utcnow
+from ..errors import NotFound
+
+__all__ = [
+    "find_by_digest",
+    "resolve_ref",
+    "create_component",
+    "list_components",
+    "list_versions",
+    "set_alias",
+    "delete_alias",
+    "yank",
+    "unyank",
+    "Page",
+]
+
+
+@dataclass
+class Page:
+    items: list[Component]
+    next_cursor: str | None
+
+
+def find_by_digest(session: Session, digest: str, include_yanked: bool = True) -> Component | None:
+    # The same bytes may be published under several names; the first publication wins.
+    q = sa.select(Component).where(Component.digest == digest)
+    if not include_yanked:
+        q = q.where(Component.yanked_at.is_(None))
+    return session.scalars(q.order_by(Component.id).limit(1)).first()
+
+
+def resolve_ref(session: Session, ref: Ref) -> Component:
+    """The component a ref names. Exact versions and digests resolve yanked versions too."""
+    if ref.kind == "digest":
+        found = find_by_digest(session, ref.digest or "")
+        if found is None:
+            raise NotFound(f"no component with digest sha256:{ref.digest}")
+        return found
+    base = sa.select(Component).where(Component.namespace == ref.namespace, Component.name == ref.name)
+    if ref.kind == "version":
+        found = session.scalars(base.where(Component.version == ref.version)).first()
+        if found is None:
+            raise NotFound(f"{ref.full_name} has no version {ref.version}")
+        return found
+    if ref.kind == "alias":
+        alias = session.get(Alias, (ref.namespace, ref.name, ref.alias))
+        if alias is None:
+            raise NotFound(f"{ref.full_name} has no alias {ref.alias!r}")
+        found = session.scalars(base.where(Component.version == alias.version, Component.yanked_at.is_(None))).first()
+        if found is None:
+            raise NotFound(f"alias {ref} points at version {alias.version}, which is yanked")
+        return found
+    found = session.scalars(base.where(Component.yanked_at.is_(None)).order_by(Component.version.desc()).limit(1)).first()
+    if found is None:
+        exists = session.scalar(sa.select(sa.func.count()).select_from(base.subquery()))
+        raise NotFound(f"every version of {ref.full_name} is yanked" if exists else f"no component named {ref.full_name}")
+    return found
+
+
+def create_component(*, session: Session, card: Card, digest: str, size: int, published_by: int | None) -> tuple[Component, bool]:
+    """Insert the next version of ``card.name``; returns ``(component, created)``.
+
+    Identical bytes under the same name return the existing version (idempotent
+    re-upload). The caller has already stored the blob: a row only ever points at a
+    blob that exists.
+    """
+    ns, name = card.namespace, card.short_name
+    existing = session.scalars(
+        sa.select(Component).where(Component.namespace == ns, Component.name == name, Component.digest == digest).limit(1)
+    ).first()
+    if existing is not None:
+        return existing, False
+
+    junction = card.interface.junction
+    for _attempt in range(5):
+        latest = session.scalar(sa.select(sa.func.max(Component.version)).where(Component.namespace == ns, Component.name == name))
+        version = (latest or 0) + 1
+        stored = card.model_copy(update={"version": version, "digest": f"sha256:{digest}", "size": size})
+        row = Component(
+            namespace=ns,
+            name=name,
+            version=version,
+            role=card.role,
+            arch_name=card.arch.name,
+            digest=digest,
+            size=size,
+            card=stored.model_dump(mode="json"),
+            junction_channels=junction.channels,
+            junction_spatial=None if junction.spatial == "any" else junction.spatial,
+            dataset=card.provenance.dataset.name if card.provenance.dataset else None,
+            published_by=published_by,
+        )
+        anchors = {a.removeprefix("sha256:") for a in card.compat.anchors}
+        if card.role in AUX_ROLES:
+            anchors.add(digest)
+        row.memberships = [Membership(anchor_digest=a) for a in sorted(anchors)]
+        try:
+            with session.begin_nested():
+                session.add(row)
+                session.flush()
+                if card.role in AUX_ROLES and session.get(Group, digest) is None:
+                    session.add(Group(anchor_digest=digest, anchor_id=row.id, kind=card.role.removeprefix("aux-"), junction_channels=junction.channels))
+                    session.flush()
+        except IntegrityError:
+            # A concurrent upload took this version number; take the next one.
+            continue
+        return row, True
+    raise RuntimeError(f"could not assign a version to {card.name} after 5 attempts (heavy concurrent publishing)")
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def list_components(
+    session: Session,
+    *,
+    role: str | None = None,
+    arch: str | None = None,
+    group: str | None = None,
+    dataset: str | None = None,
+    namespace: str | None = None,
+    prefix: str | None = None,
+    include_yanked: bool = False,
+    cursor: int | None = None,
+    limit: int = 50,
+) -> Page:
+    q = sa.select(Component)
+    if not include_yanked:
+        q = q.where(Component.yanked_at.is_(None))
+    if role:
+        q = q.where(Component.role == role)
+    if arch:
+        q = q.where(Component.arch_name == arch)
+    if dataset:
+        q = q.where(Component.dataset == dataset)
+    if namespace:
+        q = q.where(Component.namespace == namespace)
+    if prefix:
+        if "/" in prefix:
+            ns, _, rest = prefix.partition("/")
+            q = q.where(Component.namespace == ns, Component.name.like(_escape_like(rest) + "%", escape="\\"))
+        else:
+            q = q.where(Component.namespace.like(_escape_like(prefix) + "%", escape="\\"))
+    if group:
+        q = q.where(Component.id.in_(sa.select(Membership.component_id).where(Membership.anchor_digest == group)))
+    if cursor is not None:
+        q = q.where(Component.id > cursor)
+    rows = list(session.scalars(q.order_by(Component.id).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(rows, str(rows[-1].id) if more and rows else None)
+
+
+def list_versions(session: Session, namespace: str, name: str) -> list[Component]:
+    rows = list(
+        session.scalars(sa.select(Component).where(Component.namespace == namespace, Component.name == name).order_by(Component.version))
+    )
+    if not rows:
+        raise NotFound(f"no component named {namespace}/{name}")
+    return rows
+
+
+def set_alias(*, session: Session, namespace: str, name: str, alias: str, version: int) -> Alias:
+    target = session.scalars(
+        sa.select(Component).where(Component.namespace == namespace, Component.name == name, Component.version == version)
+    ).first()
+    if target is None:
+        raise NotFound(f"{namespace}/{name} has no version {version}")
+    if target.yanked_at is not None:
+        raise NotFound(f"{namespace}/{name}@{version} is yanked; an alias cannot point at it")
+    row = session.get(Alias, (namespace, name, alias))
+    if row is None:
+        row = Alias(namespace=namespace, name=name, alias=alias, version=version)
+        session.add(row)
+    else:
+        row.version = version
+        row.updated_at = utcnow()
+    session.flush()
+    return row
+
+
+def delete_alias(*, session: Session, namespace: str, name: str, alias: str) -> None:
+    row = session.get(Alias, (namespace, name, alias))
+    if row is None:
+        raise NotFound(f"{namespace}/{name} has no alias {alias!r}")
+    session.delete(row)
+    session.flush()
+
+
+def yank(*, session: Session, component: Component, reason: str) -> Component:
+    if component.yanked_at is None:
+        component.yanked_at = utcnow()
+    component.yank_reason = reason
+    session.flush()
+    return component
+
+
+def unyank(*, session: Session, component: Component) -> Component:
+    component.yanked_at = None
+    component.yank_reason = None
+    session.flush()
+    return component

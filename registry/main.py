@@ -1,0 +1,49 @@
+"""Builds the FastAPI application."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+
+from .api.routes import api_router
+from .config import Settings
+from .db.session import make_engine, make_sessionmaker
+from .errors import install_handlers
+from .storage import make_storage
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    engine = make_engine(settings.resolved_database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="partsbin registry",
+        version="0.1.0",
+        description="Registry of neural-network components made compatible by training (Gygli et al., AAAI 2021).",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.storage = make_storage(settings.resolved_storage_url, settings.s3_endpoint_url)
+    install_handlers(app)
+
+    @app.middleware("http")
+    async def request_id(request: Request, call_next):  # type: ignore[no-untyped-def]
+        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
+        response = await call_next(request)
+        response.headers["X-Request-ID"] = rid
+        return response
+
+    app.include_router(api_router)
+    return app

@@ -1,0 +1,47 @@
+"""Starting the registry: the schema check that ``partsbin serve`` runs first."""
+
+from __future__ import annotations
+
+from .config import Settings
+from .db.migrate import SchemaState, schema_state, upgrade
+from .db.session import make_engine
+
+__all__ = ["SchemaBehind", "prepare_database", "serve"]
+
+
+class SchemaBehind(RuntimeError):
+    pass
+
+
+def prepare_database(settings: Settings) -> str:
+    """Create a brand-new database at the current schema; refuse one that is behind.
+
+    Migrating an existing database is a step of its own (``partsbin db upgrade``), never
+    a side effect of starting a server.
+    """
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        state = schema_state(engine)
+        if state is SchemaState.EMPTY:
+            upgrade(engine)
+            return "created"
+        if state is SchemaState.BEHIND:
+            raise SchemaBehind("the registry database is behind this version of partsbin: run `partsbin db upgrade` first")
+        if state is SchemaState.UNKNOWN:
+            raise SchemaBehind(
+                "the database has tables but no known partsbin schema revision; point PARTSBIN_DATABASE_URL at a "
+                "partsbin database or an empty one"
+            )
+        return "ready"
+    finally:
+        engine.dispose()
+
+
+def serve(settings: Settings, host: str | None = None, port: int | None = None, log_level: str = "info") -> None:
+    import uvicorn
+
+    from .main import create_app
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_database(settings)
+    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port, log_level=log_level)

@@ -1,0 +1,135 @@
+"""Receiving ``POST /components``: the multipart body streams to a temporary file.
+
+The ``file`` part is written to the staging folder and hashed as it arrives, so a
+component is never held whole in memory and its digest costs no second pass. The size
+limit is enforced while streaming (413 as soon as it is passed). This sits directly on
+python-multipart's push parser, the one Starlette's form parser uses; Starlette's own
+``request.form()`` spools to a temporary file first and would need a second pass to hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import Request
+
+from .errors import InvalidRequest, TooLarge
+
+__all__ = ["ReceivedUpload", "receive_upload"]
+
+MAX_CARD_BYTES = 1024 * 1024
+
+
+@dataclass
+class ReceivedUpload:
+    path: Path
+    digest: str
+    size: int
+    card_text: str | None
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+class _Receiver:
+    def __init__(self, staging_dir: Path, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        fd, name = tempfile.mkstemp(prefix="upload-", suffix=".safetensors", dir=staging_dir)
+        self.path = Path(name)
+        self.file = os.fdopen(fd, "wb", buffering=0)
+        self.hasher = hashlib.sha256()
+        self.size = 0
+        self.card = bytearray()
+        self.seen: set[str] = set()
+        self._field = ""
+        self._header_name = b""
+        self._header_value = b""
+        self._part_name: str | None = None
+
+    # python-multipart callbacks -------------------------------------------------------
+    def on_part_begin(self) -> None:
+        self._part_name = None
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_name += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        if self._header_name.lower() == b"content-disposition":
+            _, options = parse_options_header(self._header_value)
+            self._part_name = options.get(b"name", b"").decode("latin-1")
+        self._header_name = self._header_value = b""
+
+    def on_headers_finished(self) -> None:
+        name = self._part_name
+        if name not in ("file", "card"):
+            raise InvalidRequest(f"unexpected form field {name!r}: send 'file' (the safetensors bytes) and optionally 'card' (JSON)")
+        if name in self.seen:
+            raise InvalidRequest(f"form field {name!r} given twice")
+        self.seen.add(name)
+        self._field = name
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        chunk = memoryview(data)[start:end]
+        if self._field == "file":
+            self.size += len(chunk)
+            if self.size > self.max_bytes:
+                raise TooLarge(f"upload exceeds the registry's limit of {self.max_bytes} bytes (PARTSBIN_MAX_UPLOAD_BYTES)")
+            self.file.write(chunk)
+            self.hasher.update(chunk)
+        else:
+            if len(self.card) + len(chunk) > MAX_CARD_BYTES:
+                raise InvalidRequest(f"the card is larger than {MAX_CARD_BYTES} bytes")
+            self.card += chunk
+
+    def callbacks(self) -> dict:  # type: ignore[type-arg]
+        return {
+            "on_part_begin": self.on_part_begin,
+            "on_header_field": self.on_header_field,
+            "on_header_value": self.on_header_value,
+            "on_header_end": self.on_header_end,
+            "on_headers_finished": self.on_headers_finished,
+            "on_part_data": self.on_part_data,
+        }
+
+
+async def receive_upload(request: Request, staging_dir: Path, max_bytes: int) -> ReceivedUpload:
+    content_type, params = parse_options_header(request.headers.get("content-type"))
+    if content_type != b"multipart/form-data" or b"boundary" not in params:
+        raise InvalidRequest("POST /components takes multipart/form-data with fields 'file' and 'card'")
+    declared = request.headers.get("content-length")
+    # The multipart envelope adds a few hundred bytes plus the card; refuse early when
+    # the declared length cannot fit, before reading anything.
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes + MAX_CARD_BYTES + 64 * 1024:
+        raise TooLarge(f"upload of {declared} bytes exceeds the registry's limit of {max_bytes} bytes (PARTSBIN_MAX_UPLOAD_BYTES)")
+
+    staging_dir.mkdir(parents=True, exist_ok=True)
+    receiver = _Receiver(staging_dir, max_bytes)
+    parser = MultipartParser(params[b"boundary"], receiver.callbacks())
+    try:
+        async for chunk in request.stream():
+            parser.write(chunk)
+        parser.finalize()
+    except BaseException:
+        receiver.file.close()
+        receiver.path.unlink(missing_ok=True)
+        raise
+    receiver.file.close()
+    if "file" not in receiver.seen:
+        receiver.path.unlink(missing_ok=True)
+        raise InvalidRequest("missing form field 'file' (the safetensors bytes)")
+    card = None
+    if "card" in receiver.seen:
+        try:
+            card = bytes(receiver.card).decode("utf-8")
+        except UnicodeDecodeError:
+            receiver.path.unlink(missing_ok=True)
+            raise InvalidRequest("the card is not UTF-8 JSON") from None
+    return ReceivedUpload(path=receiver.path, digest=receiver.hasher.hexdigest(), size=receiver.size, card_text=card)

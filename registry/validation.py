@@ -1,0 +1,103 @@
+"""Checks on an upload before anything is stored (DESIGN.md, "Upload checks")."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from parts.archs import ArchError, build_part, junction_of
+from parts.card import AUX_ROLES, CARD_METADATA_KEY, REGISTRY_FIELDS, Card, Junction, junctions_compatible
+from parts.safetensors_format import SafetensorsError, check_tensors_match, read_header
+
+from .crud.components import find_by_digest
+from .errors import InvalidUpload
+
+__all__ = ["validate_upload"]
+
+
+def _parse_card(text: str, where: str) -> dict:  # type: ignore[type-arg]
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidUpload(f"the {where} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidUpload(f"the {where} must be a JSON object")
+    return data
+
+
+def _card_model(data: dict) -> Card:  # type: ignore[type-arg]
+    try:
+        return Card.model_validate(data)
+    except ValidationError as exc:
+        msgs = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            msgs.append(f"{loc}: {err['msg']}" if loc else err["msg"])
+        raise InvalidUpload("invalid card: " + "; ".join(msgs)) from None
+
+
+def validate_upload(*, session: Session, path: Path, size: int, form_card: str | None, max_header_bytes: int) -> Card:
+    """Return the checked card, or raise :class:`InvalidUpload` saying what to fix."""
+    with path.open("rb") as fp:
+        try:
+            header = read_header(fp, size, max_header_bytes)
+        except SafetensorsError as exc:
+            raise InvalidUpload(f"not a valid safetensors file: {exc}") from None
+
+    embedded = header.metadata.get(CARD_METADATA_KEY)
+    if form_card is None and embedded is None:
+        raise InvalidUpload(f"no card: send the form field 'card' or embed it in the file's __metadata__[{CARD_METADATA_KEY!r}]")
+    form = _parse_card(form_card, "card field") if form_card is not None else None
+    inner = _parse_card(embedded, f"card embedded in __metadata__[{CARD_METADATA_KEY!r}]") if embedded is not None else None
+    if form is not None and inner is not None:
+        # The registry-assigned fields may be present in the form (a card read back from
+        # the API); everything else must agree after validation fills in defaults.
+        a = _card_model({k: v for k, v in form.items() if k not in REGISTRY_FIELDS}).embedded()
+        b = _card_model({k: v for k, v in inner.items() if k not in REGISTRY_FIELDS}).embedded()
+        if a != b:
+            diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            raise InvalidUpload(f"the card field and the card embedded in the file disagree on: {', '.join(diff)}")
+    data = {k: v for k, v in (form if form is not None else inner).items() if k not in REGISTRY_FIELDS}  # type: ignore[union-attr]
+    card = _card_model(data)
+
+    try:
+        module = build_part(card.arch.name, card.arch.config, card.arch.part, card.arch.split, device="meta")
+        channels, spatial = junction_of(
+            card.arch.name, card.arch.config, card.arch.split, card.interface.input.size if card.interface.input else None
+        )
+    except (ArchError, ValueError) as exc:
+        raise InvalidUpload(f"card arch cannot be built: {exc}") from None
+    try:
+        check_tensors_match(header, module)
+    except SafetensorsError as exc:
+        raise InvalidUpload(str(exc)) from None
+
+    declared = card.interface.junction
+    expected_spatial: int | str = "any" if card.arch.part == "head" else spatial  # type: ignore[assignment]
+    if declared.channels != channels or (card.arch.part != "head" and declared.spatial != expected_spatial):
+        raise InvalidUpload(
+            f"interface.junction {declared.model_dump()} does not match the arch, which gives "
+            f"channels={channels}, spatial={expected_spatial!r}"
+        )
+
+    for anchor in card.compat.anchors:
+        hex_ = anchor.removeprefix("sha256:")
+        found = find_by_digest(session, hex_)
+        if found is None:
+            raise InvalidUpload(f"compat.anchors names {anchor}, which is not in this registry: publish the aux head first")
+        if found.role not in AUX_ROLES:
+            raise InvalidUpload(f"compat.anchors names {anchor} ({found.ref}), which is a {found.role}, not an aux head")
+        anchor_junction = Junction.model_validate(found.card["interface"]["junction"])
+        if card.arch.part == "head":
+            ok = anchor_junction.channels == declared.channels
+        else:
+            ok = junctions_compatible(declared, anchor_junction)
+        if not ok:
+            raise InvalidUpload(
+                f"feature interface {declared.model_dump()} does not meet anchor {anchor} ({found.ref}), "
+                f"which takes {anchor_junction.model_dump()}"
+            )
+    return card
