@@ -1,0 +1,79 @@
+"""The one place that turns HTTP answers into client errors, and the one retry helper."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import httpx
+
+from .errors import (
+    ComponentNotFound,
+    Conflict,
+    ConnectionFailed,
+    Incompatible,
+    InvalidUpload,
+    RegistryError,
+    ServerError,
+    Unauthorized,
+)
+
+__all__ = ["raise_for_status", "with_retries"]
+
+T = TypeVar("T")
+
+_BY_CODE: dict[str, type[RegistryError]] = {
+    "not_found": ComponentNotFound,
+    "unauthorized": Unauthorized,
+    "forbidden": Unauthorized,
+    "invalid_upload": InvalidUpload,
+    "invalid_name": InvalidUpload,
+    "invalid_request": InvalidUpload,
+    "too_large": InvalidUpload,
+    "incompatible": Incompatible,
+    "conflict": Conflict,
+    "storage_unavailable": ServerError,
+}
+_BY_STATUS: dict[int, type[RegistryError]] = {404: ComponentNotFound, 401: Unauthorized, 403: Unauthorized, 409: Conflict, 413: InvalidUpload, 422: InvalidUpload}
+RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def raise_for_status(response: httpx.Response) -> httpx.Response:
+    if response.is_success or response.status_code == 304:
+        return response
+    code = response.headers.get("x-error-code")
+    message = response.reason_phrase or f"HTTP {response.status_code}"
+    try:
+        if not response.is_stream_consumed:
+            response.read()
+        body = response.json()
+        if isinstance(body, dict) and body.get("detail"):
+            message = str(body["detail"])
+            code = code or body.get("code")
+    except Exception:  # noqa: BLE001 — a non-JSON error body keeps the reason phrase
+        pass
+    cls = _BY_CODE.get(code or "") or _BY_STATUS.get(response.status_code) or (ServerError if response.status_code >= 500 else RegistryError)
+    exc = cls(message, status_code=response.status_code, code=code, request_id=response.headers.get("x-request-id"))
+    retry_after = response.headers.get("retry-after", "")
+    exc.retry_after = float(retry_after) if retry_after.replace(".", "", 1).isdigit() else None  # type: ignore[attr-defined]
+    raise exc
+
+
+def with_retries(fn: Callable[[], T], *, attempts: int = 4, base: float = 0.25, cap: float = 8.0) -> T:
+    """Retry an idempotent request on 408/429/5xx and network errors, doubling the wait
+    up to ``cap`` and honouring ``Retry-After``."""
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except (httpx.TransportError, RegistryError) as exc:
+            retriable = isinstance(exc, httpx.TransportError) or (isinstance(exc, RegistryError) and exc.status_code in RETRY_STATUS)
+            if not retriable or attempt == attempts - 1:
+                if isinstance(exc, httpx.TransportError):
+                    raise ConnectionFailed(f"could not reach the registry: {exc}") from exc
+                raise
+            wait = min(cap, base * 2**attempt) * (0.5 + random.random() / 2)
+            retry_after = getattr(exc, "retry_after", None)
+            time.sleep(float(retry_after) if retry_after else wait)
+    raise AssertionError("unreachable")

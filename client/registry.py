@@ -1,0 +1,265 @@
+"""``Registry``: the Python client of a partsbin registry."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import torch
+from torch import nn
+
+from parts.archs import build_part
+from parts.batchnorm import BNMode
+from parts.card import CARD_METADATA_KEY, Card
+from parts.names import Ref, parse_ref
+from parts.safetensors_format import load_state_dict, save_state_dict
+
+from ._http import raise_for_status, with_retries
+from .assemble import AssembledModel, check_junctions
+from .cache import Cache
+from .errors import InvalidUpload
+from .progress import progress_bar
+
+__all__ = ["Registry", "Component", "DEFAULT_URL"]
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+_CHUNK = 1024 * 1024
+
+
+@dataclass
+class Component:
+    """A stored component as the registry describes it; ``path`` is set once pulled."""
+
+    ref: str
+    name: str
+    version: int
+    digest: str
+    size: int
+    role: str
+    yanked: bool
+    card: Card
+    raw: dict[str, Any]
+    path: Path | None = None
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> "Component":
+        return cls(
+            ref=data["ref"], name=data["name"], version=data["version"], digest=data["digest"], size=data["size"],
+            role=data["role"], yanked=data["yanked"], card=Card.model_validate(data["card"]), raw=data,
+        )  # fmt: skip
+
+    @property
+    def hex(self) -> str:
+        return self.digest.removeprefix("sha256:")
+
+    def build(self, device: str | torch.device = "cpu") -> nn.Module:
+        """The module this component's card describes, with its weights (``strict=True``)."""
+        if self.path is None:
+            raise ValueError(f"{self.ref} is not pulled yet: use Registry.pull")
+        a = self.card.arch
+        module = build_part(a.name, a.config, a.part, a.split)
+        module.load_state_dict(load_state_dict(self.path), strict=True)
+        return module.to(device)
+
+
+class Registry:
+    """Client of a partsbin registry.
+
+    ``url`` and ``token`` fall back to ``PARTSBIN_URL`` and ``PARTSBIN_TOKEN``; the
+    cache to ``PARTSBIN_CACHE_DIR`` (default ``~/.cache/partsbin``).
+    """
+
+    def __init__(self, url: str | None = None, token: str | None = None, *, cache_dir: str | Path | None = None, timeout: float = 60.0, progress: bool = False) -> None:
+        self.url = (url or os.environ.get("PARTSBIN_URL") or DEFAULT_URL).rstrip("/")
+        token = token if token is not None else os.environ.get("PARTSBIN_TOKEN") or None
+        headers = {"User-Agent": "partsbin-client/0.1"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=httpx.Timeout(timeout, connect=10.0))
+        self.cache = Cache(Path(cache_dir) if cache_dir else None)
+        self.progress = progress
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "Registry":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing ----------------------------------------------------------------------
+    def _get(self, path: str, **params: Any) -> Any:
+        params = {k: v for k, v in params.items() if v is not None}
+        return with_retries(lambda: raise_for_status(self._http.get(path, params=params)).json())
+
+    def _send(self, method: str, path: str, **kw: Any) -> Any:
+        response = raise_for_status(self._http.request(method, path, **kw))
+        return response.json() if response.content else None
+
+    def _pages(self, path: str, **params: Any) -> Iterator[dict[str, Any]]:
+        cursor = None
+        while True:
+            page = self._get(path, cursor=cursor, **params)
+            yield from page["items"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
+    # -- publishing --------------------------------------------------------------------
+    def push(self, module_or_file: nn.Module | str | Path, card: Card | dict[str, Any] | None = None) -> Component:
+        """Publish a module (its state dict is written with the card embedded) or an
+        existing ``.safetensors`` file. Returns the stored component with its version."""
+        card_model = Card.model_validate(card) if isinstance(card, dict) else card
+        tmp: Path | None = None
+        try:
+            if isinstance(module_or_file, nn.Module):
+                if card_model is None:
+                    raise InvalidUpload("push(module, card): a module needs a card")
+                fd, name = tempfile.mkstemp(suffix=".safetensors")
+                os.close(fd)
+                tmp = Path(name)
+                save_state_dict(module_or_file.state_dict(), tmp, {CARD_METADATA_KEY: card_model.embedded_json()})
+                path = tmp
+            else:
+                path = Path(module_or_file)
+                if not path.is_file():
+                    raise FileNotFoundError(f"no such file: {path}")
+            data = {"card": card_model.model_dump_json(exclude={"version", "digest", "size"})} if card_model else {}
+            size = path.stat().st_size
+            with path.open("rb") as fh, progress_bar(self.progress, size, f"push {card_model.name if card_model else path.name}") as advance:
+                reader = _ProgressReader(fh, advance)
+                response = self._http.post("/components", data=data, files={"file": (path.name, reader, "application/octet-stream")}, timeout=None)
+            return Component.from_api(raise_for_status(response).json())
+        finally:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
+
+    # -- lookups -----------------------------------------------------------------------
+    def info(self, ref: str) -> Component:
+        return Component.from_api(self._get(parse_ref(ref).api_path()))
+
+    def list(self, **filters: Any) -> list[Component]:
+        """Every component matching the filters (role, arch, group, dataset, namespace, prefix)."""
+        return [Component.from_api(c) for c in self._pages("/components", **filters)]
+
+    def versions(self, name: str) -> list[Component]:
+        ns, n = name.split("/", 1)
+        return [Component.from_api(c) for c in self._get(f"/components/{ns}/{n}/versions")]
+
+    def pull(self, ref: str) -> Component:
+        """Download a component into the cache (verifying its sha256) and return it with
+        ``path`` set. A component already cached is not transferred again; an exact
+        version or digest already cached needs no request at all."""
+        parsed = parse_ref(ref)
+        cached = self.cache.lookup(parsed)
+        meta_path = self.cache.root / "meta" / f"{cached}.json" if cached else None
+        if cached and meta_path and meta_path.is_file():
+            comp = Component.from_api(json.loads(meta_path.read_text()))
+        else:
+            comp = self.info(ref)
+            meta = self.cache.root / "meta" / f"{comp.hex}.json"
+            meta.parent.mkdir(parents=True, exist_ok=True)
+            meta.write_text(json.dumps(comp.raw))
+        if not self.cache.has(comp.hex):
+            with_retries(lambda: self._download(comp))
+        self.cache.remember(Ref(kind="version", namespace=comp.name.split("/")[0], name=comp.name.split("/")[1], version=comp.version), comp.hex)
+        comp.path = self.cache.blob_path(comp.hex)
+        return comp
+
+    def _download(self, comp: Component) -> None:
+        target = self.cache.incomplete(comp.hex)
+        hasher = hashlib.sha256()
+        try:
+            with self._http.stream("GET", f"/components/by-digest/{comp.hex}/file", timeout=None) as response:
+                raise_for_status(response)
+                with target.open("wb") as fh, progress_bar(self.progress, comp.size, f"pull {comp.ref}") as advance:
+                    for chunk in response.iter_raw(_CHUNK):
+                        fh.write(chunk)
+                        hasher.update(chunk)
+                        advance(len(chunk))
+            self.cache.commit(comp.hex, target, hasher)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+
+    def load(self, ref: str, device: str | torch.device = "cpu") -> nn.Module:
+        return self.pull(ref).build(device)
+
+    def compatible(self, *, head: str | None = None, extractor: str | None = None) -> list[dict[str, Any]]:
+        """Components that recombine with ``head`` (extractors) or ``extractor`` (heads),
+        each with its ``component``, ``role``, ``status`` and ``reasons``."""
+        if (head is None) == (extractor is None):
+            raise ValueError("compatible(): give exactly one of head= or extractor=")
+        params = {"head": head} if head is not None else {"extractor": extractor}
+        out = []
+        for item in self._pages("/compatible", **params):
+            item["component"] = Component.from_api(item["component"])
+            out.append(item)
+        return out
+
+    def groups(self) -> list[dict[str, Any]]:
+        return list(self._pages("/groups"))
+
+    def group(self, group_id: str) -> dict[str, Any]:
+        return self._get(f"/groups/{group_id.removeprefix('sha256:')}")
+
+    # -- management --------------------------------------------------------------------
+    def set_alias(self, name: str, alias: str, version: int) -> dict[str, Any]:
+        return self._send("PUT", f"/components/{name}/aliases/{quote(alias)}", json={"version": version})
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self._send("DELETE", f"/components/{name}/aliases/{quote(alias)}")
+
+    def yank(self, ref: str, reason: str) -> Component:
+        r = parse_ref(ref)
+        if r.kind != "version":
+            raise ValueError("yank takes an exact version: ns/name@VERSION")
+        return Component.from_api(self._send("POST", f"{r.api_path()}/yank", json={"reason": reason}))
+
+    def unyank(self, ref: str) -> Component:
+        r = parse_ref(ref)
+        if r.kind != "version":
+            raise ValueError("unyank takes an exact version: ns/name@VERSION")
+        return Component.from_api(self._send("DELETE", f"{r.api_path()}/yank"))
+
+    # -- recombination -----------------------------------------------------------------
+    def assemble(self, extractor: str | Component, head: str | Component, *, bn_mode: BNMode = "batch", device: str | torch.device = "cpu") -> AssembledModel:
+        """``head(extractor(x))`` from two stored parts. Refuses parts whose feature
+        interfaces differ. BatchNorm uses batch statistics by default (the paper's
+        choice for recombined networks, §4); ``bn_mode="running"`` uses stored ones."""
+        ext = extractor if isinstance(extractor, Component) and extractor.path else self.pull(extractor if isinstance(extractor, str) else extractor.ref)
+        hd = head if isinstance(head, Component) and head.path else self.pull(head if isinstance(head, str) else head.ref)
+        check_junctions(ext.ref, ext.card, hd.ref, hd.card)
+        return AssembledModel(ext.build(device), hd.build(device), bn_mode=bn_mode, extractor_ref=ext.ref, head_ref=hd.ref, labels=hd.card.interface.output.labels if hd.card.interface.output else None)
+
+
+class _ProgressReader:
+    """A file wrapper that reports how much httpx has read for the upload."""
+
+    def __init__(self, fh: Any, advance: Any) -> None:
+        self._fh = fh
+        self._advance = advance
+
+    def read(self, n: int = -1) -> bytes:
+        chunk = self._fh.read(n if n and n > 0 else _CHUNK)
+        self._advance(len(chunk))
+        return chunk
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self.read(_CHUNK):
+            yield chunk
+
+    def seek(self, *args: Any) -> int:
+        return self._fh.seek(*args)
+
+    def tell(self) -> int:
+        return self._fh.tell()
