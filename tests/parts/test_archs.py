@@ -1,0 +1,72 @@
+import math
+
+import pytest
+import torch
+
+from parts.archs import ArchError, build, junction_of, list_archs, register
+
+CASES = [
+    ("resnet_cifar", {"depth": 20}, "stage2"),
+    ("resnet_cifar", {"depth": 20}, "stage1"),
+    ("resnet_cifar", {"depth": 56, "width": 8, "in_chans": 1}, "stage2"),
+    ("wide_resnet", {"depth": 16, "widen": 2}, "stage2"),
+    ("wide_resnet", {"depth": 10, "widen": 1}, "stage1"),
+    ("mobilenetv2_cifar", {"width_mult": 0.5}, "block11"),
+    ("mobilenetv2_cifar", {}, "block4"),
+    ("resnet_cifar", {"depth": 20, "junction_channels": 64}, "stage2"),
+]
+
+
+@pytest.mark.parametrize("name,cfg,split", CASES)
+def test_split_composes_to_the_network(name, cfg, split):
+    torch.manual_seed(0)
+    net = build(name, split=split, **cfg)
+    net.train()
+    net(torch.randn(4, cfg.get("in_chans", 3), 32, 32))  # make running stats non-trivial
+    net.eval()
+    x = torch.randn(3, cfg.get("in_chans", 3), 32, 32)
+    feats = net.extractor()(x)
+    assert torch.equal(net.head()(feats), net(x))
+    # The declared feature interface is what the extractor really produces.
+    channels, spatial = junction_of(name, cfg, split, 32)
+    assert feats.shape[1:] == (channels, spatial, spatial)
+    # Parts partition the network's state dict.
+    e, h = net.extractor().state_dict(), net.head().state_dict()
+    assert set(e).isdisjoint(h) and set(e) | set(h) == set(net.state_dict())
+
+
+def test_paper_split_points():
+    # ResNet-56 after stage 2: 32 channels at 16x16 for CIFAR inputs.
+    assert junction_of("resnet_cifar", {"depth": 56}, None, 32) == (32, 16)
+    # MobileNetV2 after inverted-residual block 11 (of 17): 96 channels at 8x8.
+    assert junction_of("mobilenetv2_cifar", {}, None, 32) == (96, 8)
+    assert build("mobilenetv2_cifar", device="meta").split == "block11"
+    assert sum(1 for n, _ in build("mobilenetv2_cifar", device="meta").named_children() if n.startswith("block")) == 17
+    # WRN-28-10 after stage 2: 320 channels.
+    assert junction_of("wide_resnet", {"depth": 28, "widen": 10}, None, 32) == (320, 16)
+    # Odd input sizes round up, as padded stride-2 convolutions do.
+    assert junction_of("resnet_cifar", {"depth": 20}, None, 15) == (32, math.ceil(15 / 2))
+
+
+def test_heads_accept_any_spatial_size():
+    net = build("resnet_cifar", depth=20)
+    assert net.head()(torch.randn(2, 32, 5, 5)).shape == (2, 10)
+
+
+def test_errors_name_what_is_wrong():
+    with pytest.raises(ArchError, match="unknown architecture 'nope'"):
+        build("nope")
+    with pytest.raises(ArchError, match="unknown split point 'stage3'"):
+        build("resnet_cifar", split="stage3")
+    with pytest.raises(ValueError, match="6n\\+2"):
+        build("resnet_cifar", depth=21)
+    with pytest.raises(ArchError, match="bad configuration"):
+        build("resnet_cifar", colour="red")
+    with pytest.raises(ArchError, match="already registered"):
+        register("resnet_cifar")(lambda **kw: None)
+    assert {"resnet_cifar", "wide_resnet", "mobilenetv2_cifar"} <= set(list_archs())
+
+
+def test_meta_build_allocates_nothing():
+    net = build("wide_resnet", depth=28, widen=10, device="meta")
+    assert all(p.device.type == "meta" for p in net.parameters())
