@@ -11,7 +11,6 @@ moved into place under a file lock only when the digest matches.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import uuid
 from pathlib import Path
@@ -70,10 +69,10 @@ class Cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
-    def commit(self, digest: str, incomplete: Path, hasher: "hashlib._Hash") -> Path:
+    def commit(self, digest: str, incomplete: Path, got: str) -> Path:
+        """Move a download into place if it hashed (``got``) to ``digest``."""
         from .errors import DigestMismatch
 
-        got = hasher.hexdigest()
         if got != digest:
             incomplete.unlink(missing_ok=True)
             raise DigestMismatch(f"downloaded bytes hash to sha256:{got}, expected sha256:{digest}; nothing was cached")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -19,6 +18,7 @@ from torch import nn
 from parts.archs import build_part
 from parts.batchnorm import BNMode
 from parts.card import CARD_METADATA_KEY, Card
+from parts.hashing import HashingWriter
 from parts.names import Ref, parse_ref
 from parts.safetensors_format import load_state_dict, save_state_dict
 
@@ -177,19 +177,14 @@ class Registry:
 
     def _download(self, comp: Component) -> None:
         target = self.cache.incomplete(comp.hex)
-        hasher = hashlib.sha256()
-        try:
+        with HashingWriter(target) as writer:
             with self._http.stream("GET", f"/components/by-digest/{comp.hex}/file", timeout=None) as response:
                 raise_for_status(response)
-                with target.open("wb") as fh, progress_bar(self.progress, comp.size, f"pull {comp.ref}") as advance:
-                    for chunk in response.iter_raw(_CHUNK):
-                        fh.write(chunk)
-                        hasher.update(chunk)
+                with progress_bar(self.progress, comp.size, f"pull {comp.ref}") as advance:
+                    for chunk in response.iter_raw():
+                        writer.write(chunk)
                         advance(len(chunk))
-            self.cache.commit(comp.hex, target, hasher)
-        except BaseException:
-            target.unlink(missing_ok=True)
-            raise
+            self.cache.commit(comp.hex, target, writer.close())
 
     def load(self, ref: str, device: str | torch.device = "cpu") -> nn.Module:
         return self.pull(ref).build(device)

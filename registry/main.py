@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 
 from .api.routes import api_router
 from .config import Settings
 from .db.session import make_engine, make_sessionmaker
 from .errors import install_handlers
+from .middleware import RequestIDMiddleware
 from .storage import make_storage
 
 __all__ = ["create_app"]
@@ -38,12 +38,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.storage = make_storage(settings.resolved_storage_url, settings.s3_endpoint_url)
     install_handlers(app)
 
-    @app.middleware("http")
-    async def request_id(request: Request, call_next):  # type: ignore[no-untyped-def]
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
-        response = await call_next(request)
-        response.headers["X-Request-ID"] = rid
-        return response
-
+    app.add_middleware(RequestIDMiddleware)
     app.include_router(api_router)
     return app

@@ -9,7 +9,6 @@ python-multipart's push parser, the one Starlette's form parser uses; Starlette'
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -17,6 +16,8 @@ from pathlib import Path
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
+
+from parts.hashing import HashingWriter
 
 from .errors import InvalidRequest, TooLarge
 
@@ -40,9 +41,9 @@ class _Receiver:
     def __init__(self, staging_dir: Path, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         fd, name = tempfile.mkstemp(prefix="upload-", suffix=".safetensors", dir=staging_dir)
+        os.close(fd)
         self.path = Path(name)
-        self.file = os.fdopen(fd, "wb", buffering=0)
-        self.hasher = hashlib.sha256()
+        self.writer = HashingWriter(self.path)
         self.size = 0
         self.card = bytearray()
         self.seen: set[str] = set()
@@ -82,8 +83,7 @@ class _Receiver:
             self.size += len(chunk)
             if self.size > self.max_bytes:
                 raise TooLarge(f"upload exceeds the registry's limit of {self.max_bytes} bytes (PARTSBIN_MAX_UPLOAD_BYTES)")
-            self.file.write(chunk)
-            self.hasher.update(chunk)
+            self.writer.write(chunk)
         else:
             if len(self.card) + len(chunk) > MAX_CARD_BYTES:
                 raise InvalidRequest(f"the card is larger than {MAX_CARD_BYTES} bytes")
@@ -118,10 +118,9 @@ async def receive_upload(request: Request, staging_dir: Path, max_bytes: int) ->
             parser.write(chunk)
         parser.finalize()
     except BaseException:
-        receiver.file.close()
-        receiver.path.unlink(missing_ok=True)
+        receiver.writer.abort()
         raise
-    receiver.file.close()
+    digest = receiver.writer.close()
     if "file" not in receiver.seen:
         receiver.path.unlink(missing_ok=True)
         raise InvalidRequest("missing form field 'file' (the safetensors bytes)")
@@ -132,4 +131,4 @@ async def receive_upload(request: Request, staging_dir: Path, max_bytes: int) ->
         except UnicodeDecodeError:
             receiver.path.unlink(missing_ok=True)
             raise InvalidRequest("the card is not UTF-8 JSON") from None
-    return ReceivedUpload(path=receiver.path, digest=receiver.hasher.hexdigest(), size=receiver.size, card_text=card)
+    return ReceivedUpload(path=receiver.path, digest=digest, size=receiver.size, card_text=card)

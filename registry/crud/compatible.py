@@ -27,25 +27,25 @@ def compatible_with(session: Session, target: Component, *, cursor: int | None, 
     if not anchors:
         return [], None
     q = (
-        sa.select(Component.id)
-        .join(Membership, Membership.component_id == Component.id)
+        sa.select(Membership.component_id)
+        .join(Component, Component.id == Membership.component_id)
         .where(
             Membership.anchor_digest.in_(anchors),
+            Membership.junction_channels == target.junction_channels,
+            Membership.component_id != target.id,
             Component.yanked_at.is_(None),
-            Component.id != target.id,
-            Component.junction_channels == target.junction_channels,
         )
     )
     if target.role in HEAD_ROLES:
-        q = q.where(Component.role == "extractor")
+        q = q.where(Membership.role == "extractor")
         if target.junction_spatial is not None:
-            q = q.where(Component.junction_spatial == target.junction_spatial)
+            q = q.where(Membership.junction_spatial == target.junction_spatial)
     else:
-        q = q.where(Component.role.in_(sorted(HEAD_ROLES)))
-        q = q.where(sa.or_(Component.junction_spatial.is_(None), Component.junction_spatial == target.junction_spatial))
+        q = q.where(Membership.role.in_(sorted(HEAD_ROLES)))
+        q = q.where(sa.or_(Membership.junction_spatial.is_(None), Membership.junction_spatial == target.junction_spatial))
     if cursor is not None:
-        q = q.where(Component.id > cursor)
-    ids = list(session.scalars(q.group_by(Component.id).order_by(Component.id).limit(limit + 1)))
+        q = q.where(Membership.component_id > cursor)
+    ids = list(session.scalars(q.group_by(Membership.component_id).order_by(Membership.component_id).limit(limit + 1)))
     more = len(ids) > limit
     ids = ids[:limit]
     if not ids:

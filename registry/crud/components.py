@@ -106,7 +106,10 @@ def create_component(*, session: Session, card: Card, digest: str, size: int, pu
         anchors = {a.removeprefix("sha256:") for a in card.compat.anchors}
         if card.role in AUX_ROLES:
             anchors.add(digest)
-        row.memberships = [Membership(anchor_digest=a) for a in sorted(anchors)]
+        row.memberships = [
+            Membership(anchor_digest=a, role=row.role, junction_channels=row.junction_channels, junction_spatial=row.junction_spatial)
+            for a in sorted(anchors)
+        ]
         try:
             with session.begin_nested():
                 session.add(row)

@@ -102,13 +102,19 @@ class Membership(Base):
     """Component ``component_id`` belongs to the group anchored by ``anchor_digest``.
 
     An aux head is a member of its own group, so one query serves both directions of
-    ``/compatible``.
+    ``/compatible``. The member's role and junction are copied here (they never change
+    once published) so that lookup is one range scan of ``ix_memberships_lookup``,
+    whatever plan the database would otherwise pick.
     """
 
     __tablename__ = "memberships"
+    __table_args__ = (sa.Index("ix_memberships_lookup", "anchor_digest", "role", "junction_channels", "component_id"),)
 
     component_id: Mapped[int] = mapped_column(sa.ForeignKey("components.id", ondelete="CASCADE"), primary_key=True)
-    anchor_digest: Mapped[str] = mapped_column(sa.String(64), primary_key=True, index=True)
+    anchor_digest: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(sa.String(16))
+    junction_channels: Mapped[int]
+    junction_spatial: Mapped[int | None]
 
     component: Mapped[Component] = relationship(back_populates="memberships")
 

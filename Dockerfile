@@ -1,0 +1,17 @@
+FROM python:3.11-slim
+WORKDIR /app
+# torch first and pinned, so no dependency resolves another build. Pass
+# --build-arg TORCH_INDEX_URL=<PyTorch's CPU wheel index> to skip the CUDA packages.
+ARG TORCH_INDEX_URL=
+RUN pip install --no-cache-dir torch==2.13.0 ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
+COPY pyproject.toml README.md ./
+COPY parts parts
+COPY registry registry
+COPY client client
+COPY trainer trainer
+COPY migrations migrations
+RUN pip install --no-cache-dir .
+ENV PARTSBIN_DATA_DIR=/data
+VOLUME /data
+EXPOSE 8000
+CMD ["partsbin", "serve", "--host", "0.0.0.0", "--port", "8000"]
