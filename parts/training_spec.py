@@ -1,0 +1,154 @@
+"""The training job spec (YAML or JSON), validated at the edge.
+
+It lives in the shared core so that the registry validates a job at submission —
+naming the bad field — without importing the trainer. ``partsbin train --schema``
+prints its JSON Schema.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .names import InvalidName, parse_ref, validate_part
+
+__all__ = ["Transform", "DataSpec", "TaskSpec", "ArchChoice", "Settings", "TrainSpec", "PAIRS"]
+
+# Two-domain pairs available by name (DESIGN.md, "Data here"); trainer.data builds them.
+PAIRS = ("fashion-mnist", "digits")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Transform(_Model):
+    """One step of a domain shift or input preparation, applied in order."""
+
+    op: Literal["resize", "invert", "grey_to_rgb", "normalize"]
+    size: int | None = Field(default=None, ge=1, description="resize: size to resample to")
+    back_to: int | None = Field(default=None, ge=1, description="resize: then resample back to this size (28→14→28)")
+    mean: list[float] | None = None
+    std: list[float] | None = None
+
+    @model_validator(mode="after")
+    def _args(self) -> "Transform":
+        if self.op == "resize" and self.size is None:
+            raise ValueError("resize needs 'size'")
+        if self.op == "normalize" and (self.mean is None or self.std is None):
+            raise ValueError("normalize needs 'mean' and 'std'")
+        return self
+
+
+class DataSpec(_Model):
+    """Where a task's images come from and what is done to them."""
+
+    source: Literal["digits", "fashion-mnist", "cifar10", "cifar100", "stl10", "folder", "npz"]
+    path: str | None = Field(default=None, description="file or folder; default: the source's standard location")
+    classes: list[str] | None = Field(default=None, description="class subset by label name, in this order (labels are remapped)")
+    indices: Literal["even", "odd"] | None = Field(default=None, description="keep even- or odd-indexed examples")
+    transforms: list[Transform] = Field(default_factory=list)
+    limit: int | None = Field(default=None, ge=1, description="keep the first N examples (after the selections)")
+
+
+class TaskSpec(_Model):
+    name: str
+    train: DataSpec | None = None
+    test: DataSpec | None = None
+    pair: Literal["fashion-mnist", "digits"] | None = Field(default=None, description="a named two-domain pair ...")
+    pair_task: Literal["a", "b"] | None = Field(default=None, description="... and which of its two tasks")
+    test_limit: int | None = Field(default=None, ge=1, description="evaluate on a fixed subset of the test split")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        try:
+            return validate_part(v, "task name")
+        except InvalidName as exc:
+            raise ValueError(str(exc)) from None
+
+    @model_validator(mode="after")
+    def _source(self) -> "TaskSpec":
+        if (self.pair is None) == (self.train is None):
+            raise ValueError("give either 'pair' and 'pair_task', or 'train' (and 'test') data")
+        if self.pair is not None and self.pair_task is None:
+            raise ValueError("'pair' needs 'pair_task': a or b")
+        return self
+
+
+class ArchChoice(_Model):
+    name: str = "resnet_cifar"
+    config: dict[str, Any] = Field(default_factory=lambda: {"depth": 20})
+    split: str | None = None
+
+
+class Settings(_Model):
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: float = Field(default=0.05, gt=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    weight_decay: float = Field(default=5e-4, ge=0)
+    schedule: Literal["cosine", "step", "constant"] = "cosine"
+    warmup_steps: int = Field(default=0, ge=0)
+    steps: int = Field(default=1000, ge=1, description="optimiser steps per network (joint: per task)")
+    batch_size: int = Field(default=64, ge=2)
+    rp_fraction: float = Field(
+        default=1.0, gt=0, le=1,
+        description="fraction of each batch rotated for RP: an unbiased estimate of the RP term at a fraction of its cost",
+    )  # fmt: skip
+    augment: bool = Field(default=False, description="random crop with padding and horizontal flip")
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = Field(default=None, ge=1, description="torch CPU threads; default: torch's choice")
+    bn_eval: Literal["batch", "running"] = Field(default="batch", description="BatchNorm at evaluation (the paper uses batch)")
+    eval_batch_size: int = Field(default=256, ge=2)
+
+
+class TrainSpec(_Model):
+    """One training run: one or two networks, the compatibility methods and the scheme."""
+
+    name: str = Field(description="run name; published components are NAMESPACE/NAME-TASK-extractor, ...")
+    namespace: str = "local"
+    arch: ArchChoice = Field(default_factory=ArchChoice)
+    tasks: list[TaskSpec] = Field(min_length=1, max_length=8)
+    methods: list[Literal["RP", "DCC", "IIW"]] = Field(default_factory=list)
+    scheme: Literal["joint", "incremental", "independent", "upper-bound"] = "joint"
+    dcc_labels: list[str] | None = Field(default=None, description="DCC's label set by name; default: the labels all tasks share")
+    anchors: list[str] = Field(default_factory=list, description="incremental: refs of frozen aux heads to train against")
+    init: str | None = Field(default=None, description="IIW from a registered component of role 'init' (ref)")
+    settings: Settings = Field(default_factory=Settings)
+    publish: bool = True
+
+    @field_validator("name", "namespace")
+    @classmethod
+    def _part(cls, v: str) -> str:
+        try:
+            return validate_part(v)
+        except InvalidName as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("anchors")
+    @classmethod
+    def _refs(cls, v: list[str]) -> list[str]:
+        for ref in v:
+            try:
+                parse_ref(ref)
+            except InvalidName as exc:
+                raise ValueError(str(exc)) from None
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TrainSpec":
+        names = [t.name for t in self.tasks]
+        if len(set(names)) != len(names):
+            raise ValueError("task names must be unique")
+        if self.scheme in ("independent", "upper-bound") and set(self.methods) & {"RP", "DCC"}:
+            raise ValueError(f"scheme {self.scheme!r} trains no shared aux head: leave RP and DCC out of 'methods'")
+        if self.anchors and self.scheme != "incremental":
+            raise ValueError("'anchors' (frozen aux heads) belong to the incremental scheme")
+        if self.init is not None:
+            try:
+                parse_ref(self.init)
+            except InvalidName as exc:
+                raise ValueError(f"init: {exc}") from None
+        return self

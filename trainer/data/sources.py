@@ -1,0 +1,183 @@
+"""Loaders for the data sets users have on disk. Nothing is downloaded: a missing data
+set is an error that says where it looked and how to install it.
+
+Every loader returns :class:`Images`: float32 images in [0, 1] shaped N×C×H×W, int64
+labels, and the class names (labels are strings everywhere in partsbin).
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["Images", "DataMissing", "load_source", "FASHION_MNIST_DIR", "FASHION_MNIST_CLASSES"]
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot"]
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+STL10_CLASSES = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]
+
+
+class DataMissing(FileNotFoundError):
+    pass
+
+
+@dataclass
+class Images:
+    x: torch.Tensor
+    y: torch.Tensor
+    classes: list[str]
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def subset(self, index: torch.Tensor | np.ndarray) -> "Images":
+        index = torch.as_tensor(index, dtype=torch.long)
+        return Images(self.x[index], self.y[index], list(self.classes))
+
+
+def _u8(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.array(array, dtype=np.float32)).div_(255.0)
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:  # type: ignore[operator]
+        data = fh.read()
+    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype_code != 0x08:
+        raise ValueError(f"{path} is not an unsigned-byte IDX file")
+    dims = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _find(folder: Path, stem: str) -> Path:
+    for name in (stem, stem + ".gz"):
+        if (folder / name).is_file():
+            return folder / name
+    raise DataMissing(
+        f"{stem}[.gz] not found in {folder}. Install Fashion-MNIST with `apt-get install dataset-fashion-mnist` "
+        f"(files go to {FASHION_MNIST_DIR}) or give the folder of your IDX files as 'path'"
+    )
+
+
+def load_idx(folder: Path, split: str, classes: list[str] | None = None) -> Images:
+    prefix = "train" if split == "train" else "t10k"
+    x = _read_idx(_find(folder, f"{prefix}-images-idx3-ubyte"))
+    y = _read_idx(_find(folder, f"{prefix}-labels-idx1-ubyte"))
+    names = classes or [str(i) for i in range(int(y.max()) + 1)]
+    return Images(_u8(x)[:, None], torch.from_numpy(y.astype(np.int64)), names)
+
+
+def load_digits(split: str) -> Images:
+    """scikit-learn's digits. It has no test split: a stratified 50/50 split, seed 0."""
+    from sklearn.datasets import load_digits as sk_load
+    from sklearn.model_selection import train_test_split
+
+    d = sk_load()
+    idx = np.arange(len(d.target))
+    train, test = train_test_split(idx, test_size=0.5, random_state=0, stratify=d.target)
+    pick = np.sort(train if split == "train" else test)
+    x = torch.from_numpy(d.images[pick].astype(np.float32) / 16.0)[:, None]
+    return Images(x, torch.from_numpy(d.target[pick].astype(np.int64)), [str(i) for i in range(10)])
+
+
+def load_cifar(path: Path, split: str, hundred: bool) -> Images:
+    """CIFAR-10/100 binary version (data_batch_*.bin / test_batch.bin, train.bin / test.bin)."""
+    if hundred:
+        files = [path / ("train.bin" if split == "train" else "test.bin")]
+        record, label_at = 3074, 1  # coarse label, fine label, 3072 pixels
+        meta = path / "fine_label_names.txt"
+    else:
+        files = [path / f"data_batch_{i}.bin" for i in range(1, 6)] if split == "train" else [path / "test_batch.bin"]
+        record, label_at = 3073, 0
+        meta = path / "batches.meta.txt"
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise DataMissing(f"CIFAR-{'100' if hundred else '10'} binary files not found: {', '.join(missing)}; give the folder holding them as 'path'")
+    raw = np.concatenate([np.fromfile(f, dtype=np.uint8).reshape(-1, record) for f in files])
+    labels = raw[:, label_at].astype(np.int64)
+    pixels = raw[:, record - 3072 :].reshape(-1, 3, 32, 32)
+    names = [ln.strip() for ln in meta.read_text().splitlines() if ln.strip()] if meta.is_file() else (CIFAR10_CLASSES if not hundred else [str(i) for i in range(100)])
+    return Images(_u8(pixels), torch.from_numpy(labels), names)
+
+
+def load_stl10(path: Path, split: str) -> Images:
+    """STL-10 binary version (train_X.bin, train_y.bin, test_*; labels 1..10)."""
+    xs, ys = path / f"{split}_X.bin", path / f"{split}_y.bin"
+    if not xs.is_file() or not ys.is_file():
+        raise DataMissing(f"STL-10 binary files {xs} and {ys} not found; give the folder holding them as 'path'")
+    # Stored column-major per image: N×3×96×96 in Fortran order → transpose H and W.
+    x = np.fromfile(xs, dtype=np.uint8).reshape(-1, 3, 96, 96).transpose(0, 1, 3, 2)
+    y = np.fromfile(ys, dtype=np.uint8).astype(np.int64) - 1
+    names_file = path / "class_names.txt"
+    names = [ln.strip() for ln in names_file.read_text().splitlines() if ln.strip()] if names_file.is_file() else STL10_CLASSES
+    return Images(_u8(x), torch.from_numpy(y), names)
+
+
+def load_folder(path: Path, split: str) -> Images:
+    """An image folder per class (``path/<split>/<class>/*.png`` or ``path/<class>/*``)."""
+    from PIL import Image
+
+    root = path / split if (path / split).is_dir() else path
+    if not root.is_dir():
+        raise DataMissing(f"image folder {root} not found")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if not classes:
+        raise DataMissing(f"{root} has no class sub-folders")
+    xs, ys = [], []
+    for label, name in enumerate(classes):
+        for f in sorted((root / name).iterdir()):
+            if f.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"):
+                with Image.open(f) as im:
+                    arr = np.asarray(im.convert("RGB" if im.mode not in ("L", "I;16") else "L"))
+                xs.append(arr if arr.ndim == 3 else arr[..., None])
+                ys.append(label)
+    shapes = {a.shape for a in xs}
+    if len(shapes) != 1:
+        raise ValueError(f"images in {root} differ in size {sorted(shapes)[:3]}: add a resize transform or resize them first")
+    x = np.stack(xs).transpose(0, 3, 1, 2)
+    return Images(_u8(x), torch.tensor(ys, dtype=torch.long), classes)
+
+
+def load_npz(path: Path, split: str) -> Images:
+    """``.npz`` with ``x_<split>``/``y_<split>`` (or ``x``/``y``), optional ``classes``.
+    Images N×H×W, N×H×W×C or N×C×H×W; uint8 (0–255) or float (0–1). Loaded without pickle."""
+    if not path.is_file():
+        raise DataMissing(f"{path} not found")
+    with np.load(path, allow_pickle=False) as d:
+        x = d[f"x_{split}"] if f"x_{split}" in d else d["x"]
+        y = d[f"y_{split}"] if f"y_{split}" in d else d["y"]
+        classes = [str(c) for c in d["classes"]] if "classes" in d else [str(i) for i in range(int(y.max()) + 1)]
+    if x.ndim == 3:
+        x = x[:, None]
+    elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+        x = x.transpose(0, 3, 1, 2)
+    t = _u8(x) if x.dtype == np.uint8 else torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    return Images(t, torch.from_numpy(y.astype(np.int64)), classes)
+
+
+def load_source(source: str, split: str, path: str | None = None) -> Images:
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be train or test, got {split!r}")
+    p = Path(path) if path else None
+    if source == "digits":
+        return load_digits(split)
+    if source == "fashion-mnist":
+        return load_idx(p or FASHION_MNIST_DIR, split, FASHION_MNIST_CLASSES)
+    if p is None:
+        raise ValueError(f"data source {source!r} needs 'path'")
+    if source in ("cifar10", "cifar100"):
+        return load_cifar(p, split, hundred=source == "cifar100")
+    if source == "stl10":
+        return load_stl10(p, split)
+    if source == "folder":
+        return load_folder(p, split)
+    if source == "npz":
+        return load_npz(p, split)
+    raise ValueError(f"unknown data source {source!r}")

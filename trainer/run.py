@@ -1,0 +1,186 @@
+"""One training run, from spec to published components."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from parts.describe import card_for
+from parts.metrics import recombination_accuracy
+from parts.safetensors_format import load_state_dict
+from parts.training_spec import TrainSpec
+
+from .data import TaskData, load_task
+from .engine import AuxHeads, Network, Progress, build_aux_heads, build_networks, dcc_label_set, evaluate, freeze, resolve_device, train
+from .rotation import ROTATION_LABELS
+
+__all__ = ["RunResult", "run"]
+
+
+@dataclass
+class RunResult:
+    refs: list[str] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    networks: list[Network] = field(default_factory=list)
+    aux: AuxHeads | None = None
+
+
+def _library_versions() -> dict[str, str]:
+    import numpy
+    import safetensors
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__, "safetensors": safetensors.__version__, "partsbin": "0.1.0"}
+
+
+def _pull_anchors(spec: TrainSpec, registry: Any) -> tuple[AuxHeads, dict[str, Any]]:
+    """Frozen aux heads from the registry, by reference."""
+    aux = AuxHeads()
+    for ref in spec.anchors:
+        comp = registry.pull(ref)
+        module = comp.build()
+        if comp.role == "aux-rp":
+            aux.rp = module
+        elif comp.role == "aux-dcc":
+            aux.dcc = module
+            aux.dcc_labels = list(comp.card.interface.output.labels)
+        else:
+            raise ValueError(f"anchor {ref} is a {comp.role}, not an aux head (aux-rp or aux-dcc)")
+        aux.anchors[comp.role] = comp.digest
+    return freeze(aux), {}
+
+
+def run(spec: TrainSpec, registry: Any = None, *, progress: Progress | None = None, job_id: str | None = None) -> RunResult:
+    """Train what ``spec`` describes; publish it through ``registry`` (a client
+    :class:`~client.Registry`) when ``spec.publish``."""
+    s = spec.settings
+    if s.threads:
+        torch.set_num_threads(s.threads)
+    device = resolve_device(s)
+    if (spec.anchors or spec.init or spec.publish) and registry is None:
+        raise ValueError("this spec needs a registry (to pull anchors or init weights, or to publish)")
+    tasks = [load_task(t) for t in spec.tasks]
+
+    init_state = None
+    if spec.init is not None:
+        comp = registry.pull(spec.init)
+        if comp.role != "init":
+            raise ValueError(f"init {spec.init} is a {comp.role}; IIW starts from a component of role 'init' (untrained weights)")
+        init_state = load_state_dict(comp.path)
+    nets = build_networks(spec, tasks, init_state)
+    common = dcc_label_set(spec, tasks)
+
+    scheme = spec.scheme
+    if scheme == "upper-bound":
+        # Each network on its own task restricted to the common classes (§4).
+        for net in nets:
+            net.task = _restrict(net.task, common)
+        nets = build_networks(spec, [n.task for n in nets], init_state)
+        aux = AuxHeads()
+        stats = train(nets, aux, s, joint=False, device=device, progress=progress, own_rp=True)
+    elif scheme == "independent":
+        aux = AuxHeads()
+        stats = train(nets, aux, s, joint=False, device=device, progress=progress)
+    elif scheme == "joint":
+        aux = build_aux_heads(spec, tasks, common)
+        stats = train(nets, aux, s, joint=True, device=device, progress=progress)
+    else:  # incremental
+        if spec.anchors:
+            aux, _ = _pull_anchors(spec, registry)
+            stats = train(nets, aux, s, joint=False, device=device, progress=progress)
+        else:
+            # The first network learns the aux heads; they are then frozen and every
+            # later network trains against them without seeing the first one's data.
+            aux = build_aux_heads(spec, tasks, common)
+            stats = train(nets[:1], aux, s, joint=False, device=device, progress=progress)
+            freeze(aux)
+            if len(nets) > 1:
+                more = train(nets[1:], aux, s, joint=False, device=device, progress=progress)
+                stats = {**more, "steps": stats["steps"] + more["steps"], "seconds": stats["seconds"] + more["seconds"]}
+
+    result = RunResult(networks=nets, aux=aux)
+    result.metrics = {"train": {k: v for k, v in stats.items() if k != "history"}}
+    for net in nets:
+        logits = evaluate(net.extractor, net.head, net.task.test, bn=s.bn_eval, batch_size=s.eval_batch_size, device=device)
+        acc = recombination_accuracy(logits, net.task.test.y, net.task.classes, net.task.classes)
+        result.metrics[net.task.name] = {"own_task_accuracy": acc.restricted, "n": acc.n, "bn": s.bn_eval}
+    if spec.publish:
+        result.refs = _publish(spec, registry, nets, aux, result.metrics, job_id)
+    return result
+
+
+def _restrict(task: TaskData, classes: list[str]) -> TaskData:
+    from .data.transforms import select
+
+    keep = [c for c in task.classes if c in classes]
+    train_spec = task.train_spec.model_copy(update={"classes": keep, "indices": None, "transforms": [], "limit": None})
+    return TaskData(task.name, select(task.train, train_spec), select(task.test, train_spec), task.train_spec, task.test_spec)
+
+
+def _publish(spec: TrainSpec, registry: Any, nets: list[Network], aux: AuxHeads, metrics: dict[str, Any], job_id: str | None) -> list[str]:
+    ns, run_name = spec.namespace, spec.name
+    refs: list[str] = []
+    settings = spec.settings.model_dump(mode="json")
+    net0 = nets[0]
+    size = int(net0.task.train.x.shape[-1])
+    common: dict[str, Any] = {"license": None, "tags": ["partsbin-trainer", spec.scheme]}
+
+    init_ref = spec.init
+    if "IIW" in spec.methods and spec.init is None:
+        # Publish the shared initial weights: a later incremental run can start from
+        # them (IIW), as the paper's incremental experiment does.
+        card = card_for(
+            name=f"{ns}/{run_name}-init", role="init", arch=net0.arch, config=net0.config, split=net0.model.split,
+            input_size=size, labels=net0.task.classes, description=f"untrained initial weights of run {run_name} (IIW)",
+            provenance={"seed": spec.settings.seed, "job": job_id, "libraries": _library_versions(), "settings": settings}, **common,
+        )  # fmt: skip
+        from parts.archs import build
+
+        init_model = build(net0.arch, split=net0.model.split, **net0.config)
+        init_model.load_state_dict(net0.init_state)
+        init_ref = registry.push(init_model, card).ref
+        refs.append(init_ref)
+
+    anchors = dict(aux.anchors)
+    if not aux.anchors:
+        for role, module, labels in (("aux-rp", aux.rp, ROTATION_LABELS), ("aux-dcc", aux.dcc, aux.dcc_labels)):
+            if module is None:
+                continue
+            cfg = {**net0.config, "num_classes": len(labels)}
+            card = card_for(
+                name=f"{ns}/{run_name}-{role}", role=role, arch=net0.arch, config=cfg, split=net0.model.split, labels=labels,
+                compat={"methods": spec.methods, "scheme": spec.scheme, "init": init_ref},
+                description=f"{'rotation prediction' if role == 'aux-rp' else 'discriminating common classes'} aux head of run {run_name}; frozen once published",
+                provenance={"seed": spec.settings.seed, "job": job_id, "libraries": _library_versions(), "settings": settings,
+                            "dataset": {"name": "+".join(n.task.name for n in nets), "classes": labels}},
+                **common,
+            )  # fmt: skip
+            pushed = registry.push(module, card)
+            anchors[role] = pushed.digest
+            refs.append(pushed.ref)
+
+    for net in nets:
+        task = net.task
+        provenance = {
+            "dataset": {"name": task.train_spec.source, "split": "train", "classes": task.classes,
+                        "transform": [t.model_dump(mode="json") for t in task.train_spec.transforms],
+                        "indices": task.train_spec.indices, "task": task.name},
+            "settings": settings, "seed": net.seed, "job": job_id, "libraries": _library_versions(),
+        }  # fmt: skip
+        compat = {"anchors": sorted(anchors.values()), "methods": spec.methods, "scheme": spec.scheme, "init": init_ref if "IIW" in spec.methods else None}
+        m = {"own_task_accuracy": metrics[task.name]["own_task_accuracy"], "test_examples": metrics[task.name]["n"], "bn": metrics[task.name]["bn"]}
+        base = f"{ns}/{run_name}-{task.name}"
+        ext = registry.push(
+            net.extractor,
+            card_for(name=f"{base}-extractor", role="extractor", arch=net.arch, config=net.config, split=net.model.split, input_size=int(task.train.x.shape[-1]),
+                     compat=compat, provenance=provenance, metrics=m, description=f"feature extractor of task {task.name}, run {run_name}", **common),
+        )  # fmt: skip
+        head = registry.push(
+            net.head,
+            card_for(name=f"{base}-head", role="head", arch=net.arch, config=net.config, split=net.model.split, labels=task.classes,
+                     compat={**compat, "sibling": ext.ref}, provenance=provenance, metrics=m, description=f"task head of task {task.name}, run {run_name}", **common),
+        )  # fmt: skip
+        refs += [ext.ref, head.ref]
+    return refs
