@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Optional
@@ -274,6 +275,148 @@ def yank(
             raise typer.Exit(2)
         comp = reg.yank(ref, reason)
     console.print(f"yanked {comp.ref}: {reason}")
+
+
+# -- training ---------------------------------------------------------------------------
+jobs_app = typer.Typer(help="Training jobs in the registry's queue.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
+
+
+def _load_spec(path: Path):  # type: ignore[no-untyped-def]
+    import yaml
+    from pydantic import ValidationError
+
+    from parts.training_spec import TrainSpec
+
+    try:
+        data = yaml.safe_load(path.read_text())  # JSON is YAML too
+    except (OSError, yaml.YAMLError) as exc:
+        err.print(f"[red]error:[/red] cannot read {path}: {exc}")
+        raise typer.Exit(2) from None
+    try:
+        return TrainSpec.model_validate(data)
+    except ValidationError as exc:
+        for e in exc.errors():
+            err.print(f"[red]error:[/red] {'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}")
+        raise typer.Exit(2) from None
+
+
+@contextmanager
+def _publishing_registry():  # type: ignore[no-untyped-def]
+    """PARTSBIN_URL when set, else the embedded registry in the data folder."""
+    import os
+
+    from .registry import Registry
+
+    if os.environ.get("PARTSBIN_URL"):
+        with Registry(progress=sys.stderr.isatty()) as reg:
+            yield reg
+        return
+    from registry.embedded import embedded_registry
+
+    with embedded_registry() as emb, Registry(url=emb.url, token=emb.token) as reg:
+        err.print(f"publishing to the embedded registry in {emb.settings.data_dir.resolve()}")
+        yield reg
+
+
+def _progress_bar():  # type: ignore[no-untyped-def]
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("step {task.completed}/{task.total}"),
+                    TextColumn("loss {task.fields[loss]:.3f}"), TextColumn("{task.fields[ips]:.0f} img/s"), TimeElapsedColumn(),
+                    console=err, transient=True)  # fmt: skip
+
+
+@app.command()
+def train(
+    spec_file: Annotated[Optional[Path], typer.Argument(metavar="SPEC", help="training spec, YAML or JSON")] = None,
+    local: Annotated[bool, typer.Option("--local", help="train in this process instead of submitting a job")] = False,
+    schema: Annotated[bool, typer.Option("--schema", help="print the spec's JSON Schema and exit")] = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Train compatible components: submit SPEC as a job, or run it here with --local."""
+    from parts.training_spec import TrainSpec
+
+    if schema:
+        print(json.dumps(TrainSpec.model_json_schema(), indent=2))
+        return
+    if spec_file is None:
+        err.print("[red]error:[/red] give a SPEC file (or --schema)")
+        raise typer.Exit(2)
+    spec = _load_spec(spec_file)
+    if not local:
+        with _registry(url, token) as reg:
+            job = reg.jobs.submit(spec.model_dump(mode="json"))
+        console.print(f"submitted job {job['id']} ({job['status']}); follow it with `partsbin jobs show {job['id']}`")
+        return
+    from trainer.engine import Progress
+    from trainer.run import run
+
+    with _publishing_registry() as reg, _progress_bar() as bar:
+        task = bar.add_task(spec.name, total=None, loss=float("nan"), ips=0.0)
+
+        def on_step(info: dict) -> None:  # type: ignore[type-arg]
+            bar.update(task, completed=info["step"], total=info["total"], loss=info["loss"], ips=info["images_per_s"])
+
+        result = run(spec, reg if spec.publish else None, progress=Progress(on_step=on_step))
+    for name, m in result.metrics.items():
+        if name != "train":
+            console.print(f"task {name}: own-task accuracy {m['own_task_accuracy']:.1%} on {m['n']} test images")
+    console.print(f"{result.metrics['train']['images_per_s']:.0f} images/s over {result.metrics['train']['seconds']:.0f} s")
+    for ref in result.refs:
+        console.print(f"published {ref}")
+
+
+@app.command()
+def worker(
+    name: Annotated[Optional[str], typer.Option(help="worker name (default: host-random)")] = None,
+    lease: Annotated[float, typer.Option(help="lease length in seconds")] = 60.0,
+    poll: Annotated[float, typer.Option(help="seconds between claims when the queue is empty")] = 2.0,
+    once: Annotated[bool, typer.Option(help="exit when the queue is empty")] = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Take training jobs from the registry until stopped (SIGTERM releases the job in hand)."""
+    import logging
+    import signal
+
+    from trainer.worker import Worker
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    with _registry(url, token) as reg:
+        w = Worker(reg, name=name, lease_seconds=lease, poll_seconds=poll)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: w.stop.set())
+        w.run(exit_when_idle=once)
+
+
+@jobs_app.command("list")
+def jobs_list(status: Optional[str] = None, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """List jobs."""
+    with _registry(url, token) as reg:
+        jobs = reg.jobs.list(status=status)
+    table = Table("id", "status", "namespace", "name", "attempts", "worker", "progress", "error")
+    for j in jobs:
+        p = j.get("progress") or {}
+        prog = f"{p.get('step')}/{p.get('total')} loss {p.get('loss', float('nan')):.3f}" if p else ""
+        table.add_row(str(j["id"]), j["status"], j["namespace"], j["spec"].get("name", ""), f"{j['attempts']}/{j['max_attempts']}", j.get("worker") or "", prog, (j.get("error") or "").strip().splitlines()[-1:][0] if j.get("error") else "")
+    console.print(table)
+
+
+@jobs_app.command("show")
+def jobs_show(job_id: int, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Show a job."""
+    with _registry(url, token) as reg:
+        console.print_json(json.dumps(reg.jobs.get(job_id)))
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(job_id: int, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Cancel a job (a running one stops at its next step)."""
+    with _registry(url, token) as reg:
+        job = reg.jobs.cancel(job_id)
+    console.print(f"job {job_id}: {job['status']}{' (cancel requested)' if job['cancel_requested'] else ''}")
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ from ._http import raise_for_status, with_retries
 from .assemble import AssembledModel, check_junctions
 from .cache import Cache
 from .errors import InvalidUpload
+from .jobs import JobsAPI
 from .progress import progress_bar
 
 __all__ = ["Registry", "Component", "DEFAULT_URL"]
@@ -86,6 +87,7 @@ class Registry:
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=httpx.Timeout(timeout, connect=10.0))
         self.cache = Cache(Path(cache_dir) if cache_dir else None)
         self.progress = progress
+        self.jobs = JobsAPI(self)
 
     def close(self) -> None:
         self._http.close()

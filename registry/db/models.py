@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["Base", "Token", "Component", "Membership", "Group", "Alias", "utcnow"]
+__all__ = ["Base", "Token", "Component", "Membership", "Group", "Alias", "Job", "Evaluation", "utcnow"]
 
 
 def utcnow() -> datetime:
@@ -129,3 +129,49 @@ class Alias(Base):
     alias: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     version: Mapped[int]
     updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
+
+
+class Job(Base):
+    """A training job. Workers claim it over HTTP with a lease and keep it with heartbeats;
+    a job whose lease expires returns to the queue until ``max_attempts`` is reached."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (sa.Index("ix_jobs_status_id", "status", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    status: Mapped[str] = mapped_column(sa.String(16), default="queued")  # queued, running, succeeded, failed, cancelled
+    spec: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    namespace: Mapped[str] = mapped_column(sa.String(64))
+    submitted_by: Mapped[int | None] = mapped_column(sa.ForeignKey("tokens.id", ondelete="SET NULL"))
+    attempts: Mapped[int] = mapped_column(default=0)
+    max_attempts: Mapped[int] = mapped_column(default=3)
+    worker: Mapped[str | None] = mapped_column(sa.String(200))
+    lease_id: Mapped[str | None] = mapped_column(sa.String(64))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    progress: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    result_refs: Mapped[list[str] | None] = mapped_column(sa.JSON)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class Evaluation(Base):
+    """A measured recombination: extractor + head on a data set (DESIGN.md, "Evaluations")."""
+
+    __tablename__ = "evaluations"
+    __table_args__ = (sa.Index("ix_evaluations_pair", "extractor_id", "head_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    extractor_id: Mapped[int] = mapped_column(sa.ForeignKey("components.id", ondelete="CASCADE"))
+    head_id: Mapped[int] = mapped_column(sa.ForeignKey("components.id", ondelete="CASCADE"), index=True)
+    dataset: Mapped[str] = mapped_column(sa.String(200))
+    metric: Mapped[str] = mapped_column(sa.String(64))
+    value: Mapped[float]
+    samples: Mapped[int]
+    bn_mode: Mapped[str] = mapped_column(sa.String(16))
+    batch_size: Mapped[int | None]
+    details: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    created_by: Mapped[int | None] = mapped_column(sa.ForeignKey("tokens.id", ondelete="SET NULL"))

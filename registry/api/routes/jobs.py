@@ -1,0 +1,178 @@
+"""/jobs: submit, list, inspect and cancel training jobs; workers claim, heartbeat,
+complete, fail or release them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, Field, ValidationError
+
+from parts.training_spec import TrainSpec
+
+from ...crud import jobs as crud
+from ...db.models import Job
+from ...errors import Forbidden, InvalidRequest
+from ..deps import PrincipalDep, SessionDep, SettingsDep, require_token
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+LEASE_SECONDS_DEFAULT = 60.0
+
+
+class JobOut(BaseModel):
+    id: int
+    status: str
+    namespace: str
+    spec: dict[str, Any]
+    attempts: int
+    max_attempts: int
+    worker: str | None
+    lease_id: str | None = Field(default=None, description="only in the answer to a claim")
+    lease_expires_at: datetime | None
+    progress: dict[str, Any] | None
+    cancel_requested: bool
+    result_refs: list[str] | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, job: Job, with_lease: bool = False) -> "JobOut":
+        data = {k: getattr(job, k) for k in cls.model_fields}
+        if not with_lease:
+            data["lease_id"] = None
+        return cls(**data)
+
+
+class JobPage(BaseModel):
+    items: list[JobOut]
+    next_cursor: str | None = None
+
+
+class SubmitIn(BaseModel):
+    spec: dict[str, Any]
+    max_attempts: int = Field(default=3, ge=1, le=20)
+
+
+class ClaimIn(BaseModel):
+    worker: str = Field(min_length=1, max_length=200)
+    lease_seconds: float = Field(default=LEASE_SECONDS_DEFAULT, ge=1, le=3600)
+
+
+class HeartbeatIn(BaseModel):
+    lease_id: str
+    lease_seconds: float = Field(default=LEASE_SECONDS_DEFAULT, ge=1, le=3600)
+    progress: dict[str, Any] | None = None
+
+
+class CompleteIn(BaseModel):
+    lease_id: str
+    refs: list[str] = Field(default_factory=list)
+
+
+class FailIn(BaseModel):
+    lease_id: str
+    error: str = Field(max_length=20000)
+    retry: bool = False
+
+
+class LeaseIn(BaseModel):
+    lease_id: str
+
+
+def validate_spec(spec: dict[str, Any]) -> TrainSpec:
+    try:
+        return TrainSpec.model_validate(spec)
+    except ValidationError as exc:
+        msgs = []
+        for err in exc.errors():
+            loc = "spec." + ".".join(str(p) for p in err["loc"]) if err["loc"] else "spec"
+            msgs.append(f"{loc}: {err['msg']}")
+        raise InvalidRequest("invalid job spec: " + "; ".join(msgs)) from None
+
+
+def _worker_scope(principal) -> tuple[str, ...] | None:  # type: ignore[no-untyped-def]
+    require_token(principal, "working on jobs")
+    if principal.scope == "admin":
+        return None
+    if principal.scope != "publish":
+        raise Forbidden("workers need a publish or admin token (they publish what they train)")
+    return principal.namespaces
+
+
+@router.post("", response_model=JobOut, status_code=201, summary="Submit a training job")
+def submit(body: SubmitIn, session: SessionDep, principal: PrincipalDep) -> JobOut:
+    require_token(principal, "submitting jobs")
+    spec = validate_spec(body.spec)
+    if not principal.can_publish(spec.namespace):
+        raise Forbidden(f"this token may not publish into namespace {spec.namespace!r}, where the job would publish")
+    job = crud.submit_job(session=session, spec=spec.model_dump(mode="json"), namespace=spec.namespace, submitted_by=principal.token_id, max_attempts=body.max_attempts)
+    session.commit()
+    return JobOut.of(job)
+
+
+@router.get("", response_model=JobPage, summary="List jobs")
+def list_(session: SessionDep, settings: SettingsDep, status: str | None = None, cursor: str | None = None, limit: Annotated[int | None, Query(ge=1, le=1000)] = None) -> JobPage:
+    if cursor is not None and not cursor.isdigit():
+        raise InvalidRequest(f"invalid cursor {cursor!r}")
+    rows, nxt = crud.list_jobs(session, status=status, cursor=int(cursor) if cursor else None, limit=limit or settings.page_size)
+    return JobPage(items=[JobOut.of(j) for j in rows], next_cursor=nxt)
+
+
+@router.get("/{job_id}", response_model=JobOut, summary="A job")
+def show(job_id: int, session: SessionDep) -> JobOut:
+    return JobOut.of(crud.get_job(session, job_id))
+
+
+@router.post("/{job_id}/cancel", response_model=JobOut, summary="Cancel a job")
+def cancel(job_id: int, session: SessionDep, principal: PrincipalDep) -> JobOut:
+    require_token(principal, "cancelling jobs")
+    job = crud.get_job(session, job_id)
+    if not principal.can_publish(job.namespace) and principal.token_id != job.submitted_by:
+        raise Forbidden(f"this token may not cancel jobs of namespace {job.namespace!r}")
+    job = crud.cancel_job(session=session, job=job)
+    session.commit()
+    return JobOut.of(job)
+
+
+@router.post("/claim", response_model=JobOut, summary="Claim the next queued job (workers)", responses={204: {"description": "no job queued"}})
+def claim(body: ClaimIn, session: SessionDep, principal: PrincipalDep) -> Any:
+    job = crud.claim_job(session=session, worker=body.worker, lease_seconds=body.lease_seconds, namespaces=_worker_scope(principal))
+    if job is None:
+        return Response(status_code=204)
+    return JobOut.of(job, with_lease=True)
+
+
+@router.post("/{job_id}/heartbeat", response_model=JobOut, summary="Extend the lease and report progress")
+def beat(job_id: int, body: HeartbeatIn, session: SessionDep, principal: PrincipalDep) -> JobOut:
+    _worker_scope(principal)
+    job = crud.heartbeat(session=session, job_id=job_id, lease_id=body.lease_id, lease_seconds=body.lease_seconds, progress=body.progress)
+    session.commit()
+    return JobOut.of(job)
+
+
+@router.post("/{job_id}/complete", response_model=JobOut, summary="Finish a job with the refs it published")
+def complete(job_id: int, body: CompleteIn, session: SessionDep, principal: PrincipalDep) -> JobOut:
+    _worker_scope(principal)
+    job = crud.complete_job(session=session, job_id=job_id, lease_id=body.lease_id, refs=body.refs)
+    session.commit()
+    return JobOut.of(job)
+
+
+@router.post("/{job_id}/fail", response_model=JobOut, summary="Fail a job with the error")
+def fail(job_id: int, body: FailIn, session: SessionDep, principal: PrincipalDep) -> JobOut:
+    _worker_scope(principal)
+    job = crud.fail_job(session=session, job_id=job_id, lease_id=body.lease_id, error=body.error, retry=body.retry)
+    session.commit()
+    return JobOut.of(job)
+
+
+@router.post("/{job_id}/release", response_model=JobOut, summary="Hand a job back to the queue (worker shutting down)")
+def release(job_id: int, body: LeaseIn, session: SessionDep, principal: PrincipalDep) -> JobOut:
+    _worker_scope(principal)
+    job = crud.release_job(session=session, job_id=job_id, lease_id=body.lease_id)
+    session.commit()
+    return JobOut.of(job)

@@ -1,0 +1,153 @@
+"""The training job queue.
+
+Workers claim jobs over HTTP with a lease and keep them with heartbeats. A job whose
+lease expires goes back to the queue (or fails after ``max_attempts``). On PostgreSQL
+claiming uses ``SELECT … FOR UPDATE SKIP LOCKED`` so that concurrent workers never wait
+on, or take, the same row; SQLite serialises writers, and the conditional UPDATE below
+makes a lost race visible there.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from ..db.models import Job, utcnow
+from ..errors import Conflict, NotFound
+
+__all__ = ["submit_job", "get_job", "list_jobs", "cancel_job", "claim_job", "heartbeat", "complete_job", "fail_job", "release_job", "requeue_expired"]
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+def submit_job(*, session: Session, spec: dict[str, Any], namespace: str, submitted_by: int | None, max_attempts: int = 3) -> Job:
+    job = Job(spec=spec, namespace=namespace, submitted_by=submitted_by, max_attempts=max_attempts, status="queued")
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get_job(session: Session, job_id: int) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    return job
+
+
+def list_jobs(session: Session, *, status: str | None = None, cursor: int | None = None, limit: int = 50) -> tuple[list[Job], str | None]:
+    q = sa.select(Job)
+    if status:
+        q = q.where(Job.status == status)
+    if cursor is not None:
+        q = q.where(Job.id > cursor)
+    rows = list(session.scalars(q.order_by(Job.id).limit(limit + 1)))
+    return rows[:limit], (str(rows[limit - 1].id) if len(rows) > limit else None)
+
+
+def cancel_job(*, session: Session, job: Job) -> Job:
+    if job.status == "queued":
+        job.status = "cancelled"
+        job.finished_at = utcnow()
+    elif job.status == "running":
+        # The worker learns it from its next heartbeat and stops.
+        job.cancel_requested = True
+    session.flush()
+    return job
+
+
+def requeue_expired(session: Session) -> int:
+    """Jobs whose lease ran out go back to the queue, or fail once out of attempts."""
+    now = utcnow()
+    expired = sa.and_(Job.status == "running", Job.lease_expires_at < now)
+    failed = session.execute(
+        sa.update(Job)
+        .where(expired, sa.or_(Job.attempts >= Job.max_attempts, Job.cancel_requested.is_(True)))
+        .values(
+            status=sa.case((Job.cancel_requested.is_(True), "cancelled"), else_="failed"),
+            error=sa.case((Job.cancel_requested.is_(True), "cancelled"), else_="lease expired on the last allowed attempt"),
+            lease_id=None,
+            finished_at=now,
+        )
+    ).rowcount
+    requeued = session.execute(
+        sa.update(Job).where(expired).values(status="queued", lease_id=None, worker=None, lease_expires_at=None, error="lease expired; requeued")
+    ).rowcount
+    return int(failed or 0) + int(requeued or 0)
+
+
+def claim_job(*, session: Session, worker: str, lease_seconds: float, namespaces: tuple[str, ...] | None) -> Job | None:
+    """Take the oldest queued job (in ``namespaces`` unless None), or return None."""
+    requeue_expired(session)
+    session.commit()
+    postgres = session.get_bind().dialect.name == "postgresql"
+    for _attempt in range(10):
+        q = sa.select(Job.id).where(Job.status == "queued").order_by(Job.id).limit(1)
+        if namespaces is not None:
+            q = q.where(Job.namespace.in_(namespaces))
+        if postgres:
+            q = q.with_for_update(skip_locked=True)
+        job_id = session.scalar(q)
+        if job_id is None:
+            session.commit()
+            return None
+        now = utcnow()
+        lease = uuid.uuid4().hex
+        taken = session.execute(
+            sa.update(Job)
+            .where(Job.id == job_id, Job.status == "queued")
+            .values(status="running", worker=worker, lease_id=lease, lease_expires_at=now + timedelta(seconds=lease_seconds),
+                    attempts=Job.attempts + 1, started_at=now, error=None)  # fmt: skip
+        ).rowcount
+        session.commit()
+        if taken == 1:
+            return session.get(Job, job_id, populate_existing=True)
+    return None
+
+
+def _leased(session: Session, job_id: int, lease_id: str) -> Job:
+    job = get_job(session, job_id)
+    if job.status != "running" or job.lease_id != lease_id:
+        raise Conflict(f"job {job_id} is not held under this lease any more (status {job.status}); stop working on it")
+    return job
+
+
+def heartbeat(*, session: Session, job_id: int, lease_id: str, lease_seconds: float, progress: dict[str, Any] | None) -> Job:
+    job = _leased(session, job_id, lease_id)
+    job.lease_expires_at = utcnow() + timedelta(seconds=lease_seconds)
+    if progress is not None:
+        job.progress = progress
+    session.flush()
+    return job
+
+
+def complete_job(*, session: Session, job_id: int, lease_id: str, refs: list[str]) -> Job:
+    job = _leased(session, job_id, lease_id)
+    job.status, job.result_refs, job.finished_at, job.lease_id = "succeeded", refs, utcnow(), None
+    session.flush()
+    return job
+
+
+def fail_job(*, session: Session, job_id: int, lease_id: str, error: str, retry: bool) -> Job:
+    job = _leased(session, job_id, lease_id)
+    job.error, job.lease_id, job.lease_expires_at = error, None, None
+    if job.cancel_requested:
+        job.status, job.finished_at = "cancelled", utcnow()
+    elif retry and job.attempts < job.max_attempts:
+        job.status, job.worker = "queued", None
+    else:
+        job.status, job.finished_at = "failed", utcnow()
+    session.flush()
+    return job
+
+
+def release_job(*, session: Session, job_id: int, lease_id: str) -> Job:
+    """A worker shutting down hands its job back; the attempt does not count."""
+    job = _leased(session, job_id, lease_id)
+    job.status, job.lease_id, job.lease_expires_at, job.worker = "queued", None, None, None
+    job.attempts = max(0, job.attempts - 1)
+    session.flush()
+    return job

@@ -1,0 +1,63 @@
+"""An in-process registry on the embedded default (SQLite and a local folder), for
+``partsbin train --local`` and ``partsbin demo`` when no PARTSBIN_URL is set."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from .config import Settings
+from .crud.tokens import create_token
+from .db.session import make_engine, make_sessionmaker
+from .server import prepare_database
+
+__all__ = ["EmbeddedRegistry", "embedded_registry"]
+
+
+@dataclass
+class EmbeddedRegistry:
+    url: str
+    token: str
+    settings: Settings
+
+
+@contextmanager
+def embedded_registry(settings: Settings | None = None) -> Iterator[EmbeddedRegistry]:
+    import uvicorn
+
+    from .main import create_app
+
+    settings = settings or Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_database(settings)
+    engine = make_engine(settings.resolved_database_url)
+    with make_sessionmaker(engine)() as session:
+        # A short-lived admin token for this process only.
+        row, token = create_token(session=session, scope="admin", name="embedded session")
+        session.commit()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="partsbin-embedded-registry", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the embedded registry did not start")
+        time.sleep(0.02)
+    try:
+        yield EmbeddedRegistry(f"http://127.0.0.1:{port}", token, settings)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        from .crud.tokens import revoke_token
+
+        with make_sessionmaker(engine)() as session:
+            revoke_token(session=session, token_id=row.id)
+            session.commit()
+        engine.dispose()

@@ -1,0 +1,123 @@
+"""The worker: takes training jobs from a registry over HTTP and publishes what it trained.
+
+It holds each job under a lease, renewed by heartbeats that also carry progress (step,
+loss, images/s). A cancelled job stops at the next step. On SIGTERM the job in hand is
+released back to the queue (the attempt does not count). A worker killed outright
+simply stops heartbeating; its lease expires and another worker takes the job.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import traceback
+import uuid
+from typing import Any
+
+from client.errors import ConnectionFailed, Conflict, RegistryError
+
+from parts.training_spec import TrainSpec
+
+from .data import DataMissing
+from .engine import Progress, StopRequested
+from .run import run
+
+__all__ = ["Worker"]
+
+log = logging.getLogger("partsbin.worker")
+
+
+def _event(event: str, **fields: Any) -> None:
+    """One JSON object per line: easy to grep, and to ship to a log store."""
+    log.info(json.dumps({"event": event, **fields}, default=str))
+
+
+class Worker:
+    def __init__(self, registry: Any, *, name: str | None = None, lease_seconds: float = 60.0, heartbeat_seconds: float | None = None, poll_seconds: float = 2.0) -> None:
+        self.registry = registry
+        self.name = name or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+        self.lease_seconds = lease_seconds
+        self.heartbeat_seconds = heartbeat_seconds or max(0.5, lease_seconds / 4)
+        self.poll_seconds = poll_seconds
+        self.stop = threading.Event()
+
+    def run(self, *, max_jobs: int | None = None, exit_when_idle: bool = False) -> int:
+        """Work until stopped (or ``max_jobs`` done, or the queue is empty with ``exit_when_idle``)."""
+        done = 0
+        _event("worker.start", worker=self.name, url=self.registry.url)
+        while not self.stop.is_set() and (max_jobs is None or done < max_jobs):
+            try:
+                job = self.registry.jobs.claim(self.name, self.lease_seconds)
+            except (ConnectionFailed, RegistryError) as exc:
+                _event("worker.claim_failed", worker=self.name, error=str(exc))
+                self.stop.wait(self.poll_seconds)
+                continue
+            if job is None:
+                if exit_when_idle:
+                    break
+                self.stop.wait(self.poll_seconds)
+                continue
+            self.handle(job)
+            done += 1
+        _event("worker.stop", worker=self.name, jobs=done)
+        return done
+
+    def handle(self, job: dict[str, Any]) -> None:
+        job_id, lease = job["id"], job["lease_id"]
+        _event("job.claimed", worker=self.name, job=job_id, attempt=job["attempts"])
+        state: dict[str, Any] = {"progress": None, "cancel": False, "lost": False}
+        beating = threading.Event()
+
+        def heartbeat_loop() -> None:
+            while not beating.wait(self.heartbeat_seconds):
+                try:
+                    answer = self.registry.jobs.heartbeat(job_id, lease, self.lease_seconds, state["progress"])
+                    state["cancel"] = bool(answer.get("cancel_requested"))
+                except Conflict:
+                    state["lost"] = True
+                    return
+                except (ConnectionFailed, RegistryError) as exc:
+                    _event("job.heartbeat_failed", job=job_id, error=str(exc))
+
+        def on_step(info: dict[str, Any]) -> None:
+            state["progress"] = info
+            _event("job.progress", job=job_id, **info)
+
+        thread = threading.Thread(target=heartbeat_loop, name=f"heartbeat-{job_id}", daemon=True)
+        thread.start()
+        progress = Progress(on_step=on_step, should_stop=lambda: self.stop.is_set() or state["cancel"] or state["lost"])
+        try:
+            spec = TrainSpec.model_validate(job["spec"])
+            result = run(spec, self.registry, progress=progress, job_id=str(job_id))
+        except StopRequested:
+            beating.set()
+            if state["lost"]:
+                _event("job.lease_lost", job=job_id)
+            elif state["cancel"]:
+                self.registry.jobs.fail(job_id, lease, "cancelled")
+                _event("job.cancelled", job=job_id)
+            else:
+                self.registry.jobs.release(job_id, lease)
+                _event("job.released", job=job_id, reason="worker stopping")
+            return
+        except Exception as exc:  # noqa: BLE001 — any failure of the run is reported on the job
+            beating.set()
+            # A missing data set or an unreachable registry may be fine on another
+            # worker or later; a bad spec or a bug fails the same way everywhere.
+            retry = isinstance(exc, (DataMissing, ConnectionFailed))
+            try:
+                self.registry.jobs.fail(job_id, lease, "".join(traceback.format_exception(exc)), retry=retry)
+            except Conflict:
+                pass
+            _event("job.failed", job=job_id, error=f"{type(exc).__name__}: {exc}", retry=retry)
+            return
+        finally:
+            beating.set()
+            thread.join()
+        try:
+            self.registry.jobs.complete(job_id, lease, result.refs)
+            _event("job.succeeded", job=job_id, refs=result.refs, metrics=result.metrics)
+        except Conflict:
+            _event("job.lease_lost", job=job_id, refs=result.refs)
