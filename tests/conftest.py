@@ -213,3 +213,20 @@ def live(make_registry: Callable[..., LiveRegistry]) -> LiveRegistry:
 def http(live: LiveRegistry) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=live.url, timeout=30) as c:
         yield c
+
+
+@pytest.fixture
+def client_for() -> Iterator[Callable[..., "object"]]:
+    """``client_for(live, token)``: a client Registry closed at the end of the test."""
+    from client import Registry
+
+    opened: list = []
+
+    def factory(live: LiveRegistry, token: str | None = None, **kw) -> Registry:  # type: ignore[no-untyped-def]
+        reg = Registry(url=live.url, token=token, **kw)
+        opened.append(reg)
+        return reg
+
+    yield factory
+    for reg in opened:
+        reg.close()

@@ -149,6 +149,8 @@ def freeze(aux: AuxHeads) -> AuxHeads:
     batch's statistics (the regime it was trained in) and running buffers untouched."""
     for m in aux.modules():
         m.requires_grad_(False)
+        for p in m.parameters():
+            p.grad = None  # left over from learning them with the first network
         use_batch_statistics(m)
     aux.frozen = True
     return aux
