@@ -419,6 +419,51 @@ def jobs_cancel(job_id: int, url: UrlOpt = None, token: TokenOpt = None) -> None
     console.print(f"job {job_id}: {job['status']}{' (cancel requested)' if job['cancel_requested'] else ''}")
 
 
+@app.command("bench")
+def bench_cmd(
+    extractor: Annotated[list[str], typer.Option("--extractor", "-e", help="extractor ref (repeatable)")],
+    head: Annotated[list[str], typer.Option("--head", "-h", help="head ref (repeatable)")],
+    bn: Annotated[str, typer.Option(help="batch, running or recalibrate")] = "batch",
+    batch_size: int = 256,
+    correlation: Annotated[bool, typer.Option(help="feature cross-correlation between the extractors")] = False,
+    latency: Annotated[bool, typer.Option(help="latency and throughput of each assembled model")] = False,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="write the results as JSON")] = None,
+    heatmap: Annotated[Optional[Path], typer.Option(help="write a PNG heatmap of the matrix")] = None,
+    post: Annotated[bool, typer.Option(help="post the results to the registry as evaluations")] = True,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Recombination matrix of extractors × heads on each extractor's task test images."""
+    if bn not in ("batch", "running", "recalibrate"):
+        err.print("[red]error:[/red] --bn must be batch, running or recalibrate")
+        raise typer.Exit(2)
+    with _registry(url, token) as reg:
+        result = reg.bench(extractor, head, bn_mode=bn, batch_size=batch_size, correlation=correlation, latency=latency, post=post)  # type: ignore[arg-type]
+    console.print(result.table())
+    for pair, c in result.correlation.items():
+        console.print(f"feature correlation {pair}: {c['direct']:.3f} (best permutation {c['best_permutation']:.3f})")
+    if latency:
+        for c in result.cells:
+            console.print(f"{c.extractor} + {c.head}: {c.latency_ms:.1f} ms per batch of {batch_size}, {c.images_per_s:.0f} images/s")
+    if json_out:
+        json_out.write_text(result.to_json())
+    if heatmap:
+        console.print(f"heatmap: {result.heatmap(heatmap)}")
+
+
+@app.command()
+def demo(
+    steps: Annotated[int, typer.Option(help="training steps per network")] = 150,
+    out: Annotated[Path, typer.Option(help="folder for the heatmaps")] = Path("partsbin-demo"),
+) -> None:
+    """Train two compatible networks on the digits pair, recombine them, and benchmark."""
+    from trainer.demo import run_demo
+
+    with _publishing_registry() as reg:
+        result = run_demo(reg, steps=steps, out_dir=out, console=console)
+    console.print(f"demo finished in {result.seconds:.0f} s")
+
+
 def main() -> None:
     try:
         app()

@@ -228,6 +228,22 @@ class Registry:
             raise ValueError("unyank takes an exact version: ns/name@VERSION")
         return Component.from_api(self._send("DELETE", f"{r.api_path()}/yank"))
 
+    def post_evaluation(self, *, extractor: str, head: str, dataset: str, value: float, samples: int, bn_mode: str,
+                        batch_size: int | None = None, metric: str = "recombination_accuracy", details: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+        body = {"extractor": extractor, "head": head, "dataset": dataset, "metric": metric, "value": value, "samples": samples,
+                "bn_mode": bn_mode, "batch_size": batch_size, "details": details or {}}  # fmt: skip
+        return self._send("POST", "/evaluations", json=body)
+
+    def evaluations(self, *, extractor: str | None = None, head: str | None = None) -> list[dict[str, Any]]:
+        return self._get("/evaluations", extractor=extractor, head=head)
+
+    def bench(self, extractors: list[str], heads: list[str], **kw: Any):  # type: ignore[no-untyped-def]
+        """The recombination matrix of ``extractors`` × ``heads`` (see :func:`client.bench.bench`);
+        posts each cell as an evaluation unless ``post=False``."""
+        from .bench import bench
+
+        return bench(self, extractors, heads, **kw)
+
     # -- recombination -----------------------------------------------------------------
     def assemble(self, extractor: str | Component, head: str | Component, *, bn_mode: BNMode = "batch", device: str | torch.device = "cpu") -> AssembledModel:
         """``head(extractor(x))`` from two stored parts. Refuses parts whose feature

@@ -166,7 +166,9 @@ def _publish(spec: TrainSpec, registry: Any, nets: list[Network], aux: AuxHeads,
         provenance = {
             "dataset": {"name": task.train_spec.source, "split": "train", "classes": task.classes,
                         "transform": [t.model_dump(mode="json") for t in task.train_spec.transforms],
-                        "indices": task.train_spec.indices, "task": task.name},
+                        "indices": task.train_spec.indices, "task": task.name,
+                        # How to rebuild this task's test set: the client benchmark reads it.
+                        "test": {**task.test_spec.model_dump(mode="json"), "test_limit": next((t.test_limit for t in spec.tasks if t.name == task.name), None)}},
             "settings": settings, "seed": net.seed, "job": job_id, "libraries": _library_versions(),
         }  # fmt: skip
         compat = {"anchors": sorted(anchors.values()), "methods": spec.methods, "scheme": spec.scheme, "init": init_ref if "IIW" in spec.methods else None}

@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 
 from parts.card import HEAD_ROLES
 
-from ..db.models import Component, Group, Membership
+from ..db.models import Component, Evaluation, Group, Membership
+from .evaluations import best_evaluations
 
 __all__ = ["Match", "compatible_with", "anchor_refs", "count_members", "list_groups"]
 
@@ -19,13 +20,67 @@ __all__ = ["Match", "compatible_with", "anchor_refs", "count_members", "list_gro
 class Match:
     component: Component
     anchors: list[str] = field(default_factory=list)
+    evaluation: Evaluation | None = None
 
 
-def compatible_with(session: Session, target: Component, *, cursor: int | None, limit: int) -> tuple[list[Match], str | None]:
-    """Extractors for a head (task or aux), or heads (task and aux) for an extractor."""
+def compatible_with(session: Session, target: Component, *, cursor: str | None, limit: int) -> tuple[list[Match], str | None]:
+    """Extractors for a head (task or aux), or heads (task and aux) for an extractor.
+
+    Components with a measured evaluation come first, best accuracy first; then the
+    declared, unmeasured ones by id. The cursor is ``m<offset>`` in the first part and
+    ``d<id>`` in the second.
+    """
+    is_head = target.role in HEAD_ROLES
+    best = best_evaluations(session, target, target_is_head=is_head)
+    measured: list[Match] = []
+    if best:
+        rows = session.scalars(sa.select(Component).where(Component.id.in_(list(best)), Component.yanked_at.is_(None)))
+        for c in rows:
+            ok_role = c.role == "extractor" if is_head else c.role in HEAD_ROLES
+            if ok_role and _interfaces_meet(target, c):
+                measured.append(Match(c, [], best[c.id]))
+        measured.sort(key=lambda m: (-m.evaluation.value, m.component.id))  # type: ignore[union-attr]
+        shared = _shared_anchors(session, target, [m.component.id for m in measured])
+        for m in measured:
+            m.anchors = shared.get(m.component.id, [])
+    phase, value = (cursor[0], cursor[1:]) if cursor else ("m", "0")
+    out: list[Match] = []
+    if phase == "m":
+        offset = int(value)
+        out = measured[offset : offset + limit]
+        if offset + limit < len(measured):
+            return out, f"m{offset + limit}"
+        after = None
+    else:
+        after = int(value)
+    declared, more = _declared(session, target, after=after, limit=limit - len(out), exclude={m.component.id for m in measured})
+    out += declared
+    return out, (f"d{declared[-1].component.id}" if more and declared else None)
+
+
+def _interfaces_meet(target: Component, other: Component) -> bool:
+    if other.junction_channels != target.junction_channels:
+        return False
+    ext, head = (other, target) if target.role in HEAD_ROLES else (target, other)
+    return head.junction_spatial is None or head.junction_spatial == ext.junction_spatial
+
+
+def _shared_anchors(session: Session, target: Component, ids: list[int]) -> dict[int, list[str]]:
     anchors = [m.anchor_digest for m in target.memberships]
-    if not anchors:
-        return [], None
+    shared: dict[int, list[str]] = defaultdict(list)
+    if not ids or not anchors:
+        return shared
+    for cid, digest in session.execute(
+        sa.select(Membership.component_id, Membership.anchor_digest).where(Membership.component_id.in_(ids), Membership.anchor_digest.in_(anchors))
+    ):
+        shared[cid].append(digest)
+    return {k: sorted(v) for k, v in shared.items()}
+
+
+def _declared(session: Session, target: Component, *, after: int | None, limit: int, exclude: set[int]) -> tuple[list[Match], bool]:
+    anchors = [m.anchor_digest for m in target.memberships]
+    if not anchors or limit <= 0:
+        return [], bool(anchors) and limit <= 0
     q = (
         sa.select(Membership.component_id)
         .join(Component, Component.id == Membership.component_id)
@@ -43,23 +98,18 @@ def compatible_with(session: Session, target: Component, *, cursor: int | None, 
     else:
         q = q.where(Membership.role.in_(sorted(HEAD_ROLES)))
         q = q.where(sa.or_(Membership.junction_spatial.is_(None), Membership.junction_spatial == target.junction_spatial))
-    if cursor is not None:
-        q = q.where(Membership.component_id > cursor)
+    if after is not None:
+        q = q.where(Membership.component_id > after)
+    if exclude:
+        q = q.where(Membership.component_id.not_in(sorted(exclude)))
     ids = list(session.scalars(q.group_by(Membership.component_id).order_by(Membership.component_id).limit(limit + 1)))
     more = len(ids) > limit
     ids = ids[:limit]
     if not ids:
-        return [], None
+        return [], False
     rows = {c.id: c for c in session.scalars(sa.select(Component).where(Component.id.in_(ids)))}
-    shared: dict[int, list[str]] = defaultdict(list)
-    for cid, digest in session.execute(
-        sa.select(Membership.component_id, Membership.anchor_digest).where(
-            Membership.component_id.in_(ids), Membership.anchor_digest.in_(anchors)
-        )
-    ):
-        shared[cid].append(digest)
-    matches = [Match(rows[i], sorted(shared[i])) for i in ids]
-    return matches, (str(ids[-1]) if more else None)
+    shared = _shared_anchors(session, target, ids)
+    return [Match(rows[i], shared.get(i, [])) for i in ids], more
 
 
 def anchor_refs(session: Session, digests: set[str]) -> dict[str, str]:

@@ -9,11 +9,11 @@ do not authenticate twice.
 from fastapi import APIRouter, Depends
 
 from ..deps import get_principal
-from . import compatible, components, groups, health, jobs, tokens
+from . import compatible, components, evaluations, groups, health, jobs, tokens
 
 api_router = APIRouter()
 _guarded = APIRouter(dependencies=[Depends(get_principal)])
-for _module in (components, compatible, groups, jobs, tokens):
+for _module in (components, compatible, evaluations, groups, jobs, tokens):
     _guarded.include_router(_module.router)
 api_router.include_router(_guarded)
 api_router.include_router(health.router)

@@ -38,15 +38,24 @@ def compatible(
         raise InvalidRequest(f"{target.ref} is an extractor; ask with ?extractor=")
     if extractor is not None and target.role != "extractor":
         raise InvalidRequest(f"{target.ref} is a {target.role}; ask with ?head=")
-    if cursor is not None and not cursor.isdigit():
-        raise InvalidRequest(f"invalid cursor {cursor!r}")
-    matches, next_cursor = compatible_with(session, target, cursor=int(cursor) if cursor else None, limit=limit or settings.page_size)
+    if cursor is not None and not (len(cursor) > 1 and cursor[0] in "md" and cursor[1:].isdigit()):
+        raise InvalidRequest(f"invalid cursor {cursor!r}: pass back the next_cursor of the previous page")
+    matches, next_cursor = compatible_with(session, target, cursor=cursor, limit=limit or settings.page_size)
     refs = anchor_refs(session, {a for m in matches for a in m.anchors})
     items = []
     for m in matches:
-        reasons = [
+        reasons = []
+        ev = m.evaluation
+        if ev is not None:
+            reasons.append(Reason(kind="measured", detail=f"recombination accuracy {ev.value:.1%} on {ev.samples} images of {ev.dataset} (BatchNorm: batch statistics)"))
+        reasons += [
             Reason(kind="declared", detail="trained against the same frozen aux head", anchor=f"sha256:{a}", anchor_ref=refs.get(a))
             for a in m.anchors
         ]
-        items.append(CompatibleItem(component=ComponentOut.of(m.component), role=m.component.role, status="declared, unmeasured", reasons=reasons))
+        items.append(
+            CompatibleItem(
+                component=ComponentOut.of(m.component), role=m.component.role, reasons=reasons,
+                status="measured" if ev is not None else "declared, unmeasured", measured_accuracy=ev.value if ev is not None else None,
+            )  # fmt: skip
+        )
     return CompatiblePage(query=target.ref, items=items, next_cursor=next_cursor)

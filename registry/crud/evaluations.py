@@ -1,0 +1,48 @@
+"""Evaluations: measured recombinations posted by the client's benchmark or a worker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from ..db.models import Component, Evaluation
+
+__all__ = ["create_evaluation", "list_evaluations", "best_evaluations"]
+
+
+def create_evaluation(
+    *, session: Session, extractor: Component, head: Component, dataset: str, metric: str, value: float, samples: int,
+    bn_mode: str, batch_size: int | None, details: dict[str, Any], created_by: int | None,
+) -> Evaluation:  # fmt: skip
+    row = Evaluation(
+        extractor_id=extractor.id, head_id=head.id, dataset=dataset, metric=metric, value=value, samples=samples,
+        bn_mode=bn_mode, batch_size=batch_size, details=details, created_by=created_by,
+    )  # fmt: skip
+    session.add(row)
+    session.flush()
+    return row
+
+
+def list_evaluations(session: Session, *, extractor_id: int | None, head_id: int | None, limit: int = 1000) -> list[Evaluation]:
+    q = sa.select(Evaluation)
+    if extractor_id is not None:
+        q = q.where(Evaluation.extractor_id == extractor_id)
+    if head_id is not None:
+        q = q.where(Evaluation.head_id == head_id)
+    return list(session.scalars(q.order_by(Evaluation.id).limit(limit)))
+
+
+def best_evaluations(session: Session, target: Component, *, target_is_head: bool) -> dict[int, Evaluation]:
+    """For each component measured with ``target``: its evaluation with the most samples
+    in batch-statistics mode (DESIGN.md), the latest on a tie."""
+    mine = Evaluation.head_id if target_is_head else Evaluation.extractor_id
+    other = Evaluation.extractor_id if target_is_head else Evaluation.head_id
+    rows = session.scalars(
+        sa.select(Evaluation).where(mine == target.id, Evaluation.bn_mode == "batch", Evaluation.metric == "recombination_accuracy").order_by(Evaluation.samples, Evaluation.id)
+    )
+    best: dict[int, Evaluation] = {}
+    for ev in rows:  # ascending, so the last one kept per component is the best
+        best[getattr(ev, other.key)] = ev
+    return best
