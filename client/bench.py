@@ -90,7 +90,7 @@ class BenchResult:
         import matplotlib.pyplot as plt
 
         data = [[self.cell(e, h).accuracy for h in self.heads] for e in self.extractors]
-        fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(self.heads), 1.2 + 1.0 * len(self.extractors)))
+        fig, ax = plt.subplots(figsize=(3.6 + 1.6 * len(self.heads), 2.4 + 1.0 * len(self.extractors)))
         im = ax.imshow(data, vmin=0, vmax=1, cmap="viridis")
         ax.set_xticks(range(len(self.heads)), [h.split("/")[-1] for h in self.heads], rotation=30, ha="right")
         ax.set_yticks(range(len(self.extractors)), [e.split("/")[-1] for e in self.extractors])
@@ -100,7 +100,7 @@ class BenchResult:
                 ax.text(j, i, f"{c.accuracy:.0%}{'*' if c.own_task else ''}", ha="center", va="center", color="w" if c.accuracy < 0.6 else "k")
         ax.set_xlabel("head")
         ax.set_ylabel("extractor")
-        ax.set_title(f"recombination accuracy (BN: {self.bn_mode})")
+        ax.set_title(f"recombination accuracy\n(BatchNorm: {self.bn_mode} statistics; * own task)", fontsize=10)
         fig.colorbar(im, ax=ax, fraction=0.046)
         fig.tight_layout()
         path = Path(path)

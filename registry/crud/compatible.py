@@ -53,7 +53,13 @@ def compatible_with(session: Session, target: Component, *, cursor: str | None, 
         after = None
     else:
         after = int(value)
-    declared, more = _declared(session, target, after=after, limit=limit - len(out), exclude={m.component.id for m in measured})
+    exclude = {m.component.id for m in measured}
+    room = limit - len(out)
+    if room == 0:
+        # The page ended with the measured part: point at the declared part if it has any.
+        probe, _ = _declared(session, target, after=None, limit=1, exclude=exclude)
+        return out, ("d0" if probe else None)
+    declared, more = _declared(session, target, after=after, limit=room, exclude=exclude)
     out += declared
     return out, (f"d{declared[-1].component.id}" if more and declared else None)
 
@@ -79,8 +85,8 @@ def _shared_anchors(session: Session, target: Component, ids: list[int]) -> dict
 
 def _declared(session: Session, target: Component, *, after: int | None, limit: int, exclude: set[int]) -> tuple[list[Match], bool]:
     anchors = [m.anchor_digest for m in target.memberships]
-    if not anchors or limit <= 0:
-        return [], bool(anchors) and limit <= 0
+    if not anchors:
+        return [], False
     q = (
         sa.select(Membership.component_id)
         .join(Component, Component.id == Membership.component_id)
