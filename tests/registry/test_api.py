@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import httpx
 import pytest
-import torch
 
 from parts.card import CARD_METADATA_KEY
 from parts.safetensors_format import save_state_dict
@@ -174,7 +172,6 @@ def test_bad_input_is_refused_and_nothing_is_stored(live, http, admin, published
     listed = http.get("/components").json()["items"]
     net = network(9)
     good = write_component(tmp_path / "g.st", net.extractor(), extractor_card("lab/new")).read_bytes()
-    n = int.from_bytes(good[:8], "little")
 
     def with_card(name: str, **kw):
         c = extractor_card("lab/new", **kw)

@@ -6,10 +6,9 @@ import hashlib
 
 import httpx
 import pytest
-import sqlalchemy as sa
 
 from registry.config import Settings
-from registry.storage import StorageError, make_storage
+from registry.storage import make_storage
 from tests.helpers import aux_rp, extractor_card, head_card, network, write_component
 
 pytestmark = [pytest.mark.postgres, pytest.mark.s3]
