@@ -296,8 +296,9 @@ def _load_spec(path: Path):  # type: ignore[no-untyped-def]
     try:
         return TrainSpec.model_validate(data)
     except ValidationError as exc:
-        for e in exc.errors():
-            err.print(f"[red]error:[/red] {'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}")
+        from parts.messages import describe_validation_error
+
+        err.print(f"[red]error:[/red] invalid spec {path}: {describe_validation_error(exc)}")
         raise typer.Exit(2) from None
 
 

@@ -15,7 +15,7 @@ from .crud.tokens import create_token
 from .db.session import make_engine, make_sessionmaker
 from .server import prepare_database
 
-__all__ = ["EmbeddedRegistry", "embedded_registry"]
+__all__ = ["EmbeddedRegistry", "embedded_registry", "running_server"]
 
 
 @dataclass
@@ -26,11 +26,32 @@ class EmbeddedRegistry:
 
 
 @contextmanager
-def embedded_registry(settings: Settings | None = None) -> Iterator[EmbeddedRegistry]:
+def running_server(settings: Settings) -> Iterator[str]:
+    """Serve the registry from a thread on a free loopback port; yields its URL."""
     import uvicorn
 
     from .main import create_app
 
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="partsbin-registry", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the registry did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@contextmanager
+def embedded_registry(settings: Settings | None = None) -> Iterator[EmbeddedRegistry]:
     settings = settings or Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     prepare_database(settings)
@@ -39,22 +60,10 @@ def embedded_registry(settings: Settings | None = None) -> Iterator[EmbeddedRegi
         # A short-lived admin token for this process only.
         row, token = create_token(session=session, scope="admin", name="embedded session")
         session.commit()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="partsbin-embedded-registry", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the embedded registry did not start")
-        time.sleep(0.02)
     try:
-        yield EmbeddedRegistry(f"http://127.0.0.1:{port}", token, settings)
+        with running_server(settings) as url:
+            yield EmbeddedRegistry(url, token, settings)
     finally:
-        server.should_exit = True
-        thread.join(10)
         from .crud.tokens import revoke_token
 
         with make_sessionmaker(engine)() as session:

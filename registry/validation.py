@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from parts.archs import ArchError, build_part, junction_of
+from parts.messages import describe_validation_error
 from parts.card import AUX_ROLES, CARD_METADATA_KEY, REGISTRY_FIELDS, Card, Junction, junctions_compatible
 from parts.safetensors_format import SafetensorsError, check_tensors_match, read_header
 
@@ -32,11 +33,7 @@ def _card_model(data: dict) -> Card:  # type: ignore[type-arg]
     try:
         return Card.model_validate(data)
     except ValidationError as exc:
-        msgs = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"])
-            msgs.append(f"{loc}: {err['msg']}" if loc else err["msg"])
-        raise InvalidUpload("invalid card: " + "; ".join(msgs)) from None
+        raise InvalidUpload("invalid card: " + describe_validation_error(exc)) from None
 
 
 def validate_upload(*, session: Session, path: Path, size: int, form_card: str | None, max_header_bytes: int) -> Card:

@@ -8,7 +8,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -166,27 +165,14 @@ class LiveRegistry:
 
 @contextmanager
 def serve_registry(settings: Settings) -> Iterator[LiveRegistry]:
-    import uvicorn
-
-    from registry.main import create_app
+    from registry.embedded import running_server
 
     engine = make_engine(settings.resolved_database_url)
     upgrade(engine)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("registry did not start")
-        time.sleep(0.02)
     try:
-        yield LiveRegistry(url, settings, engine)
+        with running_server(settings) as url:
+            yield LiveRegistry(url, settings, engine)
     finally:
-        server.should_exit = True
-        thread.join(10)
         engine.dispose()
 
 

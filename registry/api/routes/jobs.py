@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field, ValidationError
 
+from parts.messages import describe_validation_error
 from parts.training_spec import TrainSpec
 
 from ...crud import jobs as crud
@@ -87,11 +88,7 @@ def validate_spec(spec: dict[str, Any]) -> TrainSpec:
     try:
         return TrainSpec.model_validate(spec)
     except ValidationError as exc:
-        msgs = []
-        for err in exc.errors():
-            loc = "spec." + ".".join(str(p) for p in err["loc"]) if err["loc"] else "spec"
-            msgs.append(f"{loc}: {err['msg']}")
-        raise InvalidRequest("invalid job spec: " + "; ".join(msgs)) from None
+        raise InvalidRequest("invalid job spec: " + describe_validation_error(exc, "spec")) from None
 
 
 def _worker_scope(principal) -> tuple[str, ...] | None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,16 @@
+"""Turning pydantic validation errors into one line that names each bad field."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+__all__ = ["describe_validation_error"]
+
+
+def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        where = f"{prefix}.{loc}" if prefix and loc else (prefix or loc)
+        parts.append(f"{where}: {err['msg']}" if where else err["msg"])
+    return "; ".join(parts)
