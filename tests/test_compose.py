@@ -21,7 +21,8 @@ def _compose() -> dict:
 
 def test_compose_parses_and_wires_the_services():
     services = _compose()["services"]
-    assert {"registry", "postgres", "s3", "migrate"} <= set(services)
+    assert {"registry", "postgres", "s3", "migrate", "worker"} <= set(services)
+    assert services["worker"]["environment"]["PARTSBIN_URL"] == "http://registry:8000"
     assert services["registry"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
 
 
