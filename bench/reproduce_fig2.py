@@ -89,12 +89,20 @@ def main() -> None:
     parser.add_argument("--setting", choices=sorted(SETTINGS), default="quick")
     parser.add_argument("--seeds", type=int, nargs="*", help="override the setting's seeds")
     parser.add_argument("--only", nargs="*", help="only these methods (labels as in the table)")
+    parser.add_argument("--fresh", action="store_true", help="ignore runs already recorded in the runs file")
     args = parser.parse_args()
     setting = dict(SETTINGS[args.setting])
     if args.seeds:
         setting["seeds"] = args.seeds
     started = time.perf_counter()
     rows: dict[str, list[dict[str, float]]] = {}
+    # Every finished run is appended here, so an interrupted reproduction resumes
+    # where it stopped instead of training everything again.
+    runs_file = ROOT / "bench" / "results" / f"reproduction_{args.setting}_runs.jsonl"
+    runs_file.parent.mkdir(parents=True, exist_ok=True)
+    if args.fresh:
+        runs_file.unlink(missing_ok=True)
+    done = {(r["label"], r["seed"], r["order"]): r["metrics"] for r in map(json.loads, runs_file.read_text().splitlines())} if runs_file.exists() else {}
     with ExitStack() as stack:
         if os.environ.get("PARTSBIN_URL"):
             reg = stack.enter_context(Registry())
@@ -112,15 +120,21 @@ def main() -> None:
                 orders = [("a", "b"), ("b", "a")] if scheme == "incremental" else [("a", "b")]
                 per_order = []
                 for order in orders:
+                    key = (label, seed, "".join(order))
+                    if key in done:
+                        per_order.append(done[key])
+                        continue
                     t = time.perf_counter()
                     res = run(spec_for(setting, label, methods, scheme, seed, order), reg)
                     m = measure(reg, res.refs)
                     m["seconds"] = time.perf_counter() - t
                     per_order.append(m)
+                    with runs_file.open("a") as fh:
+                        fh.write(json.dumps({"label": label, "seed": seed, "order": "".join(order), "metrics": m}) + "\n")
                     print(f"{label:28s} seed {seed} order {''.join(order)}: recombination {m['recombination']:.1%}, own {m['own']:.1%}, "
                           f"corr {m['corr']:.2f}/{m['corr_perm']:.2f}, {m['seconds']:.0f} s", flush=True)  # fmt: skip
                 rows.setdefault(label, []).append({k: statistics.mean(p[k] for p in per_order) for k in per_order[0]})
-    minutes = (time.perf_counter() - started) / 60
+    minutes = sum(r["seconds"] for rs in rows.values() for r in rs) / 60
     write_results(args.setting, setting, rows, minutes)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,11 +136,11 @@ class Registry:
                 path = Path(module_or_file)
                 if not path.is_file():
                     raise FileNotFoundError(f"no such file: {path}")
-            data = {"card": card_model.model_dump_json(exclude={"version", "digest", "size"})} if card_model else {}
-            size = path.stat().st_size
-            with path.open("rb") as fh, progress_bar(self.progress, size, f"push {card_model.name if card_model else path.name}") as advance:
-                reader = _ProgressReader(fh, advance)
-                response = self._http.post("/components", data=data, files={"file": (path.name, reader, "application/octet-stream")}, timeout=None)
+            card_json = card_model.model_dump_json(exclude={"version", "digest", "size"}) if card_model else None
+            label = f"push {card_model.name if card_model else path.name}"
+            with progress_bar(self.progress, path.stat().st_size, label) as advance:
+                body, headers = _multipart(path, card_json, advance)
+                response = self._http.post("/components", content=body, headers=headers, timeout=None)
             return Component.from_api(raise_for_status(response).json())
         finally:
             if tmp is not None:
@@ -255,24 +256,27 @@ class Registry:
         return AssembledModel(ext.build(device), hd.build(device), bn_mode=bn_mode, extractor_ref=ext.ref, head_ref=hd.ref, labels=hd.card.interface.output.labels if hd.card.interface.output else None)
 
 
-class _ProgressReader:
-    """A file wrapper that reports how much httpx has read for the upload."""
+def _multipart(path: Path, card_json: str | None, advance: Any) -> tuple[Iterator[bytes], dict[str, str]]:
+    """A multipart/form-data body (RFC 7578) streamed from disk in 1 MiB chunks, with its
+    length known up front. httpx's own encoder reads files 64 KiB at a time, which costs
+    a quarter of the upload throughput here."""
+    boundary = uuid.uuid4().hex
+    head = b""
+    if card_json is not None:
+        head += (f'--{boundary}\r\nContent-Disposition: form-data; name="card"\r\n'
+                 f"Content-Type: application/json\r\n\r\n").encode() + card_json.encode() + b"\r\n"  # fmt: skip
+    head += (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="component.safetensors"\r\n'
+             f"Content-Type: application/octet-stream\r\n\r\n").encode()  # fmt: skip
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    size = path.stat().st_size
 
-    def __init__(self, fh: Any, advance: Any) -> None:
-        self._fh = fh
-        self._advance = advance
+    def body() -> Iterator[bytes]:
+        yield head
+        with path.open("rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                advance(len(chunk))
+                yield chunk
+        yield tail
 
-    def read(self, n: int = -1) -> bytes:
-        chunk = self._fh.read(n if n and n > 0 else _CHUNK)
-        self._advance(len(chunk))
-        return chunk
-
-    def __iter__(self) -> Iterator[bytes]:
-        while chunk := self.read(_CHUNK):
-            yield chunk
-
-    def seek(self, *args: Any) -> int:
-        return self._fh.seek(*args)
-
-    def tell(self) -> int:
-        return self._fh.tell()
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}", "Content-Length": str(len(head) + size + len(tail))}
+    return body(), headers

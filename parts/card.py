@@ -99,7 +99,7 @@ class Interface(_Model):
 class Compat(_Model):
     anchors: list[str] = Field(default_factory=list, description="aux heads trained against, as 'sha256:HEX'")
     methods: list[Literal["RP", "DCC", "IIW"]] = Field(default_factory=list)
-    scheme: Literal["joint", "incremental", "independent"] | None = None
+    scheme: Literal["joint", "incremental", "independent", "upper-bound"] | None = None
     init: str | None = Field(default=None, description="ref of the role 'init' component the weights started from")
     sibling: str | None = Field(default=None, description="for a head: the extractor it was trained with")
 
