@@ -13,7 +13,7 @@ from parts.card import HEAD_ROLES
 from ..db.models import Component, Evaluation, Group, Membership
 from .evaluations import best_evaluations
 
-__all__ = ["Match", "compatible_with", "anchor_refs", "count_members", "list_groups"]
+__all__ = ["Match", "compatible_with", "target_anchors", "count_members", "list_groups"]
 
 
 @dataclass
@@ -23,7 +23,18 @@ class Match:
     evaluation: Evaluation | None = None
 
 
-def compatible_with(session: Session, target: Component, *, cursor: str | None, limit: int) -> tuple[list[Match], str | None]:
+def target_anchors(session: Session, target: Component) -> dict[str, str | None]:
+    """The groups ``target`` belongs to: anchor digest → the anchor head's ref, in one query."""
+    q = (
+        sa.select(Membership.anchor_digest, Component.namespace, Component.name, Component.version)
+        .outerjoin(Group, Group.anchor_digest == Membership.anchor_digest)
+        .outerjoin(Component, Component.id == Group.anchor_id)
+        .where(Membership.component_id == target.id)
+    )
+    return {d: (f"{ns}/{n}@{v}" if ns else None) for d, ns, n, v in session.execute(q)}
+
+
+def compatible_with(session: Session, target: Component, *, cursor: str | None, limit: int, anchors: list[str]) -> tuple[list[Match], str | None]:
     """Extractors for a head (task or aux), or heads (task and aux) for an extractor.
 
     Components with a measured evaluation come first, best accuracy first; then the
@@ -40,7 +51,7 @@ def compatible_with(session: Session, target: Component, *, cursor: str | None, 
             if ok_role and _interfaces_meet(target, c):
                 measured.append(Match(c, [], best[c.id]))
         measured.sort(key=lambda m: (-m.evaluation.value, m.component.id))  # type: ignore[union-attr]
-        shared = _shared_anchors(session, target, [m.component.id for m in measured])
+        shared = _shared_anchors(session, anchors, [m.component.id for m in measured])
         for m in measured:
             m.anchors = shared.get(m.component.id, [])
     phase, value = (cursor[0], cursor[1:]) if cursor else ("m", "0")
@@ -57,9 +68,9 @@ def compatible_with(session: Session, target: Component, *, cursor: str | None, 
     room = limit - len(out)
     if room == 0:
         # The page ended with the measured part: point at the declared part if it has any.
-        probe, _ = _declared(session, target, after=None, limit=1, exclude=exclude)
+        probe, _ = _declared(session, target, anchors, after=None, limit=1, exclude=exclude)
         return out, ("d0" if probe else None)
-    declared, more = _declared(session, target, after=after, limit=room, exclude=exclude)
+    declared, more = _declared(session, target, anchors, after=after, limit=room, exclude=exclude)
     out += declared
     return out, (f"d{declared[-1].component.id}" if more and declared else None)
 
@@ -71,8 +82,7 @@ def _interfaces_meet(target: Component, other: Component) -> bool:
     return head.junction_spatial is None or head.junction_spatial == ext.junction_spatial
 
 
-def _shared_anchors(session: Session, target: Component, ids: list[int]) -> dict[int, list[str]]:
-    anchors = [m.anchor_digest for m in target.memberships]
+def _shared_anchors(session: Session, anchors: list[str], ids: list[int]) -> dict[int, list[str]]:
     shared: dict[int, list[str]] = defaultdict(list)
     if not ids or not anchors:
         return shared
@@ -83,8 +93,7 @@ def _shared_anchors(session: Session, target: Component, ids: list[int]) -> dict
     return {k: sorted(v) for k, v in shared.items()}
 
 
-def _declared(session: Session, target: Component, *, after: int | None, limit: int, exclude: set[int]) -> tuple[list[Match], bool]:
-    anchors = [m.anchor_digest for m in target.memberships]
+def _declared(session: Session, target: Component, anchors: list[str], *, after: int | None, limit: int, exclude: set[int]) -> tuple[list[Match], bool]:
     if not anchors:
         return [], False
     q = (
@@ -113,16 +122,18 @@ def _declared(session: Session, target: Component, *, after: int | None, limit: 
     ids = ids[:limit]
     if not ids:
         return [], False
-    rows = {c.id: c for c in session.scalars(sa.select(Component).where(Component.id.in_(ids)))}
-    shared = _shared_anchors(session, target, ids)
-    return [Match(rows[i], shared.get(i, [])) for i in ids], more
-
-
-def anchor_refs(session: Session, digests: set[str]) -> dict[str, str]:
-    if not digests:
-        return {}
-    q = sa.select(Group.anchor_digest, Component).join(Component, Component.id == Group.anchor_id).where(Group.anchor_digest.in_(digests))
-    return {d: c.ref for d, c in session.execute(q)}
+    # The page's components and the anchors they share with the target, in one query.
+    rows: dict[int, Component] = {}
+    shared: dict[int, list[str]] = defaultdict(list)
+    q = (
+        sa.select(Component, Membership.anchor_digest)
+        .join(Membership, Membership.component_id == Component.id)
+        .where(Component.id.in_(ids), Membership.anchor_digest.in_(anchors))
+    )
+    for component, digest in session.execute(q):
+        rows[component.id] = component
+        shared[component.id].append(digest)
+    return [Match(rows[i], sorted(shared[i])) for i in ids], more
 
 
 def list_groups(session: Session, *, cursor: str | None, limit: int) -> tuple[list[tuple[Group, int]], str | None]:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from parts.names import InvalidName, parse_ref
 
 from ...crud.components import resolve_ref
-from ...crud.compatible import anchor_refs, compatible_with
+from ...crud.compatible import compatible_with, target_anchors
 from ...errors import APIError, InvalidRequest
 from ..deps import SessionDep, SettingsDep
 from ..schemas import CompatibleItem, CompatiblePage, ComponentOut, Reason
@@ -40,8 +40,8 @@ def compatible(
         raise InvalidRequest(f"{target.ref} is a {target.role}; ask with ?head=")
     if cursor is not None and not (len(cursor) > 1 and cursor[0] in "md" and cursor[1:].isdigit()):
         raise InvalidRequest(f"invalid cursor {cursor!r}: pass back the next_cursor of the previous page")
-    matches, next_cursor = compatible_with(session, target, cursor=cursor, limit=limit or settings.page_size)
-    refs = anchor_refs(session, {a for m in matches for a in m.anchors})
+    refs = target_anchors(session, target)
+    matches, next_cursor = compatible_with(session, target, cursor=cursor, limit=limit or settings.page_size, anchors=list(refs))
     items = []
     for m in matches:
         reasons = []
