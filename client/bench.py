@@ -119,8 +119,9 @@ def load_test_data(comp: "Component") -> tuple[str, Any]:
     test = getattr(ds, "test", None) if ds is not None else None
     if test is None:
         raise ValueError(f"{comp.ref}'s card does not say how to rebuild its test set; pass data={{'{comp.ref}': DataSpec(...)}}")
-    limit = test.pop("test_limit", None) if isinstance(test, dict) else None
-    spec = DataSpec.model_validate(test)
+    # Read, never pop: the dict belongs to the component's card.
+    limit = test.get("test_limit") if isinstance(test, dict) else None
+    spec = DataSpec.model_validate({k: v for k, v in test.items() if k != "test_limit"})
     images = load_split(spec, "test")
     if limit:
         images = images.subset(range(min(limit, len(images))))

@@ -136,7 +136,9 @@ class Registry:
                 path = Path(module_or_file)
                 if not path.is_file():
                     raise FileNotFoundError(f"no such file: {path}")
-            card_json = card_model.model_dump_json(exclude={"version", "digest", "size"}) if card_model else None
+            # A module's card is already inside the file it was written to; sending it again
+            # as a form field would only make the registry parse and compare it twice.
+            card_json = card_model.model_dump_json(exclude={"version", "digest", "size"}) if card_model and tmp is None else None
             label = f"push {card_model.name if card_model else path.name}"
             with progress_bar(self.progress, path.stat().st_size, label) as advance:
                 body, headers = _multipart(path, card_json, advance)

@@ -35,7 +35,7 @@ def _library_versions() -> dict[str, str]:
     return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__, "safetensors": safetensors.__version__, "partsbin": "0.1.0"}
 
 
-def _pull_anchors(spec: TrainSpec, registry: Any) -> tuple[AuxHeads, dict[str, Any]]:
+def _pull_anchors(spec: TrainSpec, registry: Any) -> AuxHeads:
     """Frozen aux heads from the registry, by reference."""
     aux = AuxHeads()
     for ref in spec.anchors:
@@ -49,7 +49,7 @@ def _pull_anchors(spec: TrainSpec, registry: Any) -> tuple[AuxHeads, dict[str, A
         else:
             raise ValueError(f"anchor {ref} is a {comp.role}, not an aux head (aux-rp or aux-dcc)")
         aux.anchors[comp.role] = comp.digest
-    return freeze(aux), {}
+    return freeze(aux)
 
 
 def run(spec: TrainSpec, registry: Any = None, *, progress: Progress | None = None, job_id: str | None = None) -> RunResult:
@@ -69,15 +69,14 @@ def run(spec: TrainSpec, registry: Any = None, *, progress: Progress | None = No
         if comp.role != "init":
             raise ValueError(f"init {spec.init} is a {comp.role}; IIW starts from a component of role 'init' (untrained weights)")
         init_state = load_state_dict(comp.path)
-    nets = build_networks(spec, tasks, init_state)
     common = dcc_label_set(spec, tasks)
-
     scheme = spec.scheme
     if scheme == "upper-bound":
         # Each network on its own task restricted to the common classes (§4).
-        for net in nets:
-            net.task = _restrict(net.task, common)
-        nets = build_networks(spec, [n.task for n in nets], init_state)
+        tasks = [_restrict(t, common) for t in tasks]
+    nets = build_networks(spec, tasks, init_state)
+
+    if scheme == "upper-bound":
         aux = AuxHeads()
         stats = train(nets, aux, s, joint=False, device=device, progress=progress, own_rp=True)
     elif scheme == "independent":
@@ -88,7 +87,7 @@ def run(spec: TrainSpec, registry: Any = None, *, progress: Progress | None = No
         stats = train(nets, aux, s, joint=True, device=device, progress=progress)
     else:  # incremental
         if spec.anchors:
-            aux, _ = _pull_anchors(spec, registry)
+            aux = _pull_anchors(spec, registry)
             stats = train(nets, aux, s, joint=False, device=device, progress=progress)
         else:
             # The first network learns the aux heads; they are then frozen and every
