@@ -124,9 +124,11 @@ def read_header(fp: BinaryIO, file_size: int, max_header_bytes: int = DEFAULT_MA
     return Header(tensors=tensors, metadata=dict(metadata), data_offset=8 + n)
 
 
-def check_tensors_match(header: Header, module: nn.Module) -> None:
-    """Names and shapes equal ``module.state_dict()``; floats stay floats, integers integers."""
-    expected = {k: (tuple(v.shape), v.dtype) for k, v in module.state_dict().items()}
+def check_tensors_match(header: Header, expected: nn.Module | Mapping[str, tuple[tuple[int, ...], torch.dtype]]) -> None:
+    """Names and shapes equal the module's state dict (or a precomputed map of name to
+    shape and dtype, as ``parts.archs.part_layout`` gives); floats stay floats, integers integers."""
+    if isinstance(expected, nn.Module):
+        expected = {k: (tuple(v.shape), v.dtype) for k, v in expected.state_dict().items()}
     missing = sorted(set(expected) - set(header.tensors))
     extra = sorted(set(header.tensors) - set(expected))
     if missing or extra:

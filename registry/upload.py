@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from parts.hashing import HashingWriter
@@ -38,12 +39,12 @@ class ReceivedUpload:
 
 
 class _Receiver:
-    def __init__(self, staging_dir: Path, max_bytes: int) -> None:
+    def __init__(self, staging_dir: Path, max_bytes: int, durable: bool) -> None:
         self.max_bytes = max_bytes
         fd, name = tempfile.mkstemp(prefix="upload-", suffix=".safetensors", dir=staging_dir)
         os.close(fd)
         self.path = Path(name)
-        self.writer = HashingWriter(self.path)
+        self.writer = HashingWriter(self.path, durable=durable)
         self.size = 0
         self.card = bytearray()
         self.seen: set[str] = set()
@@ -100,7 +101,9 @@ class _Receiver:
         }
 
 
-async def receive_upload(request: Request, staging_dir: Path, max_bytes: int) -> ReceivedUpload:
+async def receive_upload(request: Request, staging_dir: Path, max_bytes: int, *, durable: bool = False) -> ReceivedUpload:
+    """Stream the form into a staged file. ``durable``: fsync it before returning (for a
+    storage backend that keeps the staged file itself as the blob)."""
     content_type, params = parse_options_header(request.headers.get("content-type"))
     if content_type != b"multipart/form-data" or b"boundary" not in params:
         raise InvalidRequest("POST /components takes multipart/form-data with fields 'file' and 'card'")
@@ -111,16 +114,17 @@ async def receive_upload(request: Request, staging_dir: Path, max_bytes: int) ->
         raise TooLarge(f"upload of {declared} bytes exceeds the registry's limit of {max_bytes} bytes (PARTSBIN_MAX_UPLOAD_BYTES)")
 
     staging_dir.mkdir(parents=True, exist_ok=True)
-    receiver = _Receiver(staging_dir, max_bytes)
+    receiver = _Receiver(staging_dir, max_bytes, durable)
     parser = MultipartParser(params[b"boundary"], receiver.callbacks())
     try:
         async for chunk in request.stream():
             parser.write(chunk)
         parser.finalize()
+        # The last batches' hashing and, for durable staging, the fsync: off the event loop.
+        digest = await run_in_threadpool(receiver.writer.close)
     except BaseException:
         receiver.writer.abort()
         raise
-    digest = receiver.writer.close()
     if "file" not in receiver.seen:
         receiver.path.unlink(missing_ok=True)
         raise InvalidRequest("missing form field 'file' (the safetensors bytes)")

@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from parts.archs import ArchError, build_part, junction_of
+from parts.archs import ArchError, junction_of, part_layout
 from parts.messages import describe_validation_error
 from parts.card import AUX_ROLES, CARD_METADATA_KEY, REGISTRY_FIELDS, Card, Junction, junctions_compatible
 from parts.safetensors_format import SafetensorsError, check_tensors_match, read_header
@@ -61,14 +61,14 @@ def validate_upload(*, session: Session, path: Path, size: int, form_card: str |
     card = _card_model(data)
 
     try:
-        module = build_part(card.arch.name, card.arch.config, card.arch.part, card.arch.split, device="meta")
+        layout = part_layout(card.arch.name, card.arch.config, card.arch.part, card.arch.split)
         channels, spatial = junction_of(
             card.arch.name, card.arch.config, card.arch.split, card.interface.input.size if card.interface.input else None
         )
     except (ArchError, ValueError) as exc:
         raise InvalidUpload(f"card arch cannot be built: {exc}") from None
     try:
-        check_tensors_match(header, module)
+        check_tensors_match(header, layout.tensors)
     except SafetensorsError as exc:
         raise InvalidUpload(str(exc)) from None
 

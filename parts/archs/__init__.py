@@ -5,6 +5,6 @@ Importing this package registers ``resnet_cifar``, ``wide_resnet`` and
 """
 
 from . import mobilenetv2, resnet, wide_resnet  # noqa: F401  (registration side effect)
-from ._registry import ArchError, FeatureInfo, SplitNetwork, build, build_part, junction_of, list_archs, register
+from ._registry import ArchError, FeatureInfo, SplitNetwork, build, build_part, junction_of, list_archs, part_layout, PartLayout, register
 
-__all__ = ["ArchError", "FeatureInfo", "SplitNetwork", "build", "build_part", "junction_of", "list_archs", "register"]
+__all__ = ["ArchError", "FeatureInfo", "SplitNetwork", "build", "build_part", "junction_of", "list_archs", "part_layout", "PartLayout", "register"]

@@ -13,8 +13,11 @@ running a model.
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import math
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
@@ -30,6 +33,8 @@ __all__ = [
     "build_part",
     "list_archs",
     "junction_of",
+    "PartLayout",
+    "part_layout",
 ]
 
 Part = Literal["extractor", "head", "full"]
@@ -127,9 +132,40 @@ def build_part(name: str, config: dict[str, Any], part: Part, split: str | None,
     raise ArchError(f"unknown part {part!r}: expected extractor, head or full")
 
 
+@dataclass(frozen=True)
+class PartLayout:
+    """What a part of ``arch(config)`` holds, without its weights: the shape and dtype
+    of every tensor of its state dict, and the feature interface at the split."""
+
+    tensors: Mapping[str, tuple[tuple[int, ...], torch.dtype]]
+    junction: FeatureInfo
+
+
+def part_layout(name: str, config: dict[str, Any], part: Part, split: str | None) -> PartLayout:
+    """The layout of a part, built once on the ``meta`` device per (arch, config, part, split).
+
+    Even on ``meta`` a WRN-28-10 takes ~16 ms to construct; the registry checks every
+    upload against its card's layout, and uploads of one architecture repeat.
+    """
+    try:
+        key = json.dumps(config, sort_keys=True)
+    except TypeError as exc:
+        raise ArchError(f"bad configuration for {name!r}: {exc}") from None
+    return _part_layout(name, key, part, split)
+
+
+@functools.lru_cache(maxsize=256)
+def _part_layout(name: str, config_json: str, part: Part, split: str | None) -> PartLayout:
+    net = build(name, split=split, device="meta", **json.loads(config_json))
+    module = {"full": net, "extractor": net.extractor(), "head": net.head()}.get(part)
+    if module is None:
+        raise ArchError(f"unknown part {part!r}: expected extractor, head or full")
+    tensors = {k: (tuple(v.shape), v.dtype) for k, v in module.state_dict().items()}
+    return PartLayout(tensors=tensors, junction=net.junction_info)
+
+
 def junction_of(name: str, config: dict[str, Any], split: str | None, input_size: int | None) -> tuple[int, int | None]:
     """Channels and spatial size at the junction; spatial is None when no input size is given."""
-    net = build(name, split=split, device="meta", **config)
-    info = net.junction_info
+    info = part_layout(name, config, "head", split).junction
     spatial = None if input_size is None else math.ceil(input_size / info.reduction)
     return info.num_chs, spatial

@@ -24,6 +24,10 @@ def blob_key(digest: str) -> str:
 
 
 class BlobStorage(Protocol):
+    #: The backend keeps the staged upload itself (a hard link) as the blob, so the
+    #: upload should be written durably as it arrives rather than copied afterwards.
+    keeps_staged_file: bool
+
     def put_file(self, digest: str, path: Path) -> None:
         """Store the file at ``path`` under ``digest``; idempotent; raise StorageError on failure."""
 

@@ -13,6 +13,8 @@ from .base import StorageError, blob_key
 
 
 class LocalStorage:
+    keeps_staged_file = True
+
     def __init__(self, root: Path) -> None:
         self.root = root
 

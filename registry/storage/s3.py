@@ -18,6 +18,8 @@ from .base import StorageError, blob_key
 
 
 class S3Storage:
+    keeps_staged_file = False
+
     def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None) -> None:
         self.bucket = bucket
         self.prefix = prefix

@@ -70,3 +70,16 @@ def test_errors_name_what_is_wrong():
 def test_meta_build_allocates_nothing():
     net = build("wide_resnet", depth=28, widen=10, device="meta")
     assert all(p.device.type == "meta" for p in net.parameters())
+
+
+def test_part_layout_matches_the_built_part_and_is_built_once():
+    from parts.archs import part_layout
+
+    cfg = {"depth": 8, "width": 4, "num_classes": 3}
+    layout = part_layout("resnet_cifar", cfg, "head", "stage2")
+    head = build("resnet_cifar", **cfg).head()
+    assert layout.tensors == {k: (tuple(v.shape), v.dtype) for k, v in head.state_dict().items()}
+    assert layout.junction.num_chs == build("resnet_cifar", **cfg).junction_info.num_chs
+    # Key order of the config does not matter; a different config is a different layout.
+    assert part_layout("resnet_cifar", dict(reversed(list(cfg.items()))), "head", "stage2") is layout
+    assert part_layout("resnet_cifar", {**cfg, "num_classes": 5}, "head", "stage2").tensors["fc.weight"][0] == (5, 16)

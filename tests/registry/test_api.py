@@ -50,6 +50,9 @@ def test_publish_assigns_versions_and_is_idempotent(live, http, admin, tmp_path)
     assert r1.status_code == 201 and r1.json()["version"] == 1
     assert r1.json()["digest"] == "sha256:" + hashlib.sha256(first).hexdigest()
     assert r1.json()["size"] == len(first)
+    # Where the publish spent its time, step by step (W3C Server-Timing).
+    steps = [m.split(";")[0].strip() for m in r1.headers["server-timing"].split(",")]
+    assert steps == ["receive", "check", "store", "record"]
     again = _upload(http, admin, first)
     assert again.status_code == 200 and again.json()["version"] == 1
     second = write_component(tmp_path / "b.st", network(5).extractor(), extractor_card("lab/e")).read_bytes()

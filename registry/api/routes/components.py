@@ -17,6 +17,7 @@ from ...upload import ReceivedUpload, receive_upload
 from ...validation import validate_upload
 from ..deps import PrincipalDep, SessionDep, SessionFactoryDep, SettingsDep, StorageDep, check_part, require_token
 from ..files import file_response
+from ..timing import ServerTiming
 from ..schemas import AliasIn, AliasOut, ComponentOut, ComponentPage, YankIn
 
 router = APIRouter(prefix="/components", tags=["components"])
@@ -48,30 +49,37 @@ async def publish(request: Request, principal: PrincipalDep, settings: SettingsD
     require_token(principal, "publishing")
     if principal.scope not in ("publish", "admin"):
         raise Forbidden(f"publishing needs a publish or admin token; this one has scope {principal.scope!r}")
-    received = await receive_upload(request, settings.staging_dir, settings.max_upload_bytes)
+    timing = ServerTiming()
+    # A storage backend that keeps the staged file as the blob gets it fsynced while it
+    # streams in (see parts.hashing), not flushed whole after the last byte.
+    with timing("receive"):
+        received = await receive_upload(request, settings.staging_dir, settings.max_upload_bytes, durable=storage.keeps_staged_file)
     try:
-        return await run_in_threadpool(_publish, received, principal, settings, factory, storage)
+        return await run_in_threadpool(_publish, received, principal, settings, factory, storage, timing)
     finally:
         received.discard()
 
 
-def _publish(received: ReceivedUpload, principal, settings, factory, storage) -> Any:  # type: ignore[no-untyped-def]
+def _publish(received: ReceivedUpload, principal, settings, factory, storage, timing: ServerTiming) -> Any:  # type: ignore[no-untyped-def]
     with factory() as session:
-        card = validate_upload(
-            session=session, path=received.path, size=received.size, form_card=received.card_text, max_header_bytes=settings.max_header_bytes
-        )
+        with timing("check"):
+            card = validate_upload(
+                session=session, path=received.path, size=received.size, form_card=received.card_text, max_header_bytes=settings.max_header_bytes
+            )
         if not principal.can_publish(card.namespace):
             raise Forbidden(f"this token may not publish into namespace {card.namespace!r} (it may publish into: {', '.join(principal.namespaces) or 'none'})")
         # The blob goes first: a row must never point at bytes that are not stored.
-        try:
-            if not storage.exists(received.digest):
-                storage.put_file(received.digest, received.path)
-        except StorageError as exc:
-            raise StorageUnavailable(f"blob storage failed; nothing was published: {exc}") from None
-        row, created = crud.create_component(session=session, card=card, digest=received.digest, size=received.size, published_by=principal.token_id)
-        session.commit()
+        with timing("store"):
+            try:
+                if not storage.exists(received.digest):
+                    storage.put_file(received.digest, received.path)
+            except StorageError as exc:
+                raise StorageUnavailable(f"blob storage failed; nothing was published: {exc}") from None
+        with timing("record"):
+            row, created = crud.create_component(session=session, card=card, digest=received.digest, size=received.size, published_by=principal.token_id)
+            session.commit()
         out = ComponentOut.of(row)
-    return JSONResponse(out.model_dump(mode="json"), status_code=201 if created else 200)
+    return JSONResponse(out.model_dump(mode="json"), status_code=201 if created else 200, headers={"Server-Timing": timing.header()})
 
 
 @router.get("", response_model=ComponentPage, summary="List components")
