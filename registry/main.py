@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from .api.routes import api_router
 from .config import Settings
-from .db.session import make_engine, make_sessionmaker
+from .db.session import make_engine, make_read_sessionmaker, make_sessionmaker
 from .errors import install_handlers
 from .middleware import RequestIDMiddleware
 from .storage import make_storage
@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.read_sessionmaker = make_read_sessionmaker(engine)
     app.state.storage = make_storage(settings.resolved_storage_url, settings.s3_endpoint_url)
     install_handlers(app)
 

@@ -9,8 +9,15 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from parts.archs import ArchError, junction_of, part_layout
+from parts.card import (
+    AUX_ROLES,
+    CARD_METADATA_KEY,
+    REGISTRY_FIELDS,
+    Card,
+    Junction,
+    junctions_compatible,
+)
 from parts.messages import describe_validation_error
-from parts.card import AUX_ROLES, CARD_METADATA_KEY, REGISTRY_FIELDS, Card, Junction, junctions_compatible
 from parts.safetensors_format import SafetensorsError, check_tensors_match, read_header
 
 from .crud.components import find_by_digest

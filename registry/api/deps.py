@@ -17,16 +17,18 @@ from ..errors import APIError, Forbidden, Unauthorized
 from ..storage import BlobStorage
 
 __all__ = [
-    "SettingsDep", "SessionDep", "SessionFactoryDep", "StorageDep", "PrincipalDep",
+    "SettingsDep", "SessionDep", "ReadSessionDep", "SessionFactoryDep", "StorageDep", "PrincipalDep",
     "require_token", "require_admin", "check_part",
 ]  # fmt: skip
 
 
-def get_settings(request: Request) -> Settings:
+# Dependencies that only read app state are ``async def``: FastAPI runs a plain ``def``
+# dependency in a worker thread, a hop that costs more than the dependency.
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_session_factory(request: Request) -> sessionmaker[Session]:
+async def get_session_factory(request: Request) -> sessionmaker[Session]:
     return request.app.state.sessionmaker
 
 
@@ -35,7 +37,13 @@ def get_db(request: Request) -> Iterator[Session]:
         yield session
 
 
-def get_storage(request: Request) -> BlobStorage:
+def get_read_db(request: Request) -> Iterator[Session]:
+    """A session for a request that never writes (see ``make_read_sessionmaker``)."""
+    with request.app.state.read_sessionmaker() as session:
+        yield session
+
+
+async def get_storage(request: Request) -> BlobStorage:
     return request.app.state.storage
 
 
@@ -51,7 +59,7 @@ def get_principal(request: Request, settings: Annotated[Settings, Depends(get_se
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise Unauthorized("malformed Authorization header: expected 'Bearer <token>'", headers=_WWW)
-    with request.app.state.sessionmaker() as session:
+    with request.app.state.read_sessionmaker() as session:
         principal = authenticate(session, secret.strip())
     if principal is None:
         raise Unauthorized("the token is unknown, revoked or expired", headers=_WWW)
@@ -60,6 +68,7 @@ def get_principal(request: Request, settings: Annotated[Settings, Depends(get_se
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_db)]
+ReadSessionDep = Annotated[Session, Depends(get_read_db)]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
 StorageDep = Annotated[BlobStorage, Depends(get_storage)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -12,7 +12,7 @@ from parts.card import AUX_ROLES, Card
 from parts.names import Ref
 
 from ..db.models import Alias, Component, Group, Membership, utcnow
-from ..errors import NotFound
+from ..errors import Conflict, NotFound
 
 __all__ = [
     "find_by_digest",
@@ -78,6 +78,7 @@ def create_component(*, session: Session, card: Card, digest: str, size: int, pu
     blob that exists.
     """
     ns, name = card.namespace, card.short_name
+    _lock_name(session, ns, name)
     existing = session.scalars(
         sa.select(Component).where(Component.namespace == ns, Component.name == name, Component.digest == digest).limit(1)
     ).first()
@@ -121,7 +122,19 @@ def create_component(*, session: Session, card: Card, digest: str, size: int, pu
             # A concurrent upload took this version number; take the next one.
             continue
         return row, True
-    raise RuntimeError(f"could not assign a version to {card.name} after 5 attempts (heavy concurrent publishing)")
+    raise Conflict(f"could not assign a version to {card.name}: other uploads of it kept taking the next number; try again")
+
+
+def _lock_name(session: Session, namespace: str, name: str) -> None:
+    """On PostgreSQL, serialise version assignment per name until this transaction ends.
+
+    Without it, concurrent uploads of one name all read the same latest version, and
+    all but one fail their insert and retry; with six at once a loser can run out of
+    retries. SQLite already serialises writers, so the retry loop below suffices there.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        key = sa.func.hashtextextended(f"{namespace}/{name}", 0)
+        session.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
 
 
 def _escape_like(value: str) -> str:

@@ -15,10 +15,10 @@ from ...errors import APIError, Forbidden, StorageUnavailable
 from ...storage import StorageError
 from ...upload import ReceivedUpload, receive_upload
 from ...validation import validate_upload
-from ..deps import PrincipalDep, SessionDep, SessionFactoryDep, SettingsDep, StorageDep, check_part, require_token
+from ..deps import PrincipalDep, ReadSessionDep, SessionDep, SessionFactoryDep, SettingsDep, StorageDep, check_part, require_token
 from ..files import file_response
-from ..timing import ServerTiming
 from ..schemas import AliasIn, AliasOut, ComponentOut, ComponentPage, YankIn
+from ..timing import ServerTiming
 
 router = APIRouter(prefix="/components", tags=["components"])
 
@@ -84,7 +84,7 @@ def _publish(received: ReceivedUpload, principal, settings, factory, storage, ti
 
 @router.get("", response_model=ComponentPage, summary="List components")
 def list_components(
-    session: SessionDep,
+    session: ReadSessionDep,
     settings: SettingsDep,
     role: str | None = None,
     arch: str | None = None,
@@ -136,47 +136,47 @@ def _ref(ns: str, name: str, **kw: Any) -> Ref:
 
 
 @router.get("/by-digest/{hex}", response_model=ComponentOut, summary="Component by file digest")
-def by_digest(hex: str, session: SessionDep) -> ComponentOut:
+def by_digest(hex: str, session: ReadSessionDep) -> ComponentOut:
     return ComponentOut.of(crud.resolve_ref(session, Ref(kind="digest", digest=_digest(hex))))
 
 
 @router.get("/by-digest/{hex}/file", summary="File by digest")
-def by_digest_file(hex: str, request: Request, session: SessionDep, storage: StorageDep) -> Any:
+def by_digest_file(hex: str, request: Request, session: ReadSessionDep, storage: StorageDep) -> Any:
     return file_response(request, crud.resolve_ref(session, Ref(kind="digest", digest=_digest(hex))), storage)
 
 
 @router.get("/{ns}/{name}", response_model=ComponentOut, summary="Latest version that is not yanked")
-def latest(ns: str, name: str, session: SessionDep) -> ComponentOut:
+def latest(ns: str, name: str, session: ReadSessionDep) -> ComponentOut:
     return ComponentOut.of(crud.resolve_ref(session, _ref(ns, name)))
 
 
 @router.get("/{ns}/{name}/file", summary="File of the latest version")
-def latest_file(ns: str, name: str, request: Request, session: SessionDep, storage: StorageDep) -> Any:
+def latest_file(ns: str, name: str, request: Request, session: ReadSessionDep, storage: StorageDep) -> Any:
     return file_response(request, crud.resolve_ref(session, _ref(ns, name)), storage)
 
 
 @router.get("/{ns}/{name}/versions", response_model=list[ComponentOut], summary="Every version, yanked ones included")
-def versions(ns: str, name: str, session: SessionDep) -> list[ComponentOut]:
+def versions(ns: str, name: str, session: ReadSessionDep) -> list[ComponentOut]:
     return [ComponentOut.of(c) for c in crud.list_versions(session, check_part(ns, "namespace"), check_part(name, "name"))]
 
 
 @router.get("/{ns}/{name}/versions/{version}", response_model=ComponentOut, summary="Exact version (yanked ones too)")
-def exact(ns: str, name: str, version: int, session: SessionDep) -> ComponentOut:
+def exact(ns: str, name: str, version: int, session: ReadSessionDep) -> ComponentOut:
     return ComponentOut.of(crud.resolve_ref(session, _ref(ns, name, version=version)))
 
 
 @router.get("/{ns}/{name}/versions/{version}/file", summary="File of an exact version (yanked ones too)")
-def exact_file(ns: str, name: str, version: int, request: Request, session: SessionDep, storage: StorageDep) -> Any:
+def exact_file(ns: str, name: str, version: int, request: Request, session: ReadSessionDep, storage: StorageDep) -> Any:
     return file_response(request, crud.resolve_ref(session, _ref(ns, name, version=version)), storage)
 
 
 @router.get("/{ns}/{name}/aliases/{alias}", response_model=ComponentOut, summary="Version an alias points at")
-def by_alias(ns: str, name: str, alias: str, session: SessionDep) -> ComponentOut:
+def by_alias(ns: str, name: str, alias: str, session: ReadSessionDep) -> ComponentOut:
     return ComponentOut.of(crud.resolve_ref(session, _ref(ns, name, alias=alias)))
 
 
 @router.get("/{ns}/{name}/aliases/{alias}/file", summary="File of the version an alias points at")
-def by_alias_file(ns: str, name: str, alias: str, request: Request, session: SessionDep, storage: StorageDep) -> Any:
+def by_alias_file(ns: str, name: str, alias: str, request: Request, session: ReadSessionDep, storage: StorageDep) -> Any:
     return file_response(request, crud.resolve_ref(session, _ref(ns, name, alias=alias)), storage)
 
 

@@ -15,7 +15,7 @@ from ...crud.components import resolve_ref
 from ...crud.evaluations import create_evaluation, list_evaluations
 from ...db.models import Component, Evaluation
 from ...errors import APIError, Forbidden, InvalidRequest
-from ..deps import PrincipalDep, SessionDep, require_token
+from ..deps import PrincipalDep, ReadSessionDep, SessionDep, require_token
 
 router = APIRouter(prefix="/evaluations", tags=["evaluations"])
 
@@ -81,7 +81,7 @@ def post(body: EvaluationIn, session: SessionDep, principal: PrincipalDep) -> Ev
 
 
 @router.get("", response_model=list[EvaluationOut], summary="Evaluations of an extractor, a head, or a pair")
-def get(session: SessionDep, extractor: str | None = None, head: str | None = None) -> list[EvaluationOut]:
+def get(session: ReadSessionDep, extractor: str | None = None, head: str | None = None) -> list[EvaluationOut]:
     if extractor is None and head is None:
         raise InvalidRequest("give ?extractor=REF, ?head=REF or both")
     ext = _resolve(session, extractor) if extractor else None

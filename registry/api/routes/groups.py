@@ -8,25 +8,25 @@ from fastapi import APIRouter, Query
 
 from parts.names import InvalidName, parse_digest
 
-from ...crud.components import list_components
 from ...crud.compatible import count_members, list_groups
+from ...crud.components import list_components
 from ...db.models import Group
 from ...errors import APIError, NotFound
-from ..deps import SessionDep, SettingsDep
+from ..deps import ReadSessionDep, SettingsDep
 from ..schemas import ComponentOut, GroupDetail, GroupOut, GroupPage
 
 router = APIRouter(prefix="/groups", tags=["compatibility"])
 
 
 @router.get("", response_model=GroupPage, summary="Compatibility groups")
-def groups(session: SessionDep, settings: SettingsDep, cursor: str | None = None, limit: Annotated[int | None, Query(ge=1, le=1000)] = None) -> GroupPage:
+def groups(session: ReadSessionDep, settings: SettingsDep, cursor: str | None = None, limit: Annotated[int | None, Query(ge=1, le=1000)] = None) -> GroupPage:
     rows, next_cursor = list_groups(session, cursor=cursor, limit=limit or settings.page_size)
     items = [GroupOut(id=g.anchor_digest, kind=g.kind, junction_channels=g.junction_channels, anchor=ComponentOut.of(g.anchor), members=n) for g, n in rows]
     return GroupPage(items=items, next_cursor=next_cursor)
 
 
 @router.get("/{group_id}", response_model=GroupDetail, summary="A group with its anchor head and members")
-def group(group_id: str, session: SessionDep, settings: SettingsDep, cursor: str | None = None, limit: Annotated[int | None, Query(ge=1, le=1000)] = None) -> GroupDetail:
+def group(group_id: str, session: ReadSessionDep, settings: SettingsDep, cursor: str | None = None, limit: Annotated[int | None, Query(ge=1, le=1000)] = None) -> GroupDetail:
     try:
         digest = parse_digest(group_id)
     except InvalidName as exc:

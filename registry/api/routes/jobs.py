@@ -15,7 +15,7 @@ from parts.training_spec import TrainSpec
 from ...crud import jobs as crud
 from ...db.models import Job
 from ...errors import Forbidden, InvalidRequest
-from ..deps import PrincipalDep, SessionDep, SettingsDep, require_token
+from ..deps import PrincipalDep, ReadSessionDep, SessionDep, SettingsDep, require_token
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -112,7 +112,7 @@ def submit(body: SubmitIn, session: SessionDep, principal: PrincipalDep) -> JobO
 
 
 @router.get("", response_model=JobPage, summary="List jobs")
-def list_(session: SessionDep, settings: SettingsDep, status: str | None = None, cursor: str | None = None, limit: Annotated[int | None, Query(ge=1, le=1000)] = None) -> JobPage:
+def list_(session: ReadSessionDep, settings: SettingsDep, status: str | None = None, cursor: str | None = None, limit: Annotated[int | None, Query(ge=1, le=1000)] = None) -> JobPage:
     if cursor is not None and not cursor.isdigit():
         raise InvalidRequest(f"invalid cursor {cursor!r}")
     rows, nxt = crud.list_jobs(session, status=status, cursor=int(cursor) if cursor else None, limit=limit or settings.page_size)
@@ -120,7 +120,7 @@ def list_(session: SessionDep, settings: SettingsDep, status: str | None = None,
 
 
 @router.get("/{job_id}", response_model=JobOut, summary="A job")
-def show(job_id: int, session: SessionDep) -> JobOut:
+def show(job_id: int, session: ReadSessionDep) -> JobOut:
     return JobOut.of(crud.get_job(session, job_id))
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from ...crud import tokens as crud
 from ...db.models import Token
-from ..deps import PrincipalDep, SessionDep, require_admin
+from ..deps import PrincipalDep, ReadSessionDep, SessionDep, require_admin
 from ..schemas import TokenCreated, TokenIn, TokenOut
 
 router = APIRouter(prefix="/tokens", tags=["tokens"])
@@ -31,7 +31,7 @@ def create(body: TokenIn, session: SessionDep, principal: PrincipalDep) -> Token
 
 
 @router.get("", response_model=list[TokenOut], summary="List tokens (admin)")
-def list_(session: SessionDep, principal: PrincipalDep, include_revoked: bool = False) -> list[TokenOut]:
+def list_(session: ReadSessionDep, principal: PrincipalDep, include_revoked: bool = False) -> list[TokenOut]:
     require_admin(principal)
     return [TokenOut(**_out(t)) for t in crud.list_tokens(session, include_revoked)]
 
