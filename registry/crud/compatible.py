@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -23,15 +24,20 @@ class Match:
     evaluation: Evaluation | None = None
 
 
+# The statements of this hot path are built once, with bound parameters: building a
+# SQLAlchemy statement costs more CPU than PostgreSQL spends answering it here.
+_TARGET_ANCHORS = (
+    sa.select(Membership.anchor_digest, Component.namespace, Component.name, Component.version)
+    .outerjoin(Group, Group.anchor_digest == Membership.anchor_digest)
+    .outerjoin(Component, Component.id == Group.anchor_id)
+    .where(Membership.component_id == sa.bindparam("target_id"))
+)
+
+
 def target_anchors(session: Session, target: Component) -> dict[str, str | None]:
     """The groups ``target`` belongs to: anchor digest → the anchor head's ref, in one query."""
-    q = (
-        sa.select(Membership.anchor_digest, Component.namespace, Component.name, Component.version)
-        .outerjoin(Group, Group.anchor_digest == Membership.anchor_digest)
-        .outerjoin(Component, Component.id == Group.anchor_id)
-        .where(Membership.component_id == target.id)
-    )
-    return {d: (f"{ns}/{n}@{v}" if ns else None) for d, ns, n, v in session.execute(q)}
+    rows = session.execute(_TARGET_ANCHORS, {"target_id": target.id})
+    return {d: (f"{ns}/{n}@{v}" if ns else None) for d, ns, n, v in rows}
 
 
 def compatible_with(session: Session, target: Component, *, cursor: str | None, limit: int, anchors: list[str]) -> tuple[list[Match], str | None]:
@@ -93,47 +99,57 @@ def _shared_anchors(session: Session, anchors: list[str], ids: list[int]) -> dic
     return {k: sorted(v) for k, v in shared.items()}
 
 
-def _declared(session: Session, target: Component, anchors: list[str], *, after: int | None, limit: int, exclude: set[int]) -> tuple[list[Match], bool]:
-    if not anchors:
-        return [], False
+@functools.lru_cache(maxsize=None)
+def _declared_statement(target_is_head: bool, spatial_known: bool, paged: bool, excluding: bool) -> sa.Select:  # type: ignore[type-arg]
+    """The page of declared matches (one more than asked, to know whether another
+    follows), each component with the anchors it shares with the target: one query."""
+    anchors = sa.bindparam("anchors", expanding=True)
     q = (
         sa.select(Membership.component_id)
         .join(Component, Component.id == Membership.component_id)
         .where(
             Membership.anchor_digest.in_(anchors),
-            Membership.junction_channels == target.junction_channels,
-            Membership.component_id != target.id,
+            Membership.junction_channels == sa.bindparam("channels"),
+            Membership.component_id != sa.bindparam("target_id"),
             Component.yanked_at.is_(None),
         )
     )
-    if target.role in HEAD_ROLES:
+    if target_is_head:
         q = q.where(Membership.role == "extractor")
-        if target.junction_spatial is not None:
-            q = q.where(Membership.junction_spatial == target.junction_spatial)
+        if spatial_known:
+            q = q.where(Membership.junction_spatial == sa.bindparam("spatial"))
     else:
         q = q.where(Membership.role.in_(sorted(HEAD_ROLES)))
-        q = q.where(sa.or_(Membership.junction_spatial.is_(None), Membership.junction_spatial == target.junction_spatial))
-    if after is not None:
-        q = q.where(Membership.component_id > after)
-    if exclude:
-        q = q.where(Membership.component_id.not_in(sorted(exclude)))
-    ids = list(session.scalars(q.group_by(Membership.component_id).order_by(Membership.component_id).limit(limit + 1)))
-    more = len(ids) > limit
-    ids = ids[:limit]
-    if not ids:
-        return [], False
-    # The page's components and the anchors they share with the target, in one query.
-    rows: dict[int, Component] = {}
-    shared: dict[int, list[str]] = defaultdict(list)
-    q = (
+        q = q.where(sa.or_(Membership.junction_spatial.is_(None), Membership.junction_spatial == sa.bindparam("spatial")))
+    if paged:
+        q = q.where(Membership.component_id > sa.bindparam("after"))
+    if excluding:
+        q = q.where(Membership.component_id.not_in(sa.bindparam("exclude", expanding=True)))
+    page = q.group_by(Membership.component_id).order_by(Membership.component_id).limit(sa.bindparam("limit")).subquery()
+    return (
         sa.select(Component, Membership.anchor_digest)
         .join(Membership, Membership.component_id == Component.id)
-        .where(Component.id.in_(ids), Membership.anchor_digest.in_(anchors))
+        .where(Component.id.in_(sa.select(page.c.component_id)), Membership.anchor_digest.in_(anchors))
+        .order_by(Component.id)
     )
-    for component, digest in session.execute(q):
+
+
+def _declared(session: Session, target: Component, anchors: list[str], *, after: int | None, limit: int, exclude: set[int]) -> tuple[list[Match], bool]:
+    if not anchors:
+        return [], False
+    is_head = target.role in HEAD_ROLES
+    q = _declared_statement(is_head, target.junction_spatial is not None, after is not None, bool(exclude))
+    params = {
+        "anchors": anchors, "channels": target.junction_channels, "target_id": target.id, "spatial": target.junction_spatial,
+        "after": after, "exclude": sorted(exclude), "limit": limit + 1,
+    }  # fmt: skip
+    rows: dict[int, Component] = {}
+    shared: dict[int, list[str]] = defaultdict(list)
+    for component, digest in session.execute(q, params):
         rows[component.id] = component
         shared[component.id].append(digest)
-    return [Match(rows[i], sorted(shared[i])) for i in ids], more
+    ids = list(rows)
+    return [Match(rows[i], sorted(shared[i])) for i in ids[:limit]], len(ids) > limit
 
 
 def list_groups(session: Session, *, cursor: str | None, limit: int) -> tuple[list[tuple[Group, int]], str | None]:

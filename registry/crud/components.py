@@ -42,6 +42,12 @@ def find_by_digest(session: Session, digest: str, include_yanked: bool = True) -
     return session.scalars(q.order_by(Component.id).limit(1)).first()
 
 
+# The lookups every request by ref makes, built once with bound parameters.
+_BY_NAME = sa.select(Component).where(Component.namespace == sa.bindparam("ns"), Component.name == sa.bindparam("name"))
+_EXACT = _BY_NAME.where(Component.version == sa.bindparam("version"))
+_LATEST = _BY_NAME.where(Component.yanked_at.is_(None)).order_by(Component.version.desc()).limit(1)
+
+
 def resolve_ref(session: Session, ref: Ref) -> Component:
     """The component a ref names. Exact versions and digests resolve yanked versions too."""
     if ref.kind == "digest":
@@ -49,9 +55,9 @@ def resolve_ref(session: Session, ref: Ref) -> Component:
         if found is None:
             raise NotFound(f"no component with digest sha256:{ref.digest}")
         return found
-    base = sa.select(Component).where(Component.namespace == ref.namespace, Component.name == ref.name)
+    names = {"ns": ref.namespace, "name": ref.name}
     if ref.kind == "version":
-        found = session.scalars(base.where(Component.version == ref.version)).first()
+        found = session.scalars(_EXACT, {**names, "version": ref.version}).first()
         if found is None:
             raise NotFound(f"{ref.full_name} has no version {ref.version}")
         return found
@@ -59,13 +65,13 @@ def resolve_ref(session: Session, ref: Ref) -> Component:
         alias = session.get(Alias, (ref.namespace, ref.name, ref.alias))
         if alias is None:
             raise NotFound(f"{ref.full_name} has no alias {ref.alias!r}")
-        found = session.scalars(base.where(Component.version == alias.version, Component.yanked_at.is_(None))).first()
+        found = session.scalars(_EXACT.where(Component.yanked_at.is_(None)), {**names, "version": alias.version}).first()
         if found is None:
             raise NotFound(f"alias {ref} points at version {alias.version}, which is yanked")
         return found
-    found = session.scalars(base.where(Component.yanked_at.is_(None)).order_by(Component.version.desc()).limit(1)).first()
+    found = session.scalars(_LATEST, names).first()
     if found is None:
-        exists = session.scalar(sa.select(sa.func.count()).select_from(base.subquery()))
+        exists = session.scalar(sa.select(sa.func.count()).select_from(_BY_NAME.subquery()), names)
         raise NotFound(f"every version of {ref.full_name} is yanked" if exists else f"no component named {ref.full_name}")
     return found
 

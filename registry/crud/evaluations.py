@@ -34,15 +34,24 @@ def list_evaluations(session: Session, *, extractor_id: int | None, head_id: int
     return list(session.scalars(q.order_by(Evaluation.id).limit(limit)))
 
 
+def _best_statement(target_is_head: bool) -> sa.Select:  # type: ignore[type-arg]
+    mine = Evaluation.head_id if target_is_head else Evaluation.extractor_id
+    return (
+        sa.select(Evaluation)
+        .where(mine == sa.bindparam("target_id"), Evaluation.bn_mode == "batch", Evaluation.metric == "recombination_accuracy")
+        .order_by(Evaluation.samples, Evaluation.id)
+    )
+
+
+# Built once: /compatible runs this on every request (see crud.compatible).
+_BEST = {True: _best_statement(True), False: _best_statement(False)}
+
+
 def best_evaluations(session: Session, target: Component, *, target_is_head: bool) -> dict[int, Evaluation]:
     """For each component measured with ``target``: its evaluation with the most samples
     in batch-statistics mode (DESIGN.md), the latest on a tie."""
-    mine = Evaluation.head_id if target_is_head else Evaluation.extractor_id
-    other = Evaluation.extractor_id if target_is_head else Evaluation.head_id
-    rows = session.scalars(
-        sa.select(Evaluation).where(mine == target.id, Evaluation.bn_mode == "batch", Evaluation.metric == "recombination_accuracy").order_by(Evaluation.samples, Evaluation.id)
-    )
+    other = "extractor_id" if target_is_head else "head_id"
     best: dict[int, Evaluation] = {}
-    for ev in rows:  # ascending, so the last one kept per component is the best
-        best[getattr(ev, other.key)] = ev
+    for ev in session.scalars(_BEST[target_is_head], {"target_id": target.id}):  # ascending: the last one kept per component is the best
+        best[getattr(ev, other)] = ev
     return best
