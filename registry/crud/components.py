@@ -125,7 +125,12 @@ def create_component(*, session: Session, card: Card, digest: str, size: int, pu
                     session.add(Group(anchor_digest=digest, anchor_id=row.id, kind=card.role.removeprefix("aux-"), junction_channels=junction.channels))
                     session.flush()
         except IntegrityError:
-            # A concurrent upload took this version number; take the next one.
+            # A concurrent upload took this version number (take the next one), or
+            # stored these very bytes under this name first (then it is an idempotent
+            # re-upload after all).
+            existing = session.scalars(_BY_NAME.where(Component.digest == digest).limit(1), {"ns": ns, "name": name}).first()
+            if existing is not None:
+                return existing, False
             continue
         return row, True
     raise Conflict(f"could not assign a version to {card.name}: other uploads of it kept taking the next number; try again")

@@ -52,6 +52,9 @@ class Component(Base):
     __tablename__ = "components"
     __table_args__ = (
         sa.UniqueConstraint("namespace", "name", "version", name="uq_components_namespace_name_version"),
+        # Identical bytes under one name are one version (an upload of them again is
+        # idempotent); the database holds this even for concurrent uploads.
+        sa.UniqueConstraint("namespace", "name", "digest", name="uq_components_namespace_name_digest"),
         sa.Index("ix_components_role_arch", "role", "arch_name"),
     )
 

@@ -297,3 +297,14 @@ def test_invalid_paths_and_health(http):
     assert http.get("/groups/" + "0" * 64).status_code == 404
     assert "/components" in http.get("/openapi.json").json()["paths"]
     assert http.get("/docs").status_code == 200
+
+
+def test_concurrent_identical_uploads_make_one_version(live, admin, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = write_component(tmp_path / "same.st", network(0).extractor(), extractor_card("lab/twice")).read_bytes()
+    with httpx.Client(base_url=live.url, timeout=60) as client, ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: _upload(client, admin, data), range(4)))
+    assert sorted(r.status_code for r in results) == [200, 200, 200, 201], [r.text for r in results]
+    assert {r.json()["version"] for r in results} == {1}
+    assert live.row_count() == 1

@@ -96,6 +96,19 @@ def test_concurrent_publishes_get_distinct_versions(make_registry, postgres_url,
     assert sorted(r.json()["version"] for r in results) == [1, 2, 3, 4, 5, 6]
 
 
+def test_concurrent_identical_uploads_make_one_version(make_registry, postgres_url, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    live = make_registry(database_url=postgres_url)
+    admin = live.token("admin")
+    path = write_component(tmp_path / "same", network(0).extractor(), extractor_card("lab/twice"))
+    with httpx.Client(base_url=live.url, timeout=60) as http, ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: _upload(http, admin, path), range(4)))
+    assert sorted(r.status_code for r in results) == [200, 200, 200, 201], [r.text for r in results]
+    assert {r.json()["version"] for r in results} == {1}
+    assert live.row_count() == 1
+
+
 def test_settings_refuse_s3_without_bucket():
     with pytest.raises(ValueError, match="needs a bucket"):
         Settings(storage_url="s3://")

@@ -64,3 +64,25 @@ def test_serve_creates_new_and_refuses_behind_or_foreign(tmp_path):
     with pytest.raises(SchemaBehind, match="no known partsbin schema"):
         prepare_database(settings)
     engine.dispose()
+
+
+def test_one_version_per_digest_names_existing_duplicates(tmp_path):
+    # Databases from before the rule may hold identical bytes in two versions (a race
+    # of concurrent uploads); the upgrade names them instead of failing obscurely.
+    engine = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    upgrade(engine, "bb2234618bcc")
+    row = "'lab', 'e', {v}, 'extractor', 'resnet_cifar', '{d}', 1, '{{}}', 16, 4, '2026-11-22 00:00:00+00:00'"
+    with engine.begin() as conn:
+        for v in (1, 2):
+            conn.execute(sa.text(
+                "INSERT INTO components (namespace, name, version, role, arch_name, digest, size, card, junction_channels, junction_spatial, created_at) "
+                f"VALUES ({row.format(v=v, d='ab' * 32)})"
+            ))  # fmt: skip
+    with pytest.raises(RuntimeError, match=r"lab/e sha256:(ab){32} \(2 versions\)"):
+        upgrade(engine)
+    assert current_revision(engine) == "bb2234618bcc"
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM components WHERE version = 2"))
+    upgrade(engine)
+    assert schema_state(engine) is SchemaState.AT_HEAD
+    engine.dispose()
