@@ -142,30 +142,36 @@ class PartLayout:
 
 
 def part_layout(name: str, config: dict[str, Any], part: Part, split: str | None) -> PartLayout:
-    """The layout of a part, built once on the ``meta`` device per (arch, config, part, split).
+    """The layout of a part, from one build on the ``meta`` device per (arch, config, split).
 
     Even on ``meta`` a WRN-28-10 takes ~16 ms to construct; the registry checks every
     upload against its card's layout, and uploads of one architecture repeat.
     """
+    layouts = _network_layouts(name, _config_key(name, config), split)
+    if part not in layouts:
+        raise ArchError(f"unknown part {part!r}: expected extractor, head or full")
+    return layouts[part]
+
+
+def _config_key(name: str, config: dict[str, Any]) -> str:
     try:
-        key = json.dumps(config, sort_keys=True)
+        return json.dumps(config, sort_keys=True)
     except TypeError as exc:
         raise ArchError(f"bad configuration for {name!r}: {exc}") from None
-    return _part_layout(name, key, part, split)
 
 
 @functools.lru_cache(maxsize=256)
-def _part_layout(name: str, config_json: str, part: Part, split: str | None) -> PartLayout:
+def _network_layouts(name: str, config_json: str, split: str | None) -> dict[str, PartLayout]:
     net = build(name, split=split, device="meta", **json.loads(config_json))
-    module = {"full": net, "extractor": net.extractor(), "head": net.head()}.get(part)
-    if module is None:
-        raise ArchError(f"unknown part {part!r}: expected extractor, head or full")
-    tensors = {k: (tuple(v.shape), v.dtype) for k, v in module.state_dict().items()}
-    return PartLayout(tensors=tensors, junction=net.junction_info)
+    modules = {"full": net, "extractor": net.extractor(), "head": net.head()}
+    return {
+        part: PartLayout(tensors={k: (tuple(v.shape), v.dtype) for k, v in m.state_dict().items()}, junction=net.junction_info)
+        for part, m in modules.items()
+    }
 
 
 def junction_of(name: str, config: dict[str, Any], split: str | None, input_size: int | None) -> tuple[int, int | None]:
     """Channels and spatial size at the junction; spatial is None when no input size is given."""
-    info = part_layout(name, config, "head", split).junction
+    info = part_layout(name, config, "full", split).junction
     spatial = None if input_size is None else math.ceil(input_size / info.reduction)
     return info.num_chs, spatial

@@ -45,6 +45,7 @@ def find_by_digest(session: Session, digest: str, include_yanked: bool = True) -
 # The lookups every request by ref makes, built once with bound parameters.
 _BY_NAME = sa.select(Component).where(Component.namespace == sa.bindparam("ns"), Component.name == sa.bindparam("name"))
 _EXACT = _BY_NAME.where(Component.version == sa.bindparam("version"))
+_SAME_BYTES = _BY_NAME.where(Component.digest == sa.bindparam("digest"))
 _LATEST = _BY_NAME.where(Component.yanked_at.is_(None)).order_by(Component.version.desc()).limit(1)
 
 
@@ -85,9 +86,7 @@ def create_component(*, session: Session, card: Card, digest: str, size: int, pu
     """
     ns, name = card.namespace, card.short_name
     _lock_name(session, ns, name)
-    existing = session.scalars(
-        sa.select(Component).where(Component.namespace == ns, Component.name == name, Component.digest == digest).limit(1)
-    ).first()
+    existing = _same_bytes(session, ns, name, digest)
     if existing is not None:
         return existing, False
 
@@ -128,12 +127,16 @@ def create_component(*, session: Session, card: Card, digest: str, size: int, pu
             # A concurrent upload took this version number (take the next one), or
             # stored these very bytes under this name first (then it is an idempotent
             # re-upload after all).
-            existing = session.scalars(_BY_NAME.where(Component.digest == digest).limit(1), {"ns": ns, "name": name}).first()
+            existing = _same_bytes(session, ns, name, digest)
             if existing is not None:
                 return existing, False
             continue
         return row, True
     raise Conflict(f"could not assign a version to {card.name}: other uploads of it kept taking the next number; try again")
+
+
+def _same_bytes(session: Session, namespace: str, name: str, digest: str) -> Component | None:
+    return session.scalars(_SAME_BYTES, {"ns": namespace, "name": name, "digest": digest}).first()
 
 
 def _lock_name(session: Session, namespace: str, name: str) -> None:
