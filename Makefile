@@ -16,7 +16,7 @@ test: setup
 	$(PYTHON) -m pytest
 
 demo: setup
-	$(PYTHON) -m client.cli demo
+	$(PYTHON) -m partsbin.cli demo
 
 bench: setup
 	$(PYTHON) bench/registry_bench.py

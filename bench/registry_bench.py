@@ -35,13 +35,12 @@ import sqlalchemy as sa
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from client import Registry  # noqa: E402
-from parts.archs import build  # noqa: E402
-from parts.card import CARD_METADATA_KEY  # noqa: E402
-from parts.describe import card_for  # noqa: E402
-from parts.safetensors_format import save_state_dict  # noqa: E402
+from partsbin import Registry
+from partsbin.parts.archs import build
+from partsbin.parts.card import CARD_METADATA_KEY
+from partsbin.parts.describe import card_for
+from partsbin.parts.safetensors_format import save_state_dict
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -156,9 +155,9 @@ def transfers(work: Path) -> dict:
 def populate(url: str, groups: int = 100, members: int = 100) -> list[str]:
     """10,000 components through the registry's own write path (create_component),
     straight into the database: uploading 10,000 files would only time the upload."""
-    from registry.crud.components import create_component
-    from registry.db.migrate import upgrade
-    from registry.db.session import make_engine, make_sessionmaker
+    from partsbin.registry.crud.components import create_component
+    from partsbin.registry.db.migrate import upgrade
+    from partsbin.registry.db.session import make_engine, make_sessionmaker
 
     engine = make_engine(url)
     upgrade(engine)

@@ -35,11 +35,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from client import Registry  # noqa: E402
-from parts.training_spec import TrainSpec  # noqa: E402
-from trainer.run import run  # noqa: E402
+from partsbin import Registry
+from partsbin.parts.training_spec import TrainSpec
+from partsbin.trainer.run import run
 
 PAPER = {  # Figure 2 and §4 of the paper (ResNet-56, CIFAR-10 vs STL-10)
     "independent": 10.6, "IIW": 25.1, "RP": 50.1, "DCC": 65.8,
@@ -107,8 +106,8 @@ def main() -> None:
         if os.environ.get("PARTSBIN_URL"):
             reg = stack.enter_context(Registry())
         else:
-            from registry.config import Settings
-            from registry.embedded import embedded_registry
+            from partsbin.registry.config import Settings
+            from partsbin.registry.embedded import embedded_registry
 
             data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="partsbin-fig2-")))
             emb = stack.enter_context(embedded_registry(Settings(data_dir=data)))

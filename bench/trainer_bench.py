@@ -23,12 +23,11 @@ import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from parts.archs import build  # noqa: E402
-from parts.training_spec import Settings, TaskSpec, TrainSpec  # noqa: E402
-from trainer.data import load_task  # noqa: E402
-from trainer.engine import AuxHeads, build_networks, resolve_device, train  # noqa: E402
+from partsbin.parts.archs import build
+from partsbin.parts.training_spec import Settings, TaskSpec, TrainSpec
+from partsbin.parts.data import load_task
+from partsbin.trainer.engine import AuxHeads, build_networks, resolve_device, train
 
 STEPS, BATCH, ROUNDS = 60, 128, 3
 ARCH = {"name": "resnet_cifar", "config": {"depth": 20, "width": 16}}

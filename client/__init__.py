@@ -1,22 +1,6 @@
-"""partsbin client: ``from client import Registry``."""
+"""The Python client of a partsbin registry.
 
-from .assemble import AssembledModel
-from .errors import (
-    ComponentNotFound,
-    Conflict,
-    ConnectionFailed,
-    DigestMismatch,
-    Incompatible,
-    InvalidUpload,
-    PartsbinError,
-    RegistryError,
-    ServerError,
-    Unauthorized,
-)
-from .registry import Component, Registry
-
-__all__ = [
-    "Registry", "Component", "AssembledModel",
-    "PartsbinError", "RegistryError", "ComponentNotFound", "Unauthorized", "InvalidUpload",
-    "Incompatible", "Conflict", "ServerError", "DigestMismatch", "ConnectionFailed",
-]  # fmt: skip
+The public names are re-exported by the top-level package: ``from partsbin import
+Registry``. This package imports neither :mod:`partsbin.registry` nor
+:mod:`partsbin.trainer` (tests/test_packaging.py holds it to that).
+"""

@@ -7,8 +7,8 @@ import warnings
 import torch
 from torch import nn
 
-from parts.batchnorm import BNMode, set_bn_mode
-from parts.card import Card, junctions_compatible
+from partsbin.parts.batchnorm import BNMode, set_bn_mode
+from partsbin.parts.card import Card, junctions_compatible
 
 from .errors import Incompatible
 

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import nn
 
-from parts.batchnorm import batchnorm_layers, set_bn_mode
-from parts.metrics import recombination_accuracy
+from partsbin.parts.batchnorm import batchnorm_layers, set_bn_mode
+from partsbin.parts.metrics import recombination_accuracy
 
 from .assemble import AssembledModel, check_junctions
 
@@ -112,8 +112,8 @@ class BenchResult:
 def load_test_data(comp: "Component") -> tuple[str, Any]:
     """The extractor's task test set, rebuilt from its card (trainer-published cards
     record it under ``provenance.dataset.test``)."""
-    from parts.training_spec import DataSpec
-    from trainer.data import load_split
+    from partsbin.parts.training_spec import DataSpec
+    from partsbin.parts.data import load_split
 
     ds = comp.card.provenance.dataset
     test = getattr(ds, "test", None) if ds is not None else None
@@ -196,8 +196,8 @@ def bench(
     latency: bool = False,
     post: bool = True,
 ) -> BenchResult:
-    from parts.training_spec import DataSpec
-    from trainer.data import load_split
+    from partsbin.parts.training_spec import DataSpec
+    from partsbin.parts.data import load_split
 
     exts = [registry.pull(r) for r in extractors]
     hds = [registry.pull(r) for r in heads]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from parts.names import Ref
+from partsbin.parts.names import Ref
 
 __all__ = ["Cache", "default_cache_dir"]
 

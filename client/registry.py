@@ -16,12 +16,13 @@ import httpx
 import torch
 from torch import nn
 
-from parts.archs import build_part
-from parts.batchnorm import BNMode
-from parts.card import CARD_METADATA_KEY, Card
-from parts.hashing import HashingWriter
-from parts.names import Ref, parse_ref
-from parts.safetensors_format import load_state_dict, save_state_dict
+from partsbin import __version__
+from partsbin.parts.archs import build_part
+from partsbin.parts.batchnorm import BNMode
+from partsbin.parts.card import CARD_METADATA_KEY, Card
+from partsbin.parts.hashing import HashingWriter
+from partsbin.parts.names import Ref, parse_ref
+from partsbin.parts.safetensors_format import load_state_dict, save_state_dict
 
 from ._http import raise_for_status, with_retries
 from .assemble import AssembledModel, check_junctions
@@ -82,7 +83,7 @@ class Registry:
     def __init__(self, url: str | None = None, token: str | None = None, *, cache_dir: str | Path | None = None, timeout: float = 60.0, progress: bool = False) -> None:
         self.url = (url or os.environ.get("PARTSBIN_URL") or DEFAULT_URL).rstrip("/")
         token = token if token is not None else os.environ.get("PARTSBIN_TOKEN") or None
-        headers = {"User-Agent": "partsbin-client/0.1"}
+        headers = {"User-Agent": f"partsbin/{__version__}"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=httpx.Timeout(timeout, connect=10.0))

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from registry.db.models import Base
-from registry.db.session import make_engine
+from partsbin.registry.db.models import Base
+from partsbin.registry.db.session import make_engine
 
 config = context.config
 target_metadata = Base.metadata
@@ -16,7 +16,7 @@ def _url() -> str:
     url = config.get_main_option("sqlalchemy.url")
     if url:
         return url
-    from registry.config import Settings
+    from partsbin.registry.config import Settings
 
     return Settings().resolved_database_url
 

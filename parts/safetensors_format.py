@@ -164,9 +164,3 @@ def load_state_dict(path: str | Path, device: str | torch.device = "cpu") -> dic
     from safetensors.torch import load_file
 
     return load_file(str(path), device=str(device))
-
-
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
-    with p.open("rb") as fp:
-        return read_header(fp, p.stat().st_size).metadata

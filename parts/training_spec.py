@@ -15,7 +15,7 @@ from .names import InvalidName, parse_ref, validate_part
 
 __all__ = ["Transform", "DataSpec", "TaskSpec", "ArchChoice", "Settings", "TrainSpec", "PAIRS"]
 
-# Two-domain pairs available by name (DESIGN.md, "Data here"); trainer.data builds them.
+# Two-domain pairs available by name (DESIGN.md, "Data here"); parts.data builds them.
 PAIRS = ("fashion-mnist", "digits")
 
 

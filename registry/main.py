@@ -7,6 +7,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from partsbin import __version__
+
 from .api.routes import api_router
 from .config import Settings
 from .db.session import make_engine, make_read_sessionmaker, make_sessionmaker
@@ -28,7 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(
         title="partsbin registry",
-        version="0.1.0",
+        version=__version__,
         description="Registry of neural-network components made compatible by training (Gygli et al., AAAI 2021).",
         lifespan=lifespan,
     )

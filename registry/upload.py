@@ -18,7 +18,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from parts.hashing import HashingWriter
+from partsbin.parts.hashing import HashingWriter
 
 from .errors import InvalidRequest, TooLarge
 

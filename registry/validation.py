@@ -8,8 +8,8 @@ from pathlib import Path
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from parts.archs import ArchError, junction_of, part_layout
-from parts.card import (
+from partsbin.parts.archs import ArchError, junction_of, part_layout
+from partsbin.parts.card import (
     AUX_ROLES,
     CARD_METADATA_KEY,
     REGISTRY_FIELDS,
@@ -17,8 +17,8 @@ from parts.card import (
     Junction,
     junctions_compatible,
 )
-from parts.messages import describe_validation_error
-from parts.safetensors_format import SafetensorsError, check_tensors_match, read_header
+from partsbin.parts.messages import describe_validation_error
+from partsbin.parts.safetensors_format import SafetensorsError, check_tensors_match, read_header
 
 from .crud.components import find_by_digest
 from .errors import InvalidUpload

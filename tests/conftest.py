@@ -19,10 +19,10 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from registry.config import Settings
-from registry.crud.tokens import create_token
-from registry.db.migrate import upgrade
-from registry.db.session import make_engine, make_sessionmaker
+from partsbin.registry.config import Settings
+from partsbin.registry.crud.tokens import create_token
+from partsbin.registry.db.migrate import upgrade
+from partsbin.registry.db.session import make_engine, make_sessionmaker
 
 
 @pytest.fixture(autouse=True)
@@ -148,7 +148,7 @@ class LiveRegistry:
         return secret
 
     def blob_count(self) -> int:
-        from registry.storage import make_storage
+        from partsbin.registry.storage import make_storage
 
         storage = make_storage(self.settings.resolved_storage_url, self.settings.s3_endpoint_url)
         if hasattr(storage, "root"):
@@ -157,7 +157,7 @@ class LiveRegistry:
         return int(resp.get("KeyCount", 0))
 
     def row_count(self) -> int:
-        from registry.db.models import Component
+        from partsbin.registry.db.models import Component
 
         with self.session() as session:
             return int(session.scalar(sa.select(sa.func.count()).select_from(Component)) or 0)
@@ -165,7 +165,7 @@ class LiveRegistry:
 
 @contextmanager
 def serve_registry(settings: Settings) -> Iterator[LiveRegistry]:
-    from registry.embedded import running_server
+    from partsbin.registry.embedded import running_server
 
     engine = make_engine(settings.resolved_database_url)
     upgrade(engine)
@@ -207,7 +207,7 @@ def http(live: LiveRegistry) -> Iterator[httpx.Client]:
 @pytest.fixture
 def client_for() -> Iterator[Callable[..., "object"]]:
     """``client_for(live, token)``: a client Registry closed at the end of the test."""
-    from client import Registry
+    from partsbin import Registry
 
     opened: list = []
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import torch
 
-from parts.archs import build
-from parts.card import CARD_METADATA_KEY, Card
-from parts.describe import card_for
-from parts.safetensors_format import save_state_dict
+from partsbin.parts.archs import build
+from partsbin.parts.card import CARD_METADATA_KEY, Card
+from partsbin.parts.describe import card_for
+from partsbin.parts.safetensors_format import save_state_dict
 
 CFG: dict[str, Any] = {"depth": 8, "width": 4, "in_chans": 1, "num_classes": 3}
 LABELS = ["a", "b", "c"]

@@ -8,8 +8,8 @@ from pathlib import Path
 import yaml
 from typer.testing import CliRunner
 
-from client.cli import app
-from registry.config import Settings
+from partsbin.cli import app
+from partsbin.registry.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENT_VARS = {"PARTSBIN_URL", "PARTSBIN_TOKEN", "PARTSBIN_CACHE_DIR", "PARTSBIN_NO_PROGRESS"}

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from parts.training_spec import TrainSpec
+from partsbin.parts.training_spec import TrainSpec
 
 from .run import run
 

@@ -24,12 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from parts.archs import SplitNetwork, build
-from parts.batchnorm import set_bn_mode, use_batch_statistics
-from parts.metrics import shared_classes
-from parts.training_spec import Settings, TrainSpec
+from partsbin.parts.archs import SplitNetwork, build
+from partsbin.parts.batchnorm import set_bn_mode, use_batch_statistics
+from partsbin.parts.metrics import shared_classes
+from partsbin.parts.training_spec import Settings, TrainSpec
 
-from .data import Images, TaskData, augment_batch
+from partsbin.parts.data import Images, TaskData, augment_batch
 from .rotation import ROTATION_LABELS, rotate_batch
 
 __all__ = [

@@ -8,12 +8,13 @@ from typing import Any
 
 import torch
 
-from parts.describe import card_for
-from parts.metrics import recombination_accuracy
-from parts.safetensors_format import load_state_dict
-from parts.training_spec import TrainSpec
+from partsbin import __version__
+from partsbin.parts.describe import card_for
+from partsbin.parts.metrics import recombination_accuracy
+from partsbin.parts.safetensors_format import load_state_dict
+from partsbin.parts.training_spec import TrainSpec
 
-from .data import TaskData, load_task
+from partsbin.parts.data import TaskData, load_task
 from .engine import AuxHeads, Network, Progress, build_aux_heads, build_networks, dcc_label_set, evaluate, freeze, resolve_device, train
 from .rotation import ROTATION_LABELS
 
@@ -32,7 +33,7 @@ def _library_versions() -> dict[str, str]:
     import numpy
     import safetensors
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__, "safetensors": safetensors.__version__, "partsbin": "0.1.0"}
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__, "safetensors": safetensors.__version__, "partsbin": __version__}
 
 
 def _pull_anchors(spec: TrainSpec, registry: Any) -> AuxHeads:
@@ -111,7 +112,7 @@ def run(spec: TrainSpec, registry: Any = None, *, progress: Progress | None = No
 
 
 def _restrict(task: TaskData, classes: list[str]) -> TaskData:
-    from .data.transforms import select
+    from partsbin.parts.data.transforms import select
 
     keep = [c for c in task.classes if c in classes]
     train_spec = task.train_spec.model_copy(update={"classes": keep, "indices": None, "transforms": [], "limit": None})
@@ -135,7 +136,7 @@ def _publish(spec: TrainSpec, registry: Any, nets: list[Network], aux: AuxHeads,
             input_size=size, labels=net0.task.classes, description=f"untrained initial weights of run {run_name} (IIW)",
             provenance={"seed": spec.settings.seed, "job": job_id, "libraries": _library_versions(), "settings": settings}, **common,
         )  # fmt: skip
-        from parts.archs import build
+        from partsbin.parts.archs import build
 
         init_model = build(net0.arch, split=net0.model.split, **net0.config)
         init_model.load_state_dict(net0.init_state)

@@ -16,11 +16,11 @@ import traceback
 import uuid
 from typing import Any
 
-from client.errors import ConnectionFailed, Conflict, RegistryError
+from partsbin.client.errors import ConnectionFailed, Conflict, RegistryError
 
-from parts.training_spec import TrainSpec
+from partsbin.parts.training_spec import TrainSpec
 
-from .data import DataMissing
+from partsbin.parts.data import DataMissing
 from .engine import Progress, StopRequested
 from .run import run
 

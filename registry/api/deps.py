@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 
-from parts.names import InvalidName, validate_part
+from partsbin.parts.names import InvalidName, validate_part
 
 from ..config import Settings
 from ..crud.tokens import Principal, authenticate

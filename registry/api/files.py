@@ -68,5 +68,8 @@ def file_response(request: Request, component: Component, storage: BlobStorage) 
     headers["Content-Length"] = str(end - start + 1)
     if status == 206:
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    if request.method == "HEAD":
+        # The same headers as GET, no body: clients learn the ETag and size first.
+        return Response(status_code=status, media_type="application/octet-stream", headers=headers)
     body = storage.iter_range(component.digest, start, end, CHUNK_SIZE) if size else iter(())
     return StreamingResponse(body, status_code=status, media_type="application/octet-stream", headers=headers)

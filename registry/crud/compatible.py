@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from parts.card import HEAD_ROLES
+from partsbin.parts.card import HEAD_ROLES
 
 from ..db.models import Component, Evaluation, Group, Membership
 from .evaluations import best_evaluations

@@ -8,8 +8,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from parts.card import AUX_ROLES, Card
-from parts.names import Ref
+from partsbin.parts.card import AUX_ROLES, Card
+from partsbin.parts.names import Ref
 
 from ..db.models import Alias, Component, Group, Membership, utcnow
 from ..errors import Conflict, NotFound

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from parts.names import validate_part
+from partsbin.parts.names import validate_part
 
 from ..db.models import Token, utcnow
 from ..errors import InvalidRequest, NotFound
@@ -34,9 +34,6 @@ class Principal:
     scope: str  # "anonymous", "read", "publish" or "admin"
     namespaces: tuple[str, ...] = ()
     owner: bool = False
-
-    def can_read(self) -> bool:
-        return True
 
     def can_publish(self, namespace: str) -> bool:
         return self.scope == "admin" or (self.scope == "publish" and namespace in self.namespaces)

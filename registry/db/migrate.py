@@ -11,7 +11,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-import migrations
+from partsbin import migrations
 
 __all__ = ["SchemaState", "alembic_config", "upgrade", "downgrade", "schema_state", "head_revision", "current_revision"]
 

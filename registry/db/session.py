@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["make_engine", "make_sessionmaker", "make_read_sessionmaker", "session_scope"]
+__all__ = ["make_engine", "make_sessionmaker", "make_read_sessionmaker"]
 
 
 def make_engine(url: str) -> sa.Engine:
@@ -50,14 +48,3 @@ def make_read_sessionmaker(engine: sa.Engine) -> sessionmaker[Session]:
     time of a ``GET /compatible`` on PostgreSQL (9.3 -> 5.9 ms p50, in-process).
     """
     return sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
-
-
-@contextmanager
-def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
-    with factory() as session:
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise

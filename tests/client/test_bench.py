@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from client.bench import cross_correlation
-from parts.archs import build
+from partsbin.client.bench import cross_correlation
+from partsbin.parts.archs import build
 from tests.helpers import aux_rp, extractor_card, head_card, network
 
 
@@ -65,7 +65,7 @@ def test_evaluations_round_trip_and_rank_compatible(live, client_for):
 def test_evaluations_need_a_publish_token_and_sane_values(live, client_for):
     import pytest
 
-    from client import InvalidUpload, Unauthorized
+    from partsbin import InvalidUpload, Unauthorized
 
     admin = client_for(live, live.token("admin"))
     aux, card = aux_rp()

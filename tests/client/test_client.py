@@ -7,9 +7,9 @@ import hashlib
 import pytest
 import torch
 
-from client import ComponentNotFound, DigestMismatch, Incompatible, InvalidUpload, Registry, Unauthorized
-from parts.archs import build
-from parts.describe import card_for
+from partsbin import ComponentNotFound, DigestMismatch, Incompatible, InvalidUpload, Registry, Unauthorized
+from partsbin.parts.archs import build
+from partsbin.parts.describe import card_for
 from tests.helpers import CFG, aux_rp, extractor_card, head_card, network
 
 
@@ -113,7 +113,7 @@ def test_assemble_refuses_different_feature_interfaces(reg):
 def test_push_file_and_cli(live, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from client.cli import app
+    from partsbin.cli import app
     from tests.helpers import write_component
 
     monkeypatch.setenv("PARTSBIN_URL", live.url)

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from parts.archs import ArchError, build, junction_of, list_archs, register
+from partsbin.parts.archs import ArchError, build, junction_of, list_archs, register
 
 CASES = [
     ("resnet_cifar", {"depth": 20}, "stage2"),
@@ -73,7 +73,7 @@ def test_meta_build_allocates_nothing():
 
 
 def test_part_layout_matches_the_built_part_and_is_built_once():
-    from parts.archs import part_layout
+    from partsbin.parts.archs import part_layout
 
     cfg = {"depth": 8, "width": 4, "num_classes": 3}
     layout = part_layout("resnet_cifar", cfg, "head", "stage2")

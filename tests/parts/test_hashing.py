@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from parts.hashing import HashingWriter
+from partsbin.parts.hashing import HashingWriter
 
 
 @pytest.mark.parametrize("durable", [False, True])

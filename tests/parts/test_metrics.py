@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from parts.metrics import recombination_accuracy, shared_classes, wilson_interval
+from partsbin.parts.metrics import recombination_accuracy, shared_classes, wilson_interval
 
 
 def test_restricted_to_common_classes_by_name():

@@ -1,6 +1,6 @@
 import pytest
 
-from parts.names import InvalidName, parse_ref, validate_name
+from partsbin.parts.names import InvalidName, parse_ref, validate_name
 
 
 @pytest.mark.parametrize(

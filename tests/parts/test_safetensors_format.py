@@ -4,8 +4,8 @@ import struct
 import pytest
 import torch
 
-from parts.archs import build
-from parts.safetensors_format import SafetensorsError, check_tensors_match, read_header, save_state_dict
+from partsbin.parts.archs import build
+from partsbin.parts.safetensors_format import SafetensorsError, check_tensors_match, read_header, save_state_dict
 from tests.helpers import raw_safetensors
 
 

@@ -8,8 +8,8 @@ import json
 import httpx
 import pytest
 
-from parts.card import CARD_METADATA_KEY
-from parts.safetensors_format import save_state_dict
+from partsbin.parts.card import CARD_METADATA_KEY
+from partsbin.parts.safetensors_format import save_state_dict
 from tests.helpers import aux_rp, extractor_card, head_card, network, raw_safetensors, write_component
 
 
@@ -281,7 +281,7 @@ def test_tokens_over_http_and_expiry(live, http, admin):
 
     from datetime import timedelta
 
-    from registry.crud.tokens import create_token
+    from partsbin.registry.crud.tokens import create_token
 
     with live.session() as session:
         _, expired = create_token(session=session, scope="admin", expires_in=timedelta(seconds=-1))

@@ -7,8 +7,8 @@ import hashlib
 import httpx
 import pytest
 
-from registry.config import Settings
-from registry.storage import make_storage
+from partsbin.registry.config import Settings
+from partsbin.registry.storage import make_storage
 from tests.helpers import aux_rp, extractor_card, head_card, network, write_component
 
 pytestmark = [pytest.mark.postgres, pytest.mark.s3]

@@ -6,11 +6,11 @@ import pytest
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
-from registry.config import Settings
-from registry.db.migrate import SchemaState, alembic_config, current_revision, downgrade, head_revision, schema_state, upgrade
-from registry.db.models import Base
-from registry.db.session import make_engine
-from registry.server import SchemaBehind, prepare_database
+from partsbin.registry.config import Settings
+from partsbin.registry.db.migrate import SchemaState, alembic_config, current_revision, downgrade, head_revision, schema_state, upgrade
+from partsbin.registry.db.models import Base
+from partsbin.registry.db.session import make_engine
+from partsbin.registry.server import SchemaBehind, prepare_database
 
 
 def _roundtrip(url: str) -> None:

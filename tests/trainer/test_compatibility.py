@@ -2,10 +2,10 @@
 
 import torch
 
-from parts.metrics import recombination_accuracy
-from parts.training_spec import TrainSpec
-from trainer.engine import evaluate
-from trainer.run import run
+from partsbin.parts.metrics import recombination_accuracy
+from partsbin.parts.training_spec import TrainSpec
+from partsbin.trainer.engine import evaluate
+from partsbin.trainer.run import run
 
 
 def _recombination(result) -> float:

@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from parts.training_spec import DataSpec, TaskSpec, Transform
-from trainer.data import DataMissing, load_split, load_task
-from trainer.data.sources import load_source
+from partsbin.parts.training_spec import DataSpec, TaskSpec, Transform
+from partsbin.parts.data import DataMissing, load_split, load_task
+from partsbin.parts.data.sources import load_source
 
 
 def test_idx_gz_and_plain(tmp_path):

@@ -1,6 +1,6 @@
 """The main job end to end (shortened): train, publish, look up, assemble, benchmark."""
 
-from trainer.demo import run_demo
+from partsbin.trainer.demo import run_demo
 
 
 def test_demo_recombination_beats_the_independent_pair(live, client_for, tmp_path):

@@ -2,9 +2,9 @@
 
 import torch
 
-from parts.training_spec import TrainSpec
-from trainer.data import load_task
-from trainer.engine import build_aux_heads, build_networks, freeze, resolve_device, train
+from partsbin.parts.training_spec import TrainSpec
+from partsbin.parts.data import load_task
+from partsbin.trainer.engine import build_aux_heads, build_networks, freeze, resolve_device, train
 
 
 def test_frozen_aux_heads_are_bit_identical_after_training():

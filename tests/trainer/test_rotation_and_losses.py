@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from trainer.engine import dcc_loss, rp_loss
-from trainer.rotation import ROTATION_LABELS, rotate_batch
+from partsbin.trainer.engine import dcc_loss, rp_loss
+from partsbin.trainer.rotation import ROTATION_LABELS, rotate_batch
 
 
 def test_known_image_rotated_four_ways():

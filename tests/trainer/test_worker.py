@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from trainer.worker import Worker
+from partsbin.trainer.worker import Worker
 
 
 def tiny_spec(name: str, namespace: str = "jobs", **extra) -> dict:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from parts.names import InvalidName, Ref, parse_ref
+from partsbin.parts.names import InvalidName, Ref, parse_ref
 
 from ...crud.compatible import compatible_with, target_anchors
 from ...crud.components import resolve_ref

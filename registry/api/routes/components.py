@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from parts.names import InvalidName, Ref, parse_digest
+from partsbin.parts.names import InvalidName, Ref, parse_digest
 
 from ...crud import components as crud
 from ...errors import APIError, Forbidden, StorageUnavailable
@@ -141,6 +141,7 @@ def by_digest(hex: str, session: ReadSessionDep) -> ComponentOut:
 
 
 @router.get("/by-digest/{hex}/file", summary="File by digest")
+@router.head("/by-digest/{hex}/file", summary="File by digest" + " (headers only)")
 def by_digest_file(hex: str, request: Request, session: ReadSessionDep, storage: StorageDep) -> Any:
     return file_response(request, crud.resolve_ref(session, Ref(kind="digest", digest=_digest(hex))), storage)
 
@@ -151,6 +152,7 @@ def latest(ns: str, name: str, session: ReadSessionDep) -> ComponentOut:
 
 
 @router.get("/{ns}/{name}/file", summary="File of the latest version")
+@router.head("/{ns}/{name}/file", summary="File of the latest version" + " (headers only)")
 def latest_file(ns: str, name: str, request: Request, session: ReadSessionDep, storage: StorageDep) -> Any:
     return file_response(request, crud.resolve_ref(session, _ref(ns, name)), storage)
 
@@ -166,6 +168,7 @@ def exact(ns: str, name: str, version: int, session: ReadSessionDep) -> Componen
 
 
 @router.get("/{ns}/{name}/versions/{version}/file", summary="File of an exact version (yanked ones too)")
+@router.head("/{ns}/{name}/versions/{version}/file", summary="File of an exact version (yanked ones too)" + " (headers only)")
 def exact_file(ns: str, name: str, version: int, request: Request, session: ReadSessionDep, storage: StorageDep) -> Any:
     return file_response(request, crud.resolve_ref(session, _ref(ns, name, version=version)), storage)
 
@@ -176,6 +179,7 @@ def by_alias(ns: str, name: str, alias: str, session: ReadSessionDep) -> Compone
 
 
 @router.get("/{ns}/{name}/aliases/{alias}/file", summary="File of the version an alias points at")
+@router.head("/{ns}/{name}/aliases/{alias}/file", summary="File of the version an alias points at" + " (headers only)")
 def by_alias_file(ns: str, name: str, alias: str, request: Request, session: ReadSessionDep, storage: StorageDep) -> Any:
     return file_response(request, crud.resolve_ref(session, _ref(ns, name, alias=alias)), storage)
 

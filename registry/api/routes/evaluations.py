@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from parts.names import InvalidName, parse_ref
+from partsbin.parts.names import InvalidName, parse_ref
 
 from ...crud.components import resolve_ref
 from ...crud.evaluations import create_evaluation, list_evaluations

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from parts.names import InvalidName, parse_digest
+from partsbin.parts.names import InvalidName, parse_digest
 
 from ...crud.compatible import count_members, list_groups
 from ...crud.components import list_components

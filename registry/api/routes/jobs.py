@@ -9,8 +9,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field, ValidationError
 
-from parts.messages import describe_validation_error
-from parts.training_spec import TrainSpec
+from partsbin.parts.messages import describe_validation_error
+from partsbin.parts.training_spec import TrainSpec
 
 from ...crud import jobs as crud
 from ...db.models import Job

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from parts.training_spec import DataSpec, Transform
+from partsbin.parts.training_spec import DataSpec, Transform
 
 from .sources import Images
 

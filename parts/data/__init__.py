@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from parts.training_spec import DataSpec, TaskSpec
+from partsbin.parts.training_spec import DataSpec, TaskSpec
 
 from .pairs import pair_data
 from .sources import DataMissing, Images, load_source

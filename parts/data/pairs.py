@@ -8,7 +8,7 @@ transforms. Digits: the same construction on scikit-learn's digits (8→4→8).
 
 from __future__ import annotations
 
-from parts.training_spec import DataSpec, Transform
+from partsbin.parts.training_spec import DataSpec, Transform
 
 from .sources import FASHION_MNIST_CLASSES
 

@@ -1,0 +1,73 @@
+"""partsbin: a registry and model zoo of neural-network components made compatible by
+training (Gygli, Uijlings & Ferrari, AAAI 2021).
+
+::
+
+    from partsbin import Registry
+
+    reg = Registry()                                   # PARTSBIN_URL / PARTSBIN_TOKEN
+    model = reg.assemble("acme/a-extractor", "acme/b-head")
+
+The subpackages: :mod:`partsbin.client` (this API), :mod:`partsbin.registry` (the
+service), :mod:`partsbin.trainer` (training and the worker), :mod:`partsbin.parts` (the
+shared core) and :mod:`partsbin.migrations`. See ``docs/architecture.md``.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module, metadata
+from typing import TYPE_CHECKING, Any
+
+try:
+    __version__ = metadata.version("partsbin")
+except metadata.PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+# Imported on first use: `import partsbin` (and so `partsbin --help`) must not pay for
+# torch, which the client needs only once a module is built or run.
+_EXPORTS = {
+    "Registry": "partsbin.client.registry",
+    "Component": "partsbin.client.registry",
+    "AssembledModel": "partsbin.client.assemble",
+    "PartsbinError": "partsbin.client.errors",
+    "RegistryError": "partsbin.client.errors",
+    "ComponentNotFound": "partsbin.client.errors",
+    "Unauthorized": "partsbin.client.errors",
+    "InvalidUpload": "partsbin.client.errors",
+    "Incompatible": "partsbin.client.errors",
+    "Conflict": "partsbin.client.errors",
+    "ServerError": "partsbin.client.errors",
+    "DigestMismatch": "partsbin.client.errors",
+    "ConnectionFailed": "partsbin.client.errors",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+if TYPE_CHECKING:
+    from partsbin.client.assemble import AssembledModel
+    from partsbin.client.errors import (
+        ComponentNotFound,
+        Conflict,
+        ConnectionFailed,
+        DigestMismatch,
+        Incompatible,
+        InvalidUpload,
+        PartsbinError,
+        RegistryError,
+        ServerError,
+        Unauthorized,
+    )
+    from partsbin.client.registry import Component, Registry
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'partsbin' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

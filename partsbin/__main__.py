@@ -1,0 +1,5 @@
+"""``python -m partsbin``: the same as the ``partsbin`` command."""
+
+from partsbin.cli import main
+
+main()

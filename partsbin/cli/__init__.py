@@ -1,0 +1,11 @@
+"""The ``partsbin`` command line.
+
+It sits above the parts it drives: commands for the registry server (``serve``, ``db``,
+``token``), for components (``push``, ``pull``, ``ls`` ...), for training (``train``,
+``worker``, ``jobs``, ``demo``) and the benchmark, one module per group.
+"""
+
+from . import benchmark, components, server, training  # noqa: F401  (registers the commands)
+from ._app import app, main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,5 @@
+"""``python -m partsbin.cli``: the same as the ``partsbin`` command."""
+
+from . import main
+
+main()

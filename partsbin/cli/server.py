@@ -1,0 +1,144 @@
+"""Commands that work on the registry itself: ``serve``, ``db``, ``token``."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from ._app import app, console, err, fail
+
+db_app = typer.Typer(help="Registry database schema.", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens (works on the registry database directly).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(token_app, name="token")
+
+
+def _settings() -> Any:
+    from partsbin.registry.config import Settings
+
+    return Settings()
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address [env: PARTSBIN_HOST]")] = None,
+    port: Annotated[int | None, typer.Option(help="port [env: PARTSBIN_PORT]")] = None,
+) -> None:
+    """Serve the registry (embedded default: SQLite and a local folder under PARTSBIN_DATA_DIR)."""
+    from partsbin.registry.server import SchemaBehind
+    from partsbin.registry.server import serve as run
+
+    try:
+        run(_settings(), host=host, port=port)
+    except SchemaBehind as exc:
+        raise fail(str(exc)) from None
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="target revision")] = "head") -> None:
+    """Apply the schema migrations to PARTSBIN_DATABASE_URL."""
+    from partsbin.registry.db.migrate import current_revision, upgrade
+    from partsbin.registry.db.session import make_engine
+
+    settings = _settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url)
+    upgrade(engine, revision)
+    console.print(f"database at revision {current_revision(engine)}")
+    engine.dispose()
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the database's schema revision and whether it is at head."""
+    from partsbin.registry.db.migrate import current_revision, head_revision
+    from partsbin.registry.db.session import make_engine
+
+    engine = make_engine(_settings().resolved_database_url)
+    cur, head = current_revision(engine), head_revision()
+    state = "up to date" if cur == head else "run `partsbin db upgrade`"
+    console.print(f"current: {cur or '(empty)'}  head: {head}  {state}")
+    engine.dispose()
+
+
+def _session() -> Any:
+    from partsbin.registry.db.migrate import SchemaState, schema_state
+    from partsbin.registry.db.session import make_engine, make_sessionmaker
+
+    settings = _settings()
+    engine = make_engine(settings.resolved_database_url)
+    if schema_state(engine) is not SchemaState.AT_HEAD:
+        raise fail("the registry database is not at the current schema: run `partsbin db upgrade` first")
+    return make_sessionmaker(engine)()
+
+
+@token_app.command("create")
+def token_create(
+    scope: Annotated[str, typer.Option(help="read, publish or admin")],
+    namespace: Annotated[
+        list[str] | None,
+        typer.Option("--namespace", "-n", help="namespace a publish token may publish into (repeatable)"),
+    ] = None,
+    owner: Annotated[bool, typer.Option(help="publish token that also moves aliases and yanks in its namespaces")] = False,
+    name: Annotated[str, typer.Option(help="a label for the token")] = "",
+    expires_days: Annotated[float | None, typer.Option(help="expire after this many days")] = None,
+) -> None:
+    """Create a token. The token alone is printed on the last line."""
+    from partsbin.registry.crud.tokens import create_token
+    from partsbin.registry.errors import APIError
+
+    with _session() as session:
+        try:
+            row, secret = create_token(
+                session=session,
+                scope=scope,
+                name=name,
+                namespaces=namespace or [],
+                owner=owner,
+                expires_in=timedelta(days=expires_days) if expires_days else None,
+            )
+        except APIError as exc:
+            raise fail(exc.detail) from None
+        session.commit()
+        namespaces = f", namespaces {','.join(row.namespaces)}" if row.namespaces else ""
+        err.print(f"created token {row.id} ({row.scope}{namespaces}); it is shown only now:")
+    print(secret)
+
+
+@token_app.command("list")
+def token_list(all: Annotated[bool, typer.Option("--all", help="include revoked tokens")] = False) -> None:
+    """List tokens (never their secrets)."""
+    from partsbin.registry.crud.tokens import list_tokens
+
+    with _session() as session:
+        table = Table("id", "prefix", "scope", "namespaces", "owner", "name", "expires", "revoked")
+        for t in list_tokens(session, include_revoked=all):
+            table.add_row(
+                str(t.id),
+                t.prefix + "…",
+                t.scope,
+                ",".join(t.namespaces or []),
+                "yes" if t.owner else "",
+                t.name,
+                str(t.expires_at or ""),
+                "yes" if t.revoked_at else "",
+            )
+        console.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: int) -> None:
+    """Revoke a token by id."""
+    from partsbin.registry.crud.tokens import revoke_token
+    from partsbin.registry.errors import APIError
+
+    with _session() as session:
+        try:
+            revoke_token(session=session, token_id=token_id)
+        except APIError as exc:
+            raise fail(exc.detail) from None
+        session.commit()
+    console.print(f"revoked token {token_id}")
