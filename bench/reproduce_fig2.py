@@ -27,28 +27,46 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-
 from partsbin import Registry
 from partsbin.parts.training_spec import TrainSpec
 from partsbin.trainer.run import run
 
+ROOT = Path(__file__).resolve().parents[1]
+
 PAPER = {  # Figure 2 and §4 of the paper (ResNet-56, CIFAR-10 vs STL-10)
-    "independent": 10.6, "IIW": 25.1, "RP": 50.1, "DCC": 65.8,
-    "IIW+RP+DCC (joint)": 76.7, "IIW+RP+DCC (incremental)": 72.7, "upper bound": 85.6,
-}  # fmt: skip
+    "independent": 10.6,
+    "IIW": 25.1,
+    "RP": 50.1,
+    "DCC": 65.8,
+    "IIW+RP+DCC (joint)": 76.7,
+    "IIW+RP+DCC (incremental)": 72.7,
+    "upper bound": 85.6,
+}
 PAPER_OWN = {"IIW+RP+DCC (joint)": 86.3}
 
 SETTINGS = {
-    "quick": {"arch": {"name": "resnet_cifar", "config": {"depth": 8, "width": 16}}, "steps": 500, "batch_size": 64, "rp_fraction": 0.25, "test_limit": 2000, "seeds": [0, 1]},
-    "full": {"arch": {"name": "resnet_cifar", "config": {"depth": 56, "width": 16}}, "steps": 4000, "batch_size": 128, "rp_fraction": 1.0, "test_limit": None, "seeds": [0, 1, 2]},
+    "quick": {
+        "arch": {"name": "resnet_cifar", "config": {"depth": 8, "width": 16}},
+        "steps": 500,
+        "batch_size": 64,
+        "rp_fraction": 0.25,
+        "test_limit": 2000,
+        "seeds": [0, 1],
+    },
+    "full": {
+        "arch": {"name": "resnet_cifar", "config": {"depth": 56, "width": 16}},
+        "steps": 4000,
+        "batch_size": 128,
+        "rp_fraction": 1.0,
+        "test_limit": None,
+        "seeds": [0, 1, 2],
+    },
 }
 METHODS: list[tuple[str, list[str], str]] = [
     ("independent", [], "independent"),
@@ -61,16 +79,30 @@ METHODS: list[tuple[str, list[str], str]] = [
 ]
 
 
-def spec_for(setting: dict[str, Any], label: str, methods: list[str], scheme: str, seed: int, order: tuple[str, str]) -> TrainSpec:
+def spec_for(
+    setting: dict[str, Any], label: str, methods: list[str], scheme: str, seed: int, order: tuple[str, str]
+) -> TrainSpec:
     slug = label.lower().replace("+", "-").replace(" ", "-").replace("(", "").replace(")", "")
     return TrainSpec.model_validate(
         {
-            "name": f"fig2-{slug}-s{seed}-{''.join(order)}-{int(time.time())}", "namespace": "fig2",
-            "arch": setting["arch"], "methods": methods, "scheme": scheme,
-            "tasks": [{"name": t, "pair": "fashion-mnist", "pair_task": t, "test_limit": setting["test_limit"]} for t in order],
-            "settings": {"steps": setting["steps"], "batch_size": setting["batch_size"], "rp_fraction": setting["rp_fraction"],
-                         "seed": seed, "lr": 0.05, "schedule": "cosine", "weight_decay": 5e-4},
-        }  # fmt: skip
+            "name": f"fig2-{slug}-s{seed}-{''.join(order)}-{int(time.time())}",
+            "namespace": "fig2",
+            "arch": setting["arch"],
+            "methods": methods,
+            "scheme": scheme,
+            "tasks": [
+                {"name": t, "pair": "fashion-mnist", "pair_task": t, "test_limit": setting["test_limit"]} for t in order
+            ],
+            "settings": {
+                "steps": setting["steps"],
+                "batch_size": setting["batch_size"],
+                "rp_fraction": setting["rp_fraction"],
+                "seed": seed,
+                "lr": 0.05,
+                "schedule": "cosine",
+                "weight_decay": 5e-4,
+            },
+        }
     )
 
 
@@ -80,7 +112,12 @@ def measure(reg: Registry, refs: list[str]) -> dict[str, float]:
     result = reg.bench(exts, heads, correlation=True)
     own = [c.accuracy for c in result.cells if c.own_task]
     corr = next(iter(result.correlation.values()), {"direct": float("nan"), "best_permutation": float("nan")})
-    return {"recombination": result.recombination_mean() or 0.0, "own": sum(own) / len(own), "corr": corr["direct"], "corr_perm": corr["best_permutation"]}
+    return {
+        "recombination": result.recombination_mean() or 0.0,
+        "own": sum(own) / len(own),
+        "corr": corr["direct"],
+        "corr_perm": corr["best_permutation"],
+    }
 
 
 def main() -> None:
@@ -93,7 +130,6 @@ def main() -> None:
     setting = dict(SETTINGS[args.setting])
     if args.seeds:
         setting["seeds"] = args.seeds
-    started = time.perf_counter()
     rows: dict[str, list[dict[str, float]]] = {}
     # Every finished run is appended here, so an interrupted reproduction resumes
     # where it stopped instead of training everything again.
@@ -101,7 +137,11 @@ def main() -> None:
     runs_file.parent.mkdir(parents=True, exist_ok=True)
     if args.fresh:
         runs_file.unlink(missing_ok=True)
-    done = {(r["label"], r["seed"], r["order"]): r["metrics"] for r in map(json.loads, runs_file.read_text().splitlines())} if runs_file.exists() else {}
+    done = (
+        {(r["label"], r["seed"], r["order"]): r["metrics"] for r in map(json.loads, runs_file.read_text().splitlines())}
+        if runs_file.exists()
+        else {}
+    )
     with ExitStack() as stack:
         if os.environ.get("PARTSBIN_URL"):
             reg = stack.enter_context(Registry())
@@ -129,9 +169,14 @@ def main() -> None:
                     m["seconds"] = time.perf_counter() - t
                     per_order.append(m)
                     with runs_file.open("a") as fh:
-                        fh.write(json.dumps({"label": label, "seed": seed, "order": "".join(order), "metrics": m}) + "\n")
-                    print(f"{label:28s} seed {seed} order {''.join(order)}: recombination {m['recombination']:.1%}, own {m['own']:.1%}, "
-                          f"corr {m['corr']:.2f}/{m['corr_perm']:.2f}, {m['seconds']:.0f} s", flush=True)  # fmt: skip
+                        fh.write(
+                            json.dumps({"label": label, "seed": seed, "order": "".join(order), "metrics": m}) + "\n"
+                        )
+                    print(
+                        f"{label:28s} seed {seed} order {''.join(order)}: recombination {m['recombination']:.1%}, own {m['own']:.1%}, "
+                        f"corr {m['corr']:.2f}/{m['corr_perm']:.2f}, {m['seconds']:.0f} s",
+                        flush=True,
+                    )
                 rows.setdefault(label, []).append({k: statistics.mean(p[k] for p in per_order) for k in per_order[0]})
     minutes = sum(r["seconds"] for rs in rows.values() for r in rs) / 60
     write_results(args.setting, setting, rows, minutes)
@@ -172,7 +217,9 @@ def write_results(name: str, setting: dict[str, Any], rows: dict[str, list[dict[
             f"{own[0]:.1%} ± {own[1]:.1%}{paper_own} | {corr[0]:.2f} / {corr_p[0]:.2f} |"
         )
     (out / f"reproduction_{name}.md").write_text("\n".join(lines) + "\n")
-    (out / f"reproduction_{name}.json").write_text(json.dumps({"setting": setting, "minutes": minutes, "paper": PAPER, "results": summary}, indent=2) + "\n")
+    (out / f"reproduction_{name}.json").write_text(
+        json.dumps({"setting": setting, "minutes": minutes, "paper": PAPER, "results": summary}, indent=2) + "\n"
+    )
     plot(out / f"reproduction_{name}.png", summary, name)
     print("\n".join(lines))
 

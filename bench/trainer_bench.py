@@ -15,19 +15,18 @@ from __future__ import annotations
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-
 from partsbin.parts.archs import build
-from partsbin.parts.training_spec import Settings, TaskSpec, TrainSpec
 from partsbin.parts.data import load_task
+from partsbin.parts.training_spec import Settings, TaskSpec, TrainSpec
 from partsbin.trainer.engine import AuxHeads, build_networks, resolve_device, train
+
+ROOT = Path(__file__).resolve().parents[1]
 
 STEPS, BATCH, ROUNDS = 60, 128, 3
 ARCH = {"name": "resnet_cifar", "config": {"depth": 20, "width": 16}}
@@ -70,7 +69,14 @@ def trainer_loop(spec: TrainSpec, tasks, device: torch.device) -> float:
 
 def main() -> None:
     settings = Settings(steps=STEPS, batch_size=BATCH, lr=0.05, schedule="constant")
-    spec = TrainSpec(name="bench", arch=ARCH, tasks=[TaskSpec(name="a", pair="fashion-mnist", pair_task="a")], scheme="independent", settings=settings, publish=False)
+    spec = TrainSpec(
+        name="bench",
+        arch=ARCH,
+        tasks=[TaskSpec(name="a", pair="fashion-mnist", pair_task="a")],
+        scheme="independent",
+        settings=settings,
+        publish=False,
+    )
     tasks = [load_task(t) for t in spec.tasks]
     device = resolve_device(settings)
     bare, ours = [], []
@@ -79,13 +85,25 @@ def main() -> None:
     for _ in range(ROUNDS):
         bare.append(bare_loop(tasks[0].train.x, tasks[0].train.y, len(tasks[0].classes), device))
         ours.append(trainer_loop(spec, tasks, device))
-    name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    name = (
+        torch.cuda.get_device_name()
+        if device.type == "cuda"
+        else f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    )
     result = {
-        "device": name, "torch": torch.__version__, "python": platform.python_version(),
-        "steps": STEPS, "batch": BATCH, "rounds": ROUNDS, "arch": ARCH,
-        "bare_images_per_s": max(bare), "trainer_images_per_s": max(ours), "ratio": max(ours) / max(bare),
-        "all_bare": bare, "all_trainer": ours,
-    }  # fmt: skip
+        "device": name,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "steps": STEPS,
+        "batch": BATCH,
+        "rounds": ROUNDS,
+        "arch": ARCH,
+        "bare_images_per_s": max(bare),
+        "trainer_images_per_s": max(ours),
+        "ratio": max(ours) / max(bare),
+        "all_bare": bare,
+        "all_trainer": ours,
+    }
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     tag = "gpu" if device.type == "cuda" else "cpu"

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 import httpx
 
-from .errors import (
+from partsbin.client.errors import (
     ComponentNotFound,
     Conflict,
     ConnectionFailed,
@@ -36,7 +36,14 @@ _BY_CODE: dict[str, type[RegistryError]] = {
     "conflict": Conflict,
     "storage_unavailable": ServerError,
 }
-_BY_STATUS: dict[int, type[RegistryError]] = {404: ComponentNotFound, 401: Unauthorized, 403: Unauthorized, 409: Conflict, 413: InvalidUpload, 422: InvalidUpload}
+_BY_STATUS: dict[int, type[RegistryError]] = {
+    404: ComponentNotFound,
+    401: Unauthorized,
+    403: Unauthorized,
+    409: Conflict,
+    413: InvalidUpload,
+    422: InvalidUpload,
+}
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
@@ -54,7 +61,11 @@ def raise_for_status(response: httpx.Response) -> httpx.Response:
             code = code or body.get("code")
     except Exception:  # noqa: BLE001 — a non-JSON error body keeps the reason phrase
         pass
-    cls = _BY_CODE.get(code or "") or _BY_STATUS.get(response.status_code) or (ServerError if response.status_code >= 500 else RegistryError)
+    cls = (
+        _BY_CODE.get(code or "")
+        or _BY_STATUS.get(response.status_code)
+        or (ServerError if response.status_code >= 500 else RegistryError)
+    )
     exc = cls(message, status_code=response.status_code, code=code, request_id=response.headers.get("x-request-id"))
     retry_after = response.headers.get("retry-after", "")
     exc.retry_after = float(retry_after) if retry_after.replace(".", "", 1).isdigit() else None  # type: ignore[attr-defined]
@@ -68,7 +79,9 @@ def with_retries(fn: Callable[[], T], *, attempts: int = 4, base: float = 0.25, 
         try:
             return fn()
         except (httpx.TransportError, RegistryError) as exc:
-            retriable = isinstance(exc, httpx.TransportError) or (isinstance(exc, RegistryError) and exc.status_code in RETRY_STATUS)
+            retriable = isinstance(exc, httpx.TransportError) or (
+                isinstance(exc, RegistryError) and exc.status_code in RETRY_STATUS
+            )
             if not retriable or attempt == attempts - 1:
                 if isinstance(exc, httpx.TransportError):
                     raise ConnectionFailed(f"could not reach the registry: {exc}") from exc

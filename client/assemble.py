@@ -7,10 +7,9 @@ import warnings
 import torch
 from torch import nn
 
+from partsbin.client.errors import Incompatible
 from partsbin.parts.batchnorm import BNMode, set_bn_mode
 from partsbin.parts.card import Card, junctions_compatible
-
-from .errors import Incompatible
 
 __all__ = ["AssembledModel", "check_junctions"]
 
@@ -38,7 +37,16 @@ class AssembledModel(nn.Module):
     the original network exactly when extractor and head were trained together.
     """
 
-    def __init__(self, extractor: nn.Module, head: nn.Module, *, bn_mode: BNMode = "batch", extractor_ref: str = "", head_ref: str = "", labels: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        extractor: nn.Module,
+        head: nn.Module,
+        *,
+        bn_mode: BNMode = "batch",
+        extractor_ref: str = "",
+        head_ref: str = "",
+        labels: list[str] | None = None,
+    ) -> None:
         super().__init__()
         self.extractor = extractor
         self.head = head
@@ -49,7 +57,7 @@ class AssembledModel(nn.Module):
         self.set_bn_mode(bn_mode)
         self.eval()
 
-    def set_bn_mode(self, mode: BNMode) -> "AssembledModel":
+    def set_bn_mode(self, mode: BNMode) -> AssembledModel:
         set_bn_mode(self, mode)
         self.bn_mode = mode
         return self

@@ -22,13 +22,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import nn
 
+from partsbin.client.assemble import AssembledModel, check_junctions
 from partsbin.parts.batchnorm import batchnorm_layers, set_bn_mode
 from partsbin.parts.metrics import recombination_accuracy
 
-from .assemble import AssembledModel, check_junctions
-
 if TYPE_CHECKING:
-    from .registry import Component, Registry
+    from partsbin.client.registry import Component, Registry
 
 __all__ = ["BenchResult", "Cell", "bench", "cross_correlation", "recalibrate_bn", "load_test_data"]
 
@@ -71,7 +70,9 @@ class BenchResult:
     def table(self):  # type: ignore[no-untyped-def]
         from rich.table import Table
 
-        table = Table(title=f"recombination accuracy (BatchNorm: {self.bn_mode}; rows: extractor, columns: head; * own task)")
+        table = Table(
+            title=f"recombination accuracy (BatchNorm: {self.bn_mode}; rows: extractor, columns: head; * own task)"
+        )
         table.add_column("extractor \\ head")
         for h in self.heads:
             table.add_column(h, justify="right")
@@ -79,7 +80,9 @@ class BenchResult:
             row = []
             for h in self.heads:
                 c = self.cell(e, h)
-                row.append(f"{c.accuracy:.1%}{'*' if c.own_task else ''} ±{(c.ci95[1] - c.ci95[0]) / 2:.1%}\n(all {c.unrestricted:.1%}, n={c.samples})")
+                row.append(
+                    f"{c.accuracy:.1%}{'*' if c.own_task else ''} ±{(c.ci95[1] - c.ci95[0]) / 2:.1%}\n(all {c.unrestricted:.1%}, n={c.samples})"
+                )
             table.add_row(e, *row)
         return table
 
@@ -97,7 +100,14 @@ class BenchResult:
         for i, e in enumerate(self.extractors):
             for j, h in enumerate(self.heads):
                 c = self.cell(e, h)
-                ax.text(j, i, f"{c.accuracy:.0%}{'*' if c.own_task else ''}", ha="center", va="center", color="w" if c.accuracy < 0.6 else "k")
+                ax.text(
+                    j,
+                    i,
+                    f"{c.accuracy:.0%}{'*' if c.own_task else ''}",
+                    ha="center",
+                    va="center",
+                    color="w" if c.accuracy < 0.6 else "k",
+                )
         ax.set_xlabel("head")
         ax.set_ylabel("extractor")
         ax.set_title(f"recombination accuracy\n(BatchNorm: {self.bn_mode} statistics; * own task)", fontsize=10)
@@ -109,16 +119,18 @@ class BenchResult:
         return path
 
 
-def load_test_data(comp: "Component") -> tuple[str, Any]:
+def load_test_data(comp: Component) -> tuple[str, Any]:
     """The extractor's task test set, rebuilt from its card (trainer-published cards
     record it under ``provenance.dataset.test``)."""
-    from partsbin.parts.training_spec import DataSpec
     from partsbin.parts.data import load_split
+    from partsbin.parts.training_spec import DataSpec
 
     ds = comp.card.provenance.dataset
     test = getattr(ds, "test", None) if ds is not None else None
     if test is None:
-        raise ValueError(f"{comp.ref}'s card does not say how to rebuild its test set; pass data={{'{comp.ref}': DataSpec(...)}}")
+        raise ValueError(
+            f"{comp.ref}'s card does not say how to rebuild its test set; pass data={{'{comp.ref}': DataSpec(...)}}"
+        )
     # Read, never pop: the dict belongs to the component's card.
     limit = test.get("test_limit") if isinstance(test, dict) else None
     spec = DataSpec.model_validate({k: v for k, v in test.items() if k != "test_limit"})
@@ -140,7 +152,7 @@ def recalibrate_bn(model: nn.Module, x: torch.Tensor, batch_size: int) -> None:
     set_bn_mode(model, "running")
     for start in range(0, len(x), batch_size):
         model(x[start : start + batch_size])
-    for bn, (momentum, training) in zip(layers, saved):
+    for bn, (momentum, training) in zip(layers, saved, strict=False):
         bn.momentum = momentum
         bn.train(training)
 
@@ -185,7 +197,7 @@ def _latency(model: AssembledModel, x: torch.Tensor, batch_size: int) -> tuple[f
 
 
 def bench(
-    registry: "Registry",
+    registry: Registry,
     extractors: list[str],
     heads: list[str],
     *,
@@ -196,8 +208,8 @@ def bench(
     latency: bool = False,
     post: bool = True,
 ) -> BenchResult:
-    from partsbin.parts.training_spec import DataSpec
     from partsbin.parts.data import load_split
+    from partsbin.parts.training_spec import DataSpec
 
     exts = [registry.pull(r) for r in extractors]
     hds = [registry.pull(r) for r in heads]
@@ -227,10 +239,15 @@ def bench(
             cells.append(cell)
             if post and acc.n:
                 registry.post_evaluation(
-                    extractor=e.ref, head=h.ref, dataset=dataset, value=acc.restricted, samples=acc.n,
-                    bn_mode="recalibrated" if bn_mode == "recalibrate" else bn_mode, batch_size=batch_size,
+                    extractor=e.ref,
+                    head=h.ref,
+                    dataset=dataset,
+                    value=acc.restricted,
+                    samples=acc.n,
+                    bn_mode="recalibrated" if bn_mode == "recalibrate" else bn_mode,
+                    batch_size=batch_size,
                     details={"unrestricted": acc.unrestricted, "ci95": list(acc.ci95), "own_task": own},
-                )  # fmt: skip
+                )
     result = BenchResult([e.ref for e in exts], [h.ref for h in hds], bn_mode, batch_size, cells)
     if correlation and len(exts) > 1:
         # Same images for every pair: the first extractor's test set.

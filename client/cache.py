@@ -71,7 +71,7 @@ class Cache:
 
     def commit(self, digest: str, incomplete: Path, got: str) -> Path:
         """Move a download into place if it hashed (``got``) to ``digest``."""
-        from .errors import DigestMismatch
+        from partsbin.client.errors import DigestMismatch
 
         if got != digest:
             incomplete.unlink(missing_ok=True)

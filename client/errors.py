@@ -36,7 +36,9 @@ class PartsbinError(Exception):
 
 
 class RegistryError(PartsbinError):
-    def __init__(self, message: str, *, status_code: int | None = None, code: str | None = None, request_id: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, status_code: int | None = None, code: str | None = None, request_id: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status_code = status_code

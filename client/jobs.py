@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._http import raise_for_status
+from partsbin.client._http import raise_for_status
 
 if TYPE_CHECKING:
-    from .registry import Registry
+    from partsbin.client.registry import Registry
 
 __all__ = ["JobsAPI"]
 
 
 class JobsAPI:
-    def __init__(self, registry: "Registry") -> None:
+    def __init__(self, registry: Registry) -> None:
         self._r = registry
 
     def submit(self, spec: dict[str, Any], max_attempts: int = 3) -> dict[str, Any]:
@@ -30,17 +30,27 @@ class JobsAPI:
 
     # -- worker side ------------------------------------------------------------------------
     def claim(self, worker: str, lease_seconds: float) -> dict[str, Any] | None:
-        response = raise_for_status(self._r._http.post("/jobs/claim", json={"worker": worker, "lease_seconds": lease_seconds}))
+        response = raise_for_status(
+            self._r._http.post("/jobs/claim", json={"worker": worker, "lease_seconds": lease_seconds})
+        )
         return None if response.status_code == 204 else response.json()
 
-    def heartbeat(self, job_id: int, lease_id: str, lease_seconds: float, progress: dict[str, Any] | None) -> dict[str, Any]:
-        return self._r._send("POST", f"/jobs/{job_id}/heartbeat", json={"lease_id": lease_id, "lease_seconds": lease_seconds, "progress": progress})
+    def heartbeat(
+        self, job_id: int, lease_id: str, lease_seconds: float, progress: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        return self._r._send(
+            "POST",
+            f"/jobs/{job_id}/heartbeat",
+            json={"lease_id": lease_id, "lease_seconds": lease_seconds, "progress": progress},
+        )
 
     def complete(self, job_id: int, lease_id: str, refs: list[str]) -> dict[str, Any]:
         return self._r._send("POST", f"/jobs/{job_id}/complete", json={"lease_id": lease_id, "refs": refs})
 
     def fail(self, job_id: int, lease_id: str, error: str, retry: bool = False) -> dict[str, Any]:
-        return self._r._send("POST", f"/jobs/{job_id}/fail", json={"lease_id": lease_id, "error": error[-20000:], "retry": retry})
+        return self._r._send(
+            "POST", f"/jobs/{job_id}/fail", json={"lease_id": lease_id, "error": error[-20000:], "retry": retry}
+        )
 
     def release(self, job_id: int, lease_id: str) -> dict[str, Any]:
         return self._r._send("POST", f"/jobs/{job_id}/release", json={"lease_id": lease_id})

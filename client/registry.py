@@ -17,19 +17,18 @@ import torch
 from torch import nn
 
 from partsbin import __version__
+from partsbin.client._http import raise_for_status, with_retries
+from partsbin.client.assemble import AssembledModel, check_junctions
+from partsbin.client.cache import Cache
+from partsbin.client.errors import InvalidUpload
+from partsbin.client.jobs import JobsAPI
+from partsbin.client.progress import progress_bar
 from partsbin.parts.archs import build_part
 from partsbin.parts.batchnorm import BNMode
 from partsbin.parts.card import CARD_METADATA_KEY, Card
 from partsbin.parts.hashing import HashingWriter
 from partsbin.parts.names import Ref, parse_ref
 from partsbin.parts.safetensors_format import load_state_dict, save_state_dict
-
-from ._http import raise_for_status, with_retries
-from .assemble import AssembledModel, check_junctions
-from .cache import Cache
-from .errors import InvalidUpload
-from .jobs import JobsAPI
-from .progress import progress_bar
 
 __all__ = ["Registry", "Component", "DEFAULT_URL"]
 
@@ -53,11 +52,18 @@ class Component:
     path: Path | None = None
 
     @classmethod
-    def from_api(cls, data: dict[str, Any]) -> "Component":
+    def from_api(cls, data: dict[str, Any]) -> Component:
         return cls(
-            ref=data["ref"], name=data["name"], version=data["version"], digest=data["digest"], size=data["size"],
-            role=data["role"], yanked=data["yanked"], card=Card.model_validate(data["card"]), raw=data,
-        )  # fmt: skip
+            ref=data["ref"],
+            name=data["name"],
+            version=data["version"],
+            digest=data["digest"],
+            size=data["size"],
+            role=data["role"],
+            yanked=data["yanked"],
+            card=Card.model_validate(data["card"]),
+            raw=data,
+        )
 
     @property
     def hex(self) -> str:
@@ -80,7 +86,15 @@ class Registry:
     cache to ``PARTSBIN_CACHE_DIR`` (default ``~/.cache/partsbin``).
     """
 
-    def __init__(self, url: str | None = None, token: str | None = None, *, cache_dir: str | Path | None = None, timeout: float = 60.0, progress: bool = False) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        cache_dir: str | Path | None = None,
+        timeout: float = 60.0,
+        progress: bool = False,
+    ) -> None:
         self.url = (url or os.environ.get("PARTSBIN_URL") or DEFAULT_URL).rstrip("/")
         token = token if token is not None else os.environ.get("PARTSBIN_TOKEN") or None
         headers = {"User-Agent": f"partsbin/{__version__}"}
@@ -94,7 +108,7 @@ class Registry:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> "Registry":
+    def __enter__(self) -> Registry:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -139,7 +153,11 @@ class Registry:
                     raise FileNotFoundError(f"no such file: {path}")
             # A module's card is already inside the file it was written to; sending it again
             # as a form field would only make the registry parse and compare it twice.
-            card_json = card_model.model_dump_json(exclude={"version", "digest", "size"}) if card_model and tmp is None else None
+            card_json = (
+                card_model.model_dump_json(exclude={"version", "digest", "size"})
+                if card_model and tmp is None
+                else None
+            )
             label = f"push {card_model.name if card_model else path.name}"
             with progress_bar(self.progress, path.stat().st_size, label) as advance:
                 body, headers = _multipart(path, card_json, advance)
@@ -177,7 +195,10 @@ class Registry:
             meta.write_text(json.dumps(comp.raw))
         if not self.cache.has(comp.hex):
             with_retries(lambda: self._download(comp))
-        self.cache.remember(Ref(kind="version", namespace=comp.name.split("/")[0], name=comp.name.split("/")[1], version=comp.version), comp.hex)
+        self.cache.remember(
+            Ref(kind="version", namespace=comp.name.split("/")[0], name=comp.name.split("/")[1], version=comp.version),
+            comp.hex,
+        )
         comp.path = self.cache.blob_path(comp.hex)
         return comp
 
@@ -232,10 +253,30 @@ class Registry:
             raise ValueError("unyank takes an exact version: ns/name@VERSION")
         return Component.from_api(self._send("DELETE", f"{r.api_path()}/yank"))
 
-    def post_evaluation(self, *, extractor: str, head: str, dataset: str, value: float, samples: int, bn_mode: str,
-                        batch_size: int | None = None, metric: str = "recombination_accuracy", details: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
-        body = {"extractor": extractor, "head": head, "dataset": dataset, "metric": metric, "value": value, "samples": samples,
-                "bn_mode": bn_mode, "batch_size": batch_size, "details": details or {}}  # fmt: skip
+    def post_evaluation(
+        self,
+        *,
+        extractor: str,
+        head: str,
+        dataset: str,
+        value: float,
+        samples: int,
+        bn_mode: str,
+        batch_size: int | None = None,
+        metric: str = "recombination_accuracy",
+        details: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        body = {
+            "extractor": extractor,
+            "head": head,
+            "dataset": dataset,
+            "metric": metric,
+            "value": value,
+            "samples": samples,
+            "bn_mode": bn_mode,
+            "batch_size": batch_size,
+            "details": details or {},
+        }
         return self._send("POST", "/evaluations", json=body)
 
     def evaluations(self, *, extractor: str | None = None, head: str | None = None) -> list[dict[str, Any]]:
@@ -244,19 +285,41 @@ class Registry:
     def bench(self, extractors: list[str], heads: list[str], **kw: Any):  # type: ignore[no-untyped-def]
         """The recombination matrix of ``extractors`` × ``heads`` (see :func:`client.bench.bench`);
         posts each cell as an evaluation unless ``post=False``."""
-        from .bench import bench
+        from partsbin.client.bench import bench
 
         return bench(self, extractors, heads, **kw)
 
     # -- recombination -----------------------------------------------------------------
-    def assemble(self, extractor: str | Component, head: str | Component, *, bn_mode: BNMode = "batch", device: str | torch.device = "cpu") -> AssembledModel:
+    def assemble(
+        self,
+        extractor: str | Component,
+        head: str | Component,
+        *,
+        bn_mode: BNMode = "batch",
+        device: str | torch.device = "cpu",
+    ) -> AssembledModel:
         """``head(extractor(x))`` from two stored parts. Refuses parts whose feature
         interfaces differ. BatchNorm uses batch statistics by default (the paper's
         choice for recombined networks, §4); ``bn_mode="running"`` uses stored ones."""
-        ext = extractor if isinstance(extractor, Component) and extractor.path else self.pull(extractor if isinstance(extractor, str) else extractor.ref)
-        hd = head if isinstance(head, Component) and head.path else self.pull(head if isinstance(head, str) else head.ref)
+        ext = (
+            extractor
+            if isinstance(extractor, Component) and extractor.path
+            else self.pull(extractor if isinstance(extractor, str) else extractor.ref)
+        )
+        hd = (
+            head
+            if isinstance(head, Component) and head.path
+            else self.pull(head if isinstance(head, str) else head.ref)
+        )
         check_junctions(ext.ref, ext.card, hd.ref, hd.card)
-        return AssembledModel(ext.build(device), hd.build(device), bn_mode=bn_mode, extractor_ref=ext.ref, head_ref=hd.ref, labels=hd.card.interface.output.labels if hd.card.interface.output else None)
+        return AssembledModel(
+            ext.build(device),
+            hd.build(device),
+            bn_mode=bn_mode,
+            extractor_ref=ext.ref,
+            head_ref=hd.ref,
+            labels=hd.card.interface.output.labels if hd.card.interface.output else None,
+        )
 
 
 def _multipart(path: Path, card_json: str | None, advance: Any) -> tuple[Iterator[bytes], dict[str, str]]:
@@ -266,10 +329,17 @@ def _multipart(path: Path, card_json: str | None, advance: Any) -> tuple[Iterato
     boundary = uuid.uuid4().hex
     head = b""
     if card_json is not None:
-        head += (f'--{boundary}\r\nContent-Disposition: form-data; name="card"\r\n'
-                 f"Content-Type: application/json\r\n\r\n").encode() + card_json.encode() + b"\r\n"  # fmt: skip
-    head += (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="component.safetensors"\r\n'
-             f"Content-Type: application/octet-stream\r\n\r\n").encode()  # fmt: skip
+        head += (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="card"\r\nContent-Type: application/json\r\n\r\n'
+            ).encode()
+            + card_json.encode()
+            + b"\r\n"
+        )
+    head += (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="component.safetensors"\r\n'
+        f"Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
     tail = f"\r\n--{boundary}--\r\n".encode()
     size = path.stat().st_size
 
@@ -281,5 +351,8 @@ def _multipart(path: Path, card_json: str | None, advance: Any) -> tuple[Iterato
                 yield chunk
         yield tail
 
-    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}", "Content-Length": str(len(head) + size + len(tail))}
+    headers = {
+        "Content-Type": f"multipart/form-data; boundary={boundary}",
+        "Content-Length": str(len(head) + size + len(tail)),
+    }
     return body(), headers

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .names import InvalidName, parse_digest, parse_ref, validate_name
+from partsbin.parts.names import InvalidName, parse_digest, parse_ref, validate_name
 
 __all__ = [
     "CARD_METADATA_KEY",
@@ -170,7 +170,7 @@ class Card(_Model):
         return v
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Card":
+    def _consistent(self) -> Card:
         want = _PART_OF_ROLE[self.role]
         if self.arch.part != want:
             raise ValueError(f"a component of role {self.role!r} must have arch.part {want!r}, not {self.arch.part!r}")

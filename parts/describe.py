@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .archs import junction_of
-from .card import _PART_OF_ROLE, Card
+from partsbin.parts.archs import junction_of
+from partsbin.parts.card import _PART_OF_ROLE, Card
 
 __all__ = ["card_for"]
 
@@ -33,9 +33,19 @@ def card_for(
     if part in ("extractor", "full"):
         if input_size is None:
             raise ValueError(f"a card of role {role!r} needs input_size")
-        interface["input"] = {"channels": int(config.get("in_chans", 3)), "size": input_size, "normalization": normalization}
+        interface["input"] = {
+            "channels": int(config.get("in_chans", 3)),
+            "size": input_size,
+            "normalization": normalization,
+        }
     if part in ("head", "full") and labels is not None:
         interface["output"] = {"labels": list(labels)}
     return Card.model_validate(
-        {"name": name, "role": role, "arch": {"name": arch, "config": config, "part": part, "split": split}, "interface": interface, **fields}
+        {
+            "name": name,
+            "role": role,
+            "arch": {"name": arch, "config": config, "part": part, "split": split},
+            "interface": interface,
+            **fields,
+        }
     )

@@ -191,9 +191,11 @@ class HashingWriter:
         self._sink.close()
         self.path.unlink(missing_ok=True)
 
-    def __enter__(self) -> "HashingWriter":
+    def __enter__(self) -> HashingWriter:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc_type is not None:
             self.abort()

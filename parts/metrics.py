@@ -41,7 +41,9 @@ def wilson_interval(correct: int, n: int, z: float = 1.959964) -> tuple[float, f
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def recombination_accuracy(logits: torch.Tensor, targets: torch.Tensor, data_labels: list[str], head_labels: list[str]) -> Accuracy:
+def recombination_accuracy(
+    logits: torch.Tensor, targets: torch.Tensor, data_labels: list[str], head_labels: list[str]
+) -> Accuracy:
     """``logits``: head outputs (N × len(head_labels)); ``targets``: indices into ``data_labels``.
 
     Only examples whose class the head also knows count.
@@ -49,7 +51,9 @@ def recombination_accuracy(logits: torch.Tensor, targets: torch.Tensor, data_lab
     common = shared_classes(data_labels, head_labels)
     if not common:
         raise ValueError("the data and the head share no class label")
-    data_to_head = torch.tensor([head_labels.index(c) if c in head_labels else -1 for c in data_labels], device=targets.device)
+    data_to_head = torch.tensor(
+        [head_labels.index(c) if c in head_labels else -1 for c in data_labels], device=targets.device
+    )
     want = data_to_head[targets]
     keep = want >= 0
     logits, want = logits[keep], want[keep]

@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import math
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Mapping
+from typing import BinaryIO
 
 import torch
 from torch import nn
@@ -32,16 +33,35 @@ __all__ = [
 ]
 
 DTYPE_SIZES = {
-    "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1,
-    "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
-    "I32": 4, "U32": 4, "F32": 4,
-    "I64": 8, "U64": 8, "F64": 8,
-}  # fmt: skip
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E5M2": 1,
+    "F8_E4M3": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "I64": 8,
+    "U64": 8,
+    "F64": 8,
+}
 _FLOAT_DTYPES = {"F8_E5M2", "F8_E4M3", "F16", "BF16", "F32", "F64"}
 _TORCH_TO_ST = {
-    torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
-    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL",
-}  # fmt: skip
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.float64: "F64",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
 # Component headers are a few KiB; the reference library allows 100 MB. A smaller bound
 # keeps a hostile header from costing the registry memory before it is rejected.
 DEFAULT_MAX_HEADER_BYTES = 16 * 1024 * 1024
@@ -68,7 +88,9 @@ class Header:
 
 def read_header(fp: BinaryIO, file_size: int, max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES) -> Header:
     if file_size < 8:
-        raise SafetensorsError(f"file is truncated: {file_size} bytes, a safetensors file starts with an 8-byte header length")
+        raise SafetensorsError(
+            f"file is truncated: {file_size} bytes, a safetensors file starts with an 8-byte header length"
+        )
     fp.seek(0)
     (n,) = struct.unpack("<Q", fp.read(8))
     if n > max_header_bytes:
@@ -84,7 +106,9 @@ def read_header(fp: BinaryIO, file_size: int, max_header_bytes: int = DEFAULT_MA
         raise SafetensorsError("header must be a JSON object mapping tensor names to their dtype, shape and offsets")
 
     metadata = header.pop("__metadata__", None) or {}
-    if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+    if not isinstance(metadata, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
         raise SafetensorsError("__metadata__ must map strings to strings")
 
     data_size = file_size - 8 - n
@@ -95,7 +119,9 @@ def read_header(fp: BinaryIO, file_size: int, max_header_bytes: int = DEFAULT_MA
         dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
         if dtype not in DTYPE_SIZES:
             raise SafetensorsError(f"tensor {name!r}: unknown dtype {dtype!r}; known: {', '.join(sorted(DTYPE_SIZES))}")
-        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+        ):
             raise SafetensorsError(f"tensor {name!r}: shape must be a list of non-negative integers")
         if (
             not isinstance(offsets, list)
@@ -103,28 +129,40 @@ def read_header(fp: BinaryIO, file_size: int, max_header_bytes: int = DEFAULT_MA
             or not all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offsets)
             or offsets[0] > offsets[1]
         ):
-            raise SafetensorsError(f"tensor {name!r}: data_offsets must be two non-negative integers [begin, end] with begin <= end")
+            raise SafetensorsError(
+                f"tensor {name!r}: data_offsets must be two non-negative integers [begin, end] with begin <= end"
+            )
         start, end = offsets
         if end > data_size:
-            raise SafetensorsError(f"tensor {name!r}: data_offsets [{start}, {end}] lie outside the {data_size}-byte data section (truncated file?)")
+            raise SafetensorsError(
+                f"tensor {name!r}: data_offsets [{start}, {end}] lie outside the {data_size}-byte data section (truncated file?)"
+            )
         expected = math.prod(shape) * DTYPE_SIZES[dtype]
         if end - start != expected:
-            raise SafetensorsError(f"tensor {name!r}: {end - start} bytes for shape {shape} of {dtype}, which needs {expected}")
+            raise SafetensorsError(
+                f"tensor {name!r}: {end - start} bytes for shape {shape} of {dtype}, which needs {expected}"
+            )
         tensors[name] = TensorInfo(dtype, tuple(shape), start, end)
 
     position = 0
     for name, info in sorted(tensors.items(), key=lambda kv: (kv[1].start, kv[1].end)):
         if info.start < position:
-            raise SafetensorsError(f"tensor {name!r}: data_offsets [{info.start}, {info.end}] overlap the previous tensor")
+            raise SafetensorsError(
+                f"tensor {name!r}: data_offsets [{info.start}, {info.end}] overlap the previous tensor"
+            )
         if info.start > position:
             raise SafetensorsError(f"tensor {name!r}: gap of {info.start - position} bytes before its data")
         position = info.end
     if position != data_size:
-        raise SafetensorsError(f"data section holds {data_size} bytes but the tensors cover {position} (truncated or padded file)")
+        raise SafetensorsError(
+            f"data section holds {data_size} bytes but the tensors cover {position} (truncated or padded file)"
+        )
     return Header(tensors=tensors, metadata=dict(metadata), data_offset=8 + n)
 
 
-def check_tensors_match(header: Header, expected: nn.Module | Mapping[str, tuple[tuple[int, ...], torch.dtype]]) -> None:
+def check_tensors_match(
+    header: Header, expected: nn.Module | Mapping[str, tuple[tuple[int, ...], torch.dtype]]
+) -> None:
     """Names and shapes equal the module's state dict (or a precomputed map of name to
     shape and dtype, as ``parts.archs.part_layout`` gives); floats stay floats, integers integers."""
     if isinstance(expected, nn.Module):
@@ -141,7 +179,9 @@ def check_tensors_match(header: Header, expected: nn.Module | Mapping[str, tuple
     for name, (shape, dtype) in expected.items():
         info = header.tensors[name]
         if info.shape != shape:
-            raise SafetensorsError(f"tensor {name!r} has shape {list(info.shape)} but the card's arch builds {list(shape)}")
+            raise SafetensorsError(
+                f"tensor {name!r} has shape {list(info.shape)} but the card's arch builds {list(shape)}"
+            )
         if dtype.is_floating_point != (info.dtype in _FLOAT_DTYPES):
             raise SafetensorsError(f"tensor {name!r} has dtype {info.dtype} but the card's arch holds {dtype}")
 
@@ -151,7 +191,9 @@ def _few(names: list[str], n: int = 5) -> str:
     return shown + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
-def save_state_dict(state: Mapping[str, torch.Tensor], path: str | Path, metadata: Mapping[str, str] | None = None) -> None:
+def save_state_dict(
+    state: Mapping[str, torch.Tensor], path: str | Path, metadata: Mapping[str, str] | None = None
+) -> None:
     from safetensors.torch import save_file
 
     # safetensors refuses shared or non-contiguous storage; a state dict of a split

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .names import InvalidName, parse_ref, validate_part
+from partsbin.parts.names import InvalidName, parse_ref, validate_part
 
 __all__ = ["Transform", "DataSpec", "TaskSpec", "ArchChoice", "Settings", "TrainSpec", "PAIRS"]
 
@@ -33,7 +33,7 @@ class Transform(_Model):
     std: list[float] | None = None
 
     @model_validator(mode="after")
-    def _args(self) -> "Transform":
+    def _args(self) -> Transform:
         if self.op == "resize" and self.size is None:
             raise ValueError("resize needs 'size'")
         if self.op == "normalize" and (self.mean is None or self.std is None):
@@ -46,7 +46,9 @@ class DataSpec(_Model):
 
     source: Literal["digits", "fashion-mnist", "cifar10", "cifar100", "stl10", "folder", "npz"]
     path: str | None = Field(default=None, description="file or folder; default: the source's standard location")
-    classes: list[str] | None = Field(default=None, description="class subset by label name, in this order (labels are remapped)")
+    classes: list[str] | None = Field(
+        default=None, description="class subset by label name, in this order (labels are remapped)"
+    )
     indices: Literal["even", "odd"] | None = Field(default=None, description="keep even- or odd-indexed examples")
     transforms: list[Transform] = Field(default_factory=list)
     limit: int | None = Field(default=None, ge=1, description="keep the first N examples (after the selections)")
@@ -69,7 +71,7 @@ class TaskSpec(_Model):
             raise ValueError(str(exc)) from None
 
     @model_validator(mode="after")
-    def _source(self) -> "TaskSpec":
+    def _source(self) -> TaskSpec:
         if (self.pair is None) == (self.train is None):
             raise ValueError("give either 'pair' and 'pair_task', or 'train' (and 'test') data")
         if self.pair is not None and self.pair_task is None:
@@ -93,14 +95,18 @@ class Settings(_Model):
     steps: int = Field(default=1000, ge=1, description="optimiser steps per network (joint: per task)")
     batch_size: int = Field(default=64, ge=2)
     rp_fraction: float = Field(
-        default=1.0, gt=0, le=1,
+        default=1.0,
+        gt=0,
+        le=1,
         description="fraction of each batch rotated for RP: an unbiased estimate of the RP term at a fraction of its cost",
-    )  # fmt: skip
+    )
     augment: bool = Field(default=False, description="random crop with padding and horizontal flip")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(default=None, ge=1, description="torch CPU threads; default: torch's choice")
-    bn_eval: Literal["batch", "running"] = Field(default="batch", description="BatchNorm at evaluation (the paper uses batch)")
+    bn_eval: Literal["batch", "running"] = Field(
+        default="batch", description="BatchNorm at evaluation (the paper uses batch)"
+    )
     eval_batch_size: int = Field(default=256, ge=2)
 
 
@@ -113,8 +119,12 @@ class TrainSpec(_Model):
     tasks: list[TaskSpec] = Field(min_length=1, max_length=8)
     methods: list[Literal["RP", "DCC", "IIW"]] = Field(default_factory=list)
     scheme: Literal["joint", "incremental", "independent", "upper-bound"] = "joint"
-    dcc_labels: list[str] | None = Field(default=None, description="DCC's label set by name; default: the labels all tasks share")
-    anchors: list[str] = Field(default_factory=list, description="incremental: refs of frozen aux heads to train against")
+    dcc_labels: list[str] | None = Field(
+        default=None, description="DCC's label set by name; default: the labels all tasks share"
+    )
+    anchors: list[str] = Field(
+        default_factory=list, description="incremental: refs of frozen aux heads to train against"
+    )
     init: str | None = Field(default=None, description="IIW from a registered component of role 'init' (ref)")
     settings: Settings = Field(default_factory=Settings)
     publish: bool = True
@@ -138,7 +148,7 @@ class TrainSpec(_Model):
         return v
 
     @model_validator(mode="after")
-    def _consistent(self) -> "TrainSpec":
+    def _consistent(self) -> TrainSpec:
         names = [t.name for t in self.tasks]
         if len(set(names)) != len(names):
             raise ValueError("task names must be unique")

@@ -41,7 +41,22 @@ _EXPORTS = {
     "ConnectionFailed": "partsbin.client.errors",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "__version__",
+    "Registry",
+    "Component",
+    "AssembledModel",
+    "PartsbinError",
+    "RegistryError",
+    "ComponentNotFound",
+    "Unauthorized",
+    "InvalidUpload",
+    "Incompatible",
+    "Conflict",
+    "ServerError",
+    "DigestMismatch",
+    "ConnectionFailed",
+]
 
 if TYPE_CHECKING:
     from partsbin.client.assemble import AssembledModel

@@ -17,7 +17,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default=Path("./partsbin-data"), description="embedded default: SQLite file and blob folder")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite under data_dir")
-    storage_url: str | None = Field(default=None, description="file:///path or s3://bucket/prefix; default data_dir/blobs")
+    storage_url: str | None = Field(
+        default=None, description="file:///path or s3://bucket/prefix; default data_dir/blobs"
+    )
     s3_endpoint_url: str | None = Field(default=None, description="for S3-compatible servers (SeaweedFS, MinIO)")
     max_upload_bytes: int = Field(default=2 * 1024**3, ge=1, description="larger uploads answer 413")
     max_header_bytes: int = Field(default=16 * 1024**2, ge=1024)
@@ -27,7 +29,7 @@ class Settings(BaseSettings):
     port: int = 8000
 
     @model_validator(mode="after")
-    def _check_urls(self) -> "Settings":
+    def _check_urls(self) -> Settings:
         url = self.resolved_storage_url
         scheme = urlparse(url).scheme
         if scheme not in ("file", "s3"):

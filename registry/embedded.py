@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from .config import Settings
-from .crud.tokens import create_token
-from .db.session import make_engine, make_sessionmaker
-from .server import prepare_database
+from partsbin.registry.config import Settings
+from partsbin.registry.crud.tokens import create_token
+from partsbin.registry.db.session import make_engine, make_sessionmaker
+from partsbin.registry.server import prepare_database
 
 __all__ = ["EmbeddedRegistry", "embedded_registry", "running_server"]
 
@@ -30,7 +30,7 @@ def running_server(settings: Settings) -> Iterator[str]:
     """Serve the registry from a thread on a free loopback port; yields its URL."""
     import uvicorn
 
-    from .main import create_app
+    from partsbin.registry.main import create_app
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -64,7 +64,7 @@ def embedded_registry(settings: Settings | None = None) -> Iterator[EmbeddedRegi
         with running_server(settings) as url:
             yield EmbeddedRegistry(url, token, settings)
     finally:
-        from .crud.tokens import revoke_token
+        from partsbin.registry.crud.tokens import revoke_token
 
         with make_sessionmaker(engine)() as session:
             revoke_token(session=session, token_id=row.id)

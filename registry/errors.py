@@ -18,7 +18,14 @@ class APIError(Exception):
     status_code = 400
     code = "bad_request"
 
-    def __init__(self, detail: str, *, status_code: int | None = None, code: str | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        detail: str,
+        *,
+        status_code: int | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         if status_code is not None:
@@ -65,7 +72,9 @@ class Incompatible(APIError):
 
 
 def error_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"detail": detail, "code": code}, status_code=status, headers={"X-Error-Code": code, **(headers or {})})
+    return JSONResponse(
+        {"detail": detail, "code": code}, status_code=status, headers={"X-Error-Code": code, **(headers or {})}
+    )
 
 
 def install_handlers(app: FastAPI) -> None:
@@ -83,5 +92,7 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}.get(exc.status_code, "http_error")
+        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}.get(
+            exc.status_code, "http_error"
+        )
         return error_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))

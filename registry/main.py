@@ -8,13 +8,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from partsbin import __version__
-
-from .api.routes import api_router
-from .config import Settings
-from .db.session import make_engine, make_read_sessionmaker, make_sessionmaker
-from .errors import install_handlers
-from .middleware import RequestIDMiddleware
-from .storage import make_storage
+from partsbin.registry.api.routes import api_router
+from partsbin.registry.config import Settings
+from partsbin.registry.db.session import make_engine, make_read_sessionmaker, make_sessionmaker
+from partsbin.registry.errors import install_handlers
+from partsbin.registry.middleware import RequestIDMiddleware
+from partsbin.registry.storage import make_storage
 
 __all__ = ["create_app"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import gc
 
-from .config import Settings
-from .db.migrate import SchemaState, schema_state, upgrade
-from .db.session import make_engine
+from partsbin.registry.config import Settings
+from partsbin.registry.db.migrate import SchemaState, schema_state, upgrade
+from partsbin.registry.db.session import make_engine
 
 __all__ = ["SchemaBehind", "prepare_database", "serve"]
 
@@ -28,7 +28,9 @@ def prepare_database(settings: Settings) -> str:
             upgrade(engine)
             return "created"
         if state is SchemaState.BEHIND:
-            raise SchemaBehind("the registry database is behind this version of partsbin: run `partsbin db upgrade` first")
+            raise SchemaBehind(
+                "the registry database is behind this version of partsbin: run `partsbin db upgrade` first"
+            )
         if state is SchemaState.UNKNOWN:
             raise SchemaBehind(
                 "the database has tables but no known partsbin schema revision; point PARTSBIN_DATABASE_URL at a "
@@ -42,7 +44,7 @@ def prepare_database(settings: Settings) -> str:
 def serve(settings: Settings, host: str | None = None, port: int | None = None, log_level: str = "info") -> None:
     import uvicorn
 
-    from .main import create_app
+    from partsbin.registry.main import create_app
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     prepare_database(settings)

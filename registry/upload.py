@@ -19,8 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from partsbin.parts.hashing import HashingWriter
-
-from .errors import InvalidRequest, TooLarge
+from partsbin.registry.errors import InvalidRequest, TooLarge
 
 __all__ = ["ReceivedUpload", "receive_upload"]
 
@@ -72,7 +71,9 @@ class _Receiver:
     def on_headers_finished(self) -> None:
         name = self._part_name
         if name not in ("file", "card"):
-            raise InvalidRequest(f"unexpected form field {name!r}: send 'file' (the safetensors bytes) and optionally 'card' (JSON)")
+            raise InvalidRequest(
+                f"unexpected form field {name!r}: send 'file' (the safetensors bytes) and optionally 'card' (JSON)"
+            )
         if name in self.seen:
             raise InvalidRequest(f"form field {name!r} given twice")
         self.seen.add(name)
@@ -83,7 +84,9 @@ class _Receiver:
         if self._field == "file":
             self.size += len(chunk)
             if self.size > self.max_bytes:
-                raise TooLarge(f"upload exceeds the registry's limit of {self.max_bytes} bytes (PARTSBIN_MAX_UPLOAD_BYTES)")
+                raise TooLarge(
+                    f"upload exceeds the registry's limit of {self.max_bytes} bytes (PARTSBIN_MAX_UPLOAD_BYTES)"
+                )
             self.writer.write(chunk)
         else:
             if len(self.card) + len(chunk) > MAX_CARD_BYTES:
@@ -101,7 +104,9 @@ class _Receiver:
         }
 
 
-async def receive_upload(request: Request, staging_dir: Path, max_bytes: int, *, durable: bool = False) -> ReceivedUpload:
+async def receive_upload(
+    request: Request, staging_dir: Path, max_bytes: int, *, durable: bool = False
+) -> ReceivedUpload:
     """Stream the form into a staged file. ``durable``: fsync it before returning (for a
     storage backend that keeps the staged file itself as the blob)."""
     content_type, params = parse_options_header(request.headers.get("content-type"))
@@ -111,7 +116,9 @@ async def receive_upload(request: Request, staging_dir: Path, max_bytes: int, *,
     # The multipart envelope adds a few hundred bytes plus the card; refuse early when
     # the declared length cannot fit, before reading anything.
     if declared is not None and declared.isdigit() and int(declared) > max_bytes + MAX_CARD_BYTES + 64 * 1024:
-        raise TooLarge(f"upload of {declared} bytes exceeds the registry's limit of {max_bytes} bytes (PARTSBIN_MAX_UPLOAD_BYTES)")
+        raise TooLarge(
+            f"upload of {declared} bytes exceeds the registry's limit of {max_bytes} bytes (PARTSBIN_MAX_UPLOAD_BYTES)"
+        )
 
     staging_dir.mkdir(parents=True, exist_ok=True)
     receiver = _Receiver(staging_dir, max_bytes, durable)

@@ -19,9 +19,8 @@ from partsbin.parts.card import (
 )
 from partsbin.parts.messages import describe_validation_error
 from partsbin.parts.safetensors_format import SafetensorsError, check_tensors_match, read_header
-
-from .crud.components import find_by_digest
-from .errors import InvalidUpload
+from partsbin.registry.crud.components import find_by_digest
+from partsbin.registry.errors import InvalidUpload
 
 __all__ = ["validate_upload"]
 
@@ -53,9 +52,13 @@ def validate_upload(*, session: Session, path: Path, size: int, form_card: str |
 
     embedded = header.metadata.get(CARD_METADATA_KEY)
     if form_card is None and embedded is None:
-        raise InvalidUpload(f"no card: send the form field 'card' or embed it in the file's __metadata__[{CARD_METADATA_KEY!r}]")
+        raise InvalidUpload(
+            f"no card: send the form field 'card' or embed it in the file's __metadata__[{CARD_METADATA_KEY!r}]"
+        )
     form = _parse_card(form_card, "card field") if form_card is not None else None
-    inner = _parse_card(embedded, f"card embedded in __metadata__[{CARD_METADATA_KEY!r}]") if embedded is not None else None
+    inner = (
+        _parse_card(embedded, f"card embedded in __metadata__[{CARD_METADATA_KEY!r}]") if embedded is not None else None
+    )
     if form is not None and inner is not None:
         # The registry-assigned fields may be present in the form (a card read back from
         # the API); everything else must agree after validation fills in defaults.
@@ -70,7 +73,10 @@ def validate_upload(*, session: Session, path: Path, size: int, form_card: str |
     try:
         layout = part_layout(card.arch.name, card.arch.config, card.arch.part, card.arch.split)
         channels, spatial = junction_of(
-            card.arch.name, card.arch.config, card.arch.split, card.interface.input.size if card.interface.input else None
+            card.arch.name,
+            card.arch.config,
+            card.arch.split,
+            card.interface.input.size if card.interface.input else None,
         )
     except (ArchError, ValueError) as exc:
         raise InvalidUpload(f"card arch cannot be built: {exc}") from None
@@ -91,9 +97,13 @@ def validate_upload(*, session: Session, path: Path, size: int, form_card: str |
         hex_ = anchor.removeprefix("sha256:")
         found = find_by_digest(session, hex_)
         if found is None:
-            raise InvalidUpload(f"compat.anchors names {anchor}, which is not in this registry: publish the aux head first")
+            raise InvalidUpload(
+                f"compat.anchors names {anchor}, which is not in this registry: publish the aux head first"
+            )
         if found.role not in AUX_ROLES:
-            raise InvalidUpload(f"compat.anchors names {anchor} ({found.ref}), which is a {found.role}, not an aux head")
+            raise InvalidUpload(
+                f"compat.anchors names {anchor} ({found.ref}), which is a {found.role}, not an aux head"
+            )
         anchor_junction = Junction.model_validate(found.card["interface"]["junction"])
         if card.arch.part == "head":
             ok = anchor_junction.channels == declared.channels

@@ -90,11 +90,21 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     workdir = tmp_path_factory.mktemp("weed")
     ports = {name: free_port() for name in ("master", "volume", "filer", "s3", "admin")}
     cmd = [
-        weed, "mini", f"-dir={workdir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        f"-master.port={ports['master']}", f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}",
-        f"-s3.port={ports['s3']}", f"-admin.port={ports['admin']}", "-admin.ui=false", "-webdav=false",
-        "-s3.port.iceberg=0", "-s3.port.lance=0",
-    ]  # fmt: skip
+        weed,
+        "mini",
+        f"-dir={workdir}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-master.port={ports['master']}",
+        f"-volume.port={ports['volume']}",
+        f"-filer.port={ports['filer']}",
+        f"-s3.port={ports['s3']}",
+        f"-admin.port={ports['admin']}",
+        "-admin.ui=false",
+        "-webdav=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+    ]
     log = (workdir / "weed.log").open("wb")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
     endpoint = f"http://127.0.0.1:{ports['s3']}"
@@ -205,7 +215,7 @@ def http(live: LiveRegistry) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def client_for() -> Iterator[Callable[..., "object"]]:
+def client_for() -> Iterator[Callable[..., object]]:
     """``client_for(live, token)``: a client Registry closed at the end of the test."""
     from partsbin import Registry
 

@@ -28,19 +28,35 @@ def network(seed: int = 0, **cfg: Any):  # type: ignore[no-untyped-def]
 
 
 def extractor_card(name: str, anchors: list[str] | None = None, **cfg: Any) -> Card:
-    return card_for(name=name, role="extractor", arch="resnet_cifar", config={**CFG, **cfg}, split="stage2", input_size=16,
-                    compat={"anchors": anchors or [], "methods": ["RP"] if anchors else []})  # fmt: skip
+    return card_for(
+        name=name,
+        role="extractor",
+        arch="resnet_cifar",
+        config={**CFG, **cfg},
+        split="stage2",
+        input_size=16,
+        compat={"anchors": anchors or [], "methods": ["RP"] if anchors else []},
+    )
 
 
 def head_card(name: str, anchors: list[str] | None = None, labels: list[str] = LABELS, **cfg: Any) -> Card:
-    return card_for(name=name, role="head", arch="resnet_cifar", config={**CFG, **cfg}, split="stage2", labels=labels,
-                    compat={"anchors": anchors or [], "methods": ["RP"] if anchors else []})  # fmt: skip
+    return card_for(
+        name=name,
+        role="head",
+        arch="resnet_cifar",
+        config={**CFG, **cfg},
+        split="stage2",
+        labels=labels,
+        compat={"anchors": anchors or [], "methods": ["RP"] if anchors else []},
+    )
 
 
 def aux_rp(seed: int = 0, name: str = "lab/rp"):  # type: ignore[no-untyped-def]
     cfg = {**CFG, "num_classes": 4}
     net = network(seed, num_classes=4)
-    return net.head(), card_for(name=name, role="aux-rp", arch="resnet_cifar", config=cfg, split="stage2", labels=["0", "90", "180", "270"])
+    return net.head(), card_for(
+        name=name, role="aux-rp", arch="resnet_cifar", config=cfg, split="stage2", labels=["0", "90", "180", "270"]
+    )
 
 
 def write_component(path: Path, module: torch.nn.Module, card: Card, embed: bool = True) -> Path:

@@ -34,7 +34,13 @@ def test_compose_variables_are_settings_the_code_reads():
             if var.startswith("PARTSBIN_"):
                 assert var in known, f"{name}: {var} is not a setting partsbin reads"
         if any(v.startswith("PARTSBIN_") for v in env):
-            Settings(**{k.removeprefix("PARTSBIN_").lower(): v for k, v in env.items() if k.startswith("PARTSBIN_") and k not in CLIENT_VARS})
+            Settings(
+                **{
+                    k.removeprefix("PARTSBIN_").lower(): v
+                    for k, v in env.items()
+                    if k.startswith("PARTSBIN_") and k not in CLIENT_VARS
+                }
+            )
 
 
 def test_compose_commands_are_cli_commands():

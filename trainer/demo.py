@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from partsbin.parts.training_spec import TrainSpec
-
-from .run import run
+from partsbin.trainer.run import run
 
 __all__ = ["DemoResult", "run_demo"]
 
@@ -42,28 +41,58 @@ def _spec(name: str, tasks: list[str], **kw: Any) -> TrainSpec:
     seed = kw.pop("seed", 0)
     return TrainSpec.model_validate(
         {
-            "name": name, "namespace": "demo", "arch": ARCH,
+            "name": name,
+            "namespace": "demo",
+            "arch": ARCH,
             "tasks": [{"name": t, "pair": "digits", "pair_task": t} for t in tasks],
-            "settings": {"steps": steps, "batch_size": 64, "lr": 0.05, "seed": seed, "rp_fraction": 0.5}, **kw,
-        }  # fmt: skip
+            "settings": {"steps": steps, "batch_size": 64, "lr": 0.05, "seed": seed, "rp_fraction": 0.5},
+            **kw,
+        }
     )
 
 
-def run_demo(registry: Any, *, steps: int = 150, out_dir: Path = Path("."), console: Any = None, seed: int = 0) -> DemoResult:
+def run_demo(
+    registry: Any, *, steps: int = 150, out_dir: Path = Path("."), console: Any = None, seed: int = 0
+) -> DemoResult:
     say = console.print if console is not None else print
     started = time.perf_counter()
     tag = time.strftime("%Y%m%d%H%M%S")
 
     say(f"[1/5] training network A on digits task A (classes 0-8) with RP + DCC over {len(COMMON)} common classes ...")
-    a = run(_spec(f"a-{tag}", ["a"], steps=steps, seed=seed, methods=["IIW", "RP", "DCC"], scheme="incremental", dcc_labels=COMMON), registry)
+    a = run(
+        _spec(
+            f"a-{tag}",
+            ["a"],
+            steps=steps,
+            seed=seed,
+            methods=["IIW", "RP", "DCC"],
+            scheme="incremental",
+            dcc_labels=COMMON,
+        ),
+        registry,
+    )
     aux = [r for r in a.refs if "-aux-" in r]
     init = next(r for r in a.refs if "-init@" in r)
     ext_a = next(r for r in a.refs if r.split("@")[0].endswith("-a-extractor"))
     head_a = next(r for r in a.refs if r.split("@")[0].endswith("-a-head"))
     say(f"      published {', '.join(a.refs)}; own-task accuracy {a.metrics['a']['own_task_accuracy']:.1%}")
 
-    say("[2/5] training network B on digits task B (odd indices, 8→4→8 blur, inverted) against A's frozen aux heads ...")
-    b = run(_spec(f"b-{tag}", ["b"], steps=steps, seed=seed + 1, methods=["IIW", "RP", "DCC"], scheme="incremental", anchors=aux, init=init), registry)
+    say(
+        "[2/5] training network B on digits task B (odd indices, 8→4→8 blur, inverted) against A's frozen aux heads ..."
+    )
+    b = run(
+        _spec(
+            f"b-{tag}",
+            ["b"],
+            steps=steps,
+            seed=seed + 1,
+            methods=["IIW", "RP", "DCC"],
+            scheme="incremental",
+            anchors=aux,
+            init=init,
+        ),
+        registry,
+    )
     ext_b = next(r for r in b.refs if r.split("@")[0].endswith("-b-extractor"))
     head_b = next(r for r in b.refs if r.split("@")[0].endswith("-b-head"))
     say(f"      published {', '.join(b.refs)}; own-task accuracy {b.metrics['b']['own_task_accuracy']:.1%}")
@@ -77,7 +106,9 @@ def run_demo(registry: Any, *, steps: int = 150, out_dir: Path = Path("."), cons
 
     say(f"[4/5] assembling {ext_a} + {head_b}")
     model = registry.assemble(ext_a, head_b)
-    say(f"      {type(model).__name__}: {sum(p.numel() for p in model.parameters()):,} parameters, BatchNorm {model.bn_mode} statistics, labels {model.labels}")
+    say(
+        f"      {type(model).__name__}: {sum(p.numel() for p in model.parameters()):,} parameters, BatchNorm {model.bn_mode} statistics, labels {model.labels}"
+    )
 
     say("[5/5] benchmarking against an independently trained pair ...")
     ind = run(_spec(f"independent-{tag}", ["a", "b"], steps=steps, seed=seed + 2, scheme="independent"), registry)
@@ -91,11 +122,18 @@ def run_demo(registry: Any, *, steps: int = 150, out_dir: Path = Path("."), cons
         if console is not None:
             console.print(result.table())
         corr = next(iter(result.correlation.values()), None)
-        say(f"      {label}: mean recombination accuracy {result.recombination_mean():.1%}"
-            + (f"; feature correlation {corr['direct']:.2f} (best permutation {corr['best_permutation']:.2f})" if corr else ""))  # fmt: skip
+        say(
+            f"      {label}: mean recombination accuracy {result.recombination_mean():.1%}"
+            + (
+                f"; feature correlation {corr['direct']:.2f} (best permutation {corr['best_permutation']:.2f})"
+                if corr
+                else ""
+            )
+        )
         heatmaps.append(result.heatmap(out_dir / f"demo-{label}.png"))
     ab = compatible.cell(ext_a, head_b).accuracy
     ab_ind = independent.cell(ind_ext[0], ind_head[1]).accuracy
-    say(f"A's extractor + B's head: {ab:.1%} (independent pair: {ab_ind:.1%}). Heatmaps: {', '.join(str(p) for p in heatmaps)}")
+    say(
+        f"A's extractor + B's head: {ab:.1%} (independent pair: {ab_ind:.1%}). Heatmaps: {', '.join(str(p) for p in heatmaps)}"
+    )
     return DemoResult(compatible, independent, found, heatmaps, time.perf_counter() - started)
-

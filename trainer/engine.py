@@ -26,16 +26,24 @@ from torch import nn
 
 from partsbin.parts.archs import SplitNetwork, build
 from partsbin.parts.batchnorm import set_bn_mode, use_batch_statistics
+from partsbin.parts.data import Images, TaskData, augment_batch
 from partsbin.parts.metrics import shared_classes
 from partsbin.parts.training_spec import Settings, TrainSpec
-
-from partsbin.parts.data import Images, TaskData, augment_batch
-from .rotation import ROTATION_LABELS, rotate_batch
+from partsbin.trainer.rotation import ROTATION_LABELS, rotate_batch
 
 __all__ = [
-    "Network", "AuxHeads", "StopRequested", "Progress",
-    "resolve_device", "build_networks", "build_aux_heads", "freeze", "train", "evaluate", "dcc_label_set",
-]  # fmt: skip
+    "Network",
+    "AuxHeads",
+    "StopRequested",
+    "Progress",
+    "resolve_device",
+    "build_networks",
+    "build_aux_heads",
+    "freeze",
+    "train",
+    "evaluate",
+    "dcc_label_set",
+]
 
 
 class StopRequested(Exception):
@@ -95,7 +103,9 @@ def _arch_config(spec: TrainSpec, num_classes: int, in_chans: int) -> dict[str, 
     return {**spec.arch.config, "in_chans": in_chans, "num_classes": num_classes}
 
 
-def build_networks(spec: TrainSpec, tasks: list[TaskData], init_state: dict[str, torch.Tensor] | None = None) -> list[Network]:
+def build_networks(
+    spec: TrainSpec, tasks: list[TaskData], init_state: dict[str, torch.Tensor] | None = None
+) -> list[Network]:
     """One network per task. IIW: every network starts from the same weights — a shared
     seed, or ``init_state`` (a registered ``init`` component). Otherwise each network
     gets its own seed, as independently trained networks would."""
@@ -108,7 +118,17 @@ def build_networks(spec: TrainSpec, tasks: list[TaskData], init_state: dict[str,
         model = build(spec.arch.name, split=spec.arch.split, **cfg)
         if init_state is not None:
             _load_matching(model, init_state)
-        nets.append(Network(task, model, seed, spec.arch.name, cfg, model.split, {k: v.clone() for k, v in model.state_dict().items()}))
+        nets.append(
+            Network(
+                task,
+                model,
+                seed,
+                spec.arch.name,
+                cfg,
+                model.split,
+                {k: v.clone() for k, v in model.state_dict().items()},
+            )
+        )
     return nets
 
 
@@ -136,7 +156,9 @@ def build_aux_heads(spec: TrainSpec, tasks: list[TaskData], dcc_labels: list[str
     aux = AuxHeads(dcc_labels=dcc_labels)
     torch.manual_seed(spec.settings.seed + 7)
     if "RP" in spec.methods:
-        aux.rp = build(spec.arch.name, split=spec.arch.split, **_arch_config(spec, len(ROTATION_LABELS), in_chans)).head()
+        aux.rp = build(
+            spec.arch.name, split=spec.arch.split, **_arch_config(spec, len(ROTATION_LABELS), in_chans)
+        ).head()
     if "DCC" in spec.methods:
         if not dcc_labels:
             raise ValueError("DCC needs classes common to the tasks; they share none (set dcc_labels?)")
@@ -243,19 +265,32 @@ def train(
             torch.manual_seed(net.seed + 11)
             # Same architecture as the task head, but one per network: it regularises
             # like RP does without linking the networks (the paper's fair upper bound).
-            own_heads[i] = build(net.arch, split=net.split, **{**net.config, "num_classes": len(ROTATION_LABELS)}).head().to(device).train()
+            own_heads[i] = (
+                build(net.arch, split=net.split, **{**net.config, "num_classes": len(ROTATION_LABELS)})
+                .head()
+                .to(device)
+                .train()
+            )
 
-    opts = [_optimizer(list(n.model.parameters()) + (list(own_heads[i].parameters()) if own_heads[i] else []), settings) for i, n in enumerate(nets)]
+    opts = [
+        _optimizer(list(n.model.parameters()) + (list(own_heads[i].parameters()) if own_heads[i] else []), settings)
+        for i, n in enumerate(nets)
+    ]
     aux_params = [p for m in aux.modules() for p in m.parameters() if p.requires_grad]
     aux_opt = _optimizer(aux_params, settings) if aux_params and not aux.frozen else None
     batches = [_Batches(n.task.train, settings.batch_size, n.seed + 1, device) for n in nets]
     gens = [torch.Generator().manual_seed(n.seed + 2) for n in nets]
     to_dcc = [
-        torch.tensor([aux.dcc_labels.index(c) if c in aux.dcc_labels else -1 for c in n.task.classes], device=device) for n in nets
+        torch.tensor([aux.dcc_labels.index(c) if c in aux.dcc_labels else -1 for c in n.task.classes], device=device)
+        for n in nets
     ]
     rp_n = max(1, round(settings.batch_size * settings.rp_fraction))
 
-    schedule = [i for _ in range(settings.steps) for i in range(len(nets))] if joint else [i for i in range(len(nets)) for _ in range(settings.steps)]
+    schedule = (
+        [i for _ in range(settings.steps) for i in range(len(nets))]
+        if joint
+        else [i for i in range(len(nets)) for _ in range(settings.steps)]
+    )
     steps_done = [0] * len(nets)
     images, started, last_loss = 0, time.perf_counter(), float("nan")
     history: list[dict[str, Any]] = []
@@ -295,15 +330,30 @@ def train(
         last_loss = float(loss.detach())
         if (it + 1) % progress.every == 0 or it + 1 == len(schedule):
             elapsed = time.perf_counter() - started
-            info = {"step": it + 1, "total": len(schedule), "task": net.task.name, "loss": last_loss, "lr": lr, "images_per_s": images / max(elapsed, 1e-9)}
+            info = {
+                "step": it + 1,
+                "total": len(schedule),
+                "task": net.task.name,
+                "loss": last_loss,
+                "lr": lr,
+                "images_per_s": images / max(elapsed, 1e-9),
+            }
             history.append(info)
             progress.on_step(info)
     elapsed = time.perf_counter() - started
-    return {"steps": len(schedule), "seconds": elapsed, "images_per_s": images / max(elapsed, 1e-9), "final_loss": last_loss, "history": history}
+    return {
+        "steps": len(schedule),
+        "seconds": elapsed,
+        "images_per_s": images / max(elapsed, 1e-9),
+        "final_loss": last_loss,
+        "history": history,
+    }
 
 
 @torch.no_grad()
-def evaluate(extractor: nn.Module, head: nn.Module, images: Images, *, bn: str, batch_size: int, device: torch.device) -> torch.Tensor:
+def evaluate(
+    extractor: nn.Module, head: nn.Module, images: Images, *, bn: str, batch_size: int, device: torch.device
+) -> torch.Tensor:
     """Logits of ``head(extractor(x))`` over ``images``. ``bn='batch'`` normalises each
     evaluation batch with its own statistics (the paper's test-time choice, §4)."""
     extractor.eval()

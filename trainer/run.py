@@ -9,14 +9,24 @@ from typing import Any
 import torch
 
 from partsbin import __version__
+from partsbin.parts.data import TaskData, load_task
 from partsbin.parts.describe import card_for
 from partsbin.parts.metrics import recombination_accuracy
 from partsbin.parts.safetensors_format import load_state_dict
 from partsbin.parts.training_spec import TrainSpec
-
-from partsbin.parts.data import TaskData, load_task
-from .engine import AuxHeads, Network, Progress, build_aux_heads, build_networks, dcc_label_set, evaluate, freeze, resolve_device, train
-from .rotation import ROTATION_LABELS
+from partsbin.trainer.engine import (
+    AuxHeads,
+    Network,
+    Progress,
+    build_aux_heads,
+    build_networks,
+    dcc_label_set,
+    evaluate,
+    freeze,
+    resolve_device,
+    train,
+)
+from partsbin.trainer.rotation import ROTATION_LABELS
 
 __all__ = ["RunResult", "run"]
 
@@ -33,7 +43,13 @@ def _library_versions() -> dict[str, str]:
     import numpy
     import safetensors
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__, "safetensors": safetensors.__version__, "partsbin": __version__}
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "safetensors": safetensors.__version__,
+        "partsbin": __version__,
+    }
 
 
 def _pull_anchors(spec: TrainSpec, registry: Any) -> AuxHeads:
@@ -53,7 +69,9 @@ def _pull_anchors(spec: TrainSpec, registry: Any) -> AuxHeads:
     return freeze(aux)
 
 
-def run(spec: TrainSpec, registry: Any = None, *, progress: Progress | None = None, job_id: str | None = None) -> RunResult:
+def run(
+    spec: TrainSpec, registry: Any = None, *, progress: Progress | None = None, job_id: str | None = None
+) -> RunResult:
     """Train what ``spec`` describes; publish it through ``registry`` (a client
     :class:`~client.Registry`) when ``spec.publish``."""
     s = spec.settings
@@ -68,7 +86,9 @@ def run(spec: TrainSpec, registry: Any = None, *, progress: Progress | None = No
     if spec.init is not None:
         comp = registry.pull(spec.init)
         if comp.role != "init":
-            raise ValueError(f"init {spec.init} is a {comp.role}; IIW starts from a component of role 'init' (untrained weights)")
+            raise ValueError(
+                f"init {spec.init} is a {comp.role}; IIW starts from a component of role 'init' (untrained weights)"
+            )
         init_state = load_state_dict(comp.path)
     common = dcc_label_set(spec, tasks)
     scheme = spec.scheme
@@ -103,7 +123,9 @@ def run(spec: TrainSpec, registry: Any = None, *, progress: Progress | None = No
     result = RunResult(networks=nets, aux=aux)
     result.metrics = {"train": {k: v for k, v in stats.items() if k != "history"}}
     for net in nets:
-        logits = evaluate(net.extractor, net.head, net.task.test, bn=s.bn_eval, batch_size=s.eval_batch_size, device=device)
+        logits = evaluate(
+            net.extractor, net.head, net.task.test, bn=s.bn_eval, batch_size=s.eval_batch_size, device=device
+        )
         acc = recombination_accuracy(logits, net.task.test.y, net.task.classes, net.task.classes)
         result.metrics[net.task.name] = {"own_task_accuracy": acc.restricted, "n": acc.n, "bn": s.bn_eval}
     if spec.publish:
@@ -116,10 +138,14 @@ def _restrict(task: TaskData, classes: list[str]) -> TaskData:
 
     keep = [c for c in task.classes if c in classes]
     train_spec = task.train_spec.model_copy(update={"classes": keep, "indices": None, "transforms": [], "limit": None})
-    return TaskData(task.name, select(task.train, train_spec), select(task.test, train_spec), task.train_spec, task.test_spec)
+    return TaskData(
+        task.name, select(task.train, train_spec), select(task.test, train_spec), task.train_spec, task.test_spec
+    )
 
 
-def _publish(spec: TrainSpec, registry: Any, nets: list[Network], aux: AuxHeads, metrics: dict[str, Any], job_id: str | None) -> list[str]:
+def _publish(
+    spec: TrainSpec, registry: Any, nets: list[Network], aux: AuxHeads, metrics: dict[str, Any], job_id: str | None
+) -> list[str]:
     ns, run_name = spec.namespace, spec.name
     refs: list[str] = []
     settings = spec.settings.model_dump(mode="json")
@@ -132,10 +158,22 @@ def _publish(spec: TrainSpec, registry: Any, nets: list[Network], aux: AuxHeads,
         # Publish the shared initial weights: a later incremental run can start from
         # them (IIW), as the paper's incremental experiment does.
         card = card_for(
-            name=f"{ns}/{run_name}-init", role="init", arch=net0.arch, config=net0.config, split=net0.model.split,
-            input_size=size, labels=net0.task.classes, description=f"untrained initial weights of run {run_name} (IIW)",
-            provenance={"seed": spec.settings.seed, "job": job_id, "libraries": _library_versions(), "settings": settings}, **common,
-        )  # fmt: skip
+            name=f"{ns}/{run_name}-init",
+            role="init",
+            arch=net0.arch,
+            config=net0.config,
+            split=net0.model.split,
+            input_size=size,
+            labels=net0.task.classes,
+            description=f"untrained initial weights of run {run_name} (IIW)",
+            provenance={
+                "seed": spec.settings.seed,
+                "job": job_id,
+                "libraries": _library_versions(),
+                "settings": settings,
+            },
+            **common,
+        )
         from partsbin.parts.archs import build
 
         init_model = build(net0.arch, split=net0.model.split, **net0.config)
@@ -150,13 +188,23 @@ def _publish(spec: TrainSpec, registry: Any, nets: list[Network], aux: AuxHeads,
                 continue
             cfg = {**net0.config, "num_classes": len(labels)}
             card = card_for(
-                name=f"{ns}/{run_name}-{role}", role=role, arch=net0.arch, config=cfg, split=net0.model.split, labels=labels,
+                name=f"{ns}/{run_name}-{role}",
+                role=role,
+                arch=net0.arch,
+                config=cfg,
+                split=net0.model.split,
+                labels=labels,
                 compat={"methods": spec.methods, "scheme": spec.scheme, "init": init_ref},
                 description=f"{'rotation prediction' if role == 'aux-rp' else 'discriminating common classes'} aux head of run {run_name}; frozen once published",
-                provenance={"seed": spec.settings.seed, "job": job_id, "libraries": _library_versions(), "settings": settings,
-                            "dataset": {"name": "+".join(n.task.name for n in nets), "classes": labels}},
+                provenance={
+                    "seed": spec.settings.seed,
+                    "job": job_id,
+                    "libraries": _library_versions(),
+                    "settings": settings,
+                    "dataset": {"name": "+".join(n.task.name for n in nets), "classes": labels},
+                },
                 **common,
-            )  # fmt: skip
+            )
             pushed = registry.push(module, card)
             anchors[role] = pushed.digest
             refs.append(pushed.ref)
@@ -164,25 +212,67 @@ def _publish(spec: TrainSpec, registry: Any, nets: list[Network], aux: AuxHeads,
     for net in nets:
         task = net.task
         provenance = {
-            "dataset": {"name": task.train_spec.source, "split": "train", "classes": task.classes,
-                        "transform": [t.model_dump(mode="json") for t in task.train_spec.transforms],
-                        "indices": task.train_spec.indices, "task": task.name,
-                        # How to rebuild this task's test set: the client benchmark reads it.
-                        "test": {**task.test_spec.model_dump(mode="json"), "test_limit": next((t.test_limit for t in spec.tasks if t.name == task.name), None)}},
-            "settings": settings, "seed": net.seed, "job": job_id, "libraries": _library_versions(),
-        }  # fmt: skip
-        compat = {"anchors": sorted(anchors.values()), "methods": spec.methods, "scheme": spec.scheme, "init": init_ref if "IIW" in spec.methods else None}
-        m = {"own_task_accuracy": metrics[task.name]["own_task_accuracy"], "test_examples": metrics[task.name]["n"], "bn": metrics[task.name]["bn"]}
+            "dataset": {
+                "name": task.train_spec.source,
+                "split": "train",
+                "classes": task.classes,
+                "transform": [t.model_dump(mode="json") for t in task.train_spec.transforms],
+                "indices": task.train_spec.indices,
+                "task": task.name,
+                # How to rebuild this task's test set: the client benchmark reads it.
+                "test": {
+                    **task.test_spec.model_dump(mode="json"),
+                    "test_limit": next((t.test_limit for t in spec.tasks if t.name == task.name), None),
+                },
+            },
+            "settings": settings,
+            "seed": net.seed,
+            "job": job_id,
+            "libraries": _library_versions(),
+        }
+        compat = {
+            "anchors": sorted(anchors.values()),
+            "methods": spec.methods,
+            "scheme": spec.scheme,
+            "init": init_ref if "IIW" in spec.methods else None,
+        }
+        m = {
+            "own_task_accuracy": metrics[task.name]["own_task_accuracy"],
+            "test_examples": metrics[task.name]["n"],
+            "bn": metrics[task.name]["bn"],
+        }
         base = f"{ns}/{run_name}-{task.name}"
         ext = registry.push(
             net.extractor,
-            card_for(name=f"{base}-extractor", role="extractor", arch=net.arch, config=net.config, split=net.model.split, input_size=int(task.train.x.shape[-1]),
-                     compat=compat, provenance=provenance, metrics=m, description=f"feature extractor of task {task.name}, run {run_name}", **common),
-        )  # fmt: skip
+            card_for(
+                name=f"{base}-extractor",
+                role="extractor",
+                arch=net.arch,
+                config=net.config,
+                split=net.model.split,
+                input_size=int(task.train.x.shape[-1]),
+                compat=compat,
+                provenance=provenance,
+                metrics=m,
+                description=f"feature extractor of task {task.name}, run {run_name}",
+                **common,
+            ),
+        )
         head = registry.push(
             net.head,
-            card_for(name=f"{base}-head", role="head", arch=net.arch, config=net.config, split=net.model.split, labels=task.classes,
-                     compat={**compat, "sibling": ext.ref}, provenance=provenance, metrics=m, description=f"task head of task {task.name}, run {run_name}", **common),
-        )  # fmt: skip
+            card_for(
+                name=f"{base}-head",
+                role="head",
+                arch=net.arch,
+                config=net.config,
+                split=net.model.split,
+                labels=task.classes,
+                compat={**compat, "sibling": ext.ref},
+                provenance=provenance,
+                metrics=m,
+                description=f"task head of task {task.name}, run {run_name}",
+                **common,
+            ),
+        )
         refs += [ext.ref, head.ref]
     return refs

@@ -16,13 +16,11 @@ import traceback
 import uuid
 from typing import Any
 
-from partsbin.client.errors import ConnectionFailed, Conflict, RegistryError
-
-from partsbin.parts.training_spec import TrainSpec
-
+from partsbin.client.errors import Conflict, ConnectionFailed, RegistryError
 from partsbin.parts.data import DataMissing
-from .engine import Progress, StopRequested
-from .run import run
+from partsbin.parts.training_spec import TrainSpec
+from partsbin.trainer.engine import Progress, StopRequested
+from partsbin.trainer.run import run
 
 __all__ = ["Worker"]
 
@@ -35,7 +33,15 @@ def _event(event: str, **fields: Any) -> None:
 
 
 class Worker:
-    def __init__(self, registry: Any, *, name: str | None = None, lease_seconds: float = 60.0, heartbeat_seconds: float | None = None, poll_seconds: float = 2.0) -> None:
+    def __init__(
+        self,
+        registry: Any,
+        *,
+        name: str | None = None,
+        lease_seconds: float = 60.0,
+        heartbeat_seconds: float | None = None,
+        poll_seconds: float = 2.0,
+    ) -> None:
         self.registry = registry
         self.name = name or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
         self.lease_seconds = lease_seconds

@@ -4,7 +4,29 @@ Importing this package registers ``resnet_cifar``, ``wide_resnet`` and
 ``mobilenetv2_cifar``; :func:`build` rebuilds any of them from a card's ``arch``.
 """
 
-from . import mobilenetv2, resnet, wide_resnet  # noqa: F401  (registration side effect)
-from ._registry import ArchError, FeatureInfo, SplitNetwork, build, build_part, junction_of, list_archs, part_layout, PartLayout, register
+from partsbin.parts.archs import mobilenetv2, resnet, wide_resnet  # noqa: F401  (registration side effect)
+from partsbin.parts.archs._registry import (
+    ArchError,
+    FeatureInfo,
+    PartLayout,
+    SplitNetwork,
+    build,
+    build_part,
+    junction_of,
+    list_archs,
+    part_layout,
+    register,
+)
 
-__all__ = ["ArchError", "FeatureInfo", "SplitNetwork", "build", "build_part", "junction_of", "list_archs", "part_layout", "PartLayout", "register"]
+__all__ = [
+    "ArchError",
+    "FeatureInfo",
+    "SplitNetwork",
+    "build",
+    "build_part",
+    "junction_of",
+    "list_archs",
+    "part_layout",
+    "PartLayout",
+    "register",
+]

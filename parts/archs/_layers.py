@@ -6,7 +6,7 @@ from collections import OrderedDict
 
 from torch import nn
 
-from ._registry import FeatureInfo
+from partsbin.parts.archs._registry import FeatureInfo
 
 
 def conv_bn(in_chs: int, out_chs: int, kernel: int = 3, stride: int = 1, relu: bool = True) -> nn.Sequential:
@@ -19,7 +19,7 @@ def conv_bn(in_chs: int, out_chs: int, kernel: int = 3, stride: int = 1, relu: b
     return nn.Sequential(*layers)
 
 
-def classifier(in_chs: int, num_classes: int) -> "OrderedDict[str, nn.Module]":
+def classifier(in_chs: int, num_classes: int) -> OrderedDict[str, nn.Module]:
     # Global pooling makes the head accept any spatial size at its input, which is
     # what lets extractors with different resolutions share one head (paper §5.2).
     return OrderedDict(pool=nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()), fc=nn.Linear(in_chs, num_classes))
@@ -33,7 +33,7 @@ class LayerStack:
             raise ValueError("junction_channels must be a positive integer")
         self.split = split
         self.junction_channels = junction_channels
-        self.layers: "OrderedDict[str, nn.Module]" = OrderedDict()
+        self.layers: OrderedDict[str, nn.Module] = OrderedDict()
         self.info: list[FeatureInfo] = []
 
     def add(self, name: str, module: nn.Module, num_chs: int, reduction: int) -> int:

@@ -17,9 +17,9 @@ import functools
 import json
 import math
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -56,7 +56,7 @@ class SplitNetwork(nn.Sequential):
 
     def __init__(
         self,
-        layers: "OrderedDict[str, nn.Module]",
+        layers: OrderedDict[str, nn.Module],
         feature_info: list[FeatureInfo],
         split: str,
         split_points: tuple[str, ...],
@@ -105,7 +105,9 @@ def list_archs() -> list[str]:
     return sorted(_BUILDERS)
 
 
-def build(name: str, *, split: str | None = None, device: str | torch.device | None = None, **config: Any) -> SplitNetwork:
+def build(
+    name: str, *, split: str | None = None, device: str | torch.device | None = None, **config: Any
+) -> SplitNetwork:
     """Build the whole network ``name`` with ``config``, split at ``split`` (default: the builder's)."""
     try:
         fn = _BUILDERS[name]
@@ -121,7 +123,9 @@ def build(name: str, *, split: str | None = None, device: str | torch.device | N
             raise ArchError(f"bad configuration for {name!r}: {exc}") from None
 
 
-def build_part(name: str, config: dict[str, Any], part: Part, split: str | None, device: str | torch.device | None = None) -> nn.Module:
+def build_part(
+    name: str, config: dict[str, Any], part: Part, split: str | None, device: str | torch.device | None = None
+) -> nn.Module:
     net = build(name, split=split, device=device, **config)
     if part == "full":
         return net
@@ -165,7 +169,9 @@ def _network_layouts(name: str, config_json: str, split: str | None) -> dict[str
     net = build(name, split=split, device="meta", **json.loads(config_json))
     modules = {"full": net, "extractor": net.extractor(), "head": net.head()}
     return {
-        part: PartLayout(tensors={k: (tuple(v.shape), v.dtype) for k, v in m.state_dict().items()}, junction=net.junction_info)
+        part: PartLayout(
+            tensors={k: (tuple(v.shape), v.dtype) for k, v in m.state_dict().items()}, junction=net.junction_info
+        )
         for part, m in modules.items()
     }
 

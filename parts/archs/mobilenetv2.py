@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._layers import LayerStack, classifier
-from ._registry import SplitNetwork, register
+from partsbin.parts.archs._layers import LayerStack, classifier
+from partsbin.parts.archs._registry import SplitNetwork, register
 
 # (expansion t, channels c, repeats n, first stride s) — Table 2 of the paper, with the
 # CIFAR strides.

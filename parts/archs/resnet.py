@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._layers import LayerStack, classifier, conv_bn
-from ._registry import SplitNetwork, register
+from partsbin.parts.archs._layers import LayerStack, classifier, conv_bn
+from partsbin.parts.archs._registry import SplitNetwork, register
 
 
 class BasicBlock(nn.Module):
@@ -31,7 +31,9 @@ class BasicBlock(nn.Module):
 
 
 def _stage(in_chs: int, out_chs: int, blocks: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(*(BasicBlock(in_chs if i == 0 else out_chs, out_chs, stride if i == 0 else 1) for i in range(blocks)))
+    return nn.Sequential(
+        *(BasicBlock(in_chs if i == 0 else out_chs, out_chs, stride if i == 0 else 1) for i in range(blocks))
+    )
 
 
 @register("resnet_cifar")

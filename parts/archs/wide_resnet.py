@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._layers import LayerStack, classifier
-from ._registry import SplitNetwork, register
+from partsbin.parts.archs._layers import LayerStack, classifier
+from partsbin.parts.archs._registry import SplitNetwork, register
 
 
 class PreActBlock(nn.Module):
@@ -49,8 +49,10 @@ def wide_resnet(
     widths = (16 * widen, 32 * widen, 64 * widen)
     stack = LayerStack(split, junction_channels)
     chs = stack.add("stem", nn.Conv2d(in_chans, 16, 3, padding=1, bias=False), 16, 1)
-    for i, (w, stride) in enumerate(zip(widths, (1, 2, 2)), start=1):
-        blocks = nn.Sequential(*(PreActBlock(chs if b == 0 else w, w, stride if b == 0 else 1, dropout) for b in range(n)))
+    for i, (w, stride) in enumerate(zip(widths, (1, 2, 2), strict=False), start=1):
+        blocks = nn.Sequential(
+            *(PreActBlock(chs if b == 0 else w, w, stride if b == 0 else 1, dropout) for b in range(n))
+        )
         chs = stack.add(f"stage{i}", blocks, w, 2 ** (i - 1))
     chs = stack.add("final", nn.Sequential(nn.BatchNorm2d(chs), nn.ReLU(inplace=True)), chs, 4)
     for name, module in classifier(chs, num_classes).items():

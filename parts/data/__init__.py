@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from partsbin.parts.data.pairs import pair_data
+from partsbin.parts.data.sources import DataMissing, Images, load_source
+from partsbin.parts.data.transforms import augment_batch, prepare
 from partsbin.parts.training_spec import DataSpec, TaskSpec
-
-from .pairs import pair_data
-from .sources import DataMissing, Images, load_source
-from .transforms import augment_batch, prepare
 
 __all__ = ["Images", "DataMissing", "TaskData", "load_task", "load_split", "augment_batch", "pair_data"]
 

@@ -8,9 +8,8 @@ transforms. Digits: the same construction on scikit-learn's digits (8→4→8).
 
 from __future__ import annotations
 
+from partsbin.parts.data.sources import FASHION_MNIST_CLASSES
 from partsbin.parts.training_spec import DataSpec, Transform
-
-from .sources import FASHION_MNIST_CLASSES
 
 __all__ = ["pair_data"]
 
@@ -26,7 +25,11 @@ def pair_data(pair: str, task: str) -> tuple[DataSpec, DataSpec]:
     if task == "a":
         classes, indices, shift = names[0:9], "even", []
     elif task == "b":
-        classes, indices, shift = names[1:10], "odd", [Transform(op="resize", size=size // 2, back_to=size), Transform(op="invert")]
+        classes, indices, shift = (
+            names[1:10],
+            "odd",
+            [Transform(op="resize", size=size // 2, back_to=size), Transform(op="invert")],
+        )
     else:
         raise ValueError(f"unknown pair task {task!r}: expected a or b")
     train = DataSpec(source=source, classes=classes, indices=indices, transforms=shift)  # type: ignore[arg-type]

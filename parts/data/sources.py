@@ -18,7 +18,18 @@ import torch
 __all__ = ["Images", "DataMissing", "load_source", "FASHION_MNIST_DIR", "FASHION_MNIST_CLASSES"]
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-FASHION_MNIST_CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot"]
+FASHION_MNIST_CLASSES = [
+    "t-shirt",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle-boot",
+]
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 STL10_CLASSES = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]
 
@@ -36,7 +47,7 @@ class Images:
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
-    def subset(self, index: torch.Tensor | np.ndarray) -> "Images":
+    def subset(self, index: torch.Tensor | np.ndarray) -> Images:
         index = torch.as_tensor(index, dtype=torch.long)
         return Images(self.x[index], self.y[index], list(self.classes))
 
@@ -99,11 +110,17 @@ def load_cifar(path: Path, split: str, hundred: bool) -> Images:
         meta = path / "batches.meta.txt"
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
-        raise DataMissing(f"CIFAR-{'100' if hundred else '10'} binary files not found: {', '.join(missing)}; give the folder holding them as 'path'")
+        raise DataMissing(
+            f"CIFAR-{'100' if hundred else '10'} binary files not found: {', '.join(missing)}; give the folder holding them as 'path'"
+        )
     raw = np.concatenate([np.fromfile(f, dtype=np.uint8).reshape(-1, record) for f in files])
     labels = raw[:, label_at].astype(np.int64)
     pixels = raw[:, record - 3072 :].reshape(-1, 3, 32, 32)
-    names = [ln.strip() for ln in meta.read_text().splitlines() if ln.strip()] if meta.is_file() else (CIFAR10_CLASSES if not hundred else [str(i) for i in range(100)])
+    names = (
+        [ln.strip() for ln in meta.read_text().splitlines() if ln.strip()]
+        if meta.is_file()
+        else (CIFAR10_CLASSES if not hundred else [str(i) for i in range(100)])
+    )
     return Images(_u8(pixels), torch.from_numpy(labels), names)
 
 
@@ -116,7 +133,11 @@ def load_stl10(path: Path, split: str) -> Images:
     x = np.fromfile(xs, dtype=np.uint8).reshape(-1, 3, 96, 96).transpose(0, 1, 3, 2)
     y = np.fromfile(ys, dtype=np.uint8).astype(np.int64) - 1
     names_file = path / "class_names.txt"
-    names = [ln.strip() for ln in names_file.read_text().splitlines() if ln.strip()] if names_file.is_file() else STL10_CLASSES
+    names = (
+        [ln.strip() for ln in names_file.read_text().splitlines() if ln.strip()]
+        if names_file.is_file()
+        else STL10_CLASSES
+    )
     return Images(_u8(x), torch.from_numpy(y), names)
 
 
@@ -140,7 +161,9 @@ def load_folder(path: Path, split: str) -> Images:
                 ys.append(label)
     shapes = {a.shape for a in xs}
     if len(shapes) != 1:
-        raise ValueError(f"images in {root} differ in size {sorted(shapes)[:3]}: add a resize transform or resize them first")
+        raise ValueError(
+            f"images in {root} differ in size {sorted(shapes)[:3]}: add a resize transform or resize them first"
+        )
     x = np.stack(xs).transpose(0, 3, 1, 2)
     return Images(_u8(x), torch.tensor(ys, dtype=torch.long), classes)
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from partsbin.parts.data.sources import Images
 from partsbin.parts.training_spec import DataSpec, Transform
-
-from .sources import Images
 
 __all__ = ["select", "apply_transforms", "prepare", "augment_batch"]
 

@@ -5,7 +5,7 @@ It sits above the parts it drives: commands for the registry server (``serve``, 
 ``worker``, ``jobs``, ``demo``) and the benchmark, one module per group.
 """
 
-from . import benchmark, components, server, training  # noqa: F401  (registers the commands)
-from ._app import app, main
+from partsbin.cli import benchmark, components, server, training  # noqa: F401  (registers the commands)
+from partsbin.cli._app import app, main
 
 __all__ = ["app", "main"]

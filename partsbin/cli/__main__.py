@@ -1,5 +1,5 @@
 """``python -m partsbin.cli``: the same as the ``partsbin`` command."""
 
-from . import main
+from partsbin.cli import main
 
 main()

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._app import TokenOpt, UrlOpt, app, console, fail, open_registry
+from partsbin.cli._app import TokenOpt, UrlOpt, app, console, fail, open_registry
 
 
 @app.command("bench")

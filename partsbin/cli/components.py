@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from ._app import TokenOpt, UrlOpt, app, console, fail, open_registry
+from partsbin.cli._app import TokenOpt, UrlOpt, app, console, fail, open_registry
 
 
 @app.command()

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from ._app import app, console, err, fail
+from partsbin.cli._app import app, console, err, fail
 
 db_app = typer.Typer(help="Registry database schema.", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens (works on the registry database directly).", no_args_is_help=True)
@@ -82,7 +82,9 @@ def token_create(
         list[str] | None,
         typer.Option("--namespace", "-n", help="namespace a publish token may publish into (repeatable)"),
     ] = None,
-    owner: Annotated[bool, typer.Option(help="publish token that also moves aliases and yanks in its namespaces")] = False,
+    owner: Annotated[
+        bool, typer.Option(help="publish token that also moves aliases and yanks in its namespaces")
+    ] = False,
     name: Annotated[str, typer.Option(help="a label for the token")] = "",
     expires_days: Annotated[float | None, typer.Option(help="expire after this many days")] = None,
 ) -> None:

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from ._app import TokenOpt, UrlOpt, app, console, err, fail, open_registry
+from partsbin.cli._app import TokenOpt, UrlOpt, app, console, err, fail, open_registry
 
 jobs_app = typer.Typer(help="Training jobs in the registry's queue.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
@@ -104,7 +104,9 @@ def train(
     for name, m in result.metrics.items():
         if name != "train":
             console.print(f"task {name}: own-task accuracy {m['own_task_accuracy']:.1%} on {m['n']} test images")
-    console.print(f"{result.metrics['train']['images_per_s']:.0f} images/s over {result.metrics['train']['seconds']:.0f} s")
+    console.print(
+        f"{result.metrics['train']['images_per_s']:.0f} images/s over {result.metrics['train']['seconds']:.0f} s"
+    )
     for ref in result.refs:
         console.print(f"published {ref}")
 

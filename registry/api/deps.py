@@ -10,16 +10,22 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 
 from partsbin.parts.names import InvalidName, validate_part
-
-from ..config import Settings
-from ..crud.tokens import Principal, authenticate
-from ..errors import APIError, Forbidden, Unauthorized
-from ..storage import BlobStorage
+from partsbin.registry.config import Settings
+from partsbin.registry.crud.tokens import Principal, authenticate
+from partsbin.registry.errors import APIError, Forbidden, Unauthorized
+from partsbin.registry.storage import BlobStorage
 
 __all__ = [
-    "SettingsDep", "SessionDep", "ReadSessionDep", "SessionFactoryDep", "StorageDep", "PrincipalDep",
-    "require_token", "require_admin", "check_part",
-]  # fmt: skip
+    "SettingsDep",
+    "SessionDep",
+    "ReadSessionDep",
+    "SessionFactoryDep",
+    "StorageDep",
+    "PrincipalDep",
+    "require_token",
+    "require_admin",
+    "check_part",
+]
 
 
 # Dependencies that only read app state are ``async def``: FastAPI runs a plain ``def``
@@ -55,7 +61,9 @@ def get_principal(request: Request, settings: Annotated[Settings, Depends(get_se
     if not header:
         if settings.anonymous_read:
             return Principal(token_id=None, scope="anonymous")
-        raise Unauthorized("this registry requires a token: send 'Authorization: Bearer <token>' (PARTSBIN_TOKEN)", headers=_WWW)
+        raise Unauthorized(
+            "this registry requires a token: send 'Authorization: Bearer <token>' (PARTSBIN_TOKEN)", headers=_WWW
+        )
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise Unauthorized("malformed Authorization header: expected 'Bearer <token>'", headers=_WWW)

@@ -7,8 +7,8 @@ import re
 from fastapi import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 
-from ..db.models import Component
-from ..storage import BlobStorage
+from partsbin.registry.db.models import Component
+from partsbin.registry.storage import BlobStorage
 
 # Starlette reads files in 64 KiB chunks, each through a worker thread: ~10% of disk
 # speed for a 100 MB file here. 4 MiB chunks amortise the thread hop and the ASGI send.

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from ..db.models import Component
+from partsbin.registry.db.models import Component
 
 
 class ComponentOut(BaseModel):
@@ -24,7 +24,7 @@ class ComponentOut(BaseModel):
     card: dict[str, Any]
 
     @classmethod
-    def of(cls, c: Component) -> "ComponentOut":
+    def of(cls, c: Component) -> ComponentOut:
         return cls(
             ref=c.ref,
             name=c.full_name,

@@ -10,9 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from partsbin.parts.card import HEAD_ROLES
-
-from ..db.models import Component, Evaluation, Group, Membership
-from .evaluations import best_evaluations
+from partsbin.registry.crud.evaluations import best_evaluations
+from partsbin.registry.db.models import Component, Evaluation, Group, Membership
 
 __all__ = ["Match", "compatible_with", "target_anchors", "count_members", "list_groups"]
 
@@ -40,7 +39,9 @@ def target_anchors(session: Session, target: Component) -> dict[str, str | None]
     return {d: (f"{ns}/{n}@{v}" if ns else None) for d, ns, n, v in rows}
 
 
-def compatible_with(session: Session, target: Component, *, cursor: str | None, limit: int, anchors: list[str]) -> tuple[list[Match], str | None]:
+def compatible_with(
+    session: Session, target: Component, *, cursor: str | None, limit: int, anchors: list[str]
+) -> tuple[list[Match], str | None]:
     """Extractors for a head (task or aux), or heads (task and aux) for an extractor.
 
     Components with a measured evaluation come first, best accuracy first; then the
@@ -93,13 +94,15 @@ def _shared_anchors(session: Session, anchors: list[str], ids: list[int]) -> dic
     if not ids or not anchors:
         return shared
     for cid, digest in session.execute(
-        sa.select(Membership.component_id, Membership.anchor_digest).where(Membership.component_id.in_(ids), Membership.anchor_digest.in_(anchors))
+        sa.select(Membership.component_id, Membership.anchor_digest).where(
+            Membership.component_id.in_(ids), Membership.anchor_digest.in_(anchors)
+        )
     ):
         shared[cid].append(digest)
     return {k: sorted(v) for k, v in shared.items()}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _declared_statement(target_is_head: bool, spatial_known: bool, paged: bool, excluding: bool) -> sa.Select:  # type: ignore[type-arg]
     """The page of declared matches (one more than asked, to know whether another
     follows), each component with the anchors it shares with the target: one query."""
@@ -120,7 +123,9 @@ def _declared_statement(target_is_head: bool, spatial_known: bool, paged: bool, 
             q = q.where(Membership.junction_spatial == sa.bindparam("spatial"))
     else:
         q = q.where(Membership.role.in_(sorted(HEAD_ROLES)))
-        q = q.where(sa.or_(Membership.junction_spatial.is_(None), Membership.junction_spatial == sa.bindparam("spatial")))
+        q = q.where(
+            sa.or_(Membership.junction_spatial.is_(None), Membership.junction_spatial == sa.bindparam("spatial"))
+        )
     if paged:
         q = q.where(Membership.component_id > sa.bindparam("after"))
     if excluding:
@@ -134,15 +139,22 @@ def _declared_statement(target_is_head: bool, spatial_known: bool, paged: bool, 
     )
 
 
-def _declared(session: Session, target: Component, anchors: list[str], *, after: int | None, limit: int, exclude: set[int]) -> tuple[list[Match], bool]:
+def _declared(
+    session: Session, target: Component, anchors: list[str], *, after: int | None, limit: int, exclude: set[int]
+) -> tuple[list[Match], bool]:
     if not anchors:
         return [], False
     is_head = target.role in HEAD_ROLES
     q = _declared_statement(is_head, target.junction_spatial is not None, after is not None, bool(exclude))
     params = {
-        "anchors": anchors, "channels": target.junction_channels, "target_id": target.id, "spatial": target.junction_spatial,
-        "after": after, "exclude": sorted(exclude), "limit": limit + 1,
-    }  # fmt: skip
+        "anchors": anchors,
+        "channels": target.junction_channels,
+        "target_id": target.id,
+        "spatial": target.junction_spatial,
+        "after": after,
+        "exclude": sorted(exclude),
+        "limit": limit + 1,
+    }
     rows: dict[int, Component] = {}
     shared: dict[int, list[str]] = defaultdict(list)
     for component, digest in session.execute(q, params):
@@ -160,7 +172,9 @@ def list_groups(session: Session, *, cursor: str | None, limit: int) -> tuple[li
         .group_by(Membership.anchor_digest)
         .subquery()
     )
-    q = sa.select(Group, sa.func.coalesce(counts.c.n, 0)).outerjoin(counts, counts.c.anchor_digest == Group.anchor_digest)
+    q = sa.select(Group, sa.func.coalesce(counts.c.n, 0)).outerjoin(
+        counts, counts.c.anchor_digest == Group.anchor_digest
+    )
     if cursor:
         q = q.where(Group.anchor_digest > cursor)
     rows = list(session.execute(q.order_by(Group.anchor_digest).limit(limit + 1)))

@@ -10,9 +10,8 @@ from sqlalchemy.orm import Session
 
 from partsbin.parts.card import AUX_ROLES, Card
 from partsbin.parts.names import Ref
-
-from ..db.models import Alias, Component, Group, Membership, utcnow
-from ..errors import Conflict, NotFound
+from partsbin.registry.db.models import Alias, Component, Group, Membership, utcnow
+from partsbin.registry.errors import Conflict, NotFound
 
 __all__ = [
     "find_by_digest",
@@ -66,18 +65,24 @@ def resolve_ref(session: Session, ref: Ref) -> Component:
         alias = session.get(Alias, (ref.namespace, ref.name, ref.alias))
         if alias is None:
             raise NotFound(f"{ref.full_name} has no alias {ref.alias!r}")
-        found = session.scalars(_EXACT.where(Component.yanked_at.is_(None)), {**names, "version": alias.version}).first()
+        found = session.scalars(
+            _EXACT.where(Component.yanked_at.is_(None)), {**names, "version": alias.version}
+        ).first()
         if found is None:
             raise NotFound(f"alias {ref} points at version {alias.version}, which is yanked")
         return found
     found = session.scalars(_LATEST, names).first()
     if found is None:
         exists = session.scalar(sa.select(sa.func.count()).select_from(_BY_NAME.subquery()), names)
-        raise NotFound(f"every version of {ref.full_name} is yanked" if exists else f"no component named {ref.full_name}")
+        raise NotFound(
+            f"every version of {ref.full_name} is yanked" if exists else f"no component named {ref.full_name}"
+        )
     return found
 
 
-def create_component(*, session: Session, card: Card, digest: str, size: int, published_by: int | None) -> tuple[Component, bool]:
+def create_component(
+    *, session: Session, card: Card, digest: str, size: int, published_by: int | None
+) -> tuple[Component, bool]:
     """Insert the next version of ``card.name``; returns ``(component, created)``.
 
     Identical bytes under the same name return the existing version (idempotent
@@ -92,7 +97,9 @@ def create_component(*, session: Session, card: Card, digest: str, size: int, pu
 
     junction = card.interface.junction
     for _attempt in range(5):
-        latest = session.scalar(sa.select(sa.func.max(Component.version)).where(Component.namespace == ns, Component.name == name))
+        latest = session.scalar(
+            sa.select(sa.func.max(Component.version)).where(Component.namespace == ns, Component.name == name)
+        )
         version = (latest or 0) + 1
         stored = card.model_copy(update={"version": version, "digest": f"sha256:{digest}", "size": size})
         row = Component(
@@ -113,7 +120,12 @@ def create_component(*, session: Session, card: Card, digest: str, size: int, pu
         if card.role in AUX_ROLES:
             anchors.add(digest)
         row.memberships = [
-            Membership(anchor_digest=a, role=row.role, junction_channels=row.junction_channels, junction_spatial=row.junction_spatial)
+            Membership(
+                anchor_digest=a,
+                role=row.role,
+                junction_channels=row.junction_channels,
+                junction_spatial=row.junction_spatial,
+            )
             for a in sorted(anchors)
         ]
         try:
@@ -121,7 +133,14 @@ def create_component(*, session: Session, card: Card, digest: str, size: int, pu
                 session.add(row)
                 session.flush()
                 if card.role in AUX_ROLES and session.get(Group, digest) is None:
-                    session.add(Group(anchor_digest=digest, anchor_id=row.id, kind=card.role.removeprefix("aux-"), junction_channels=junction.channels))
+                    session.add(
+                        Group(
+                            anchor_digest=digest,
+                            anchor_id=row.id,
+                            kind=card.role.removeprefix("aux-"),
+                            junction_channels=junction.channels,
+                        )
+                    )
                     session.flush()
         except IntegrityError:
             # A concurrent upload took this version number (take the next one), or
@@ -132,7 +151,9 @@ def create_component(*, session: Session, card: Card, digest: str, size: int, pu
                 return existing, False
             continue
         return row, True
-    raise Conflict(f"could not assign a version to {card.name}: other uploads of it kept taking the next number; try again")
+    raise Conflict(
+        f"could not assign a version to {card.name}: other uploads of it kept taking the next number; try again"
+    )
 
 
 def _same_bytes(session: Session, namespace: str, name: str, digest: str) -> Component | None:
@@ -197,7 +218,11 @@ def list_components(
 
 def list_versions(session: Session, namespace: str, name: str) -> list[Component]:
     rows = list(
-        session.scalars(sa.select(Component).where(Component.namespace == namespace, Component.name == name).order_by(Component.version))
+        session.scalars(
+            sa.select(Component)
+            .where(Component.namespace == namespace, Component.name == name)
+            .order_by(Component.version)
+        )
     )
     if not rows:
         raise NotFound(f"no component named {namespace}/{name}")
@@ -206,7 +231,9 @@ def list_versions(session: Session, namespace: str, name: str) -> list[Component
 
 def set_alias(*, session: Session, namespace: str, name: str, alias: str, version: int) -> Alias:
     target = session.scalars(
-        sa.select(Component).where(Component.namespace == namespace, Component.name == name, Component.version == version)
+        sa.select(Component).where(
+            Component.namespace == namespace, Component.name == name, Component.version == version
+        )
     ).first()
     if target is None:
         raise NotFound(f"{namespace}/{name} has no version {version}")

@@ -16,15 +16,28 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ..db.models import Job, utcnow
-from ..errors import Conflict, NotFound
+from partsbin.registry.db.models import Job, utcnow
+from partsbin.registry.errors import Conflict, NotFound
 
-__all__ = ["submit_job", "get_job", "list_jobs", "cancel_job", "claim_job", "heartbeat", "complete_job", "fail_job", "release_job", "requeue_expired"]
+__all__ = [
+    "submit_job",
+    "get_job",
+    "list_jobs",
+    "cancel_job",
+    "claim_job",
+    "heartbeat",
+    "complete_job",
+    "fail_job",
+    "release_job",
+    "requeue_expired",
+]
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
-def submit_job(*, session: Session, spec: dict[str, Any], namespace: str, submitted_by: int | None, max_attempts: int = 3) -> Job:
+def submit_job(
+    *, session: Session, spec: dict[str, Any], namespace: str, submitted_by: int | None, max_attempts: int = 3
+) -> Job:
     job = Job(spec=spec, namespace=namespace, submitted_by=submitted_by, max_attempts=max_attempts, status="queued")
     session.add(job)
     session.flush()
@@ -38,7 +51,9 @@ def get_job(session: Session, job_id: int) -> Job:
     return job
 
 
-def list_jobs(session: Session, *, status: str | None = None, cursor: int | None = None, limit: int = 50) -> tuple[list[Job], str | None]:
+def list_jobs(
+    session: Session, *, status: str | None = None, cursor: int | None = None, limit: int = 50
+) -> tuple[list[Job], str | None]:
     q = sa.select(Job)
     if status:
         q = q.where(Job.status == status)
@@ -68,13 +83,17 @@ def requeue_expired(session: Session) -> int:
         .where(expired, sa.or_(Job.attempts >= Job.max_attempts, Job.cancel_requested.is_(True)))
         .values(
             status=sa.case((Job.cancel_requested.is_(True), "cancelled"), else_="failed"),
-            error=sa.case((Job.cancel_requested.is_(True), "cancelled"), else_="lease expired on the last allowed attempt"),
+            error=sa.case(
+                (Job.cancel_requested.is_(True), "cancelled"), else_="lease expired on the last allowed attempt"
+            ),
             lease_id=None,
             finished_at=now,
         )
     ).rowcount
     requeued = session.execute(
-        sa.update(Job).where(expired).values(status="queued", lease_id=None, worker=None, lease_expires_at=None, error="lease expired; requeued")
+        sa.update(Job)
+        .where(expired)
+        .values(status="queued", lease_id=None, worker=None, lease_expires_at=None, error="lease expired; requeued")
     ).rowcount
     return int(failed or 0) + int(requeued or 0)
 
@@ -99,8 +118,15 @@ def claim_job(*, session: Session, worker: str, lease_seconds: float, namespaces
         taken = session.execute(
             sa.update(Job)
             .where(Job.id == job_id, Job.status == "queued")
-            .values(status="running", worker=worker, lease_id=lease, lease_expires_at=now + timedelta(seconds=lease_seconds),
-                    attempts=Job.attempts + 1, started_at=now, error=None)  # fmt: skip
+            .values(
+                status="running",
+                worker=worker,
+                lease_id=lease,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                attempts=Job.attempts + 1,
+                started_at=now,
+                error=None,
+            )
         ).rowcount
         session.commit()
         if taken == 1:
@@ -115,7 +141,9 @@ def _leased(session: Session, job_id: int, lease_id: str) -> Job:
     return job
 
 
-def heartbeat(*, session: Session, job_id: int, lease_id: str, lease_seconds: float, progress: dict[str, Any] | None) -> Job:
+def heartbeat(
+    *, session: Session, job_id: int, lease_id: str, lease_seconds: float, progress: dict[str, Any] | None
+) -> Job:
     job = _leased(session, job_id, lease_id)
     job.lease_expires_at = utcnow() + timedelta(seconds=lease_seconds)
     if progress is not None:

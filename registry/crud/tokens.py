@@ -12,9 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from partsbin.parts.names import validate_part
-
-from ..db.models import Token, utcnow
-from ..errors import InvalidRequest, NotFound
+from partsbin.registry.db.models import Token, utcnow
+from partsbin.registry.errors import InvalidRequest, NotFound
 
 __all__ = ["SCOPES", "Principal", "hash_token", "create_token", "list_tokens", "revoke_token", "authenticate"]
 

@@ -10,6 +10,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 
 from partsbin import migrations
 
@@ -70,6 +71,6 @@ def schema_state(engine: sa.Engine) -> SchemaState:
     script = ScriptDirectory.from_config(alembic_config())
     try:
         script.get_revision(current)
-    except Exception:
+    except CommandError:  # a revision this code does not know
         return SchemaState.UNKNOWN
     return SchemaState.BEHIND

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,7 +12,7 @@ __all__ = ["Base", "Token", "Component", "Membership", "Group", "Alias", "Job", 
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):
@@ -76,7 +76,7 @@ class Component(Base):
     yanked_at: Mapped[datetime | None] = mapped_column(Timestamp)
     yank_reason: Mapped[str | None] = mapped_column(sa.Text)
 
-    memberships: Mapped[list["Membership"]] = relationship(back_populates="component", cascade="all, delete-orphan")
+    memberships: Mapped[list[Membership]] = relationship(back_populates="component", cascade="all, delete-orphan")
 
     @property
     def full_name(self) -> str:
@@ -142,7 +142,9 @@ class Job(Base):
     __table_args__ = (sa.Index("ix_jobs_status_id", "status", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    status: Mapped[str] = mapped_column(sa.String(16), default="queued")  # queued, running, succeeded, failed, cancelled
+    status: Mapped[str] = mapped_column(
+        sa.String(16), default="queued"
+    )  # queued, running, succeeded, failed, cancelled
     spec: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
     namespace: Mapped[str] = mapped_column(sa.String(64))
     submitted_by: Mapped[int | None] = mapped_column(sa.ForeignKey("tokens.id", ondelete="SET NULL"))

@@ -29,7 +29,11 @@ def make_engine(url: str) -> sa.Engine:
             cur.close()
 
         return engine
-    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("", "psycopg2") and parsed.drivername == "postgresql":
+    if (
+        parsed.get_backend_name() == "postgresql"
+        and parsed.get_driver_name() in ("", "psycopg2")
+        and parsed.drivername == "postgresql"
+    ):
         # psycopg 3 is the driver we ship; plain postgresql:// would ask for psycopg2.
         parsed = parsed.set(drivername="postgresql+psycopg")
     return sa.create_engine(parsed, pool_pre_ping=True)

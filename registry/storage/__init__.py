@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .base import BlobStorage, StorageError, blob_key
+from partsbin.registry.storage.base import BlobStorage, StorageError, blob_key
 
 __all__ = ["BlobStorage", "StorageError", "blob_key", "make_storage"]
 
@@ -17,11 +17,11 @@ __all__ = ["BlobStorage", "StorageError", "blob_key", "make_storage"]
 def make_storage(storage_url: str, s3_endpoint_url: str | None = None) -> BlobStorage:
     parsed = urlparse(storage_url)
     if parsed.scheme == "file":
-        from .local import LocalStorage
+        from partsbin.registry.storage.local import LocalStorage
 
         return LocalStorage(Path(parsed.path))
     if parsed.scheme == "s3":
-        from .s3 import S3Storage
+        from partsbin.registry.storage.s3 import S3Storage
 
         return S3Storage(bucket=parsed.netloc, prefix=parsed.path.strip("/"), endpoint_url=s3_endpoint_url)
     raise ValueError(f"unsupported storage URL {storage_url!r}: use file:///path or s3://bucket/prefix")

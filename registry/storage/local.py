@@ -9,7 +9,7 @@ from pathlib import Path
 
 import anyio
 
-from .base import StorageError, blob_key
+from partsbin.registry.storage.base import StorageError, blob_key
 
 
 class LocalStorage:

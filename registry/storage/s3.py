@@ -14,7 +14,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .base import StorageError, blob_key
+from partsbin.registry.storage.base import StorageError, blob_key
 
 
 class S3Storage:
@@ -62,7 +62,9 @@ class S3Storage:
 
     async def iter_range(self, digest: str, start: int, end: int, chunk_size: int) -> AsyncIterator[bytes]:
         def _open():  # type: ignore[no-untyped-def]
-            return self.client.get_object(Bucket=self.bucket, Key=self._key(digest), Range=f"bytes={start}-{end}")["Body"]
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(digest), Range=f"bytes={start}-{end}")[
+                "Body"
+            ]
 
         try:
             body = await anyio.to_thread.run_sync(_open)

@@ -32,9 +32,13 @@ def test_evaluations_round_trip_and_rank_compatible(live, client_for):
     head = reg.push(network(0).head(), head_card("lab/head", [anchor]))
     exts = [reg.push(network(i).extractor(), extractor_card(f"lab/e{i}", [anchor])) for i in (1, 2, 3)]
     before = [i["component"].ref for i in reg.compatible(head=head.ref)]
-    assert before == [e.ref for e in exts] and all(i["status"] == "declared, unmeasured" for i in reg.compatible(head=head.ref))
+    assert before == [e.ref for e in exts] and all(
+        i["status"] == "declared, unmeasured" for i in reg.compatible(head=head.ref)
+    )
 
-    reg.post_evaluation(extractor=exts[2].ref, head=head.ref, dataset="d", value=0.9, samples=100, bn_mode="batch", batch_size=64)
+    reg.post_evaluation(
+        extractor=exts[2].ref, head=head.ref, dataset="d", value=0.9, samples=100, bn_mode="batch", batch_size=64
+    )
     reg.post_evaluation(extractor=exts[1].ref, head=head.ref, dataset="d", value=0.5, samples=100, bn_mode="batch")
     # Running-mode evaluations do not rank.
     reg.post_evaluation(extractor=exts[0].ref, head=head.ref, dataset="d", value=0.99, samples=1000, bn_mode="running")

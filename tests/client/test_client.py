@@ -103,8 +103,20 @@ def test_assemble_refuses_different_feature_interfaces(reg):
     wide_cfg = {**CFG, "width": 8}
     wide = build("resnet_cifar", **wide_cfg)
     e = reg.push(narrow.extractor(), extractor_card("lab/narrow"))
-    h = reg.push(wide.head(), card_for(name="lab/widehead", role="head", arch="resnet_cifar", config=wide_cfg, split="stage2", labels=["a", "b", "c"]))
-    with pytest.raises(Incompatible, match=r"extractor lab/narrow@1 gives 8 channels at 8x8, head lab/widehead@1 takes 16 channels"):
+    h = reg.push(
+        wide.head(),
+        card_for(
+            name="lab/widehead",
+            role="head",
+            arch="resnet_cifar",
+            config=wide_cfg,
+            split="stage2",
+            labels=["a", "b", "c"],
+        ),
+    )
+    with pytest.raises(
+        Incompatible, match=r"extractor lab/narrow@1 gives 8 channels at 8x8, head lab/widehead@1 takes 16 channels"
+    ):
         reg.assemble(e.ref, h.ref)
     with pytest.raises(Incompatible, match="not an extractor"):
         reg.assemble(h.ref, h.ref)

@@ -8,12 +8,14 @@ def test_restricted_to_common_classes_by_name():
     # Data (task a) knows cat, dog, cow; the head (task b) knows dog, cat, bird.
     data_labels, head_labels = ["cat", "dog", "cow"], ["dog", "cat", "bird"]
     targets = torch.tensor([0, 1, 2, 0])  # cat, dog, cow (not common: ignored), cat
-    logits = torch.tensor([
-        [0.0, 1.0, 5.0],   # cat: bird wins overall, cat wins among common -> restricted right, unrestricted wrong
-        [2.0, 1.0, 0.0],   # dog: right both ways
-        [9.0, 9.0, 9.0],   # cow: ignored
-        [3.0, 1.0, 0.0],   # cat: says dog -> wrong
-    ])  # fmt: skip
+    logits = torch.tensor(
+        [
+            [0.0, 1.0, 5.0],  # cat: bird wins overall, cat wins among common -> restricted right, unrestricted wrong
+            [2.0, 1.0, 0.0],  # dog: right both ways
+            [9.0, 9.0, 9.0],  # cow: ignored
+            [3.0, 1.0, 0.0],  # cat: says dog -> wrong
+        ]
+    )
     acc = recombination_accuracy(logits, targets, data_labels, head_labels)
     assert acc.n == 3
     assert acc.restricted == pytest.approx(2 / 3)
@@ -24,7 +26,9 @@ def test_restricted_to_common_classes_by_name():
 
 def test_other_direction_uses_the_other_tasks_images():
     # Extractor of b on b's images with a's head: a knows cat, dog, cow.
-    acc = recombination_accuracy(torch.tensor([[0.0, 5.0, 9.0]]), torch.tensor([0]), ["dog", "cat", "bird"], ["cat", "dog", "cow"])
+    acc = recombination_accuracy(
+        torch.tensor([[0.0, 5.0, 9.0]]), torch.tensor([0]), ["dog", "cat", "bird"], ["cat", "dog", "cow"]
+    )
     assert acc.n == 1 and acc.restricted == 1.0 and acc.unrestricted == 0.0
     with pytest.raises(ValueError, match="share no class"):
         recombination_accuracy(torch.zeros(1, 2), torch.tensor([0]), ["x"], ["y", "z"])

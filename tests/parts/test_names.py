@@ -17,7 +17,21 @@ def test_refs(text, kind, path):
     assert ref.kind == kind and ref.api_path() == path and str(ref) == text
 
 
-@pytest.mark.parametrize("bad", ["acme", "a/b/c", "Acme/x", "acme/../x", "acme/..", "acme/x\n", "acme/-x", "acme/" + "x" * 65, "by-digest/x", "acme/x y"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "acme",
+        "a/b/c",
+        "Acme/x",
+        "acme/../x",
+        "acme/..",
+        "acme/x\n",
+        "acme/-x",
+        "acme/" + "x" * 65,
+        "by-digest/x",
+        "acme/x y",
+    ],
+)
 def test_bad_names(bad):
     with pytest.raises(InvalidName):
         validate_name(bad)

@@ -31,9 +31,30 @@ GOOD = {"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}
         (b"\x01\x02", "truncated"),
         (struct.pack("<Q", 1000) + b"{}", "runs past the end"),
         (raw_safetensors(GOOD, b"\0" * 4), "outside the 4-byte data section"),
-        (raw_safetensors({"w": {"dtype": "F33", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 8), "unknown dtype 'F33'"),
-        (raw_safetensors({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "v": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, b"\0" * 8), "overlap"),
-        (raw_safetensors({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "v": {"dtype": "F32", "shape": [1], "data_offsets": [12, 16]}}, b"\0" * 16), "gap"),
+        (
+            raw_safetensors({"w": {"dtype": "F33", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 8),
+            "unknown dtype 'F33'",
+        ),
+        (
+            raw_safetensors(
+                {
+                    "w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                    "v": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]},
+                },
+                b"\0" * 8,
+            ),
+            "overlap",
+        ),
+        (
+            raw_safetensors(
+                {
+                    "w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                    "v": {"dtype": "F32", "shape": [1], "data_offsets": [12, 16]},
+                },
+                b"\0" * 16,
+            ),
+            "gap",
+        ),
         (raw_safetensors({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, b"\0" * 8), "needs 12"),
         (raw_safetensors(GOOD, b"\0" * 12), "cover 8"),
         (raw_safetensors({"__metadata__": {"a": 1}, **GOOD}, b"\0" * 8), "strings"),

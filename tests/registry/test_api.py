@@ -21,7 +21,12 @@ def _upload(http: httpx.Client, token: str | None, data: bytes, card: dict | str
     form = {}
     if card is not None:
         form["card"] = card if isinstance(card, str) else json.dumps(card)
-    return http.post("/components", files={"file": ("c.safetensors", data, "application/octet-stream")}, data=form, headers=_auth(token) if token else {})
+    return http.post(
+        "/components",
+        files={"file": ("c.safetensors", data, "application/octet-stream")},
+        data=form,
+        headers=_auth(token) if token else {},
+    )
 
 
 @pytest.fixture
@@ -37,8 +42,14 @@ def published(live, http, admin, tmp_path):
     assert r.status_code == 201, r.text
     anchor = r.json()["digest"]
     net = network(1)
-    ext = _upload(http, admin, write_component(tmp_path / "e.st", net.extractor(), extractor_card("lab/ext", [anchor])).read_bytes())
-    head = _upload(http, admin, write_component(tmp_path / "h.st", net.head(), head_card("lab/head", [anchor])).read_bytes())
+    ext = _upload(
+        http,
+        admin,
+        write_component(tmp_path / "e.st", net.extractor(), extractor_card("lab/ext", [anchor])).read_bytes(),
+    )
+    head = _upload(
+        http, admin, write_component(tmp_path / "h.st", net.head(), head_card("lab/head", [anchor])).read_bytes()
+    )
     assert ext.status_code == 201 and head.status_code == 201, (ext.text, head.text)
     return {"anchor": anchor, "aux": r.json(), "ext": ext.json(), "head": head.json(), "net": net}
 
@@ -79,7 +90,12 @@ def test_card_in_form_only_and_agreement(http, admin, tmp_path):
 def test_lookups_file_etag_and_range(http, published):
     ext = published["ext"]
     hex_ = ext["digest"].removeprefix("sha256:")
-    for path in ("/components/lab/ext", "/components/lab/ext/versions/1", f"/components/by-digest/{hex_}", f"/components/by-digest/sha256:{hex_}"):
+    for path in (
+        "/components/lab/ext",
+        "/components/lab/ext/versions/1",
+        f"/components/by-digest/{hex_}",
+        f"/components/by-digest/sha256:{hex_}",
+    ):
         assert http.get(path).json()["ref"] == "lab/ext@1", path
     full = http.get("/components/lab/ext/file")
     assert full.status_code == 200
@@ -99,19 +115,29 @@ def test_lookups_file_etag_and_range(http, published):
 def test_aliases_and_yank(live, http, published, tmp_path):
     admin = live.token("admin")
     net = network(7)
-    r = _upload(http, admin, write_component(tmp_path / "e2.st", net.extractor(), extractor_card("lab/ext", [published["anchor"]])).read_bytes())
+    r = _upload(
+        http,
+        admin,
+        write_component(
+            tmp_path / "e2.st", net.extractor(), extractor_card("lab/ext", [published["anchor"]])
+        ).read_bytes(),
+    )
     assert r.json()["version"] == 2
     assert http.put("/components/lab/ext/aliases/stable", json={"version": 1}, headers=_auth(admin)).status_code == 200
     assert http.get("/components/lab/ext/aliases/stable").json()["version"] == 1
     assert http.get("/components/lab/ext/aliases/stable/file").status_code == 200
     # Yank v2: hidden from latest and lists, still downloadable by exact version.
-    y = http.post("/components/lab/ext/versions/2/yank", json={"reason": "trained on the test split"}, headers=_auth(admin))
+    y = http.post(
+        "/components/lab/ext/versions/2/yank", json={"reason": "trained on the test split"}, headers=_auth(admin)
+    )
     assert y.status_code == 200 and y.json()["yanked"] and y.json()["yank_reason"] == "trained on the test split"
     assert http.get("/components/lab/ext").json()["version"] == 1
     assert all(c["ref"] != "lab/ext@2" for c in http.get("/components").json()["items"])
     assert http.get("/components/lab/ext/versions/2").json()["yanked"] is True
     assert http.get("/components/lab/ext/versions/2/file").status_code == 200
-    assert any(c["ref"] == "lab/ext@2" for c in http.get("/components", params={"include_yanked": True}).json()["items"])
+    assert any(
+        c["ref"] == "lab/ext@2" for c in http.get("/components", params={"include_yanked": True}).json()["items"]
+    )
     # An alias cannot be moved onto a yanked version.
     assert http.put("/components/lab/ext/aliases/stable", json={"version": 2}, headers=_auth(admin)).status_code == 404
     assert http.delete("/components/lab/ext/versions/2/yank", headers=_auth(admin)).json()["yanked"] is False
@@ -124,7 +150,9 @@ def test_list_filters_and_pagination(http, published):
     def refs(**params):
         out, cursor = [], None
         while True:
-            page = http.get("/components", params={**params, "limit": 1, **({"cursor": cursor} if cursor else {})}).json()
+            page = http.get(
+                "/components", params={**params, "limit": 1, **({"cursor": cursor} if cursor else {})}
+            ).json()
             out += [c["ref"] for c in page["items"]]
             cursor = page["next_cursor"]
             if not cursor:
@@ -146,24 +174,42 @@ def test_compatible_both_ways_and_groups(http, published, tmp_path, live):
     items = r.json()["items"]
     assert [i["component"]["ref"] for i in items] == ["lab/ext@1"]
     reason = items[0]["reasons"][0]
-    assert reason["kind"] == "declared" and reason["anchor"] == published["anchor"] and reason["anchor_ref"] == "lab/rp@1"
+    assert (
+        reason["kind"] == "declared" and reason["anchor"] == published["anchor"] and reason["anchor_ref"] == "lab/rp@1"
+    )
     assert items[0]["status"] == "declared, unmeasured"
     heads = http.get("/compatible", params={"extractor": "lab/ext@1"}).json()["items"]
     assert sorted((i["component"]["ref"], i["role"]) for i in heads) == [("lab/head@1", "head"), ("lab/rp@1", "aux-rp")]
     # The aux head itself answers ?head= too.
-    assert [i["component"]["ref"] for i in http.get("/compatible", params={"head": "lab/rp"}).json()["items"]] == ["lab/ext@1"]
+    assert [i["component"]["ref"] for i in http.get("/compatible", params={"head": "lab/rp"}).json()["items"]] == [
+        "lab/ext@1"
+    ]
     # Refs in query strings by digest work (URL-encoded by httpx).
     assert http.get("/compatible", params={"head": published["head"]["digest"]}).json()["query"] == "lab/head@1"
     # Same group, different feature interface: not listed.
     admin = live.token("admin")
     wide = network(3, width=8)
     # width 8 gives 16 channels at the junction, which the 8-channel anchor does not take.
-    bad = _upload(http, admin, write_component(tmp_path / "w.st", wide.extractor(), extractor_card("lab/wide", [published["anchor"]], width=8)).read_bytes())
+    bad = _upload(
+        http,
+        admin,
+        write_component(
+            tmp_path / "w.st", wide.extractor(), extractor_card("lab/wide", [published["anchor"]], width=8)
+        ).read_bytes(),
+    )
     assert bad.status_code == 422 and "does not meet anchor" in bad.json()["detail"]
     groups = http.get("/groups").json()["items"]
-    assert len(groups) == 1 and groups[0]["id"] == published["anchor"].removeprefix("sha256:") and groups[0]["members"] == 3
+    assert (
+        len(groups) == 1
+        and groups[0]["id"] == published["anchor"].removeprefix("sha256:")
+        and groups[0]["members"] == 3
+    )
     detail = http.get(f"/groups/{groups[0]['id']}").json()
-    assert detail["anchor"]["ref"] == "lab/rp@1" and {c["ref"] for c in detail["member_items"]} == {"lab/rp@1", "lab/ext@1", "lab/head@1"}
+    assert detail["anchor"]["ref"] == "lab/rp@1" and {c["ref"] for c in detail["member_items"]} == {
+        "lab/rp@1",
+        "lab/ext@1",
+        "lab/head@1",
+    }
     assert http.get("/compatible", params={"head": "lab/ext"}).json()["code"] == "invalid_request"
     assert http.get("/compatible").status_code == 422
 
@@ -180,19 +226,50 @@ def test_bad_input_is_refused_and_nothing_is_stored(live, http, admin, published
         c = extractor_card("lab/new", **kw)
         return c.model_copy(update={"name": name}).model_dump(mode="json") if name else c.model_dump(mode="json")
 
-    wrong_shape = write_component(tmp_path / "ws.st", network(0, num_classes=5).head(), head_card("lab/new")).read_bytes()
+    wrong_shape = write_component(
+        tmp_path / "ws.st", network(0, num_classes=5).head(), head_card("lab/new")
+    ).read_bytes()
     wrong_names = tmp_path / "wn.st"
     sd = {("renamed." + k if k.startswith("stem") else k): v for k, v in net.extractor().state_dict().items()}
     save_state_dict(sd, wrong_names, {CARD_METADATA_KEY: extractor_card("lab/new").embedded_json()})
-    missing_anchor = write_component(tmp_path / "ma.st", net.extractor(), extractor_card("lab/new", ["sha256:" + "0" * 64])).read_bytes()
+    missing_anchor = write_component(
+        tmp_path / "ma.st", net.extractor(), extractor_card("lab/new", ["sha256:" + "0" * 64])
+    ).read_bytes()
     plain = write_component(tmp_path / "pl.st", net.extractor(), extractor_card("lab/new"), embed=False).read_bytes()
 
     cases = [
         ("truncated file", admin, good[: len(good) // 2], None, 422, "truncated"),
         ("header past the end", admin, (10**6).to_bytes(8, "little") + good[8:200], None, 422, "runs past the end"),
-        ("unknown dtype", admin, raw_safetensors({"w": {"dtype": "Q4", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4), None, 422, "unknown dtype"),
-        ("overlapping offsets", admin, raw_safetensors({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "b": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, b"\0" * 8), None, 422, "overlap"),
-        ("out-of-range offsets", admin, raw_safetensors({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 8), None, 422, "outside"),
+        (
+            "unknown dtype",
+            admin,
+            raw_safetensors({"w": {"dtype": "Q4", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4),
+            None,
+            422,
+            "unknown dtype",
+        ),
+        (
+            "overlapping offsets",
+            admin,
+            raw_safetensors(
+                {
+                    "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                    "b": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]},
+                },
+                b"\0" * 8,
+            ),
+            None,
+            422,
+            "overlap",
+        ),
+        (
+            "out-of-range offsets",
+            admin,
+            raw_safetensors({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 8),
+            None,
+            422,
+            "outside",
+        ),
         ("shapes differ from arch", admin, wrong_shape, None, 422, "fc.weight' has shape [5, 16]"),
         ("names differ from arch", admin, wrong_names.read_bytes(), None, 422, "unexpected 'renamed.stem"),
         ("missing aux head", admin, missing_anchor, None, 422, "not in this registry"),
@@ -219,11 +296,15 @@ def test_bad_input_is_refused_and_nothing_is_stored(live, http, admin, published
     # A publish token may create but never yank or move aliases.
     r = http.post("/components/lab/ext/versions/1/yank", json={"reason": "x"}, headers=_auth(publisher))
     assert r.status_code == 403 and "admin token or an owner" in r.json()["detail"]
-    assert http.put("/components/lab/ext/aliases/stable", json={"version": 1}, headers=_auth(publisher)).status_code == 403
+    assert (
+        http.put("/components/lab/ext/aliases/stable", json={"version": 1}, headers=_auth(publisher)).status_code == 403
+    )
     assert http.post("/components/lab/ext/versions/1/yank", json={"reason": "x"}).status_code == 401
     # An owner of the namespace may.
     owner = live.token("publish", ["lab"], owner=True)
-    assert http.post("/components/lab/ext/versions/1/yank", json={"reason": "x"}, headers=_auth(owner)).status_code == 200
+    assert (
+        http.post("/components/lab/ext/versions/1/yank", json={"reason": "x"}, headers=_auth(owner)).status_code == 200
+    )
     assert _upload(http, publisher, good).status_code == 201
 
 
@@ -244,7 +325,11 @@ def test_upload_over_the_limit_answers_413(make_registry, tmp_path):
                 yield big[i : i + 8192]
             yield b"\r\n--" + boundary + b"--\r\n"
 
-        r = http.post("/components", content=chunks(), headers={**_auth(admin), "Content-Type": "multipart/form-data; boundary=XyZ"})
+        r = http.post(
+            "/components",
+            content=chunks(),
+            headers={**_auth(admin), "Content-Type": "multipart/form-data; boundary=XyZ"},
+        )
         assert r.status_code == 413
     assert live.row_count() == 0 and live.blob_count() == 0
 

@@ -56,9 +56,21 @@ def test_registry_on_postgres_and_s3(make_registry, postgres_url, s3_server, tmp
         assert r.status_code == 201, r.text
         anchor = r.json()["digest"]
         net = network(2)
-        assert _upload(http, admin, write_component(tmp_path / "e", net.extractor(), extractor_card("lab/ext", [anchor]))).status_code == 201
-        assert _upload(http, admin, write_component(tmp_path / "h", net.head(), head_card("lab/head", [anchor]))).status_code == 201
-        assert [i["component"]["ref"] for i in http.get("/compatible", params={"head": "lab/head"}).json()["items"]] == ["lab/ext@1"]
+        assert (
+            _upload(
+                http, admin, write_component(tmp_path / "e", net.extractor(), extractor_card("lab/ext", [anchor]))
+            ).status_code
+            == 201
+        )
+        assert (
+            _upload(
+                http, admin, write_component(tmp_path / "h", net.head(), head_card("lab/head", [anchor]))
+            ).status_code
+            == 201
+        )
+        assert [
+            i["component"]["ref"] for i in http.get("/compatible", params={"head": "lab/head"}).json()["items"]
+        ] == ["lab/ext@1"]
         body = (tmp_path / "e").read_bytes()
         f = http.get("/components/lab/ext/file")
         assert f.content == body and f.headers["etag"] == f'"{hashlib.sha256(body).hexdigest()}"'
@@ -67,7 +79,11 @@ def test_registry_on_postgres_and_s3(make_registry, postgres_url, s3_server, tmp
         assert http.get("/components/lab/ext/file", headers={"Range": f"bytes={len(body)}-"}).status_code == 416
         assert live.blob_count() == 3 and live.row_count() == 3
         # The same bad upload is refused with nothing stored, on this backend too.
-        bad = _upload(http, admin, write_component(tmp_path / "m", net.extractor(), extractor_card("lab/x", ["sha256:" + "1" * 64])))
+        bad = _upload(
+            http,
+            admin,
+            write_component(tmp_path / "m", net.extractor(), extractor_card("lab/x", ["sha256:" + "1" * 64])),
+        )
         assert bad.status_code == 422
         assert live.blob_count() == 3 and live.row_count() == 3
 

@@ -7,7 +7,15 @@ import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
 from partsbin.registry.config import Settings
-from partsbin.registry.db.migrate import SchemaState, alembic_config, current_revision, downgrade, head_revision, schema_state, upgrade
+from partsbin.registry.db.migrate import (
+    SchemaState,
+    alembic_config,
+    current_revision,
+    downgrade,
+    head_revision,
+    schema_state,
+    upgrade,
+)
 from partsbin.registry.db.models import Base
 from partsbin.registry.db.session import make_engine
 from partsbin.registry.server import SchemaBehind, prepare_database
@@ -74,10 +82,12 @@ def test_one_version_per_digest_names_existing_duplicates(tmp_path):
     row = "'lab', 'e', {v}, 'extractor', 'resnet_cifar', '{d}', 1, '{{}}', 16, 4, '2026-11-22 00:00:00+00:00'"
     with engine.begin() as conn:
         for v in (1, 2):
-            conn.execute(sa.text(
-                "INSERT INTO components (namespace, name, version, role, arch_name, digest, size, card, junction_channels, junction_spatial, created_at) "
-                f"VALUES ({row.format(v=v, d='ab' * 32)})"
-            ))  # fmt: skip
+            conn.execute(
+                sa.text(
+                    "INSERT INTO components (namespace, name, version, role, arch_name, digest, size, card, junction_channels, junction_spatial, created_at) "
+                    f"VALUES ({row.format(v=v, d='ab' * 32)})"
+                )
+            )
     with pytest.raises(RuntimeError, match=r"lab/e sha256:(ab){32} \(2 versions\)"):
         upgrade(engine)
     assert current_revision(engine) == "bb2234618bcc"

@@ -12,17 +12,23 @@ def _recombination(result) -> float:
     a, b = result.networks
     accs = []
     for ext, head in ((a, b), (b, a)):
-        logits = evaluate(ext.extractor, head.head, ext.task.test, bn="batch", batch_size=256, device=torch.device("cpu"))
+        logits = evaluate(
+            ext.extractor, head.head, ext.task.test, bn="batch", batch_size=256, device=torch.device("cpu")
+        )
         accs.append(recombination_accuracy(logits, ext.task.test.y, ext.task.classes, head.task.classes).restricted)
     return sum(accs) / 2
 
 
 def _spec(methods, scheme):
     return TrainSpec(
-        name="t", methods=methods, scheme=scheme, arch={"name": "resnet_cifar", "config": {"depth": 8, "width": 8}},
+        name="t",
+        methods=methods,
+        scheme=scheme,
+        arch={"name": "resnet_cifar", "config": {"depth": 8, "width": 8}},
         tasks=[{"name": "a", "pair": "digits", "pair_task": "a"}, {"name": "b", "pair": "digits", "pair_task": "b"}],
-        settings={"steps": 80, "batch_size": 64, "lr": 0.05, "seed": 0, "rp_fraction": 0.5}, publish=False,
-    )  # fmt: skip
+        settings={"steps": 80, "batch_size": 64, "lr": 0.05, "seed": 0, "rp_fraction": 0.5},
+        publish=False,
+    )
 
 
 def test_joint_rp_dcc_recombines_far_better_than_independent():

@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from partsbin.parts.training_spec import DataSpec, TaskSpec, Transform
 from partsbin.parts.data import DataMissing, load_split, load_task
 from partsbin.parts.data.sources import load_source
+from partsbin.parts.training_spec import DataSpec, TaskSpec, Transform
 
 
 def test_idx_gz_and_plain(tmp_path):
@@ -18,7 +18,9 @@ def test_idx_gz_and_plain(tmp_path):
     labels = np.array([2, 0, 1], dtype=np.uint8)
     with gzip.open(tmp_path / "train-images-idx3-ubyte.gz", "wb") as f:
         f.write(struct.pack(">HBB", 0, 8, 3) + struct.pack(">III", 3, 4, 4) + imgs.tobytes())
-    (tmp_path / "train-labels-idx1-ubyte").write_bytes(struct.pack(">HBB", 0, 8, 1) + struct.pack(">I", 3) + labels.tobytes())
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(
+        struct.pack(">HBB", 0, 8, 1) + struct.pack(">I", 3) + labels.tobytes()
+    )
     data = load_source("fashion-mnist", "train", str(tmp_path))
     assert data.x.shape == (3, 1, 4, 4) and torch.allclose(data.x[0, 0, 0, 1], torch.tensor(1 / 255))
     assert data.y.tolist() == [2, 0, 1] and data.classes[0] == "t-shirt"
@@ -57,13 +59,24 @@ def test_image_folder_and_npz(tmp_path):
             Image.fromarray(np.full((6, 6), value + i, dtype=np.uint8)).save(tmp_path / "train" / cls / f"{i}.png")
     folder = load_source("folder", "train", str(tmp_path))
     assert folder.classes == ["cat", "dog"] and folder.y.tolist() == [0, 0, 1, 1] and folder.x.shape == (4, 1, 6, 6)
-    np.savez(tmp_path / "d.npz", x_train=np.zeros((5, 7, 7, 3), np.uint8), y_train=np.arange(5) % 2, classes=np.array(["no", "yes"]))
+    np.savez(
+        tmp_path / "d.npz",
+        x_train=np.zeros((5, 7, 7, 3), np.uint8),
+        y_train=np.arange(5) % 2,
+        classes=np.array(["no", "yes"]),
+    )
     npz = load_source("npz", "train", str(tmp_path / "d.npz"))
     assert npz.x.shape == (5, 3, 7, 7) and npz.classes == ["no", "yes"]
 
 
 def test_selections_remap_labels_by_name_and_shift_domains():
-    spec = DataSpec(source="digits", classes=["7", "3"], indices="odd", transforms=[Transform(op="resize", size=4, back_to=8), Transform(op="invert"), Transform(op="grey_to_rgb")], limit=20)
+    spec = DataSpec(
+        source="digits",
+        classes=["7", "3"],
+        indices="odd",
+        transforms=[Transform(op="resize", size=4, back_to=8), Transform(op="invert"), Transform(op="grey_to_rgb")],
+        limit=20,
+    )
     data = load_split(spec, "train")
     assert data.classes == ["7", "3"] and set(data.y.tolist()) <= {0, 1} and len(data) == 20
     assert data.x.shape[1:] == (3, 8, 8)
@@ -81,4 +94,7 @@ def test_named_pairs_follow_design():
     assert [t.op for t in b.test_spec.transforms] == ["resize", "invert"] and b.test_spec.transforms[0].size == 14
     assert a.train.x.mean() < 0.5 < b.train.x.mean()  # inverted intensities
     da = load_task(TaskSpec(name="a", pair="digits", pair_task="a"))
-    assert da.classes == [str(i) for i in range(9)] and len(da.test) + len(load_task(TaskSpec(name="b", pair="digits", pair_task="b")).test) > 0
+    assert (
+        da.classes == [str(i) for i in range(9)]
+        and len(da.test) + len(load_task(TaskSpec(name="b", pair="digits", pair_task="b")).test) > 0
+    )

@@ -2,17 +2,21 @@
 
 import torch
 
-from partsbin.parts.training_spec import TrainSpec
 from partsbin.parts.data import load_task
+from partsbin.parts.training_spec import TrainSpec
 from partsbin.trainer.engine import build_aux_heads, build_networks, freeze, resolve_device, train
 
 
 def test_frozen_aux_heads_are_bit_identical_after_training():
     spec = TrainSpec(
-        name="t", methods=["RP", "DCC"], scheme="incremental", arch={"name": "resnet_cifar", "config": {"depth": 8, "width": 4}},
+        name="t",
+        methods=["RP", "DCC"],
+        scheme="incremental",
+        arch={"name": "resnet_cifar", "config": {"depth": 8, "width": 4}},
         tasks=[{"name": "a", "pair": "digits", "pair_task": "a"}, {"name": "b", "pair": "digits", "pair_task": "b"}],
-        settings={"steps": 4, "batch_size": 16}, publish=False,
-    )  # fmt: skip
+        settings={"steps": 4, "batch_size": 16},
+        publish=False,
+    )
     tasks = [load_task(t) for t in spec.tasks]
     nets = build_networks(spec, tasks)
     aux = build_aux_heads(spec, tasks, ["1", "2", "3", "4", "5", "6", "7", "8"])
@@ -22,7 +26,7 @@ def test_frozen_aux_heads_are_bit_identical_after_training():
     before = [{k: v.clone() for k, v in m.state_dict().items()} for m in aux.modules()]
     net_before = {k: v.clone() for k, v in nets[1].model.state_dict().items()}
     train(nets[1:], aux, spec.settings, joint=False, device=device)
-    for m, b in zip(aux.modules(), before):
+    for m, b in zip(aux.modules(), before, strict=False):
         after = m.state_dict()
         assert set(after) == set(b)
         assert all(torch.equal(after[k], b[k]) for k in b), "frozen aux head changed"

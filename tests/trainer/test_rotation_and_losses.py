@@ -30,7 +30,10 @@ def test_rp_loss_averages_over_rotations():
     head = torch.nn.Linear(4, 4)
     x = torch.randn(5, 1, 2, 2)
     rotated, labels = rotate_batch(x)
-    per_angle = [torch.nn.functional.cross_entropy(head(extractor(rotated[k * 5 : (k + 1) * 5])), labels[k * 5 : (k + 1) * 5]) for k in range(4)]
+    per_angle = [
+        torch.nn.functional.cross_entropy(head(extractor(rotated[k * 5 : (k + 1) * 5])), labels[k * 5 : (k + 1) * 5])
+        for k in range(4)
+    ]
     assert torch.allclose(rp_loss(extractor, head, x), torch.stack(per_angle).mean())
 
 

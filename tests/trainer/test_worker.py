@@ -13,10 +13,13 @@ from partsbin.trainer.worker import Worker
 
 def tiny_spec(name: str, namespace: str = "jobs", **extra) -> dict:
     return {
-        "name": name, "namespace": namespace, "arch": {"name": "resnet_cifar", "config": {"depth": 8, "width": 4}},
+        "name": name,
+        "namespace": namespace,
+        "arch": {"name": "resnet_cifar", "config": {"depth": 8, "width": 4}},
         "tasks": [{"name": "a", "pair": "digits", "pair_task": "a", "test_limit": 64}],
-        "settings": {"steps": 2, "batch_size": 16, "threads": 1}, **extra,
-    }  # fmt: skip
+        "settings": {"steps": 2, "batch_size": 16, "threads": 1},
+        **extra,
+    }
 
 
 def _run_workers(client_for, live, token: str, n_workers: int, **worker_kw) -> list[Worker]:

@@ -8,8 +8,8 @@ do not authenticate twice.
 
 from fastapi import APIRouter, Depends
 
-from ..deps import get_principal
-from . import compatible, components, evaluations, groups, health, jobs, tokens
+from partsbin.registry.api.deps import get_principal
+from partsbin.registry.api.routes import compatible, components, evaluations, groups, health, jobs, tokens
 
 api_router = APIRouter()
 _guarded = APIRouter(dependencies=[Depends(get_principal)])

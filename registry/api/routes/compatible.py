@@ -9,12 +9,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from partsbin.parts.names import InvalidName, Ref, parse_ref
-
-from ...crud.compatible import compatible_with, target_anchors
-from ...crud.components import resolve_ref
-from ...errors import APIError, InvalidRequest
-from ..deps import SettingsDep
-from ..schemas import CompatibleItem, CompatiblePage, ComponentOut, Reason
+from partsbin.registry.api.deps import SettingsDep
+from partsbin.registry.api.schemas import CompatibleItem, CompatiblePage, ComponentOut, Reason
+from partsbin.registry.crud.compatible import compatible_with, target_anchors
+from partsbin.registry.crud.components import resolve_ref
+from partsbin.registry.errors import APIError, InvalidRequest
 
 router = APIRouter(tags=["compatibility"])
 
@@ -42,7 +41,12 @@ async def compatible(
     # dependency out, and FastAPI's re-validation of the page on the event loop), and on
     # an otherwise idle machine each hop waits for a sleeping thread to be scheduled.
     page = await run_in_threadpool(
-        _page, request.app.state.read_sessionmaker, ref, want_extractors=head is not None, cursor=cursor, limit=limit or settings.page_size
+        _page,
+        request.app.state.read_sessionmaker,
+        ref,
+        want_extractors=head is not None,
+        cursor=cursor,
+        limit=limit or settings.page_size,
     )
     return Response(page, media_type="application/json")
 
@@ -61,15 +65,28 @@ def _page(factory: sessionmaker[Session], ref: Ref, *, want_extractors: bool, cu
             reasons = []
             ev = m.evaluation
             if ev is not None:
-                reasons.append(Reason(kind="measured", detail=f"recombination accuracy {ev.value:.1%} on {ev.samples} images of {ev.dataset} (BatchNorm: batch statistics)"))
+                reasons.append(
+                    Reason(
+                        kind="measured",
+                        detail=f"recombination accuracy {ev.value:.1%} on {ev.samples} images of {ev.dataset} (BatchNorm: batch statistics)",
+                    )
+                )
             reasons += [
-                Reason(kind="declared", detail="trained against the same frozen aux head", anchor=f"sha256:{a}", anchor_ref=refs.get(a))
+                Reason(
+                    kind="declared",
+                    detail="trained against the same frozen aux head",
+                    anchor=f"sha256:{a}",
+                    anchor_ref=refs.get(a),
+                )
                 for a in m.anchors
             ]
             items.append(
                 CompatibleItem(
-                    component=ComponentOut.of(m.component), role=m.component.role, reasons=reasons,
-                    status="measured" if ev is not None else "declared, unmeasured", measured_accuracy=ev.value if ev is not None else None,
-                )  # fmt: skip
+                    component=ComponentOut.of(m.component),
+                    role=m.component.role,
+                    reasons=reasons,
+                    status="measured" if ev is not None else "declared, unmeasured",
+                    measured_accuracy=ev.value if ev is not None else None,
+                )
             )
         return CompatiblePage(query=target.ref, items=items, next_cursor=next_cursor).model_dump_json().encode()

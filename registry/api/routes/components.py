@@ -9,16 +9,24 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from partsbin.parts.names import InvalidName, Ref, parse_digest
-
-from ...crud import components as crud
-from ...errors import APIError, Forbidden, StorageUnavailable
-from ...storage import StorageError
-from ...upload import ReceivedUpload, receive_upload
-from ...validation import validate_upload
-from ..deps import PrincipalDep, ReadSessionDep, SessionDep, SessionFactoryDep, SettingsDep, StorageDep, check_part, require_token
-from ..files import file_response
-from ..schemas import AliasIn, AliasOut, ComponentOut, ComponentPage, YankIn
-from ..timing import ServerTiming
+from partsbin.registry.api.deps import (
+    PrincipalDep,
+    ReadSessionDep,
+    SessionDep,
+    SessionFactoryDep,
+    SettingsDep,
+    StorageDep,
+    check_part,
+    require_token,
+)
+from partsbin.registry.api.files import file_response
+from partsbin.registry.api.schemas import AliasIn, AliasOut, ComponentOut, ComponentPage, YankIn
+from partsbin.registry.api.timing import ServerTiming
+from partsbin.registry.crud import components as crud
+from partsbin.registry.errors import APIError, Forbidden, StorageUnavailable
+from partsbin.registry.storage import StorageError
+from partsbin.registry.upload import ReceivedUpload, receive_upload
+from partsbin.registry.validation import validate_upload
 
 router = APIRouter(prefix="/components", tags=["components"])
 
@@ -32,7 +40,10 @@ _UPLOAD_BODY: dict[str, Any] = {
                     "required": ["file"],
                     "properties": {
                         "file": {"type": "string", "format": "binary", "description": "the .safetensors bytes"},
-                        "card": {"type": "string", "description": "the component card (JSON); optional when embedded in the file"},
+                        "card": {
+                            "type": "string",
+                            "description": "the component card (JSON); optional when embedded in the file",
+                        },
                     },
                 }
             }
@@ -41,8 +52,12 @@ _UPLOAD_BODY: dict[str, Any] = {
 }
 
 
-@router.post("", status_code=201, response_model=ComponentOut, openapi_extra=_UPLOAD_BODY, summary="Publish a component")
-async def publish(request: Request, principal: PrincipalDep, settings: SettingsDep, factory: SessionFactoryDep, storage: StorageDep) -> Any:
+@router.post(
+    "", status_code=201, response_model=ComponentOut, openapi_extra=_UPLOAD_BODY, summary="Publish a component"
+)
+async def publish(
+    request: Request, principal: PrincipalDep, settings: SettingsDep, factory: SessionFactoryDep, storage: StorageDep
+) -> Any:
     """Stream the file to a temporary file while hashing it, check it, store the blob,
     then insert the row. Identical bytes under the same name answer 200 with the
     existing version."""
@@ -53,7 +68,9 @@ async def publish(request: Request, principal: PrincipalDep, settings: SettingsD
     # A storage backend that keeps the staged file as the blob gets it fsynced while it
     # streams in (see parts.hashing), not flushed whole after the last byte.
     with timing("receive"):
-        received = await receive_upload(request, settings.staging_dir, settings.max_upload_bytes, durable=storage.keeps_staged_file)
+        received = await receive_upload(
+            request, settings.staging_dir, settings.max_upload_bytes, durable=storage.keeps_staged_file
+        )
     try:
         return await run_in_threadpool(_publish, received, principal, settings, factory, storage, timing)
     finally:
@@ -64,10 +81,16 @@ def _publish(received: ReceivedUpload, principal, settings, factory, storage, ti
     with factory() as session:
         with timing("check"):
             card = validate_upload(
-                session=session, path=received.path, size=received.size, form_card=received.card_text, max_header_bytes=settings.max_header_bytes
+                session=session,
+                path=received.path,
+                size=received.size,
+                form_card=received.card_text,
+                max_header_bytes=settings.max_header_bytes,
             )
         if not principal.can_publish(card.namespace):
-            raise Forbidden(f"this token may not publish into namespace {card.namespace!r} (it may publish into: {', '.join(principal.namespaces) or 'none'})")
+            raise Forbidden(
+                f"this token may not publish into namespace {card.namespace!r} (it may publish into: {', '.join(principal.namespaces) or 'none'})"
+            )
         # The blob goes first: a row must never point at bytes that are not stored.
         with timing("store"):
             try:
@@ -76,10 +99,14 @@ def _publish(received: ReceivedUpload, principal, settings, factory, storage, ti
             except StorageError as exc:
                 raise StorageUnavailable(f"blob storage failed; nothing was published: {exc}") from None
         with timing("record"):
-            row, created = crud.create_component(session=session, card=card, digest=received.digest, size=received.size, published_by=principal.token_id)
+            row, created = crud.create_component(
+                session=session, card=card, digest=received.digest, size=received.size, published_by=principal.token_id
+            )
             session.commit()
         out = ComponentOut.of(row)
-    return JSONResponse(out.model_dump(mode="json"), status_code=201 if created else 200, headers={"Server-Timing": timing.header()})
+    return JSONResponse(
+        out.model_dump(mode="json"), status_code=201 if created else 200, headers={"Server-Timing": timing.header()}
+    )
 
 
 @router.get("", response_model=ComponentPage, summary="List components")
@@ -115,7 +142,11 @@ def _cursor(value: str | None) -> int | None:
     if value is None:
         return None
     if not value.isdigit():
-        raise APIError(f"invalid cursor {value!r}: pass back the next_cursor of the previous page", status_code=422, code="invalid_request")
+        raise APIError(
+            f"invalid cursor {value!r}: pass back the next_cursor of the previous page",
+            status_code=422,
+            code="invalid_request",
+        )
     return int(value)
 
 
@@ -159,7 +190,9 @@ def latest_file(ns: str, name: str, request: Request, session: ReadSessionDep, s
 
 @router.get("/{ns}/{name}/versions", response_model=list[ComponentOut], summary="Every version, yanked ones included")
 def versions(ns: str, name: str, session: ReadSessionDep) -> list[ComponentOut]:
-    return [ComponentOut.of(c) for c in crud.list_versions(session, check_part(ns, "namespace"), check_part(name, "name"))]
+    return [
+        ComponentOut.of(c) for c in crud.list_versions(session, check_part(ns, "namespace"), check_part(name, "name"))
+    ]
 
 
 @router.get("/{ns}/{name}/versions/{version}", response_model=ComponentOut, summary="Exact version (yanked ones too)")
@@ -168,7 +201,9 @@ def exact(ns: str, name: str, version: int, session: ReadSessionDep) -> Componen
 
 
 @router.get("/{ns}/{name}/versions/{version}/file", summary="File of an exact version (yanked ones too)")
-@router.head("/{ns}/{name}/versions/{version}/file", summary="File of an exact version (yanked ones too)" + " (headers only)")
+@router.head(
+    "/{ns}/{name}/versions/{version}/file", summary="File of an exact version (yanked ones too)" + " (headers only)"
+)
 def exact_file(ns: str, name: str, version: int, request: Request, session: ReadSessionDep, storage: StorageDep) -> Any:
     return file_response(request, crud.resolve_ref(session, _ref(ns, name, version=version)), storage)
 
@@ -180,7 +215,9 @@ def by_alias(ns: str, name: str, alias: str, session: ReadSessionDep) -> Compone
 
 @router.get("/{ns}/{name}/aliases/{alias}/file", summary="File of the version an alias points at")
 @router.head("/{ns}/{name}/aliases/{alias}/file", summary="File of the version an alias points at" + " (headers only)")
-def by_alias_file(ns: str, name: str, alias: str, request: Request, session: ReadSessionDep, storage: StorageDep) -> Any:
+def by_alias_file(
+    ns: str, name: str, alias: str, request: Request, session: ReadSessionDep, storage: StorageDep
+) -> Any:
     return file_response(request, crud.resolve_ref(session, _ref(ns, name, alias=alias)), storage)
 
 

@@ -10,12 +10,11 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from partsbin.parts.names import InvalidName, parse_ref
-
-from ...crud.components import resolve_ref
-from ...crud.evaluations import create_evaluation, list_evaluations
-from ...db.models import Component, Evaluation
-from ...errors import APIError, Forbidden, InvalidRequest
-from ..deps import PrincipalDep, ReadSessionDep, SessionDep, require_token
+from partsbin.registry.api.deps import PrincipalDep, ReadSessionDep, SessionDep, require_token
+from partsbin.registry.crud.components import resolve_ref
+from partsbin.registry.crud.evaluations import create_evaluation, list_evaluations
+from partsbin.registry.db.models import Component, Evaluation
+from partsbin.registry.errors import APIError, Forbidden, InvalidRequest
 
 router = APIRouter(prefix="/evaluations", tags=["evaluations"])
 
@@ -48,9 +47,18 @@ class EvaluationOut(BaseModel):
 
 def _out(ev: Evaluation, ext: Component, head: Component) -> EvaluationOut:
     return EvaluationOut(
-        id=ev.id, extractor=ext.ref, head=head.ref, dataset=ev.dataset, metric=ev.metric, value=ev.value, samples=ev.samples,
-        bn_mode=ev.bn_mode, batch_size=ev.batch_size, details=ev.details or {}, created_at=ev.created_at,
-    )  # fmt: skip
+        id=ev.id,
+        extractor=ext.ref,
+        head=head.ref,
+        dataset=ev.dataset,
+        metric=ev.metric,
+        value=ev.value,
+        samples=ev.samples,
+        bn_mode=ev.bn_mode,
+        batch_size=ev.batch_size,
+        details=ev.details or {},
+        created_at=ev.created_at,
+    )
 
 
 def _resolve(session, ref: str) -> Component:  # type: ignore[no-untyped-def]
@@ -73,9 +81,18 @@ def post(body: EvaluationIn, session: SessionDep, principal: PrincipalDep) -> Ev
     if body.metric.endswith("accuracy") and not 0.0 <= body.value <= 1.0:
         raise InvalidRequest(f"an accuracy lies in [0, 1], got {body.value}")
     ev = create_evaluation(
-        session=session, extractor=ext, head=head, dataset=body.dataset, metric=body.metric, value=body.value, samples=body.samples,
-        bn_mode=body.bn_mode, batch_size=body.batch_size, details=body.details, created_by=principal.token_id,
-    )  # fmt: skip
+        session=session,
+        extractor=ext,
+        head=head,
+        dataset=body.dataset,
+        metric=body.metric,
+        value=body.value,
+        samples=body.samples,
+        bn_mode=body.bn_mode,
+        batch_size=body.batch_size,
+        details=body.details,
+        created_by=principal.token_id,
+    )
     session.commit()
     return _out(ev, ext, head)
 
@@ -87,5 +104,10 @@ def get(session: ReadSessionDep, extractor: str | None = None, head: str | None 
     ext = _resolve(session, extractor) if extractor else None
     hd = _resolve(session, head) if head else None
     rows = list_evaluations(session, extractor_id=ext.id if ext else None, head_id=hd.id if hd else None)
-    comps = {c.id: c for c in session.scalars(sa.select(Component).where(Component.id.in_({r.extractor_id for r in rows} | {r.head_id for r in rows})))}
+    comps = {
+        c.id: c
+        for c in session.scalars(
+            sa.select(Component).where(Component.id.in_({r.extractor_id for r in rows} | {r.head_id for r in rows}))
+        )
+    }
     return [_out(r, comps[r.extractor_id], comps[r.head_id]) for r in rows]

@@ -3,7 +3,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from fastapi import APIRouter
 
-from ..deps import ReadSessionDep
+from partsbin.registry.api.deps import ReadSessionDep
 
 router = APIRouter(tags=["health"])
 

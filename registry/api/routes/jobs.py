@@ -11,11 +11,10 @@ from pydantic import BaseModel, Field, ValidationError
 
 from partsbin.parts.messages import describe_validation_error
 from partsbin.parts.training_spec import TrainSpec
-
-from ...crud import jobs as crud
-from ...db.models import Job
-from ...errors import Forbidden, InvalidRequest
-from ..deps import PrincipalDep, ReadSessionDep, SessionDep, SettingsDep, require_token
+from partsbin.registry.api.deps import PrincipalDep, ReadSessionDep, SessionDep, SettingsDep, require_token
+from partsbin.registry.crud import jobs as crud
+from partsbin.registry.db.models import Job
+from partsbin.registry.errors import Forbidden, InvalidRequest
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -41,7 +40,7 @@ class JobOut(BaseModel):
     finished_at: datetime | None
 
     @classmethod
-    def of(cls, job: Job, with_lease: bool = False) -> "JobOut":
+    def of(cls, job: Job, with_lease: bool = False) -> JobOut:
         data = {k: getattr(job, k) for k in cls.model_fields}
         if not with_lease:
             data["lease_id"] = None
@@ -106,16 +105,30 @@ def submit(body: SubmitIn, session: SessionDep, principal: PrincipalDep) -> JobO
     spec = validate_spec(body.spec)
     if not principal.can_publish(spec.namespace):
         raise Forbidden(f"this token may not publish into namespace {spec.namespace!r}, where the job would publish")
-    job = crud.submit_job(session=session, spec=spec.model_dump(mode="json"), namespace=spec.namespace, submitted_by=principal.token_id, max_attempts=body.max_attempts)
+    job = crud.submit_job(
+        session=session,
+        spec=spec.model_dump(mode="json"),
+        namespace=spec.namespace,
+        submitted_by=principal.token_id,
+        max_attempts=body.max_attempts,
+    )
     session.commit()
     return JobOut.of(job)
 
 
 @router.get("", response_model=JobPage, summary="List jobs")
-def list_(session: ReadSessionDep, settings: SettingsDep, status: str | None = None, cursor: str | None = None, limit: Annotated[int | None, Query(ge=1, le=1000)] = None) -> JobPage:
+def list_(
+    session: ReadSessionDep,
+    settings: SettingsDep,
+    status: str | None = None,
+    cursor: str | None = None,
+    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+) -> JobPage:
     if cursor is not None and not cursor.isdigit():
         raise InvalidRequest(f"invalid cursor {cursor!r}")
-    rows, nxt = crud.list_jobs(session, status=status, cursor=int(cursor) if cursor else None, limit=limit or settings.page_size)
+    rows, nxt = crud.list_jobs(
+        session, status=status, cursor=int(cursor) if cursor else None, limit=limit or settings.page_size
+    )
     return JobPage(items=[JobOut.of(j) for j in rows], next_cursor=nxt)
 
 
@@ -135,9 +148,16 @@ def cancel(job_id: int, session: SessionDep, principal: PrincipalDep) -> JobOut:
     return JobOut.of(job)
 
 
-@router.post("/claim", response_model=JobOut, summary="Claim the next queued job (workers)", responses={204: {"description": "no job queued"}})
+@router.post(
+    "/claim",
+    response_model=JobOut,
+    summary="Claim the next queued job (workers)",
+    responses={204: {"description": "no job queued"}},
+)
 def claim(body: ClaimIn, session: SessionDep, principal: PrincipalDep) -> Any:
-    job = crud.claim_job(session=session, worker=body.worker, lease_seconds=body.lease_seconds, namespaces=_worker_scope(principal))
+    job = crud.claim_job(
+        session=session, worker=body.worker, lease_seconds=body.lease_seconds, namespaces=_worker_scope(principal)
+    )
     if job is None:
         return Response(status_code=204)
     return JobOut.of(job, with_lease=True)
@@ -146,7 +166,9 @@ def claim(body: ClaimIn, session: SessionDep, principal: PrincipalDep) -> Any:
 @router.post("/{job_id}/heartbeat", response_model=JobOut, summary="Extend the lease and report progress")
 def beat(job_id: int, body: HeartbeatIn, session: SessionDep, principal: PrincipalDep) -> JobOut:
     _worker_scope(principal)
-    job = crud.heartbeat(session=session, job_id=job_id, lease_id=body.lease_id, lease_seconds=body.lease_seconds, progress=body.progress)
+    job = crud.heartbeat(
+        session=session, job_id=job_id, lease_id=body.lease_id, lease_seconds=body.lease_seconds, progress=body.progress
+    )
     session.commit()
     return JobOut.of(job)
 

@@ -6,26 +6,40 @@ from datetime import timedelta
 
 from fastapi import APIRouter
 
-from ...crud import tokens as crud
-from ...db.models import Token
-from ..deps import PrincipalDep, ReadSessionDep, SessionDep, require_admin
-from ..schemas import TokenCreated, TokenIn, TokenOut
+from partsbin.registry.api.deps import PrincipalDep, ReadSessionDep, SessionDep, require_admin
+from partsbin.registry.api.schemas import TokenCreated, TokenIn, TokenOut
+from partsbin.registry.crud import tokens as crud
+from partsbin.registry.db.models import Token
 
 router = APIRouter(prefix="/tokens", tags=["tokens"])
 
 
 def _out(t: Token) -> dict:  # type: ignore[type-arg]
     return dict(
-        id=t.id, prefix=t.prefix, name=t.name, scope=t.scope, namespaces=list(t.namespaces or []),
-        owner=t.owner, created_at=t.created_at, expires_at=t.expires_at, revoked=t.revoked_at is not None,
-    )  # fmt: skip
+        id=t.id,
+        prefix=t.prefix,
+        name=t.name,
+        scope=t.scope,
+        namespaces=list(t.namespaces or []),
+        owner=t.owner,
+        created_at=t.created_at,
+        expires_at=t.expires_at,
+        revoked=t.revoked_at is not None,
+    )
 
 
 @router.post("", response_model=TokenCreated, status_code=201, summary="Create a token (admin)")
 def create(body: TokenIn, session: SessionDep, principal: PrincipalDep) -> TokenCreated:
     require_admin(principal)
     expires = timedelta(days=body.expires_in_days) if body.expires_in_days else None
-    row, secret = crud.create_token(session=session, scope=body.scope, name=body.name, namespaces=body.namespaces, owner=body.owner, expires_in=expires)
+    row, secret = crud.create_token(
+        session=session,
+        scope=body.scope,
+        name=body.name,
+        namespaces=body.namespaces,
+        owner=body.owner,
+        expires_in=expires,
+    )
     session.commit()
     return TokenCreated(**_out(row), token=secret)
 
