@@ -67,7 +67,7 @@ class BenchResult:
     def to_json(self) -> str:
         return json.dumps({**asdict(self), "recombination_mean": self.recombination_mean()}, indent=2)
 
-    def table(self):  # type: ignore[no-untyped-def]
+    def table(self):
         from rich.table import Table
 
         table = Table(
@@ -231,7 +231,7 @@ def bench(
                 recalibrate_bn(model, images.x, batch_size)
             with torch.no_grad():
                 logits = torch.cat([model(images.x[s : s + batch_size]) for s in range(0, len(images), batch_size)])
-            acc = recombination_accuracy(logits, images.y, images.classes, h.card.interface.output.labels)
+            acc = recombination_accuracy(logits, images.y, images.classes, h.card.labels)
             own = h.card.compat.sibling == e.ref
             cell = Cell(e.ref, h.ref, acc.restricted, acc.unrestricted, acc.n, acc.ci95, own)
             if latency:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from typing import TYPE_CHECKING, Any
 
 from partsbin.client._http import raise_for_status
@@ -19,7 +20,7 @@ class JobsAPI:
     def submit(self, spec: dict[str, Any], max_attempts: int = 3) -> dict[str, Any]:
         return self._r._send("POST", "/jobs", json={"spec": spec, "max_attempts": max_attempts})
 
-    def list(self, status: str | None = None) -> list[dict[str, Any]]:
+    def list(self, status: str | None = None) -> builtins.list[dict[str, Any]]:
         return list(self._r._pages("/jobs", status=status))
 
     def get(self, job_id: int) -> dict[str, Any]:
@@ -44,7 +45,7 @@ class JobsAPI:
             json={"lease_id": lease_id, "lease_seconds": lease_seconds, "progress": progress},
         )
 
-    def complete(self, job_id: int, lease_id: str, refs: list[str]) -> dict[str, Any]:
+    def complete(self, job_id: int, lease_id: str, refs: builtins.list[str]) -> dict[str, Any]:
         return self._r._send("POST", f"/jobs/{job_id}/complete", json={"lease_id": lease_id, "refs": refs})
 
     def fail(self, job_id: int, lease_id: str, error: str, retry: bool = False) -> dict[str, Any]:

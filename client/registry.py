@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import tempfile
@@ -171,11 +172,11 @@ class Registry:
     def info(self, ref: str) -> Component:
         return Component.from_api(self._get(parse_ref(ref).api_path()))
 
-    def list(self, **filters: Any) -> list[Component]:
+    def list(self, **filters: Any) -> builtins.list[Component]:
         """Every component matching the filters (role, arch, group, dataset, namespace, prefix)."""
         return [Component.from_api(c) for c in self._pages("/components", **filters)]
 
-    def versions(self, name: str) -> list[Component]:
+    def versions(self, name: str) -> builtins.list[Component]:
         ns, n = name.split("/", 1)
         return [Component.from_api(c) for c in self._get(f"/components/{ns}/{n}/versions")]
 
@@ -216,7 +217,7 @@ class Registry:
     def load(self, ref: str, device: str | torch.device = "cpu") -> nn.Module:
         return self.pull(ref).build(device)
 
-    def compatible(self, *, head: str | None = None, extractor: str | None = None) -> list[dict[str, Any]]:
+    def compatible(self, *, head: str | None = None, extractor: str | None = None) -> builtins.list[dict[str, Any]]:
         """Components that recombine with ``head`` (extractors) or ``extractor`` (heads),
         each with its ``component``, ``role``, ``status`` and ``reasons``."""
         if (head is None) == (extractor is None):
@@ -228,7 +229,7 @@ class Registry:
             out.append(item)
         return out
 
-    def groups(self) -> list[dict[str, Any]]:
+    def groups(self) -> builtins.list[dict[str, Any]]:
         return list(self._pages("/groups"))
 
     def group(self, group_id: str) -> dict[str, Any]:
@@ -279,10 +280,10 @@ class Registry:
         }
         return self._send("POST", "/evaluations", json=body)
 
-    def evaluations(self, *, extractor: str | None = None, head: str | None = None) -> list[dict[str, Any]]:
+    def evaluations(self, *, extractor: str | None = None, head: str | None = None) -> builtins.list[dict[str, Any]]:
         return self._get("/evaluations", extractor=extractor, head=head)
 
-    def bench(self, extractors: list[str], heads: list[str], **kw: Any):  # type: ignore[no-untyped-def]
+    def bench(self, extractors: builtins.list[str], heads: builtins.list[str], **kw: Any):
         """The recombination matrix of ``extractors`` × ``heads`` (see :func:`client.bench.bench`);
         posts each cell as an evaluation unless ``post=False``."""
         from partsbin.client.bench import bench

@@ -27,7 +27,7 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
-def _run(connection) -> None:  # type: ignore[no-untyped-def]
+def _run(connection) -> None:
     # render_as_batch: SQLite cannot ALTER most things in place; batch mode recreates
     # the table, and is a no-op wrapper on PostgreSQL.
     context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True, compare_type=True)

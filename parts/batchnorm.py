@@ -37,7 +37,7 @@ def _batch_stats_forward(self: nn.modules.batchnorm._BatchNorm, x: torch.Tensor)
 def use_batch_statistics(module: nn.Module) -> nn.Module:
     for bn in batchnorm_layers(module):
         # An instance attribute shadows the class's forward; deleting it restores it.
-        bn.forward = types.MethodType(_batch_stats_forward, bn)
+        bn.forward = types.MethodType(_batch_stats_forward, bn)  # type: ignore[method-assign]
     return module
 
 

@@ -183,6 +183,13 @@ class Card(_Model):
         return self
 
     @property
+    def labels(self) -> list[str]:
+        """A head's class labels, in the order of its outputs."""
+        if self.interface.output is None:
+            raise ValueError(f"{self.name} is a {self.role}: it has no output labels")
+        return self.interface.output.labels
+
+    @property
     def namespace(self) -> str:
         return self.name.split("/")[0]
 

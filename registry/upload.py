@@ -13,6 +13,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
@@ -20,6 +21,9 @@ from starlette.requests import Request
 
 from partsbin.parts.hashing import HashingWriter
 from partsbin.registry.errors import InvalidRequest, TooLarge
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 __all__ = ["ReceivedUpload", "receive_upload"]
 
@@ -93,7 +97,7 @@ class _Receiver:
                 raise InvalidRequest(f"the card is larger than {MAX_CARD_BYTES} bytes")
             self.card += chunk
 
-    def callbacks(self) -> dict:  # type: ignore[type-arg]
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self.on_part_begin,
             "on_header_field": self.on_header_field,

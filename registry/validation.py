@@ -25,7 +25,7 @@ from partsbin.registry.errors import InvalidUpload
 __all__ = ["validate_upload"]
 
 
-def _parse_card(text: str, where: str) -> dict:  # type: ignore[type-arg]
+def _parse_card(text: str, where: str) -> dict:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -35,7 +35,7 @@ def _parse_card(text: str, where: str) -> dict:  # type: ignore[type-arg]
     return data
 
 
-def _card_model(data: dict) -> Card:  # type: ignore[type-arg]
+def _card_model(data: dict) -> Card:
     try:
         return Card.model_validate(data)
     except ValidationError as exc:

@@ -256,7 +256,7 @@ def train(
     for net in nets:
         net.model.to(device).train()
         if cuda:
-            net.model.to(memory_format=torch.channels_last)
+            net.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     for m in aux.modules():
         m.to(device).train()
     own_heads: list[nn.Module | None] = [None] * len(nets)
@@ -273,8 +273,8 @@ def train(
             )
 
     opts = [
-        _optimizer(list(n.model.parameters()) + (list(own_heads[i].parameters()) if own_heads[i] else []), settings)
-        for i, n in enumerate(nets)
+        _optimizer(list(n.model.parameters()) + (list(own.parameters()) if own is not None else []), settings)
+        for n, own in zip(nets, own_heads, strict=True)
     ]
     aux_params = [p for m in aux.modules() for p in m.parameters() if p.requires_grad]
     aux_opt = _optimizer(aux_params, settings) if aux_params and not aux.frozen else None

@@ -47,7 +47,7 @@ class Images:
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
-    def subset(self, index: torch.Tensor | np.ndarray) -> Images:
+    def subset(self, index: torch.Tensor | np.ndarray | range) -> Images:
         index = torch.as_tensor(index, dtype=torch.long)
         return Images(self.x[index], self.y[index], list(self.classes))
 
@@ -58,7 +58,7 @@ def _u8(array: np.ndarray) -> torch.Tensor:
 
 def _read_idx(path: Path) -> np.ndarray:
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:  # type: ignore[operator]
+    with opener(path, "rb") as fh:
         data = fh.read()
     zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
     if zero != 0 or dtype_code != 0x08:

@@ -35,6 +35,7 @@ def select(images: Images, spec: DataSpec) -> Images:
 
 def _one(x: torch.Tensor, t: Transform) -> torch.Tensor:
     if t.op == "resize":
+        assert t.size is not None  # Transform's validator requires it for resize
         x = F.interpolate(x, size=(t.size, t.size), mode="bilinear", align_corners=False, antialias=True)
         if t.back_to is not None:
             x = F.interpolate(x, size=(t.back_to, t.back_to), mode="bilinear", align_corners=False)

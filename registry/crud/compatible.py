@@ -103,10 +103,10 @@ def _shared_anchors(session: Session, anchors: list[str], ids: list[int]) -> dic
 
 
 @functools.cache
-def _declared_statement(target_is_head: bool, spatial_known: bool, paged: bool, excluding: bool) -> sa.Select:  # type: ignore[type-arg]
+def _declared_statement(target_is_head: bool, spatial_known: bool, paged: bool, excluding: bool) -> sa.Select:
     """The page of declared matches (one more than asked, to know whether another
     follows), each component with the anchors it shares with the target: one query."""
-    anchors = sa.bindparam("anchors", expanding=True)
+    anchors: sa.BindParameter[list[str]] = sa.bindparam("anchors", expanding=True)
     q = (
         sa.select(Membership.component_id)
         .join(Component, Component.id == Membership.component_id)

@@ -54,7 +54,7 @@ def list_evaluations(
     return list(session.scalars(q.order_by(Evaluation.id).limit(limit)))
 
 
-def _best_statement(target_is_head: bool) -> sa.Select:  # type: ignore[type-arg]
+def _best_statement(target_is_head: bool) -> sa.Select:
     mine = Evaluation.head_id if target_is_head else Evaluation.extractor_id
     return (
         sa.select(Evaluation)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from partsbin.registry.db.models import Job, utcnow
@@ -74,11 +75,17 @@ def cancel_job(*, session: Session, job: Job) -> Job:
     return job
 
 
+def _updated(session: Session, statement: sa.Update) -> int:
+    """Rows an UPDATE changed."""
+    return int(cast(CursorResult[Any], session.execute(statement)).rowcount or 0)
+
+
 def requeue_expired(session: Session) -> int:
     """Jobs whose lease ran out go back to the queue, or fail once out of attempts."""
     now = utcnow()
     expired = sa.and_(Job.status == "running", Job.lease_expires_at < now)
-    failed = session.execute(
+    failed = _updated(
+        session,
         sa.update(Job)
         .where(expired, sa.or_(Job.attempts >= Job.max_attempts, Job.cancel_requested.is_(True)))
         .values(
@@ -88,14 +95,15 @@ def requeue_expired(session: Session) -> int:
             ),
             lease_id=None,
             finished_at=now,
-        )
-    ).rowcount
-    requeued = session.execute(
+        ),
+    )
+    requeued = _updated(
+        session,
         sa.update(Job)
         .where(expired)
-        .values(status="queued", lease_id=None, worker=None, lease_expires_at=None, error="lease expired; requeued")
-    ).rowcount
-    return int(failed or 0) + int(requeued or 0)
+        .values(status="queued", lease_id=None, worker=None, lease_expires_at=None, error="lease expired; requeued"),
+    )
+    return failed + requeued
 
 
 def claim_job(*, session: Session, worker: str, lease_seconds: float, namespaces: tuple[str, ...] | None) -> Job | None:
@@ -115,7 +123,8 @@ def claim_job(*, session: Session, worker: str, lease_seconds: float, namespaces
             return None
         now = utcnow()
         lease = uuid.uuid4().hex
-        taken = session.execute(
+        taken = _updated(
+            session,
             sa.update(Job)
             .where(Job.id == job_id, Job.status == "queued")
             .values(
@@ -126,8 +135,8 @@ def claim_job(*, session: Session, worker: str, lease_seconds: float, namespaces
                 attempts=Job.attempts + 1,
                 started_at=now,
                 error=None,
-            )
-        ).rowcount
+            ),
+        )
         session.commit()
         if taken == 1:
             return session.get(Job, job_id, populate_existing=True)

@@ -61,7 +61,7 @@ class S3Storage:
         return None
 
     async def iter_range(self, digest: str, start: int, end: int, chunk_size: int) -> AsyncIterator[bytes]:
-        def _open():  # type: ignore[no-untyped-def]
+        def _open():
             return self.client.get_object(Bucket=self.bucket, Key=self._key(digest), Range=f"bytes={start}-{end}")[
                 "Body"
             ]

@@ -77,7 +77,7 @@ async def publish(
         received.discard()
 
 
-def _publish(received: ReceivedUpload, principal, settings, factory, storage, timing: ServerTiming) -> Any:  # type: ignore[no-untyped-def]
+def _publish(received: ReceivedUpload, principal, settings, factory, storage, timing: ServerTiming) -> Any:
     with factory() as session:
         with timing("check"):
             card = validate_upload(
@@ -162,8 +162,11 @@ def _ref(ns: str, name: str, **kw: Any) -> Ref:
     check_part(name, "name")
     if "alias" in kw:
         check_part(kw["alias"], "alias")
-    kind = "version" if "version" in kw else "alias" if "alias" in kw else "latest"
-    return Ref(kind=kind, namespace=ns, name=name, **kw)
+    if "version" in kw:
+        return Ref(kind="version", namespace=ns, name=name, **kw)
+    if "alias" in kw:
+        return Ref(kind="alias", namespace=ns, name=name, **kw)
+    return Ref(kind="latest", namespace=ns, name=name)
 
 
 @router.get("/by-digest/{hex}", response_model=ComponentOut, summary="Component by file digest")
@@ -221,7 +224,7 @@ def by_alias_file(
     return file_response(request, crud.resolve_ref(session, _ref(ns, name, alias=alias)), storage)
 
 
-def _require_manage(principal, ns: str) -> None:  # type: ignore[no-untyped-def]
+def _require_manage(principal, ns: str) -> None:
     require_token(principal, "moving aliases and yanking")
     if not principal.can_manage(ns):
         raise Forbidden(f"only an admin token or an owner of namespace {ns!r} may move aliases or yank")

@@ -61,7 +61,7 @@ def _out(ev: Evaluation, ext: Component, head: Component) -> EvaluationOut:
     )
 
 
-def _resolve(session, ref: str) -> Component:  # type: ignore[no-untyped-def]
+def _resolve(session, ref: str) -> Component:
     try:
         return resolve_ref(session, parse_ref(ref))
     except InvalidName as exc:

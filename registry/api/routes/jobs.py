@@ -90,7 +90,7 @@ def validate_spec(spec: dict[str, Any]) -> TrainSpec:
         raise InvalidRequest("invalid job spec: " + describe_validation_error(exc, "spec")) from None
 
 
-def _worker_scope(principal) -> tuple[str, ...] | None:  # type: ignore[no-untyped-def]
+def _worker_scope(principal) -> tuple[str, ...] | None:
     require_token(principal, "working on jobs")
     if principal.scope == "admin":
         return None

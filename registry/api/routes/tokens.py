@@ -14,7 +14,7 @@ from partsbin.registry.db.models import Token
 router = APIRouter(prefix="/tokens", tags=["tokens"])
 
 
-def _out(t: Token) -> dict:  # type: ignore[type-arg]
+def _out(t: Token) -> dict:
     return dict(
         id=t.id,
         prefix=t.prefix,
