@@ -1,4 +1,4 @@
-"""The paper's Figure 2 analysis on the Fashion-MNIST two-domain pair of DESIGN.md.
+"""The paper's Figure 2 analysis on the Fashion-MNIST two-domain pair (docs/architecture.md).
 
     python bench/reproduce_fig2.py --setting quick      # 2 CPU cores, < 90 minutes
     python bench/reproduce_fig2.py --setting full       # ResNet-56, for a GPU

@@ -1,7 +1,7 @@
 """Measuring how well stored components recombine (``Registry.bench``, ``partsbin bench``).
 
 - The recombination matrix: every extractor × head, on the **extractor's** task test
-  images of the classes the pair shares (paper §4; DESIGN.md); the prediction over the
+  images of the classes the pair shares (paper §4; docs/architecture.md); the prediction over the
   shared classes' logits, the unrestricted figure too; sample counts and 95% intervals.
   Extractor and head of one network give its own-task accuracy.
 - BatchNorm: batch statistics (default, the paper's choice), stored running statistics,
@@ -24,6 +24,7 @@ from torch import nn
 
 from partsbin.client.assemble import AssembledModel, check_junctions
 from partsbin.parts.batchnorm import batchnorm_layers, set_bn_mode
+from partsbin.parts.extras import require
 from partsbin.parts.metrics import recombination_accuracy
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ class BenchResult:
         return table
 
     def heatmap(self, path: str | Path) -> Path:
-        import matplotlib
+        matplotlib = require("matplotlib", "train", "the benchmark's heatmap")
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
@@ -177,7 +178,9 @@ def cross_correlation(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
     fb = (fb - fb.mean(1, keepdim=True)) / (fb.std(1, keepdim=True) + 1e-12)
     corr = (fa @ fb.T) / (fa.shape[1] - 1)  # c × c
     direct = float(corr.diagonal().mean())
-    from scipy.optimize import linear_sum_assignment
+    linear_sum_assignment = require(
+        "scipy.optimize", "train", "feature correlation with the best permutation"
+    ).linear_sum_assignment
 
     rows, cols = linear_sum_assignment(corr.numpy(), maximize=True)
     return direct, float(corr[rows, cols].mean())

@@ -284,7 +284,7 @@ class Registry:
         return self._get("/evaluations", extractor=extractor, head=head)
 
     def bench(self, extractors: builtins.list[str], heads: builtins.list[str], **kw: Any):
-        """The recombination matrix of ``extractors`` × ``heads`` (see :func:`client.bench.bench`);
+        """The recombination matrix of ``extractors`` × ``heads`` (see :func:`partsbin.client.bench.bench`);
         posts each cell as an evaluation unless ``post=False``."""
         from partsbin.client.bench import bench
 

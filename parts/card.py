@@ -46,7 +46,7 @@ class _Model(BaseModel):
 
 
 class ArchSpec(_Model):
-    """Enough to rebuild the module from code: ``parts.archs.build_part(name, config, part, split)``."""
+    """Enough to rebuild the module from code: ``partsbin.parts.archs.build_part(name, config, part, split)``."""
 
     name: str
     config: dict[str, Any] = Field(default_factory=dict)

@@ -1,4 +1,4 @@
-"""Recombination accuracy (paper §4; precise rule in DESIGN.md).
+"""Recombination accuracy (paper §4; the precise rule is in docs/architecture.md).
 
 Extractor of task a + head of task b, on task a's test images of the classes the two
 share — matched by label name. The prediction is taken over the shared classes'

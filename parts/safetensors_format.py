@@ -164,7 +164,7 @@ def check_tensors_match(
     header: Header, expected: nn.Module | Mapping[str, tuple[tuple[int, ...], torch.dtype]]
 ) -> None:
     """Names and shapes equal the module's state dict (or a precomputed map of name to
-    shape and dtype, as ``parts.archs.part_layout`` gives); floats stay floats, integers integers."""
+    shape and dtype, as ``partsbin.parts.archs.part_layout`` gives); floats stay floats, integers integers."""
     if isinstance(expected, nn.Module):
         expected = {k: (tuple(v.shape), v.dtype) for k, v in expected.state_dict().items()}
     missing = sorted(set(expected) - set(header.tensors))

@@ -15,7 +15,7 @@ from partsbin.parts.names import InvalidName, parse_ref, validate_part
 
 __all__ = ["Transform", "DataSpec", "TaskSpec", "ArchChoice", "Settings", "TrainSpec", "PAIRS"]
 
-# Two-domain pairs available by name (DESIGN.md, "Data here"); parts.data builds them.
+# Two-domain pairs available by name (docs/architecture.md, "Data"); partsbin.parts.data builds them.
 PAIRS = ("fashion-mnist", "digits")
 
 

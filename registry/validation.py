@@ -1,4 +1,4 @@
-"""Checks on an upload before anything is stored (DESIGN.md, "Upload checks")."""
+"""Checks on an upload before anything is stored (docs/architecture.md, "A component, from upload to assemble")."""
 
 from __future__ import annotations
 

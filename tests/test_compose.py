@@ -54,3 +54,12 @@ def test_compose_commands_are_cli_commands():
         assert result.exit_code == 0, f"{name}: `{' '.join(cmd)}` is not accepted: {result.output}"
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert 'CMD ["partsbin", "serve"' in dockerfile
+
+
+def test_dockerfile_copies_every_folder_of_the_package():
+    from tests.test_packaging import FOLDERS
+
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    for folder in FOLDERS:
+        assert f"COPY {folder} {folder}" in dockerfile, folder
+    assert "-c constraints.txt" in dockerfile

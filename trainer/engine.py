@@ -167,7 +167,7 @@ def build_aux_heads(spec: TrainSpec, tasks: list[TaskData], dcc_labels: list[str
 
 
 def freeze(aux: AuxHeads) -> AuxHeads:
-    """Frozen as DESIGN.md defines it: no gradient, no optimiser state, BatchNorm with the
+    """Frozen as docs/architecture.md defines it: no gradient, no optimiser state, BatchNorm with the
     batch's statistics (the regime it was trained in) and running buffers untouched."""
     for m in aux.modules():
         m.requires_grad_(False)

@@ -73,7 +73,7 @@ def run(
     spec: TrainSpec, registry: Any = None, *, progress: Progress | None = None, job_id: str | None = None
 ) -> RunResult:
     """Train what ``spec`` describes; publish it through ``registry`` (a client
-    :class:`~client.Registry`) when ``spec.publish``."""
+    :class:`~partsbin.client.registry.Registry`) when ``spec.publish``."""
     s = spec.settings
     if s.threads:
         torch.set_num_threads(s.threads)

@@ -1,4 +1,4 @@
-"""The standard two-domain pairs of DESIGN.md, available by name.
+"""The standard two-domain pairs (docs/architecture.md, "Data"), available by name.
 
 Fashion-MNIST: task A = even-indexed training images, classes 0–8; task B = odd-indexed
 training images seen through a domain shift (downsample 28→14→28 bilinear, invert

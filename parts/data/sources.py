@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from partsbin.parts.extras import require
+
 __all__ = ["Images", "DataMissing", "load_source", "FASHION_MNIST_DIR", "FASHION_MNIST_CLASSES"]
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -87,8 +89,8 @@ def load_idx(folder: Path, split: str, classes: list[str] | None = None) -> Imag
 
 def load_digits(split: str) -> Images:
     """scikit-learn's digits. It has no test split: a stratified 50/50 split, seed 0."""
-    from sklearn.datasets import load_digits as sk_load
-    from sklearn.model_selection import train_test_split
+    sk_load = require("sklearn.datasets", "train", "scikit-learn's digits").load_digits
+    train_test_split = require("sklearn.model_selection", "train", "scikit-learn's digits").train_test_split
 
     d = sk_load()
     idx = np.arange(len(d.target))
@@ -143,7 +145,7 @@ def load_stl10(path: Path, split: str) -> Images:
 
 def load_folder(path: Path, split: str) -> Images:
     """An image folder per class (``path/<split>/<class>/*.png`` or ``path/<class>/*``)."""
-    from PIL import Image
+    Image = require("PIL.Image", "train", "image folders")
 
     root = path / split if (path / split).is_dir() else path
     if not root.is_dir():

@@ -73,7 +73,7 @@ _BEST = {True: _best_statement(True), False: _best_statement(False)}
 
 def best_evaluations(session: Session, target: Component, *, target_is_head: bool) -> dict[int, Evaluation]:
     """For each component measured with ``target``: its evaluation with the most samples
-    in batch-statistics mode (DESIGN.md), the latest on a tie."""
+    in batch-statistics mode (docs/architecture.md), the latest on a tie."""
     other = "extractor_id" if target_is_head else "head_id"
     best: dict[int, Evaluation] = {}
     for ev in session.scalars(

@@ -163,7 +163,7 @@ class Job(Base):
 
 
 class Evaluation(Base):
-    """A measured recombination: extractor + head on a data set (DESIGN.md, "Evaluations")."""
+    """A measured recombination: extractor + head on a data set (docs/architecture.md, "Recombination accuracy")."""
 
     __tablename__ = "evaluations"
     __table_args__ = (sa.Index("ix_evaluations_pair", "extractor_id", "head_id"),)

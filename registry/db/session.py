@@ -8,6 +8,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from partsbin.parts.extras import require_extra
+
 __all__ = ["make_engine", "make_sessionmaker", "make_read_sessionmaker"]
 
 
@@ -36,6 +38,8 @@ def make_engine(url: str) -> sa.Engine:
     ):
         # psycopg 3 is the driver we ship; plain postgresql:// would ask for psycopg2.
         parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_driver_name() == "psycopg":
+        require_extra("server", "PostgreSQL", "psycopg")
     return sa.create_engine(parsed, pool_pre_ping=True)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlparse
 
+from partsbin.parts.extras import require_extra
 from partsbin.registry.storage.base import BlobStorage, StorageError, blob_key
 
 __all__ = ["BlobStorage", "StorageError", "blob_key", "make_storage"]
@@ -21,6 +22,7 @@ def make_storage(storage_url: str, s3_endpoint_url: str | None = None) -> BlobSt
 
         return LocalStorage(Path(parsed.path))
     if parsed.scheme == "s3":
+        require_extra("server", "S3 blob storage", "boto3")
         from partsbin.registry.storage.s3 import S3Storage
 
         return S3Storage(bucket=parsed.netloc, prefix=parsed.path.strip("/"), endpoint_url=s3_endpoint_url)

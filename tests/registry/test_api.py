@@ -107,6 +107,16 @@ def test_lookups_file_etag_and_range(http, published):
     tail = http.get(f"/components/by-digest/{hex_}/file", headers={"Range": "bytes=-5"})
     assert tail.content == full.content[-5:]
     assert http.get("/components/lab/ext/file", headers={"If-None-Match": f'"{hex_}"'}).status_code == 304
+    # HEAD answers GET's headers without the body, on every file route.
+    for path in (
+        "/components/lab/ext/file",
+        "/components/lab/ext/versions/1/file",
+        f"/components/by-digest/{hex_}/file",
+    ):
+        head = http.head(path)
+        assert head.status_code == 200 and head.content == b"", path
+        for name in ("etag", "content-length", "accept-ranges"):
+            assert head.headers[name] == full.headers[name], (path, name)
     # The embedded card makes the file self-describing.
     n = int.from_bytes(full.content[:8], "little")
     assert json.loads(json.loads(full.content[8 : 8 + n])["__metadata__"][CARD_METADATA_KEY])["name"] == "lab/ext"
@@ -126,6 +136,7 @@ def test_aliases_and_yank(live, http, published, tmp_path):
     assert http.put("/components/lab/ext/aliases/stable", json={"version": 1}, headers=_auth(admin)).status_code == 200
     assert http.get("/components/lab/ext/aliases/stable").json()["version"] == 1
     assert http.get("/components/lab/ext/aliases/stable/file").status_code == 200
+    assert http.head("/components/lab/ext/aliases/stable/file").headers["etag"].startswith('"')
     # Yank v2: hidden from latest and lists, still downloadable by exact version.
     y = http.post(
         "/components/lab/ext/versions/2/yank", json={"reason": "trained on the test split"}, headers=_auth(admin)

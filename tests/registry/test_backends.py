@@ -77,6 +77,9 @@ def test_registry_on_postgres_and_s3(make_registry, postgres_url, s3_server, tmp
         part = http.get("/components/lab/ext/file", headers={"Range": "bytes=100-199"})
         assert part.status_code == 206 and part.content == body[100:200]
         assert http.get("/components/lab/ext/file", headers={"Range": f"bytes={len(body)}-"}).status_code == 416
+        head = http.head("/components/lab/ext/file")
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["content-length"] == str(len(body)) and head.headers["etag"] == f.headers["etag"]
         assert live.blob_count() == 3 and live.row_count() == 3
         # The same bad upload is refused with nothing stored, on this backend too.
         bad = _upload(
