@@ -20,7 +20,7 @@ from partsbin.client.errors import (
     Unauthorized,
 )
 
-__all__ = ["raise_for_status", "with_retries"]
+__all__ = ["raise_for_status", "transport_error", "with_retries"]
 
 T = TypeVar("T")
 
@@ -66,10 +66,31 @@ def raise_for_status(response: httpx.Response) -> httpx.Response:
         or _BY_STATUS.get(response.status_code)
         or (ServerError if response.status_code >= 500 else RegistryError)
     )
+    if response.status_code == 401 and "authorization" not in response.request.headers:
+        # The registry words this for HTTP ("send 'Authorization: Bearer <token>'"); from
+        # Python or the CLI the token is given another way.
+        what = message.split(":")[0]
+        message = (
+            f"{what}: pass --token, set PARTSBIN_TOKEN or run `partsbin login` "
+            f"(the registry at {response.request.url.scheme}://{response.request.url.netloc.decode()})"
+        )
     exc = cls(message, status_code=response.status_code, code=code, request_id=response.headers.get("x-request-id"))
     retry_after = response.headers.get("retry-after", "")
     exc.retry_after = float(retry_after) if retry_after.replace(".", "", 1).isdigit() else None  # type: ignore[attr-defined]
     raise exc
+
+
+def transport_error(exc: httpx.TransportError) -> ConnectionFailed:
+    """The registry did not answer: say which URL, and how to point at another."""
+    try:
+        url = exc.request.url
+        where = f" at {url.scheme}://{url.netloc.decode()}"
+    except RuntimeError:  # an error raised before any request was made
+        where = ""
+    return ConnectionFailed(
+        f"could not reach the registry{where} ({exc or type(exc).__name__}): is it running? "
+        "Point at another with --url or PARTSBIN_URL"
+    )
 
 
 def with_retries(fn: Callable[[], T], *, attempts: int = 4, base: float = 0.25, cap: float = 8.0) -> T:
@@ -84,7 +105,7 @@ def with_retries(fn: Callable[[], T], *, attempts: int = 4, base: float = 0.25, 
             )
             if not retriable or attempt == attempts - 1:
                 if isinstance(exc, httpx.TransportError):
-                    raise ConnectionFailed(f"could not reach the registry: {exc}") from exc
+                    raise transport_error(exc) from exc
                 raise
             wait = min(cap, base * 2**attempt) * (0.5 + random.random() / 2)
             retry_after = getattr(exc, "retry_after", None)

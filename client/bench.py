@@ -26,8 +26,12 @@ from partsbin.client.assemble import AssembledModel, check_junctions
 from partsbin.parts.batchnorm import batchnorm_layers, set_bn_mode
 from partsbin.parts.extras import require
 from partsbin.parts.metrics import recombination_accuracy
+from partsbin.parts.names import shared_prefix
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
     from partsbin.client.registry import Component, Registry
 
 __all__ = ["BenchResult", "Cell", "bench", "cross_correlation", "recalibrate_bn", "load_test_data"]
@@ -44,6 +48,7 @@ class Cell:
     samples: int
     ci95: tuple[float, float]
     own_task: bool
+    dataset: str = ""
     latency_ms: float | None = None
     images_per_s: float | None = None
 
@@ -56,6 +61,8 @@ class BenchResult:
     batch_size: int
     cells: list[Cell]
     correlation: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: Why posting the cells as evaluations failed, if it did (the figures are still here).
+    post_error: str | None = None
 
     def cell(self, extractor: str, head: str) -> Cell:
         return next(c for c in self.cells if c.extractor == extractor and c.head == head)
@@ -68,23 +75,35 @@ class BenchResult:
     def to_json(self) -> str:
         return json.dumps({**asdict(self), "recombination_mean": self.recombination_mean()}, indent=2)
 
-    def table(self):
+    def rich_table(self) -> Table:
+        """The matrix as a rich Table. Names lose the prefix they all share (it moves to
+        the title) and wrap rather than being cut, so no two rows look alike."""
         from rich.table import Table
 
-        table = Table(
-            title=f"recombination accuracy (BatchNorm: {self.bn_mode}; rows: extractor, columns: head; * own task)"
-        )
-        table.add_column("extractor \\ head")
+        prefix = shared_prefix([*self.extractors, *self.heads])
+        short = {n: n.removeprefix(prefix) for n in [*self.extractors, *self.heads]}
+        title = f"recombination accuracy (BatchNorm: {self.bn_mode}; rows: extractor, columns: head; * own task)"
+        table = Table(title=title + (f"\nnames after {prefix}" if prefix else ""))
+        table.add_column("extractor \\ head", overflow="fold")
         for h in self.heads:
-            table.add_column(h, justify="right")
+            table.add_column(short[h], justify="right", overflow="fold")
         for e in self.extractors:
             row = []
             for h in self.heads:
                 c = self.cell(e, h)
                 row.append(
-                    f"{c.accuracy:.1%}{'*' if c.own_task else ''} ±{(c.ci95[1] - c.ci95[0]) / 2:.1%}\n(all {c.unrestricted:.1%}, n={c.samples})"
+                    f"{c.accuracy:.1%}{'*' if c.own_task else ''} ±{(c.ci95[1] - c.ci95[0]) / 2:.1%}\n"
+                    f"(all {c.unrestricted:.1%}, n={c.samples})"
                 )
-            table.add_row(e, *row)
+            table.add_row(short[e], *row)
+        return table
+
+    def table(self, console: Console | None = None) -> Table:
+        """Print the matrix (on ``console``, default stdout) and return it as a rich Table."""
+        from rich.console import Console
+
+        table = self.rich_table()
+        (console or Console(markup=False, emoji=False)).print(table)
         return table
 
     def heatmap(self, path: str | Path) -> Path:
@@ -211,9 +230,15 @@ def bench(
     latency: bool = False,
     post: bool = True,
 ) -> BenchResult:
+    """The matrix of ``extractors`` × ``heads``; each cell is posted as an evaluation when
+    ``post``. The token is checked before anything is measured, and the cells are posted
+    only once all are measured: a failure to post leaves the result whole, with the
+    failure in ``result.post_error``."""
     from partsbin.parts.data import load_split
     from partsbin.parts.training_spec import DataSpec
 
+    if post:
+        registry.check_can_publish(None, "posting the results as evaluations (pass post=False / --no-post to skip)")
     exts = [registry.pull(r) for r in extractors]
     hds = [registry.pull(r) for r in heads]
     test_sets: dict[str, tuple[str, Any]] = {}
@@ -239,18 +264,8 @@ def bench(
             cell = Cell(e.ref, h.ref, acc.restricted, acc.unrestricted, acc.n, acc.ci95, own)
             if latency:
                 cell.latency_ms, cell.images_per_s = _latency(model, images.x, batch_size)
+            cell.dataset = dataset
             cells.append(cell)
-            if post and acc.n:
-                registry.post_evaluation(
-                    extractor=e.ref,
-                    head=h.ref,
-                    dataset=dataset,
-                    value=acc.restricted,
-                    samples=acc.n,
-                    bn_mode="recalibrated" if bn_mode == "recalibrate" else bn_mode,
-                    batch_size=batch_size,
-                    details={"unrestricted": acc.unrestricted, "ci95": list(acc.ci95), "own_task": own},
-                )
     result = BenchResult([e.ref for e in exts], [h.ref for h in hds], bn_mode, batch_size, cells)
     if correlation and len(exts) > 1:
         # Same images for every pair: the first extractor's test set.
@@ -260,4 +275,29 @@ def bench(
             for b in exts[i + 1 :]:
                 direct, permuted = cross_correlation(feats[a.ref], feats[b.ref])
                 result.correlation[f"{a.ref} vs {b.ref}"] = {"direct": direct, "best_permutation": permuted}
+    if post:
+        result.post_error = _post(registry, result)
     return result
+
+
+def _post(registry: Registry, result: BenchResult) -> str | None:
+    """Post every measured cell; the first failure is returned, not raised."""
+    from partsbin.client.errors import PartsbinError
+
+    for c in result.cells:
+        if not c.samples:
+            continue
+        try:
+            registry.post_evaluation(
+                extractor=c.extractor,
+                head=c.head,
+                dataset=c.dataset,
+                value=c.accuracy,
+                samples=c.samples,
+                bn_mode="recalibrated" if result.bn_mode == "recalibrate" else result.bn_mode,
+                batch_size=result.batch_size,
+                details={"unrestricted": c.unrestricted, "ci95": list(c.ci95), "own_task": c.own_task},
+            )
+        except PartsbinError as exc:
+            return f"posting the evaluation of {c.extractor} + {c.head} failed: {exc}"
+    return None

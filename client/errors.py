@@ -1,24 +1,39 @@
 """Exceptions raised by the client.
 
-::
+Every error the client raises for a user mistake is a :class:`PartsbinError`; leaf
+errors also inherit the built-in that fits, so ``except LookupError`` works too::
 
     PartsbinError
-    ├── RegistryError                 the registry answered with an error
-    │   ├── ComponentNotFound         (also LookupError)   404 not_found
-    │   ├── Unauthorized              (also PermissionError) 401 / 403
-    │   ├── InvalidUpload             (also ValueError)   422 invalid_upload / invalid_name / invalid_request / 413
-    │   ├── Incompatible              (also ValueError)   422 incompatible
-    │   ├── Conflict                                      409
-    │   └── ServerError                                   5xx (after retries)
-    ├── Incompatible                  also raised locally by ``assemble``
-    ├── DigestMismatch                downloaded bytes do not hash to the advertised digest
-    └── ConnectionFailed              (also ConnectionError) the registry could not be reached
+    ├── InvalidName         (also ValueError)        a name, alias, digest or ref breaks the naming rules
+    ├── UsageError          (also ValueError)        arguments that do not fit together
+    ├── InvalidCard         (also ValueError)        a card that does not validate (each bad field named)
+    ├── InvalidFile         (also ValueError)        a file that is not a safetensors component (a PyTorch pickle, ...)
+    ├── MissingFile         (also FileNotFoundError) a local file or folder that is not there
+    ├── NotCached           (also LookupError)       offline (PARTSBIN_OFFLINE=1) and not in the cache
+    ├── RegistryError                                the registry answered with an error
+    │   ├── ComponentNotFound  (also LookupError)      404 not_found
+    │   ├── Unauthorized       (also PermissionError)  401 / 403
+    │   ├── InvalidUpload      (also ValueError)       422 invalid_upload / invalid_name / invalid_request / 413
+    │   ├── Incompatible       (also ValueError)       422 incompatible; also raised locally by ``assemble``
+    │   ├── Conflict                                   409
+    │   └── ServerError                                5xx (after retries)
+    ├── DigestMismatch                               downloaded bytes do not hash to the advertised digest
+    └── ConnectionFailed    (also ConnectionError)   the registry could not be reached
 """
 
 from __future__ import annotations
 
+from partsbin.parts.errors import PartsbinError
+from partsbin.parts.names import InvalidName
+
 __all__ = [
     "PartsbinError",
+    "InvalidName",
+    "UsageError",
+    "InvalidCard",
+    "InvalidFile",
+    "MissingFile",
+    "NotCached",
     "RegistryError",
     "ComponentNotFound",
     "Unauthorized",
@@ -31,7 +46,23 @@ __all__ = [
 ]
 
 
-class PartsbinError(Exception):
+class UsageError(PartsbinError, ValueError):
+    pass
+
+
+class InvalidCard(PartsbinError, ValueError):
+    pass
+
+
+class InvalidFile(PartsbinError, ValueError):
+    pass
+
+
+class MissingFile(PartsbinError, FileNotFoundError):
+    pass
+
+
+class NotCached(PartsbinError, LookupError):
     pass
 
 

@@ -10,26 +10,33 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 import httpx
-import torch
-from torch import nn
+from pydantic import ValidationError
 
 from partsbin import __version__
-from partsbin.client._http import raise_for_status, with_retries
-from partsbin.client.assemble import AssembledModel, check_junctions
+from partsbin.client._http import raise_for_status, transport_error, with_retries
 from partsbin.client.cache import Cache
-from partsbin.client.errors import InvalidUpload
+from partsbin.client.credentials import stored_token
+from partsbin.client.errors import InvalidCard, InvalidFile, MissingFile, Unauthorized, UsageError
 from partsbin.client.jobs import JobsAPI
 from partsbin.client.progress import progress_bar
-from partsbin.parts.archs import build_part
-from partsbin.parts.batchnorm import BNMode
-from partsbin.parts.card import CARD_METADATA_KEY, Card
+from partsbin.parts.card import CARD_METADATA_KEY, REGISTRY_FIELDS, Card
 from partsbin.parts.hashing import HashingWriter
-from partsbin.parts.names import Ref, parse_ref
-from partsbin.parts.safetensors_format import load_state_dict, save_state_dict
+from partsbin.parts.messages import describe_validation_error
+from partsbin.parts.names import Ref, parse_ref, validate_name
+from partsbin.parts.safetensors_format import SafetensorsError, read_header
+
+# torch is imported where a module is built or run, not here: `partsbin ls`, `show` and
+# `pull` need none of it, and importing it costs seconds.
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from partsbin.client.assemble import AssembledModel
+    from partsbin.client.bench import BenchResult
 
 __all__ = ["Registry", "Component", "DEFAULT_URL"]
 
@@ -51,6 +58,12 @@ class Component:
     card: Card
     raw: dict[str, Any]
     path: Path | None = None
+    #: Set by ``push``: False when identical bytes were already published under this name.
+    created: bool | None = None
+
+    def __repr__(self) -> str:
+        pulled = f", path={str(self.path)!r}" if self.path else ""
+        return f"Component({self.ref!r}, role={self.role!r}, digest={self.digest[:19]!r}…, size={self.size}{pulled})"
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> Component:
@@ -72,8 +85,11 @@ class Component:
 
     def build(self, device: str | torch.device = "cpu") -> nn.Module:
         """The module this component's card describes, with its weights (``strict=True``)."""
+        from partsbin.parts.archs import build_part
+        from partsbin.parts.safetensors_format import load_state_dict
+
         if self.path is None:
-            raise ValueError(f"{self.ref} is not pulled yet: use Registry.pull")
+            raise UsageError(f"{self.ref} is not pulled yet: use Registry.pull")
         a = self.card.arch
         module = build_part(a.name, a.config, a.part, a.split)
         module.load_state_dict(load_state_dict(self.path), strict=True)
@@ -83,8 +99,10 @@ class Component:
 class Registry:
     """Client of a partsbin registry.
 
-    ``url`` and ``token`` fall back to ``PARTSBIN_URL`` and ``PARTSBIN_TOKEN``; the
-    cache to ``PARTSBIN_CACHE_DIR`` (default ``~/.cache/partsbin``).
+    ``url`` and ``token`` fall back to ``PARTSBIN_URL`` and ``PARTSBIN_TOKEN``, and the
+    token then to the one ``partsbin login`` stored for that URL; the cache to
+    ``PARTSBIN_CACHE_DIR`` (default ``~/.cache/partsbin``). Use it as a context manager
+    (``with Registry() as reg:``) or call :meth:`close`, which closes its connections.
     """
 
     def __init__(
@@ -97,7 +115,8 @@ class Registry:
         progress: bool = False,
     ) -> None:
         self.url = (url or os.environ.get("PARTSBIN_URL") or DEFAULT_URL).rstrip("/")
-        token = token if token is not None else os.environ.get("PARTSBIN_TOKEN") or None
+        if token is None:
+            token = os.environ.get("PARTSBIN_TOKEN") or stored_token(self.url)
         headers = {"User-Agent": f"partsbin/{__version__}"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -136,22 +155,30 @@ class Registry:
     # -- publishing --------------------------------------------------------------------
     def push(self, module_or_file: nn.Module | str | Path, card: Card | dict[str, Any] | None = None) -> Component:
         """Publish a module (its state dict is written with the card embedded) or an
-        existing ``.safetensors`` file. Returns the stored component with its version."""
-        card_model = Card.model_validate(card) if isinstance(card, dict) else card
+        existing ``.safetensors`` file. Returns the stored component with its version;
+        ``created`` is False when identical bytes were already published under the name.
+
+        The card and the file are checked here before anything is sent: a bad card, a
+        missing card or a file that is not safetensors (a ``torch.save`` pickle) fails at
+        once instead of after the upload."""
+        card_model = _card(card) if isinstance(card, dict) else card
         tmp: Path | None = None
         try:
-            if isinstance(module_or_file, nn.Module):
+            if isinstance(module_or_file, (str, Path)):
+                path = Path(module_or_file)
+                if not path.is_file():
+                    raise MissingFile(f"no such file: {path}" + (" (it is a folder)" if path.is_dir() else ""))
+                _check_file(path, has_card=card_model is not None)
+            else:
                 if card_model is None:
-                    raise InvalidUpload("push(module, card): a module needs a card")
+                    raise UsageError("push(module, card): a module needs a card (see partsbin.parts.describe.card_for)")
+                from partsbin.parts.safetensors_format import save_state_dict
+
                 fd, name = tempfile.mkstemp(suffix=".safetensors")
                 os.close(fd)
                 tmp = Path(name)
                 save_state_dict(module_or_file.state_dict(), tmp, {CARD_METADATA_KEY: card_model.embedded_json()})
                 path = tmp
-            else:
-                path = Path(module_or_file)
-                if not path.is_file():
-                    raise FileNotFoundError(f"no such file: {path}")
             # A module's card is already inside the file it was written to; sending it again
             # as a form field would only make the registry parse and compare it twice.
             card_json = (
@@ -162,8 +189,13 @@ class Registry:
             label = f"push {card_model.name if card_model else path.name}"
             with progress_bar(self.progress, path.stat().st_size, label) as advance:
                 body, headers = _multipart(path, card_json, advance)
-                response = self._http.post("/components", content=body, headers=headers, timeout=None)
-            return Component.from_api(raise_for_status(response).json())
+                try:
+                    response = self._http.post("/components", content=body, headers=headers, timeout=None)
+                except httpx.TransportError as exc:
+                    raise transport_error(exc) from exc
+            comp = Component.from_api(raise_for_status(response).json())
+            comp.created = response.status_code == 201
+            return comp
         finally:
             if tmp is not None:
                 tmp.unlink(missing_ok=True)
@@ -172,12 +204,19 @@ class Registry:
     def info(self, ref: str) -> Component:
         return Component.from_api(self._get(parse_ref(ref).api_path()))
 
-    def list(self, **filters: Any) -> builtins.list[Component]:
-        """Every component matching the filters (role, arch, group, dataset, namespace, prefix)."""
-        return [Component.from_api(c) for c in self._pages("/components", **filters)]
+    def list(self, *, limit: int | None = None, **filters: Any) -> builtins.list[Component]:
+        """Components matching the filters (role, arch, group, dataset, namespace, prefix,
+        include_yanked), oldest first; at most ``limit`` of them."""
+        out: builtins.list[Component] = []
+        for item in self._pages("/components", limit=min(limit, 1000) if limit else None, **filters):
+            out.append(Component.from_api(item))
+            if limit is not None and len(out) >= limit:
+                break
+        return out
 
     def versions(self, name: str) -> builtins.list[Component]:
-        ns, n = name.split("/", 1)
+        """Every version of ``ns/name``, yanked ones included, oldest first."""
+        ns, n = validate_name(name)
         return [Component.from_api(c) for c in self._get(f"/components/{ns}/{n}/versions")]
 
     def pull(self, ref: str) -> Component:
@@ -221,7 +260,7 @@ class Registry:
         """Components that recombine with ``head`` (extractors) or ``extractor`` (heads),
         each with its ``component``, ``role``, ``status`` and ``reasons``."""
         if (head is None) == (extractor is None):
-            raise ValueError("compatible(): give exactly one of head= or extractor=")
+            raise UsageError("compatible(): give exactly one of head= or extractor=")
         params = {"head": head} if head is not None else {"extractor": extractor}
         out = []
         for item in self._pages("/compatible", **params):
@@ -245,13 +284,13 @@ class Registry:
     def yank(self, ref: str, reason: str) -> Component:
         r = parse_ref(ref)
         if r.kind != "version":
-            raise ValueError("yank takes an exact version: ns/name@VERSION")
+            raise UsageError(f"yank takes an exact version: {ref}@VERSION (see the versions with `partsbin versions`)")
         return Component.from_api(self._send("POST", f"{r.api_path()}/yank", json={"reason": reason}))
 
     def unyank(self, ref: str) -> Component:
         r = parse_ref(ref)
         if r.kind != "version":
-            raise ValueError("unyank takes an exact version: ns/name@VERSION")
+            raise UsageError(f"unyank takes an exact version: {ref}@VERSION")
         return Component.from_api(self._send("DELETE", f"{r.api_path()}/yank"))
 
     def post_evaluation(
@@ -280,10 +319,31 @@ class Registry:
         }
         return self._send("POST", "/evaluations", json=body)
 
+    def whoami(self) -> dict[str, Any]:
+        """The caller's token: ``token_id`` (None when anonymous), ``scope``, ``namespaces``, ``owner``."""
+        return self._get("/whoami")
+
+    def check_can_publish(self, namespace: str | None, action: str) -> None:
+        """Raise :class:`Unauthorized` now, before any work, if this token may not publish
+        into ``namespace`` (any namespace when None: posting evaluations)."""
+        me = self.whoami()
+        if me["scope"] == "admin" or (
+            me["scope"] == "publish" and (namespace is None or namespace in me["namespaces"])
+        ):
+            return
+        if me["token_id"] is None:
+            raise Unauthorized(f"{action} needs a token: pass --token, set PARTSBIN_TOKEN or run `partsbin login`")
+        where = f" into namespace {namespace!r}" if namespace else ""
+        may = ", ".join(me["namespaces"]) or "none"
+        raise Unauthorized(
+            f"{action} needs a token that may publish{where}; this one has scope {me['scope']!r} "
+            f"(it may publish into: {may})"
+        )
+
     def evaluations(self, *, extractor: str | None = None, head: str | None = None) -> builtins.list[dict[str, Any]]:
         return self._get("/evaluations", extractor=extractor, head=head)
 
-    def bench(self, extractors: builtins.list[str], heads: builtins.list[str], **kw: Any):
+    def bench(self, extractors: builtins.list[str], heads: builtins.list[str], **kw: Any) -> BenchResult:
         """The recombination matrix of ``extractors`` × ``heads`` (see :func:`partsbin.client.bench.bench`);
         posts each cell as an evaluation unless ``post=False``."""
         from partsbin.client.bench import bench
@@ -296,7 +356,7 @@ class Registry:
         extractor: str | Component,
         head: str | Component,
         *,
-        bn_mode: BNMode = "batch",
+        bn_mode: Literal["batch", "running"] = "batch",
         device: str | torch.device = "cpu",
     ) -> AssembledModel:
         """``head(extractor(x))`` from two stored parts. Refuses parts whose feature
@@ -312,6 +372,8 @@ class Registry:
             if isinstance(head, Component) and head.path
             else self.pull(head if isinstance(head, str) else head.ref)
         )
+        from partsbin.client.assemble import AssembledModel, check_junctions
+
         check_junctions(ext.ref, ext.card, hd.ref, hd.card)
         return AssembledModel(
             ext.build(device),
@@ -320,6 +382,27 @@ class Registry:
             extractor_ref=ext.ref,
             head_ref=hd.ref,
             labels=hd.card.interface.output.labels if hd.card.interface.output else None,
+        )
+
+
+def _card(data: dict[str, Any]) -> Card:
+    try:
+        return Card.model_validate({k: v for k, v in data.items() if k not in REGISTRY_FIELDS})
+    except ValidationError as exc:
+        raise InvalidCard(f"invalid card: {describe_validation_error(exc)}") from None
+
+
+def _check_file(path: Path, *, has_card: bool) -> None:
+    """What the registry would refuse at once, refused before the upload."""
+    try:
+        with path.open("rb") as fp:
+            header = read_header(fp, path.stat().st_size)
+    except SafetensorsError as exc:
+        raise InvalidFile(f"{path} is not a safetensors file: {exc}") from None
+    if not has_card and CARD_METADATA_KEY not in header.metadata:
+        raise InvalidCard(
+            f"{path} has no card: give one with --card card.json (push(file, card) in Python), or embed it in the "
+            f"file's __metadata__[{CARD_METADATA_KEY!r}]"
         )
 
 

@@ -13,9 +13,12 @@ A name is ``namespace/name``; each part matches :data:`PART_PATTERN`. A referenc
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Literal
+
+from partsbin.parts.errors import PartsbinError
 
 __all__ = [
     "PART_PATTERN",
@@ -26,6 +29,7 @@ __all__ = [
     "validate_name",
     "parse_ref",
     "parse_digest",
+    "shared_prefix",
 ]
 
 PART_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
@@ -36,7 +40,7 @@ _HEX_RE = re.compile(r"^[0-9a-f]{64}$")
 RESERVED_NAMESPACES = frozenset({"by-digest"})
 
 
-class InvalidName(ValueError):
+class InvalidName(PartsbinError, ValueError):
     """A name, alias or reference that does not follow the rules above."""
 
 
@@ -128,3 +132,13 @@ def parse_ref(ref: str) -> Ref:
         return Ref(kind="alias", namespace=ns, name=name, alias=validate_part(alias, "alias"))
     ns, name = validate_name(ref)
     return Ref(kind="latest", namespace=ns, name=name)
+
+
+def shared_prefix(names: list[str]) -> str:
+    """The prefix all ``names`` share, cut after its last '/' or '-' (empty for fewer than
+    two names): tables print it once, so that long names that differ late stay apart."""
+    if len(names) < 2:
+        return ""
+    prefix = os.path.commonprefix(names)
+    cut = max(prefix.rfind("/"), prefix.rfind("-"))
+    return prefix[: cut + 1] if cut >= 0 else ""

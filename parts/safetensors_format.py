@@ -15,10 +15,11 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 __all__ = [
     "DTYPE_SIZES",
@@ -27,6 +28,7 @@ __all__ = [
     "TensorInfo",
     "Header",
     "read_header",
+    "foreign_format",
     "check_tensors_match",
     "save_state_dict",
     "load_state_dict",
@@ -50,18 +52,6 @@ DTYPE_SIZES = {
     "F64": 8,
 }
 _FLOAT_DTYPES = {"F8_E5M2", "F8_E4M3", "F16", "BF16", "F32", "F64"}
-_TORCH_TO_ST = {
-    torch.float32: "F32",
-    torch.float16: "F16",
-    torch.bfloat16: "BF16",
-    torch.float64: "F64",
-    torch.int64: "I64",
-    torch.int32: "I32",
-    torch.int16: "I16",
-    torch.int8: "I8",
-    torch.uint8: "U8",
-    torch.bool: "BOOL",
-}
 # Component headers are a few KiB; the reference library allows 100 MB. A smaller bound
 # keeps a hostile header from costing the registry memory before it is rejected.
 DEFAULT_MAX_HEADER_BYTES = 16 * 1024 * 1024
@@ -86,13 +76,49 @@ class Header:
     data_offset: int
 
 
+# Formats people upload by mistake, by their first bytes. torch.save writes a zip archive
+# (since PyTorch 1.6) or, with _use_new_zipfile_serialization=False, a raw pickle; both
+# would otherwise be refused with "header length 5787125521844334... exceeds the limit".
+_SAVE_WITH_SAFETENSORS = (
+    "save it with safetensors instead: safetensors.torch.save_file(module.state_dict(), path), "
+    "or let partsbin write it: Registry.push(module, card)"
+)
+_MAGIC = (
+    (b"PK\x03\x04", "this is a zip archive, as torch.save writes (a PyTorch pickle); " + _SAVE_WITH_SAFETENSORS),
+    (
+        b"\x80",
+        "this is a Python pickle (torch.save or pickle.dump); partsbin never unpickles; " + _SAVE_WITH_SAFETENSORS,
+    ),
+    (b"\x93NUMPY", "this is a NumPy .npy array, not a safetensors file; " + _SAVE_WITH_SAFETENSORS),
+    (b"\x89HDF", "this is an HDF5 file (Keras .h5?), not a safetensors file"),
+)
+
+
+def foreign_format(first_bytes: bytes) -> str | None:
+    """What a file that is not safetensors is, by its first 9 bytes, or None.
+
+    A safetensors file starts with its header length and then ``{``: a header length can
+    begin with any byte (0x80 included), so only a file without that ``{`` is foreign."""
+    if first_bytes[8:9] == b"{":
+        return None
+    for magic, what in _MAGIC:
+        if first_bytes.startswith(magic):
+            return what
+    return None
+
+
 def read_header(fp: BinaryIO, file_size: int, max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES) -> Header:
     if file_size < 8:
         raise SafetensorsError(
             f"file is truncated: {file_size} bytes, a safetensors file starts with an 8-byte header length"
         )
     fp.seek(0)
-    (n,) = struct.unpack("<Q", fp.read(8))
+    first = fp.read(9)
+    foreign = foreign_format(first)
+    if foreign is not None:
+        raise SafetensorsError(foreign)
+    (n,) = struct.unpack("<Q", first[:8])
+    fp.seek(8)
     if n > max_header_bytes:
         raise SafetensorsError(f"header length {n} exceeds the limit of {max_header_bytes} bytes")
     if 8 + n > file_size:
@@ -165,7 +191,7 @@ def check_tensors_match(
 ) -> None:
     """Names and shapes equal the module's state dict (or a precomputed map of name to
     shape and dtype, as ``partsbin.parts.archs.part_layout`` gives); floats stay floats, integers integers."""
-    if isinstance(expected, nn.Module):
+    if not isinstance(expected, Mapping):  # an nn.Module
         expected = {k: (tuple(v.shape), v.dtype) for k, v in expected.state_dict().items()}
     missing = sorted(set(expected) - set(header.tensors))
     extra = sorted(set(header.tensors) - set(expected))

@@ -34,6 +34,7 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PARTSBIN_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("PARTSBIN_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("PARTSBIN_NO_PROGRESS", "1")
+    monkeypatch.setenv("PARTSBIN_CONFIG_DIR", str(tmp_path / "config"))
 
 
 def free_port() -> int:

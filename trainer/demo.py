@@ -120,7 +120,7 @@ def run_demo(
     out_dir.mkdir(parents=True, exist_ok=True)
     for label, result in (("compatible", compatible), ("independent", independent)):
         if console is not None:
-            console.print(result.table())
+            console.print(result.rich_table())
         corr = next(iter(result.correlation.values()), None)
         say(
             f"      {label}: mean recombination accuracy {result.recombination_mean():.1%}"

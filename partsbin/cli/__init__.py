@@ -5,7 +5,8 @@ It sits above the parts it drives: commands for the registry server (``serve``, 
 ``worker``, ``jobs``, ``demo``) and the benchmark, one module per group.
 """
 
-from partsbin.cli import benchmark, components, server, training  # noqa: F401  (registers the commands)
+# Imported in the order their groups appear in `partsbin --help`.
+from partsbin.cli import components, benchmark, training, account, server  # noqa: F401, I001  (registers the commands)
 from partsbin.cli._app import app, main
 
 __all__ = ["app", "main"]

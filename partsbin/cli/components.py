@@ -1,108 +1,296 @@
-"""Commands on stored components: ``push``, ``pull``, ``ls``, ``show``, ``compatible``,
-``alias``, ``yank``."""
+"""Commands on stored components: ``push``, ``pull``, ``ls``, ``show``, ``versions``,
+``compatible``, ``alias``, ``yank``."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
-from rich.table import Table
 
-from partsbin.cli._app import TokenOpt, UrlOpt, app, console, fail, open_registry
+from partsbin.cli._app import (
+    PANEL_COMPONENTS,
+    JsonOpt,
+    TokenOpt,
+    UrlOpt,
+    app,
+    console,
+    fail,
+    note,
+    open_registry,
+    print_json,
+    table,
+)
+from partsbin.parts.names import shared_prefix
+
+RoleOpt = Annotated[
+    Literal["extractor", "head", "aux-rp", "aux-dcc", "init"] | None,
+    typer.Option(help="extractor, head, aux-rp, aux-dcc or init"),
+]
 
 
-@app.command()
+def _read_card(path: Path) -> dict[str, Any]:
+    import yaml
+
+    from partsbin.client.errors import InvalidCard, MissingFile
+
+    if not path.is_file():
+        raise MissingFile(f"no such card file: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())  # JSON is YAML too
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise InvalidCard(f"{path} is neither JSON nor YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidCard(f"{path} must hold one JSON (or YAML) object: the card")
+    return data
+
+
+@app.command(rich_help_panel=PANEL_COMPONENTS)
 def push(
     file: Annotated[Path, typer.Argument(help=".safetensors file (card embedded, or given with --card)")],
-    card: Annotated[Path | None, typer.Option(help="card JSON file")] = None,
+    card: Annotated[Path | None, typer.Option(help="card file, JSON or YAML")] = None,
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:
     """Publish a component file."""
-    card_data = json.loads(card.read_text()) if card else None
+    card_data = _read_card(card) if card else None
     with open_registry(url, token) as reg:
         comp = reg.push(file, card_data)
-    console.print(f"published {comp.ref} ({comp.digest})")
+    if comp.created:
+        console.print(f"published {comp.ref} ({comp.digest})")
+    else:
+        console.print(f"already published as {comp.ref} ({comp.digest}): identical bytes, no new version")
 
 
-@app.command()
+def _output_path(output: Path, comp_name: str, version: int) -> Path:
+    if output.is_dir():
+        return output / f"{comp_name.replace('/', '--')}--{version}.safetensors"
+    return output
+
+
+@app.command(rich_help_panel=PANEL_COMPONENTS)
 def pull(
-    ref: str,
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="also copy the file here")] = None,
+    ref: Annotated[str, typer.Argument(help="ns/name, ns/name@VERSION, ns/name:ALIAS or sha256:HEX")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="also copy the file here (file or folder)")
+    ] = None,
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:
     """Download a component into the cache (sha256 verified)."""
+    from partsbin.parts.names import parse_ref
+
+    parse_ref(ref)
+    if output is not None and not output.is_dir() and not output.parent.is_dir():
+        raise fail(f"cannot write {output}: the folder {output.parent} does not exist")
     with open_registry(url, token) as reg:
         comp = reg.pull(ref)
-    if output:
-        shutil.copyfile(comp.path, output)
-    console.print(f"{comp.ref} {comp.digest} -> {output or comp.path}")
+    if output is not None:
+        target = _output_path(output, comp.name, comp.version)
+        shutil.copyfile(comp.path, target)
+    console.print(f"{comp.ref} {comp.digest} -> {target if output is not None else comp.path}")
 
 
-def _table(comps: list[Any]) -> Table:
-    table = Table("ref", "role", "arch", "junction", "dataset", "digest", "size")
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    return f"{n} B"
+
+
+def _components_table(comps: list[Any]) -> Any:
+    prefix = shared_prefix([c.ref for c in comps])
+    t = table(f"ref ({prefix}…)" if prefix else "ref", "role", "arch", "junction", "dataset", "digest", "size")
     for c in comps:
         j = c.card.interface.junction
         ds = c.card.provenance.dataset.name if c.card.provenance.dataset else ""
-        table.add_row(
-            c.ref + (" (yanked)" if c.yanked else ""),
+        t.add_row(
+            c.ref.removeprefix(prefix) + (" (yanked)" if c.yanked else ""),
             c.role,
             c.card.arch.name,
             f"{j.channels}@{j.spatial}",
             ds,
             c.digest[:19] + "…",
-            f"{c.size:,}",
+            _size(c.size),
         )
-    return table
+    return t
 
 
-@app.command("ls")
+@app.command("ls", rich_help_panel=PANEL_COMPONENTS)
 def ls(
-    role: str | None = None,
-    arch: str | None = None,
-    group: str | None = None,
-    dataset: str | None = None,
-    namespace: str | None = None,
-    prefix: str | None = None,
+    role: RoleOpt = None,
+    arch: Annotated[str | None, typer.Option(help="architecture, e.g. resnet_cifar")] = None,
+    group: Annotated[str | None, typer.Option(help="anchor digest of a compatibility group")] = None,
+    dataset: Annotated[str | None, typer.Option(help="training data set name")] = None,
+    namespace: Annotated[str | None, typer.Option(help="namespace")] = None,
+    prefix: Annotated[str | None, typer.Option(help="prefix of ns/name")] = None,
+    yanked: Annotated[bool, typer.Option("--yanked", help="include yanked versions")] = False,
+    limit: Annotated[int, typer.Option(min=1, help="show at most this many")] = 100,
+    json_out: JsonOpt = False,
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:
-    """List components."""
+    """List components (newest last)."""
     with open_registry(url, token) as reg:
-        comps = reg.list(role=role, arch=arch, group=group, dataset=dataset, namespace=namespace, prefix=prefix)
-    console.print(_table(comps))
+        comps = reg.list(
+            role=role,
+            arch=arch,
+            group=group,
+            dataset=dataset,
+            namespace=namespace,
+            prefix=prefix,
+            include_yanked=yanked or None,
+            limit=limit,
+        )
+    if json_out:
+        print_json([c.raw for c in comps])
+        return
+    if not comps:
+        note(
+            "no components match"
+            + ("" if not any((role, arch, group, dataset, namespace, prefix)) else " these filters")
+        )
+        return
+    console.print(_components_table(comps))
+    if len(comps) == limit:
+        note(f"showing the first {limit}; pass --limit to see more")
 
 
-@app.command()
-def show(ref: str, url: UrlOpt = None, token: TokenOpt = None) -> None:
+def _render_card(comp: Any) -> None:
+    from rich.tree import Tree
+
+    card = comp.card
+    tree = Tree(f"{comp.ref}  ({card.role}{', yanked: ' + str(comp.raw.get('yank_reason')) if comp.yanked else ''})")
+    if card.description:
+        tree.add(card.description)
+    tree.add(f"digest {comp.digest}, {_size(comp.size)}, published {comp.raw.get('created_at', '')}")
+    a = card.arch
+    tree.add(f"arch {a.name} {a.config} — {a.part} split at {a.split}")
+    i = card.interface
+    iface = tree.add("interface")
+    if i.input:
+        iface.add(f"input: {i.input.channels} channels, {i.input.size}×{i.input.size}")
+    iface.add(f"junction: {i.junction.channels} channels at {i.junction.spatial}")
+    if i.output:
+        labels = i.output.labels
+        iface.add(f"output: {len(labels)} classes ({', '.join(labels[:12])}{', …' if len(labels) > 12 else ''})")
+    c = card.compat
+    compat = tree.add("compatibility")
+    compat.add(f"anchors: {', '.join(c.anchors) or 'none (no compatibility group)'}")
+    if c.methods or c.scheme:
+        compat.add(f"methods {', '.join(c.methods) or '-'}, scheme {c.scheme or '-'}")
+    for key in ("init", "sibling"):
+        if getattr(c, key):
+            compat.add(f"{key}: {getattr(c, key)}")
+    p = card.provenance
+    prov = tree.add("provenance")
+    if p.dataset:
+        prov.add(
+            f"data set {p.dataset.name}" + (f", classes {', '.join(p.dataset.classes)}" if p.dataset.classes else "")
+        )
+    if p.seed is not None or p.job:
+        prov.add(f"seed {p.seed}, job {p.job or '-'}")
+    for key, value in (p.model_extra or {}).items():
+        if key != "dataset":
+            prov.add(f"{key}: {value}")
+    if card.metrics:
+        metrics = tree.add("metrics")
+        for key, value in card.metrics.items():
+            metrics.add(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}")
+    if card.tags or card.license:
+        tree.add(f"tags {', '.join(card.tags) or '-'}; license {card.license or '-'}")
+    console.print(tree)
+
+
+@app.command(rich_help_panel=PANEL_COMPONENTS)
+def show(
+    ref: Annotated[str, typer.Argument(help="ns/name, ns/name@VERSION, ns/name:ALIAS or sha256:HEX")],
+    json_out: JsonOpt = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
     """Show a component's card."""
     with open_registry(url, token) as reg:
         comp = reg.info(ref)
-    console.print_json(json.dumps(comp.raw))
+    if json_out:
+        print_json(comp.raw)
+    else:
+        _render_card(comp)
 
 
-@app.command()
+@app.command(rich_help_panel=PANEL_COMPONENTS)
+def versions(
+    name: Annotated[str, typer.Argument(help="ns/name")],
+    json_out: JsonOpt = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Every version of a component, yanked ones included."""
+    with open_registry(url, token) as reg:
+        comps = reg.versions(name)
+    if json_out:
+        print_json([c.raw for c in comps])
+        return
+    t = table("version", "digest", "size", "published", "yanked")
+    for c in comps:
+        yanked = (c.raw.get("yank_reason") or "yes") if c.yanked else ""
+        t.add_row(str(c.version), c.digest[:19] + "…", _size(c.size), str(c.raw.get("created_at", ""))[:19], yanked)
+    console.print(t)
+
+
+def _why_empty(reg: Any, ref: str, role: str) -> str:
+    comp = reg.info(ref)
+    anchors = comp.card.compat.anchors if comp.role not in ("aux-rp", "aux-dcc") else [comp.digest]
+    if not anchors:
+        return (
+            f"{comp.ref} was trained against no aux head (its card lists no anchors), so no {role} is declared "
+            "compatible with it; measure candidate pairs with `partsbin bench`, or train against an anchor"
+        )
+    names = []
+    for digest in anchors:
+        try:
+            names.append(f"{reg.info(digest).ref} ({digest[:19]}…)")
+        except Exception:  # noqa: BLE001 — best effort for a message
+            names.append(digest)
+    return (
+        f"{comp.ref} is in the group(s) of {', '.join(names)}, but no other {role} there has a matching feature "
+        f"interface ({comp.card.interface.junction.channels} channels)"
+    )
+
+
+@app.command(rich_help_panel=PANEL_COMPONENTS)
 def compatible(
-    head: Annotated[str | None, typer.Option(help="find extractors for this head")] = None,
-    extractor: Annotated[str | None, typer.Option(help="find heads for this extractor")] = None,
+    head: Annotated[str | None, typer.Option("--head", "-H", help="find extractors for this head")] = None,
+    extractor: Annotated[str | None, typer.Option("--extractor", "-e", help="find heads for this extractor")] = None,
+    json_out: JsonOpt = False,
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:
     """Components that recombine with a head or an extractor, with the reason."""
+    if (head is None) == (extractor is None):
+        raise fail("give --head REF (to find extractors) or --extractor REF (to find heads)")
     with open_registry(url, token) as reg:
         items = reg.compatible(head=head, extractor=extractor)
-    table = Table("ref", "role", "status", "why")
+        if not items and not json_out:
+            query = head or extractor or ""
+            raise fail(_why_empty(reg, query, "extractor" if head else "head"), code=1)
+    if json_out:
+        print_json([{**it, "component": it["component"].raw} for it in items])
+        return
+    prefix = shared_prefix([it["component"].ref for it in items])
+    t = table(f"ref ({prefix}…)" if prefix else "ref", "role", "status", "why")
     for it in items:
-        why = "; ".join(f"{r['detail']} ({r.get('anchor_ref') or r.get('anchor')})" for r in it["reasons"])
-        table.add_row(it["component"].ref, it["role"], it["status"], why)
-    console.print(table)
+        why = "; ".join(
+            r["detail"] + (f" ({r.get('anchor_ref') or r.get('anchor')})" if r.get("anchor") else "")
+            for r in it["reasons"]
+        )
+        t.add_row(it["component"].ref.removeprefix(prefix), it["role"], it["status"], why)
+    console.print(t)
 
 
-@app.command()
+@app.command(rich_help_panel=PANEL_COMPONENTS)
 def alias(
     name: Annotated[str, typer.Argument(help="ns/name")],
     alias_name: Annotated[str, typer.Argument(metavar="ALIAS")],
@@ -112,18 +300,22 @@ def alias(
     token: TokenOpt = None,
 ) -> None:
     """Point an alias (e.g. stable) at a version, or remove it (admin or namespace owner)."""
+    from partsbin.parts.names import validate_name, validate_part
+
+    validate_name(name)
+    validate_part(alias_name, "alias")
+    if not delete and version is None:
+        raise fail("give the VERSION to point at, or --delete")
     with open_registry(url, token) as reg:
         if delete:
             reg.delete_alias(name, alias_name)
             console.print(f"removed {name}:{alias_name}")
             return
-        if version is None:
-            raise fail("give the VERSION to point at, or --delete")
         reg.set_alias(name, alias_name, version)
     console.print(f"{name}:{alias_name} -> {name}@{version}")
 
 
-@app.command()
+@app.command(rich_help_panel=PANEL_COMPONENTS)
 def yank(
     ref: Annotated[str, typer.Argument(help="ns/name@VERSION")],
     reason: Annotated[str, typer.Option(help="why (shown to users)")] = "",
@@ -132,12 +324,16 @@ def yank(
     token: TokenOpt = None,
 ) -> None:
     """Hide a version from lists and lookups (still downloadable by exact version)."""
+    from partsbin.parts.names import parse_ref
+
+    if parse_ref(ref).kind != "version":
+        raise fail(f"yank takes an exact version: {ref}@VERSION (`partsbin versions {ref.split(':')[0]}` lists them)")
+    if not undo and not reason:
+        raise fail("say why with --reason TEXT (users see it)")
     with open_registry(url, token) as reg:
         if undo:
             comp = reg.unyank(ref)
             console.print(f"unyanked {comp.ref}")
             return
-        if not reason:
-            raise fail("--reason is required")
         comp = reg.yank(ref, reason)
     console.print(f"yanked {comp.ref}: {reason}")

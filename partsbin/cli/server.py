@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from partsbin.cli._app import app, console, err, fail
+from partsbin.cli._app import PANEL_SERVER, app, console, err, fail, note
 
 db_app = typer.Typer(help="Registry database schema.", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens (works on the registry database directly).", no_args_is_help=True)
-app.add_typer(db_app, name="db")
-app.add_typer(token_app, name="token")
+app.add_typer(db_app, name="db", rich_help_panel=PANEL_SERVER)
+app.add_typer(token_app, name="token", rich_help_panel=PANEL_SERVER)
 
 
 def _settings() -> Any:
@@ -22,7 +23,7 @@ def _settings() -> Any:
     return Settings()
 
 
-@app.command()
+@app.command(rich_help_panel=PANEL_SERVER)
 def serve(
     host: Annotated[str | None, typer.Option(help="bind address [env: PARTSBIN_HOST]")] = None,
     port: Annotated[int | None, typer.Option(help="port [env: PARTSBIN_PORT]")] = None,
@@ -44,6 +45,7 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="target revision")] 
     from partsbin.registry.db.session import make_engine
 
     settings = _settings()
+    note(f"database: {_shown(settings.resolved_database_url)}")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
     upgrade(engine, revision)
@@ -57,20 +59,62 @@ def db_current() -> None:
     from partsbin.registry.db.migrate import current_revision, head_revision
     from partsbin.registry.db.session import make_engine
 
-    engine = make_engine(_settings().resolved_database_url)
+    url = _settings().resolved_database_url
+    note(f"database: {_shown(url)}")
+    if _missing_sqlite_file(url):
+        raise fail(f"there is no database at {_shown(url)}")
+    engine = make_engine(url)
     cur, head = current_revision(engine), head_revision()
     state = "up to date" if cur == head else "run `partsbin db upgrade`"
     console.print(f"current: {cur or '(empty)'}  head: {head}  {state}")
     engine.dispose()
 
 
+def _shown(url: str) -> str:
+    """A database URL as people read it: the file of a SQLite URL, no password."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return str(parsed.database)
+    return parsed.render_as_string(hide_password=True)
+
+
+def _missing_sqlite_file(url: str) -> bool:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    return (
+        parsed.get_backend_name() == "sqlite"
+        and parsed.database not in (None, "", ":memory:")
+        and not Path(str(parsed.database)).is_file()
+    )
+
+
 def _session() -> Any:
+    """A session on the registry's database, which must exist already: a token made in
+    a database that no server uses would be refused by the running one."""
     from partsbin.registry.db.migrate import SchemaState, schema_state
     from partsbin.registry.db.session import make_engine, make_sessionmaker
 
     settings = _settings()
-    engine = make_engine(settings.resolved_database_url)
-    if schema_state(engine) is not SchemaState.AT_HEAD:
+    url = settings.resolved_database_url
+    note(f"database: {_shown(url)}")
+    where = "PARTSBIN_DATABASE_URL" if settings.database_url else f"PARTSBIN_DATA_DIR ({settings.data_dir.resolve()})"
+    if _missing_sqlite_file(url):
+        raise fail(
+            f"there is no registry database at {_shown(url)}. Run this with the same {where.split(' ')[0]} as the "
+            "registry's `partsbin serve`, or create the database first with `partsbin serve` or `partsbin db upgrade`"
+        )
+    engine = make_engine(url)
+    state = schema_state(engine)
+    if state is SchemaState.EMPTY:
+        engine.dispose()
+        raise fail(
+            f"the database at {_shown(url)} is empty: create the schema with `partsbin db upgrade` (or `partsbin serve`) "
+            f"using the same {where}"
+        )
+    if state is not SchemaState.AT_HEAD:
         raise fail("the registry database is not at the current schema: run `partsbin db upgrade` first")
     return make_sessionmaker(engine)()
 

@@ -7,15 +7,27 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
-from rich.table import Table
 
-from partsbin.cli._app import TokenOpt, UrlOpt, app, console, err, fail, open_registry
+from partsbin.cli._app import (
+    PANEL_TRAINING,
+    JsonOpt,
+    TokenOpt,
+    UrlOpt,
+    app,
+    console,
+    err,
+    fail,
+    note,
+    open_registry,
+    print_json,
+    table,
+)
 
 jobs_app = typer.Typer(help="Training jobs in the registry's queue.", no_args_is_help=True)
-app.add_typer(jobs_app, name="jobs")
+app.add_typer(jobs_app, name="jobs", rich_help_panel=PANEL_TRAINING)
 
 
 def _load_spec(path: Path) -> Any:
@@ -37,14 +49,14 @@ def _load_spec(path: Path) -> Any:
 
 
 @contextmanager
-def publishing_registry() -> Iterator[Any]:
-    """PARTSBIN_URL when set, else the embedded registry in the data folder."""
+def publishing_registry(url: str | None = None, token: str | None = None) -> Iterator[Any]:
+    """--url / PARTSBIN_URL when given, else the embedded registry in the data folder."""
     import os
 
     from partsbin.client.registry import Registry
 
-    if os.environ.get("PARTSBIN_URL"):
-        with Registry(progress=sys.stderr.isatty()) as reg:
+    if url or os.environ.get("PARTSBIN_URL"):
+        with Registry(url=url, token=token, progress=sys.stderr.isatty()) as reg:
             yield reg
         return
     from partsbin.registry.embedded import embedded_registry
@@ -54,22 +66,51 @@ def publishing_registry() -> Iterator[Any]:
         yield reg
 
 
-def _progress_bar() -> Any:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+class _TrainingProgress:
+    """A progress bar on a terminal; plain lines (step, loss, images/s) every few seconds
+    otherwise, so that a run logged to a file is not silent until it ends."""
 
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("step {task.completed}/{task.total}"),
-        TextColumn("loss {task.fields[loss]:.3f}"),
-        TextColumn("{task.fields[ips]:.0f} img/s"),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    )
+    EVERY_SECONDS = 10.0
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.bar: Any = None
+        self.last = 0.0
+
+    def __enter__(self) -> _TrainingProgress:
+        if err.is_terminal:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.fields[status]}"),
+                TimeElapsedColumn(),
+                console=err,
+                transient=True,
+            )
+            self.bar.__enter__()
+            self.task = self.bar.add_task(self.name, total=None, status="starting: loading data and building networks")
+        else:
+            note(f"{self.name}: starting")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def on_step(self, info: dict[str, Any]) -> None:
+        import time
+
+        status = f"step {info['step']}/{info['total']}  loss {info['loss']:.3f}  {info['images_per_s']:.0f} img/s"
+        if self.bar is not None:
+            self.bar.update(self.task, completed=info["step"], total=info["total"], status=status)
+        elif time.monotonic() - self.last >= self.EVERY_SECONDS or info["step"] == info["total"]:
+            self.last = time.monotonic()
+            note(f"{self.name}: {status}")
 
 
-@app.command()
+@app.command(rich_help_panel=PANEL_TRAINING)
 def train(
     spec_file: Annotated[Path | None, typer.Argument(metavar="SPEC", help="training spec, YAML or JSON")] = None,
     local: Annotated[bool, typer.Option("--local", help="train in this process instead of submitting a job")] = False,
@@ -94,13 +135,12 @@ def train(
     from partsbin.trainer.engine import Progress
     from partsbin.trainer.run import run
 
-    with publishing_registry() as reg, _progress_bar() as bar:
-        task = bar.add_task(spec.name, total=None, loss=float("nan"), ips=0.0)
-
-        def on_step(info: dict[str, Any]) -> None:
-            bar.update(task, completed=info["step"], total=info["total"], loss=info["loss"], ips=info["images_per_s"])
-
-        result = run(spec, reg if spec.publish else None, progress=Progress(on_step=on_step))
+    with publishing_registry(url, token) as reg:
+        if spec.publish:
+            # Minutes of training must not end in "publishing needs a token".
+            reg.check_can_publish(spec.namespace, f"publishing the results of {spec_file}")
+        with _TrainingProgress(spec.name) as shown:
+            result = run(spec, reg if spec.publish else None, progress=Progress(on_step=shown.on_step))
     for name, m in result.metrics.items():
         if name != "train":
             console.print(f"task {name}: own-task accuracy {m['own_task_accuracy']:.1%} on {m['n']} test images")
@@ -111,7 +151,7 @@ def train(
         console.print(f"published {ref}")
 
 
-@app.command()
+@app.command(rich_help_panel=PANEL_TRAINING)
 def worker(
     name: Annotated[str | None, typer.Option(help="worker name (default: host-random)")] = None,
     lease: Annotated[float, typer.Option(help="lease length in seconds")] = 60.0,
@@ -127,6 +167,8 @@ def worker(
     from partsbin.trainer.worker import Worker
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    # The worker's lines are JSON objects; httpx's own "HTTP Request: ..." lines are not.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     with open_registry(url, token) as reg:
         w = Worker(reg, name=name, lease_seconds=lease, poll_seconds=poll)
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -135,16 +177,30 @@ def worker(
 
 
 @jobs_app.command("list")
-def jobs_list(status: str | None = None, url: UrlOpt = None, token: TokenOpt = None) -> None:
+def jobs_list(
+    status: Annotated[
+        Literal["queued", "running", "succeeded", "failed", "cancelled"] | None,
+        typer.Option(help="queued, running, succeeded, failed or cancelled"),
+    ] = None,
+    json_out: JsonOpt = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
     """List jobs."""
     with open_registry(url, token) as reg:
         jobs = reg.jobs.list(status=status)
-    table = Table("id", "status", "namespace", "name", "attempts", "worker", "progress", "error")
+    if json_out:
+        print_json(jobs)
+        return
+    if not jobs:
+        note(f"no {status} jobs" if status else "no jobs")
+        return
+    t = table("id", "status", "namespace", "name", "attempts", "worker", "progress", "error")
     for j in jobs:
         p = j.get("progress") or {}
         prog = f"{p.get('step')}/{p.get('total')} loss {p.get('loss', float('nan')):.3f}" if p else ""
         error = (j.get("error") or "").strip().splitlines()[-1:]
-        table.add_row(
+        t.add_row(
             str(j["id"]),
             j["status"],
             j["namespace"],
@@ -154,14 +210,18 @@ def jobs_list(status: str | None = None, url: UrlOpt = None, token: TokenOpt = N
             prog,
             error[0] if error else "",
         )
-    console.print(table)
+    console.print(t)
 
 
 @jobs_app.command("show")
-def jobs_show(job_id: int, url: UrlOpt = None, token: TokenOpt = None) -> None:
-    """Show a job."""
+def jobs_show(job_id: int, json_out: JsonOpt = False, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Show a job: its state, progress or final result, and what it published."""
     with open_registry(url, token) as reg:
-        console.print_json(json.dumps(reg.jobs.get(job_id)))
+        job = reg.jobs.get(job_id)
+    if json_out:
+        print_json(job)
+        return
+    _render_job(job)
 
 
 @jobs_app.command("cancel")
@@ -172,7 +232,36 @@ def jobs_cancel(job_id: int, url: UrlOpt = None, token: TokenOpt = None) -> None
     console.print(f"job {job_id}: {job['status']}{' (cancel requested)' if job['cancel_requested'] else ''}")
 
 
-@app.command()
+def _render_job(job: dict[str, Any]) -> None:
+    from rich.tree import Tree
+
+    spec = job["spec"]
+    tree = Tree(f"job {job['id']}: {spec.get('name', '')} ({job['status']}), namespace {job['namespace']}")
+    tree.add(f"attempts {job['attempts']}/{job['max_attempts']}, worker {job.get('worker') or '-'}")
+    tree.add(
+        f"submitted {job['created_at']}, started {job.get('started_at') or '-'}, finished {job.get('finished_at') or '-'}"
+    )
+    p = job.get("progress") or {}
+    if p:
+        final = job["status"] == "succeeded"
+        line = f"{'final' if final else 'last reported'}: step {p.get('step')}/{p.get('total')}"
+        if p.get("loss") is not None:
+            line += f", loss {p['loss']:.3f}"
+        if p.get("images_per_s"):
+            line += f", {p['images_per_s']:.0f} images/s"
+        node = tree.add(line)
+        for task, acc in (p.get("accuracy") or {}).items():
+            node.add(f"task {task}: own-task accuracy {acc:.1%}")
+    if job.get("result_refs"):
+        published = tree.add("published")
+        for ref in job["result_refs"]:
+            published.add(ref)
+    if job.get("error"):
+        tree.add(f"error: {job['error'].strip().splitlines()[-1]}")
+    console.print(tree)
+
+
+@app.command(rich_help_panel=PANEL_TRAINING)
 def demo(
     steps: Annotated[int, typer.Option(help="training steps per network")] = 150,
     out: Annotated[Path, typer.Option(help="folder for the heatmaps")] = Path("partsbin-demo"),

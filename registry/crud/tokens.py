@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -91,15 +91,10 @@ def revoke_token(*, session: Session, token_id: int) -> Token:
     return row
 
 
-def _aware(dt: datetime) -> datetime:
-    # SQLite returns naive datetimes even for timezone-aware columns; they were written as UTC.
-    return dt if dt.tzinfo else dt.replace(tzinfo=utcnow().tzinfo)
-
-
 def authenticate(session: Session, secret: str) -> Principal | None:
     row = session.scalars(sa.select(Token).where(Token.token_hash == hash_token(secret))).first()
     if row is None or row.revoked_at is not None:
         return None
-    if row.expires_at is not None and _aware(row.expires_at) <= utcnow():
+    if row.expires_at is not None and row.expires_at <= utcnow():
         return None
     return Principal(token_id=row.id, scope=row.scope, namespaces=tuple(row.namespaces or ()), owner=row.owner)

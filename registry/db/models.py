@@ -28,7 +28,20 @@ class Base(DeclarativeBase):
     )
 
 
-Timestamp = sa.DateTime(timezone=True)
+class Timestamp(sa.TypeDecorator[datetime]):
+    """A timezone-aware timestamp that always reads back in UTC.
+
+    SQLite keeps no zone (it returns naive datetimes) and PostgreSQL answers in the
+    session's zone; the API then printed ``…Z`` in one response and no zone in another.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Token(Base):

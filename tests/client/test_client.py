@@ -143,7 +143,7 @@ def test_push_file_and_cli(live, tmp_path, monkeypatch):
     r = runner.invoke(app, ["pull", "lab/rp@1", "-o", str(tmp_path / "out.safetensors")])
     assert r.exit_code == 0 and (tmp_path / "out.safetensors").read_bytes() == path.read_bytes(), r.output
     assert "lab/rp@1" in runner.invoke(app, ["ls"]).stdout
-    assert '"aux-rp"' in runner.invoke(app, ["show", "lab/rp"]).stdout
+    assert '"aux-rp"' in runner.invoke(app, ["show", "lab/rp", "--json"]).stdout
     assert runner.invoke(app, ["alias", "lab/rp", "stable", "1"]).exit_code == 0
     assert runner.invoke(app, ["yank", "lab/rp@1", "--reason", "bad"]).exit_code == 0
     assert "lab/rp@1" not in runner.invoke(app, ["ls"]).stdout

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from partsbin.parts.card import Role
 from partsbin.parts.names import InvalidName, Ref, parse_digest
 from partsbin.registry.api.deps import (
     PrincipalDep,
@@ -113,7 +114,7 @@ def _publish(received: ReceivedUpload, principal, settings, factory, storage, ti
 def list_components(
     session: ReadSessionDep,
     settings: SettingsDep,
-    role: str | None = None,
+    role: Role | None = None,
     arch: str | None = None,
     group: Annotated[str | None, Query(description="anchor digest (sha256:HEX or HEX)")] = None,
     dataset: str | None = None,

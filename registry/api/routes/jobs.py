@@ -4,7 +4,7 @@ complete, fail or release them."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field, ValidationError
@@ -120,7 +120,7 @@ def submit(body: SubmitIn, session: SessionDep, principal: PrincipalDep) -> JobO
 def list_(
     session: ReadSessionDep,
     settings: SettingsDep,
-    status: str | None = None,
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,
     cursor: str | None = None,
     limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
 ) -> JobPage:

@@ -1,0 +1,14 @@
+"""The root of every error partsbin raises on purpose.
+
+It lives in the shared core so that the core's own errors (an invalid name, say) are
+``PartsbinError`` too: catching it catches every user mistake the client reports. The
+client's hierarchy is drawn in :mod:`partsbin.client.errors`.
+"""
+
+from __future__ import annotations
+
+__all__ = ["PartsbinError"]
+
+
+class PartsbinError(Exception):
+    pass
