@@ -12,5 +12,7 @@ def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
         where = f"{prefix}.{loc}" if prefix and loc else (prefix or loc)
-        parts.append(f"{where}: {err['msg']}" if where else err["msg"])
+        # pydantic prefixes the messages of custom validators with "Value error, ".
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}" if where else msg)
     return "; ".join(parts)

@@ -108,15 +108,15 @@ def foreign_format(first_bytes: bytes) -> str | None:
 
 
 def read_header(fp: BinaryIO, file_size: int, max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES) -> Header:
-    if file_size < 8:
-        raise SafetensorsError(
-            f"file is truncated: {file_size} bytes, a safetensors file starts with an 8-byte header length"
-        )
     fp.seek(0)
     first = fp.read(9)
     foreign = foreign_format(first)
     if foreign is not None:
         raise SafetensorsError(foreign)
+    if file_size < 8:
+        raise SafetensorsError(
+            f"file is truncated: {file_size} bytes, a safetensors file starts with an 8-byte header length"
+        )
     (n,) = struct.unpack("<Q", first[:8])
     fp.seek(8)
     if n > max_header_bytes:

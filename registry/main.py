@@ -8,10 +8,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from partsbin import __version__
+from partsbin.registry.api.handlers import install_handlers
 from partsbin.registry.api.routes import api_router
 from partsbin.registry.config import Settings
 from partsbin.registry.db.session import make_engine, make_read_sessionmaker, make_sessionmaker
-from partsbin.registry.errors import install_handlers
 from partsbin.registry.middleware import RequestIDMiddleware
 from partsbin.registry.storage import make_storage
 

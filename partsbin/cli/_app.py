@@ -30,7 +30,7 @@ _TTY = sys.stdout.isatty()
 # Markup and emoji codes are off on stdout: names, data sets and reasons are user strings
 # (`npz:b:test` would print a 🅱). Piped output is not wrapped, so paths stay whole.
 console = Console(markup=False, emoji=False, highlight=False, soft_wrap=not _TTY, width=None if _TTY else 10_000)
-err = Console(stderr=True, emoji=False, highlight=False)
+err = Console(stderr=True, emoji=False, highlight=False, soft_wrap=not sys.stderr.isatty())
 
 UrlOpt = Annotated[str | None, typer.Option("--url", help="registry URL [env: PARTSBIN_URL]")]
 TokenOpt = Annotated[str | None, typer.Option("--token", help="API token [env: PARTSBIN_TOKEN; or `partsbin login`]")]

@@ -167,7 +167,8 @@ def _render_card(comp: Any) -> None:
         tree.add(card.description)
     tree.add(f"digest {comp.digest}, {_size(comp.size)}, published {comp.raw.get('created_at', '')}")
     a = card.arch
-    tree.add(f"arch {a.name} {a.config} — {a.part} split at {a.split}")
+    config = ", ".join(f"{k}={v}" for k, v in sorted(a.config.items()))
+    tree.add(f"arch {a.name}({config}), the {a.part} of the split at {a.split}")
     i = card.interface
     iface = tree.add("interface")
     if i.input:
@@ -185,7 +186,7 @@ def _render_card(comp: Any) -> None:
         if getattr(c, key):
             compat.add(f"{key}: {getattr(c, key)}")
     p = card.provenance
-    prov = tree.add("provenance")
+    prov = tree.add("provenance") if (p.dataset or p.seed is not None or p.job or p.model_extra) else Tree("")
     if p.dataset:
         prov.add(
             f"data set {p.dataset.name}" + (f", classes {', '.join(p.dataset.classes)}" if p.dataset.classes else "")

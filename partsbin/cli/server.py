@@ -60,9 +60,9 @@ def db_current() -> None:
     from partsbin.registry.db.session import make_engine
 
     url = _settings().resolved_database_url
-    note(f"database: {_shown(url)}")
     if _missing_sqlite_file(url):
         raise fail(f"there is no database at {_shown(url)}")
+    note(f"database: {_shown(url)}")
     engine = make_engine(url)
     cur, head = current_revision(engine), head_revision()
     state = "up to date" if cur == head else "run `partsbin db upgrade`"
@@ -99,7 +99,6 @@ def _session() -> Any:
 
     settings = _settings()
     url = settings.resolved_database_url
-    note(f"database: {_shown(url)}")
     where = "PARTSBIN_DATABASE_URL" if settings.database_url else f"PARTSBIN_DATA_DIR ({settings.data_dir.resolve()})"
     if _missing_sqlite_file(url):
         raise fail(
@@ -115,7 +114,10 @@ def _session() -> Any:
             f"using the same {where}"
         )
     if state is not SchemaState.AT_HEAD:
-        raise fail("the registry database is not at the current schema: run `partsbin db upgrade` first")
+        raise fail(
+            f"the registry database at {_shown(url)} is not at the current schema: run `partsbin db upgrade` first"
+        )
+    note(f"database: {_shown(url)}")
     return make_sessionmaker(engine)()
 
 

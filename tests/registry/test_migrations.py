@@ -13,6 +13,7 @@ from partsbin.registry.db.migrate import (
     current_revision,
     downgrade,
     head_revision,
+    revision_graph,
     schema_state,
     upgrade,
 )
@@ -52,6 +53,9 @@ def test_postgres_empty_head_base(postgres_url):
 def test_one_head_with_generated_ids():
     script = ScriptDirectory.from_config(alembic_config())
     assert len(script.get_heads()) == 1
+    # The quick reading of the revision graph (no Alembic import) agrees with Alembic's.
+    assert head_revision() == script.get_current_head()
+    assert revision_graph() == {r.revision: r.down_revision for r in script.walk_revisions()}
     revisions = list(script.walk_revisions())
     assert len({r.revision for r in revisions}) == len(revisions)
     assert all(len(r.revision) == 12 and int(r.revision, 16) >= 0 for r in revisions)
