@@ -1,9 +1,13 @@
 """Measuring how well stored components recombine (``Registry.bench``, ``partsbin bench``).
 
 - The recombination matrix: every extractor × head, on the **extractor's** task test
-  images of the classes the pair shares (paper §4; docs/architecture.md); the prediction over the
-  shared classes' logits, the unrestricted figure too; sample counts and 95% intervals.
-  Extractor and head of one network give its own-task accuracy.
+  images of the classes the pair shares (paper §4; docs/architecture.md); the prediction
+  over the shared classes' logits, the unrestricted figure too; sample counts and 95%
+  intervals. Extractor and head of one network give its own-task accuracy. What a batch
+  holds (by default only those classes' images, shuffled with a fixed seed) is a recorded
+  setting of every evaluation (:mod:`partsbin.parts.evaluation`).
+- The test data is rebuilt from the extractor's card, or from a local copy given with
+  ``data=``, checked against the content digest the card records.
 - BatchNorm: batch statistics (default, the paper's choice), stored running statistics,
   or running statistics recalibrated on the evaluation images.
 - Feature cross-correlation between extractors (Li et al. 2016): the mean over channels
@@ -23,9 +27,11 @@ import torch
 from torch import nn
 
 from partsbin.client.assemble import AssembledModel, check_junctions
-from partsbin.parts.batchnorm import batchnorm_layers, set_bn_mode
+from partsbin.client.errors import UsageError
+from partsbin.parts.batchnorm import batchnorm_layers, evaluating, set_bn_mode
+from partsbin.parts.cpus import available_cpus
+from partsbin.parts.evaluation import BatchComposition, EvalSettings, evaluate_pair, select_eval_images
 from partsbin.parts.extras import require
-from partsbin.parts.metrics import recombination_accuracy
 from partsbin.parts.names import shared_prefix
 
 if TYPE_CHECKING:
@@ -33,8 +39,9 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from partsbin.client.registry import Component, Registry
+    from partsbin.parts.data import Images
 
-__all__ = ["BenchResult", "Cell", "bench", "cross_correlation", "recalibrate_bn", "load_test_data"]
+__all__ = ["BenchResult", "Cell", "bench", "cross_correlation", "recalibrate_bn", "test_set"]
 
 BenchBN = Literal["batch", "running", "recalibrate"]
 
@@ -60,6 +67,9 @@ class BenchResult:
     bn_mode: str
     batch_size: int
     cells: list[Cell]
+    batch_composition: BatchComposition = "common-classes"
+    shuffle_seed: int = 0
+    threads: int | None = None
     correlation: dict[str, dict[str, float]] = field(default_factory=dict)
     #: Why posting the cells as evaluations failed, if it did (the figures are still here).
     post_error: str | None = None
@@ -82,7 +92,11 @@ class BenchResult:
 
         prefix = shared_prefix([*self.extractors, *self.heads])
         short = {n: n.removeprefix(prefix) for n in [*self.extractors, *self.heads]}
-        title = f"recombination accuracy (BatchNorm: {self.bn_mode}; rows: extractor, columns: head; * own task)"
+        images = "common-class" if self.batch_composition == "common-classes" else "all-class"
+        title = (
+            f"recombination accuracy (rows: extractor, columns: head; * own task)\nBatchNorm: {self.bn_mode}; "
+            f"batches of {self.batch_size} {images} images, shuffled with seed {self.shuffle_seed}"
+        )
         table = Table(title=title + (f"\nnames after {prefix}" if prefix else ""))
         table.add_column("extractor \\ head", overflow="fold")
         for h in self.heads:
@@ -139,25 +153,65 @@ class BenchResult:
         return path
 
 
-def load_test_data(comp: Component) -> tuple[str, Any]:
-    """The extractor's task test set, rebuilt from its card (trainer-published cards
-    record it under ``provenance.dataset.test``)."""
-    from partsbin.parts.data import load_split
+def _task_of(comp: Component) -> str:
+    ds = comp.card.provenance.dataset
+    return str(getattr(ds, "task", "") or "") if ds is not None else ""
+
+
+def test_set(comp: Component, given: Any = None) -> tuple[str, Images]:
+    """The extractor's task test set: rebuilt from its card (trainer-published cards record
+    it under ``provenance.dataset.test``), or from ``given``: a path to a local copy of the
+    recorded data (checked against the recorded content digest), or a whole data spec."""
+    from partsbin.parts.data import DataMissing, load_split
     from partsbin.parts.training_spec import DataSpec
 
+    task = _task_of(comp)
     ds = comp.card.provenance.dataset
-    test = getattr(ds, "test", None) if ds is not None else None
-    if test is None:
-        raise ValueError(
-            f"{comp.ref}'s card does not say how to rebuild its test set; pass data={{'{comp.ref}': DataSpec(...)}}"
+    recorded = getattr(ds, "test", None) if ds is not None else None
+    how = f"--data {task or comp.name}=PATH (data={{{(task or comp.name)!r}: PATH}} in Python)"
+    digest, limit = None, None
+    if isinstance(given, (DataSpec, dict)):
+        spec = given if isinstance(given, DataSpec) else DataSpec.model_validate(given)
+    elif recorded is None:
+        raise UsageError(
+            f"{comp.ref}'s card does not say how to rebuild its test set; give the data with --data "
+            f"{comp.name}=SPEC.json (data={{{comp.name!r}: DataSpec(...)}} in Python)"
         )
-    # Read, never pop: the dict belongs to the component's card.
-    limit = test.get("test_limit") if isinstance(test, dict) else None
-    spec = DataSpec.model_validate({k: v for k, v in test.items() if k != "test_limit"})
-    images = load_split(spec, "test")
+    else:
+        # Read, never pop: the dict belongs to the component's card.
+        spec = DataSpec.model_validate({k: v for k, v in recorded.items() if k not in _NOT_SPEC})
+        digest, limit = recorded.get("source_digest"), recorded.get("test_limit")
+        if given is not None:
+            spec = spec.model_copy(update={"path": str(given)})
+    try:
+        images = load_split(spec, "test")
+    except DataMissing as exc:
+        raise DataMissing(
+            f"the test data of {comp.ref} (task {task or '?'}) is missing: {exc}. Point at a copy with {how}"
+        ) from None
+    if digest and images.source_digest != digest:
+        where = spec.path or f"the standard location of {spec.source}"
+        raise UsageError(
+            f"the data at {where} is not the data {comp.ref} was tested on (content {images.source_digest}, "
+            f"recorded {digest}); point at the right copy with {how}"
+        )
     if limit:
         images = images.subset(range(min(limit, len(images))))
-    return f"{spec.source}:{getattr(ds, 'task', '')}:test", images
+    return f"{spec.source}:{task}:test", images
+
+
+# Keys of a card's recorded test set that are not part of the data spec.
+_NOT_SPEC = frozenset({"test_limit", "source_digest"})
+
+
+def _given(data: dict[str, Any] | None, comp: Component) -> Any:
+    """What ``data`` says for this extractor: by ref, by name, or by its task's name."""
+    if not data:
+        return None
+    for key in (comp.ref, comp.name, _task_of(comp)):
+        if key and key in data:
+            return data[key]
+    return None
 
 
 @torch.no_grad()
@@ -177,10 +231,10 @@ def recalibrate_bn(model: nn.Module, x: torch.Tensor, batch_size: int) -> None:
         bn.train(training)
 
 
+@torch.no_grad()
 def _features(extractor: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    set_bn_mode(extractor, "batch")
-    extractor.eval()
-    return torch.cat([extractor(x[s : s + batch_size]) for s in range(0, len(x), batch_size)])
+    with evaluating(extractor, "batch"):
+        return torch.cat([extractor(x[s : s + batch_size]) for s in range(0, len(x), batch_size)])
 
 
 @torch.no_grad()
@@ -226,6 +280,9 @@ def bench(
     data: dict[str, Any] | None = None,
     bn_mode: BenchBN = "batch",
     batch_size: int = 256,
+    batch_composition: BatchComposition = "common-classes",
+    shuffle_seed: int = 0,
+    threads: int | None = None,
     correlation: bool = False,
     latency: bool = False,
     post: bool = True,
@@ -233,48 +290,64 @@ def bench(
     """The matrix of ``extractors`` × ``heads``; each cell is posted as an evaluation when
     ``post``. The token is checked before anything is measured, and the cells are posted
     only once all are measured: a failure to post leaves the result whole, with the
-    failure in ``result.post_error``."""
-    from partsbin.parts.data import load_split
-    from partsbin.parts.training_spec import DataSpec
+    failure in ``result.post_error``.
 
+    ``data`` points an extractor (by ref, name or task name) at its test data: a path to
+    a local copy of the data its card records, or a whole ``DataSpec``. Batches hold
+    ``batch_composition`` images (default: only the classes the pair shares, the paper's
+    measure), shuffled with ``shuffle_seed``. torch uses ``threads`` CPU threads during
+    the benchmark (default: the CPUs available to this process)."""
     if post:
         registry.check_can_publish(None, "posting the results as evaluations (pass post=False / --no-post to skip)")
-    exts = [registry.pull(r) for r in extractors]
-    hds = [registry.pull(r) for r in heads]
-    test_sets: dict[str, tuple[str, Any]] = {}
-    for e in exts:
-        given = (data or {}).get(e.ref) or (data or {}).get(e.name)
-        if given is not None:
-            spec = given if isinstance(given, DataSpec) else DataSpec.model_validate(given)
-            test_sets[e.ref] = (f"{spec.source}:test", load_split(spec, "test"))
-        else:
-            test_sets[e.ref] = load_test_data(e)
-    cells = []
-    for e in exts:
-        dataset, images = test_sets[e.ref]
-        for h in hds:
-            check_junctions(e.ref, e.card, h.ref, h.card)
-            model = AssembledModel(e.build(), h.build(), bn_mode="batch" if bn_mode == "batch" else "running")
-            if bn_mode == "recalibrate":
-                recalibrate_bn(model, images.x, batch_size)
-            with torch.no_grad():
-                logits = torch.cat([model(images.x[s : s + batch_size]) for s in range(0, len(images), batch_size)])
-            acc = recombination_accuracy(logits, images.y, images.classes, h.card.labels)
-            own = h.card.compat.sibling == e.ref
-            cell = Cell(e.ref, h.ref, acc.restricted, acc.unrestricted, acc.n, acc.ci95, own)
-            if latency:
-                cell.latency_ms, cell.images_per_s = _latency(model, images.x, batch_size)
-            cell.dataset = dataset
-            cells.append(cell)
-    result = BenchResult([e.ref for e in exts], [h.ref for h in hds], bn_mode, batch_size, cells)
-    if correlation and len(exts) > 1:
-        # Same images for every pair: the first extractor's test set.
-        x = test_sets[exts[0].ref][1].x
-        feats = {e.ref: _features(e.build(), x, batch_size) for e in exts}
-        for i, a in enumerate(exts):
-            for b in exts[i + 1 :]:
-                direct, permuted = cross_correlation(feats[a.ref], feats[b.ref])
-                result.correlation[f"{a.ref} vs {b.ref}"] = {"direct": direct, "best_permutation": permuted}
+    settings = EvalSettings(
+        bn_mode="batch" if bn_mode == "batch" else "running",
+        batch_size=batch_size,
+        batch_composition=batch_composition,
+        shuffle_seed=shuffle_seed,
+    )
+    threads = threads or available_cpus()
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        exts = [registry.pull(r) for r in extractors]
+        hds = [registry.pull(r) for r in heads]
+        test_sets = {e.ref: test_set(e, _given(data, e)) for e in exts}
+        cells = []
+        for e in exts:
+            dataset, images = test_sets[e.ref]
+            for h in hds:
+                check_junctions(e.ref, e.card, h.ref, h.card)
+                extractor, head = e.build(), h.build()
+                if bn_mode == "recalibrate":
+                    chosen = select_eval_images(images, h.card.labels, settings)
+                    recalibrate_bn(nn.Sequential(extractor, head), chosen.x, batch_size)
+                acc = evaluate_pair(extractor, head, images, h.card.labels, settings)
+                own = h.card.compat.sibling == e.ref
+                cell = Cell(e.ref, h.ref, acc.restricted, acc.unrestricted, acc.n, acc.ci95, own, dataset=dataset)
+                if latency:
+                    model = AssembledModel(extractor, head, bn_mode=settings.bn_mode)
+                    cell.latency_ms, cell.images_per_s = _latency(model, images.x, batch_size)
+                cells.append(cell)
+        result = BenchResult(
+            [e.ref for e in exts],
+            [h.ref for h in hds],
+            bn_mode,
+            batch_size,
+            cells,
+            batch_composition=batch_composition,
+            shuffle_seed=shuffle_seed,
+            threads=threads,
+        )
+        if correlation and len(exts) > 1:
+            # Same images for every pair: the first extractor's test set.
+            x = test_sets[exts[0].ref][1].x
+            feats = {e.ref: _features(e.build(), x, batch_size) for e in exts}
+            for i, a in enumerate(exts):
+                for b in exts[i + 1 :]:
+                    direct, permuted = cross_correlation(feats[a.ref], feats[b.ref])
+                    result.correlation[f"{a.ref} vs {b.ref}"] = {"direct": direct, "best_permutation": permuted}
+    finally:
+        torch.set_num_threads(previous_threads)
     if post:
         result.post_error = _post(registry, result)
     return result
@@ -296,7 +369,13 @@ def _post(registry: Registry, result: BenchResult) -> str | None:
                 samples=c.samples,
                 bn_mode="recalibrated" if result.bn_mode == "recalibrate" else result.bn_mode,
                 batch_size=result.batch_size,
-                details={"unrestricted": c.unrestricted, "ci95": list(c.ci95), "own_task": c.own_task},
+                details={
+                    "unrestricted": c.unrestricted,
+                    "ci95": list(c.ci95),
+                    "own_task": c.own_task,
+                    "batch_composition": result.batch_composition,
+                    "shuffle_seed": result.shuffle_seed,
+                },
             )
         except PartsbinError as exc:
             return f"posting the evaluation of {c.extractor} + {c.head} failed: {exc}"

@@ -14,13 +14,15 @@ writing its running buffers.
 from __future__ import annotations
 
 import types
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["BNMode", "use_batch_statistics", "use_running_statistics", "set_bn_mode", "batchnorm_layers"]
+__all__ = ["BNMode", "use_batch_statistics", "use_running_statistics", "set_bn_mode", "batchnorm_layers", "evaluating"]
 
 BNMode = Literal["batch", "running"]
 
@@ -53,3 +55,20 @@ def set_bn_mode(module: nn.Module, mode: BNMode) -> nn.Module:
     if mode == "running":
         return use_running_statistics(module)
     raise ValueError(f"unknown BatchNorm mode {mode!r}: expected 'batch' or 'running'")
+
+
+@contextmanager
+def evaluating(module: nn.Module, mode: BNMode) -> Iterator[nn.Module]:
+    """``module`` in eval mode with BatchNorm in ``mode``; afterwards each BatchNorm layer
+    and the module are as they were (a frozen aux head keeps its batch statistics)."""
+    layers = batchnorm_layers(module)
+    patched = ["forward" in bn.__dict__ for bn in layers]
+    training = module.training
+    module.eval()
+    set_bn_mode(module, mode)
+    try:
+        yield module
+    finally:
+        for bn, was_batch in zip(layers, patched, strict=True):
+            set_bn_mode(bn, "batch" if was_batch else "running")
+        module.train(training)

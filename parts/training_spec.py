@@ -24,18 +24,36 @@ class _Model(BaseModel):
 
 
 class Transform(_Model):
-    """One step of a domain shift or input preparation, applied in order."""
+    """One step of a domain shift or input preparation, applied in order.
 
-    op: Literal["resize", "invert", "grey_to_rgb", "normalize"]
-    size: int | None = Field(default=None, ge=1, description="resize: size to resample to")
-    back_to: int | None = Field(default=None, ge=1, description="resize: then resample back to this size (28→14→28)")
+    Shifts are declared here rather than baked into a file, so that a card's provenance
+    says exactly what the domain was: ``resize`` (down, and optionally back up),
+    ``invert``, ``contrast`` (scale each image about its mean), ``brightness`` (add a
+    constant), ``noise`` (additive Gaussian, seeded), ``blur`` (Gaussian), and the input
+    preparations ``grey_to_rgb`` and ``normalize``. Images stay in [0, 1] after every
+    shift (clamped), as the loaders deliver them.
+    """
+
+    op: Literal["resize", "invert", "contrast", "brightness", "noise", "blur", "grey_to_rgb", "normalize"]
+    size: int | None = Field(default=None, ge=1, le=4096, description="resize: size to resample to")
+    back_to: int | None = Field(
+        default=None, ge=1, le=4096, description="resize: then resample back to this size (28→14→28)"
+    )
+    factor: float | None = Field(default=None, gt=0, le=100, description="contrast: 0.5 halves it, 2 doubles it")
+    delta: float | None = Field(default=None, ge=-1, le=1, description="brightness: added to every pixel")
+    sigma: float | None = Field(
+        default=None, gt=0, le=100, description="noise: its standard deviation; blur: the kernel's, in pixels"
+    )
+    seed: int = Field(default=0, description="noise: the seed of the noise generator")
     mean: list[float] | None = None
     std: list[float] | None = None
 
     @model_validator(mode="after")
     def _args(self) -> Transform:
-        if self.op == "resize" and self.size is None:
-            raise ValueError("resize needs 'size'")
+        needs = {"resize": "size", "contrast": "factor", "brightness": "delta", "noise": "sigma", "blur": "sigma"}
+        field = needs.get(self.op)
+        if field is not None and getattr(self, field) is None:
+            raise ValueError(f"{self.op} needs '{field}'")
         if self.op == "normalize" and (self.mean is None or self.std is None):
             raise ValueError("normalize needs 'mean' and 'std'")
         return self
@@ -103,7 +121,9 @@ class Settings(_Model):
     augment: bool = Field(default=False, description="random crop with padding and horizontal flip")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: int | None = Field(default=None, ge=1, description="torch CPU threads; default: torch's choice")
+    threads: int | None = Field(
+        default=None, ge=1, le=1024, description="torch CPU threads; default: the CPUs available to the process"
+    )
     bn_eval: Literal["batch", "running"] = Field(
         default="batch", description="BatchNorm at evaluation (the paper uses batch)"
     )
@@ -156,6 +176,13 @@ class TrainSpec(_Model):
             raise ValueError(f"scheme {self.scheme!r} trains no shared aux head: leave RP and DCC out of 'methods'")
         if self.anchors and self.scheme != "incremental":
             raise ValueError("'anchors' (frozen aux heads) belong to the incremental scheme")
+        if "DCC" in self.methods and len(self.tasks) == 1 and self.dcc_labels is None and not self.anchors:
+            # With one task the default ("the labels all tasks share") is every class of
+            # that task, which later tasks will not share: the DCC head would be wrong.
+            raise ValueError(
+                "DCC in a one-task run needs 'dcc_labels': the classes common to the tasks that will use this DCC "
+                "head, which one task cannot know (or train against an existing DCC head with 'anchors')"
+            )
         if self.init is not None:
             try:
                 parse_ref(self.init)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from partsbin.parts.archs import SplitNetwork, build
-from partsbin.parts.batchnorm import set_bn_mode, use_batch_statistics
+from partsbin.parts.batchnorm import use_batch_statistics
 from partsbin.parts.data import Images, TaskData, augment_batch
 from partsbin.parts.metrics import shared_classes
 from partsbin.parts.training_spec import Settings, TrainSpec
@@ -41,7 +41,6 @@ __all__ = [
     "build_aux_heads",
     "freeze",
     "train",
-    "evaluate",
     "dcc_label_set",
 ]
 
@@ -348,24 +347,3 @@ def train(
         "final_loss": last_loss,
         "history": history,
     }
-
-
-@torch.no_grad()
-def evaluate(
-    extractor: nn.Module, head: nn.Module, images: Images, *, bn: str, batch_size: int, device: torch.device
-) -> torch.Tensor:
-    """Logits of ``head(extractor(x))`` over ``images``. ``bn='batch'`` normalises each
-    evaluation batch with its own statistics (the paper's test-time choice, §4)."""
-    extractor.eval()
-    head.eval()
-    set_bn_mode(extractor, bn)  # type: ignore[arg-type]
-    set_bn_mode(head, bn)  # type: ignore[arg-type]
-    try:
-        outs = []
-        for start in range(0, len(images), batch_size):
-            x = images.x[start : start + batch_size].to(device)
-            outs.append(head(extractor(x)).float().cpu())
-        return torch.cat(outs)
-    finally:
-        set_bn_mode(extractor, "running")
-        set_bn_mode(head, "running")

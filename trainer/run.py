@@ -9,9 +9,10 @@ from typing import Any
 import torch
 
 from partsbin import __version__
+from partsbin.parts.cpus import available_cpus
 from partsbin.parts.data import TaskData, load_task
 from partsbin.parts.describe import card_for
-from partsbin.parts.metrics import recombination_accuracy
+from partsbin.parts.evaluation import EvalSettings, evaluate_pair
 from partsbin.parts.safetensors_format import load_state_dict
 from partsbin.parts.training_spec import TrainSpec
 from partsbin.trainer.engine import (
@@ -21,7 +22,6 @@ from partsbin.trainer.engine import (
     build_aux_heads,
     build_networks,
     dcc_label_set,
-    evaluate,
     freeze,
     resolve_device,
     train,
@@ -75,8 +75,9 @@ def run(
     """Train what ``spec`` describes; publish it through ``registry`` (a client
     :class:`~partsbin.client.registry.Registry`) when ``spec.publish``."""
     s = spec.settings
-    if s.threads:
-        torch.set_num_threads(s.threads)
+    # torch's default is the machine's core count, which oversubscribes a shared or
+    # containerised host (docs/architecture.md); the CPUs this process may use instead.
+    torch.set_num_threads(s.threads or available_cpus())
     device = resolve_device(s)
     if (spec.anchors or spec.init or spec.publish) and registry is None:
         raise ValueError("this spec needs a registry (to pull anchors or init weights, or to publish)")
@@ -121,13 +122,20 @@ def run(
                 stats = {**more, "steps": stats["steps"] + more["steps"], "seconds": stats["seconds"] + more["seconds"]}
 
     result = RunResult(networks=nets, aux=aux)
-    result.metrics = {"train": {k: v for k, v in stats.items() if k != "history"}}
+    result.metrics = {
+        "train": {**{k: v for k, v in stats.items() if k != "history"}, "threads": torch.get_num_threads()}
+    }
+    # The benchmark's own routine, so that a card's own-task figure is the one `partsbin
+    # bench` measures for the same pair (the task's classes are all common to its head).
+    evaluation = EvalSettings(bn_mode=s.bn_eval, batch_size=s.eval_batch_size)
     for net in nets:
-        logits = evaluate(
-            net.extractor, net.head, net.task.test, bn=s.bn_eval, batch_size=s.eval_batch_size, device=device
-        )
-        acc = recombination_accuracy(logits, net.task.test.y, net.task.classes, net.task.classes)
-        result.metrics[net.task.name] = {"own_task_accuracy": acc.restricted, "n": acc.n, "bn": s.bn_eval}
+        acc = evaluate_pair(net.extractor, net.head, net.task.test, net.task.classes, evaluation, device=device)
+        result.metrics[net.task.name] = {
+            "own_task_accuracy": acc.restricted,
+            "n": acc.n,
+            "bn": s.bn_eval,
+            "evaluation": evaluation.as_dict(),
+        }
     if spec.publish:
         result.refs = _publish(spec, registry, nets, aux, result.metrics, job_id)
     return result
@@ -137,9 +145,15 @@ def _restrict(task: TaskData, classes: list[str]) -> TaskData:
     from partsbin.parts.data.transforms import select
 
     keep = [c for c in task.classes if c in classes]
-    train_spec = task.train_spec.model_copy(update={"classes": keep, "indices": None, "transforms": [], "limit": None})
+    loaded = task.train_spec.model_copy(update={"classes": keep, "indices": None, "transforms": [], "limit": None})
+    # The specs recorded on the cards name the classes the network really saw and was
+    # tested on, so that the benchmark rebuilds the same test set.
     return TaskData(
-        task.name, select(task.train, train_spec), select(task.test, train_spec), task.train_spec, task.test_spec
+        task.name,
+        select(task.train, loaded),
+        select(task.test, loaded),
+        task.train_spec.model_copy(update={"classes": keep}),
+        task.test_spec.model_copy(update={"classes": keep}),
     )
 
 
@@ -219,10 +233,14 @@ def _publish(
                 "transform": [t.model_dump(mode="json") for t in task.train_spec.transforms],
                 "indices": task.train_spec.indices,
                 "task": task.name,
+                # What identifies the data wherever its file lies (the spec's path only says
+                # where it was found here): `partsbin bench --data TASK=PATH` checks a copy.
+                "source_digest": task.train.source_digest,
                 # How to rebuild this task's test set: the client benchmark reads it.
                 "test": {
                     **task.test_spec.model_dump(mode="json"),
                     "test_limit": next((t.test_limit for t in spec.tasks if t.name == task.name), None),
+                    "source_digest": task.test.source_digest,
                 },
             },
             "settings": settings,

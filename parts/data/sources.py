@@ -8,6 +8,7 @@ labels, and the class names (labels are strings everywhere in partsbin).
 from __future__ import annotations
 
 import gzip
+import hashlib
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from partsbin.parts.errors import PartsbinError
 from partsbin.parts.extras import require
 
-__all__ = ["Images", "DataMissing", "load_source", "FASHION_MNIST_DIR", "FASHION_MNIST_CLASSES"]
+__all__ = ["Images", "DataMissing", "content_digest", "load_source", "FASHION_MNIST_DIR", "FASHION_MNIST_CLASSES"]
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = [
@@ -36,8 +38,8 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 STL10_CLASSES = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]
 
 
-class DataMissing(FileNotFoundError):
-    pass
+class DataMissing(PartsbinError, FileNotFoundError):
+    """A data set that is not where the spec says; the message says where it looked."""
 
 
 @dataclass
@@ -45,13 +47,26 @@ class Images:
     x: torch.Tensor
     y: torch.Tensor
     classes: list[str]
+    #: sha256 of the source split these images were selected from (see :func:`content_digest`):
+    #: what identifies the data wherever its file lies.
+    source_digest: str | None = None
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
     def subset(self, index: torch.Tensor | np.ndarray | range) -> Images:
         index = torch.as_tensor(index, dtype=torch.long)
-        return Images(self.x[index], self.y[index], list(self.classes))
+        return Images(self.x[index], self.y[index], list(self.classes), self.source_digest)
+
+
+def content_digest(images: Images) -> str:
+    """``sha256:`` of the decoded images, labels and class names: the same data gives the
+    same digest from a .gz or a plain IDX file, a copy anywhere, or another machine."""
+    h = hashlib.sha256()
+    h.update(images.x.contiguous().numpy().tobytes())
+    h.update(images.y.contiguous().numpy().tobytes())
+    h.update("\n".join(images.classes).encode())
+    return f"sha256:{h.hexdigest()}"
 
 
 def _u8(array: np.ndarray) -> torch.Tensor:
@@ -188,6 +203,12 @@ def load_npz(path: Path, split: str) -> Images:
 
 
 def load_source(source: str, split: str, path: str | None = None) -> Images:
+    images = _load(source, split, path)
+    images.source_digest = content_digest(images)
+    return images
+
+
+def _load(source: str, split: str, path: str | None) -> Images:
     if split not in ("train", "test"):
         raise ValueError(f"split must be train or test, got {split!r}")
     p = Path(path) if path else None

@@ -27,21 +27,40 @@ def select(images: Images, spec: DataSpec) -> Images:
         keep = torch.isin(out.y, old)
         lookup = torch.full((len(out.classes),), -1, dtype=torch.long)
         lookup[old] = torch.arange(len(old))
-        out = Images(out.x[keep], lookup[out.y[keep]], list(spec.classes))
+        out = Images(out.x[keep], lookup[out.y[keep]], list(spec.classes), out.source_digest)
     if spec.limit is not None:
         out = out.subset(torch.arange(min(spec.limit, len(out))))
     return out
 
 
+def _given(value: float | None) -> float:
+    # Transform's validator requires each op's parameter; this only narrows the type.
+    if value is None:
+        raise ValueError("a transform is missing its parameter")
+    return value
+
+
 def _one(x: torch.Tensor, t: Transform) -> torch.Tensor:
     if t.op == "resize":
-        assert t.size is not None  # Transform's validator requires it for resize
-        x = F.interpolate(x, size=(t.size, t.size), mode="bilinear", align_corners=False, antialias=True)
+        size = int(_given(t.size))
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
         if t.back_to is not None:
             x = F.interpolate(x, size=(t.back_to, t.back_to), mode="bilinear", align_corners=False)
         return x.clamp_(0, 1)
     if t.op == "invert":
         return 1.0 - x
+    if t.op == "contrast":
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        return ((x - mean) * _given(t.factor) + mean).clamp_(0, 1)
+    if t.op == "brightness":
+        return (x + _given(t.delta)).clamp_(0, 1)
+    if t.op == "noise":
+        # Seeded, and drawn for the whole set at once: the same selection of images gets
+        # the same noise on every machine and in every run.
+        gen = torch.Generator().manual_seed(t.seed)
+        return (x + torch.randn(x.shape, generator=gen, dtype=x.dtype) * _given(t.sigma)).clamp_(0, 1)
+    if t.op == "blur":
+        return _gaussian_blur(x, _given(t.sigma))
     if t.op == "grey_to_rgb":
         return x.expand(-1, 3, -1, -1).contiguous() if x.shape[1] == 1 else x
     if t.op == "normalize":
@@ -51,11 +70,27 @@ def _one(x: torch.Tensor, t: Transform) -> torch.Tensor:
     raise ValueError(f"unknown transform {t.op!r}")
 
 
+def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur with reflected borders (torchvision's ``gaussian_blur``
+    is not available here: there is no CPU build of torchvision)."""
+    # Three standard deviations each side, but never wider than reflection allows.
+    radius = min(max(1, int(3 * sigma + 0.5)), x.shape[-1] - 1, x.shape[-2] - 1)
+    offsets = torch.arange(-radius, radius + 1, dtype=x.dtype)
+    kernel = torch.exp(-(offsets**2) / (2 * sigma**2))
+    kernel = kernel / kernel.sum()
+    c = x.shape[1]
+    horizontal = kernel.view(1, 1, 1, -1).repeat(c, 1, 1, 1)
+    vertical = kernel.view(1, 1, -1, 1).repeat(c, 1, 1, 1)
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), horizontal, groups=c)
+    x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), vertical, groups=c)
+    return x.clamp_(0, 1)
+
+
 def apply_transforms(images: Images, transforms: list[Transform]) -> Images:
     x = images.x
     for t in transforms:
         x = _one(x, t)
-    return Images(x.contiguous(), images.y, images.classes)
+    return Images(x.contiguous(), images.y, images.classes, images.source_digest)
 
 
 def prepare(images: Images, spec: DataSpec) -> Images:

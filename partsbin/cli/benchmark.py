@@ -15,7 +15,23 @@ def bench_cmd(
     extractor: Annotated[list[str], typer.Option("--extractor", "-e", help="extractor ref (repeatable)")],
     head: Annotated[list[str], typer.Option("--head", "-H", help="head ref (repeatable)")],
     bn: Annotated[Literal["batch", "running", "recalibrate"], typer.Option(help="BatchNorm statistics")] = "batch",
-    batch_size: Annotated[int, typer.Option(min=2)] = 256,
+    batch_size: Annotated[int, typer.Option(min=2, help="images per evaluation batch")] = 256,
+    batch_composition: Annotated[
+        Literal["common-classes", "all-classes"],
+        typer.Option(help="what a batch holds: the classes the pair shares (the paper's measure), or all"),
+    ] = "common-classes",
+    seed: Annotated[int, typer.Option(help="seed of the shuffle that forms the batches")] = 0,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="torch CPU threads [default: the CPUs available to this process]")
+    ] = None,
+    data: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--data",
+            metavar="TASK=PATH",
+            help="a local copy of a task's test data (checked against its card; repeatable)",
+        ),
+    ] = None,
     correlation: Annotated[bool, typer.Option(help="feature cross-correlation between the extractors")] = False,
     latency: Annotated[bool, typer.Option(help="latency and throughput of each assembled model")] = False,
     json_out: Annotated[
@@ -30,9 +46,25 @@ def bench_cmd(
     for target in (Path(json_out) if json_out not in (None, "-") else None, heatmap):
         if target is not None and not target.parent.is_dir():
             raise fail(f"cannot write {target}: the folder {target.parent} does not exist")
+    copies = {}
+    for item in data or []:
+        task, sep, path = item.partition("=")
+        if not sep or not task or not path:
+            raise fail(f"--data takes TASK=PATH (a task name, or an extractor's name or ref), got {item!r}")
+        copies[task] = path
     with open_registry(url, token) as reg:
         result = reg.bench(
-            extractor, head, bn_mode=bn, batch_size=batch_size, correlation=correlation, latency=latency, post=post
+            extractor,
+            head,
+            data=copies,
+            bn_mode=bn,
+            batch_size=batch_size,
+            batch_composition=batch_composition,
+            shuffle_seed=seed,
+            threads=threads,
+            correlation=correlation,
+            latency=latency,
+            post=post,
         )
     # The figures are written before anything else can fail: a measurement is never lost.
     if json_out == "-":
@@ -43,6 +75,7 @@ def bench_cmd(
         note(f"heatmap: {result.heatmap(heatmap)}")
     if json_out != "-":
         console.print(result.rich_table())
+        note(f"{result.threads} CPU threads")
         for pair, c in result.correlation.items():
             console.print(
                 f"feature correlation {pair}: {c['direct']:.3f} (best permutation {c['best_permutation']:.3f})"

@@ -1,10 +1,7 @@
 """Compatibility training really makes components recombine (digits two-domain pair)."""
 
-import torch
-
-from partsbin.parts.metrics import recombination_accuracy
+from partsbin.parts.evaluation import EvalSettings, evaluate_pair
 from partsbin.parts.training_spec import TrainSpec
-from partsbin.trainer.engine import evaluate
 from partsbin.trainer.run import run
 
 
@@ -12,10 +9,8 @@ def _recombination(result) -> float:
     a, b = result.networks
     accs = []
     for ext, head in ((a, b), (b, a)):
-        logits = evaluate(
-            ext.extractor, head.head, ext.task.test, bn="batch", batch_size=256, device=torch.device("cpu")
-        )
-        accs.append(recombination_accuracy(logits, ext.task.test.y, ext.task.classes, head.task.classes).restricted)
+        acc = evaluate_pair(ext.extractor, head.head, ext.task.test, head.task.classes, EvalSettings())
+        accs.append(acc.restricted)
     return sum(accs) / 2
 
 
