@@ -133,6 +133,7 @@ class Settings(_Model):
 class TrainSpec(_Model):
     """One training run: one or two networks, the compatibility methods and the scheme."""
 
+    kind: Literal["train"] = "train"
     name: str = Field(description="run name; published components are NAMESPACE/NAME-TASK-extractor, ...")
     namespace: str = "local"
     arch: ArchChoice = Field(default_factory=ArchChoice)

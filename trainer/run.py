@@ -33,8 +33,12 @@ __all__ = ["RunResult", "run"]
 
 @dataclass
 class RunResult:
+    """What a job of any kind leaves: the refs it published, its figures, and ``lines``
+    that say them to a person (the CLI prints them)."""
+
     refs: list[str] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)
     networks: list[Network] = field(default_factory=list)
     aux: AuxHeads | None = None
 
@@ -136,6 +140,11 @@ def run(
             "bn": s.bn_eval,
             "evaluation": evaluation.as_dict(),
         }
+    result.lines = [
+        f"task {net.task.name}: own-task accuracy {result.metrics[net.task.name]['own_task_accuracy']:.1%} "
+        f"on {result.metrics[net.task.name]['n']} test images"
+        for net in nets
+    ] + [f"{stats['images_per_s']:.0f} images/s over {stats['seconds']:.0f} s"]
     if spec.publish:
         result.refs = _publish(spec, registry, nets, aux, result.metrics, job_id)
     return result

@@ -18,9 +18,9 @@ from typing import Any
 
 from partsbin.client.errors import Conflict, ConnectionFailed, RegistryError
 from partsbin.parts.data import DataMissing
-from partsbin.parts.training_spec import TrainSpec
+from partsbin.parts.job_specs import parse_job_spec
 from partsbin.trainer.engine import Progress, StopRequested
-from partsbin.trainer.run import run
+from partsbin.trainer.jobs import run_job
 
 __all__ = ["Worker"]
 
@@ -95,8 +95,8 @@ class Worker:
         thread.start()
         progress = Progress(on_step=on_step, should_stop=lambda: self.stop.is_set() or state["cancel"] or state["lost"])
         try:
-            spec = TrainSpec.model_validate(job["spec"])
-            result = run(spec, self.registry, progress=progress, job_id=str(job_id))
+            spec = parse_job_spec(job["spec"])
+            result = run_job(spec, self.registry, progress=progress, job_id=str(job_id))
         except StopRequested:
             beating.set()
             if state["lost"]:

@@ -34,14 +34,16 @@ def _load_spec(path: Path) -> Any:
     import yaml
     from pydantic import ValidationError
 
-    from partsbin.parts.training_spec import TrainSpec
+    from partsbin.parts.job_specs import UnknownJobKind, parse_job_spec
 
     try:
         data = yaml.safe_load(path.read_text())  # JSON is YAML too
     except (OSError, yaml.YAMLError) as exc:
         raise fail(f"cannot read {path}: {exc}") from None
     try:
-        return TrainSpec.model_validate(data)
+        return parse_job_spec(data)
+    except UnknownJobKind as exc:
+        raise fail(f"invalid spec {path}: kind: {exc}") from None
     except ValidationError as exc:
         from partsbin.parts.messages import describe_validation_error
 
@@ -119,10 +121,10 @@ def train(
     token: TokenOpt = None,
 ) -> None:
     """Train compatible components: submit SPEC as a job, or run it here with --local."""
-    from partsbin.parts.training_spec import TrainSpec
+    from partsbin.parts.job_specs import job_specs_schema
 
     if schema:
-        print(json.dumps(TrainSpec.model_json_schema(), indent=2))
+        print(json.dumps(job_specs_schema(), indent=2))
         return
     if spec_file is None:
         raise fail("give a SPEC file (or --schema)")
@@ -133,20 +135,16 @@ def train(
         console.print(f"submitted job {job['id']} ({job['status']}); follow it with `partsbin jobs show {job['id']}`")
         return
     from partsbin.trainer.engine import Progress
-    from partsbin.trainer.run import run
+    from partsbin.trainer.jobs import run_job
 
     with publishing_registry(url, token) as reg:
         if spec.publish:
             # Minutes of training must not end in "publishing needs a token".
             reg.check_can_publish(spec.namespace, f"publishing the results of {spec_file}")
         with _TrainingProgress(spec.name) as shown:
-            result = run(spec, reg if spec.publish else None, progress=Progress(on_step=shown.on_step))
-    for name, m in result.metrics.items():
-        if name != "train":
-            console.print(f"task {name}: own-task accuracy {m['own_task_accuracy']:.1%} on {m['n']} test images")
-    console.print(
-        f"{result.metrics['train']['images_per_s']:.0f} images/s over {result.metrics['train']['seconds']:.0f} s"
-    )
+            result = run_job(spec, reg if spec.publish else None, progress=Progress(on_step=shown.on_step))
+    for line in result.lines:
+        console.print(line)
     for ref in result.refs:
         console.print(f"published {ref}")
 

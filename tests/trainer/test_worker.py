@@ -124,3 +124,18 @@ def test_cancel_and_release(live, client_for):
     beat = reg.jobs.heartbeat(job["id"], claimed["lease_id"], 30, {"step": 1})
     assert beat["cancel_requested"] and beat["progress"] == {"step": 1}
     assert reg.jobs.fail(job["id"], claimed["lease_id"], "cancelled")["status"] == "cancelled"
+
+
+def test_job_kinds(live, client_for):
+    from partsbin import InvalidUpload
+    from partsbin.parts.job_specs import JOB_KINDS, parse_job_spec
+    from partsbin.trainer.jobs import RUNNERS
+
+    # Every kind the registry accepts, the worker can run.
+    assert set(JOB_KINDS) == set(RUNNERS)
+    spec = {"name": "k", "namespace": "lab", "tasks": [{"name": "a", "pair": "digits", "pair_task": "a"}]}
+    assert parse_job_spec(spec).kind == "train"  # specs written before there were kinds
+    reg = client_for(live, live.token("publish", ["lab"]))
+    with pytest.raises(InvalidUpload, match="unknown job kind 'paint'"):
+        reg.jobs.submit({**spec, "kind": "paint"})
+    assert reg.jobs.submit({**spec, "kind": "train"})["spec"]["kind"] == "train"

@@ -9,8 +9,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field, ValidationError
 
+from partsbin.parts.job_specs import UnknownJobKind, parse_job_spec
 from partsbin.parts.messages import describe_validation_error
-from partsbin.parts.training_spec import TrainSpec
 from partsbin.registry.api.deps import PrincipalDep, ReadSessionDep, SessionDep, SettingsDep, require_token
 from partsbin.registry.crud import jobs as crud
 from partsbin.registry.db.models import Job
@@ -83,9 +83,11 @@ class LeaseIn(BaseModel):
     lease_id: str
 
 
-def validate_spec(spec: dict[str, Any]) -> TrainSpec:
+def validate_spec(spec: dict[str, Any]) -> Any:
     try:
-        return TrainSpec.model_validate(spec)
+        return parse_job_spec(spec)
+    except UnknownJobKind as exc:
+        raise InvalidRequest(f"invalid job spec: spec.kind: {exc}") from None
     except ValidationError as exc:
         raise InvalidRequest("invalid job spec: " + describe_validation_error(exc, "spec")) from None
 
