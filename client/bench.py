@@ -30,7 +30,13 @@ from partsbin.client.assemble import AssembledModel, check_junctions
 from partsbin.client.errors import UsageError
 from partsbin.parts.batchnorm import batchnorm_layers, evaluating, set_bn_mode
 from partsbin.parts.cpus import available_cpus
-from partsbin.parts.evaluation import BatchComposition, EvalSettings, evaluate_pair, select_eval_images
+from partsbin.parts.evaluation import (
+    BatchComposition,
+    EvalSettings,
+    evaluate_heads,
+    evaluate_pair,
+    select_eval_images,
+)
 from partsbin.parts.extras import require
 from partsbin.parts.names import shared_prefix
 
@@ -108,6 +114,8 @@ class BenchResult:
                 row.append(
                     f"{c.accuracy:.1%}{'*' if c.own_task else ''} ±{(c.ci95[1] - c.ci95[0]) / 2:.1%}\n"
                     f"(all {c.unrestricted:.1%}, n={c.samples})"
+                    if c.samples
+                    else "no class\nin common"
                 )
             table.add_row(short[e], *row)
         return table
@@ -312,22 +320,14 @@ def bench(
         exts = [registry.pull(r) for r in extractors]
         hds = [registry.pull(r) for r in heads]
         test_sets = {e.ref: test_set(e, _given(data, e)) for e in exts}
-        cells = []
         for e in exts:
-            dataset, images = test_sets[e.ref]
             for h in hds:
                 check_junctions(e.ref, e.card, h.ref, h.card)
-                extractor, head = e.build(), h.build()
-                if bn_mode == "recalibrate":
-                    chosen = select_eval_images(images, h.card.labels, settings)
-                    recalibrate_bn(nn.Sequential(extractor, head), chosen.x, batch_size)
-                acc = evaluate_pair(extractor, head, images, h.card.labels, settings)
-                own = h.card.compat.sibling == e.ref
-                cell = Cell(e.ref, h.ref, acc.restricted, acc.unrestricted, acc.n, acc.ci95, own, dataset=dataset)
-                if latency:
-                    model = AssembledModel(extractor, head, bn_mode=settings.bn_mode)
-                    cell.latency_ms, cell.images_per_s = _latency(model, images.x, batch_size)
-                cells.append(cell)
+        cells = []
+        for e in exts:
+            cells += measure_row(
+                e, hds, test_sets[e.ref], settings, recalibrate=bn_mode == "recalibrate", latency=latency
+            )
         result = BenchResult(
             [e.ref for e in exts],
             [h.ref for h in hds],
@@ -351,6 +351,44 @@ def bench(
     if post:
         result.post_error = _post(registry, result)
     return result
+
+
+def measure_row(
+    ext: Component,
+    heads: list[Component],
+    test: tuple[str, Images],
+    settings: EvalSettings,
+    *,
+    recalibrate: bool = False,
+    latency: bool = False,
+) -> list[Cell]:
+    """One extractor against many heads: one row of the matrix (also what a distributed
+    benchmark's ``evaluate`` job measures). Without recalibration the extractor's
+    features are computed once for all heads that see the same images."""
+    dataset, images = test
+    extractor = ext.build()
+    built = [h.build() for h in heads]
+    if recalibrate:
+        # AdaBN changes the running statistics of both parts: each pair on its own.
+        accs = []
+        for h, head in zip(heads, built, strict=True):
+            e_copy = ext.build()
+            chosen = select_eval_images(images, h.card.labels, settings)
+            recalibrate_bn(nn.Sequential(e_copy, head), chosen.x, settings.batch_size)
+            accs.append(evaluate_pair(e_copy, head, images, h.card.labels, settings))
+    else:
+        accs = evaluate_heads(
+            extractor, [(m, h.card.labels) for m, h in zip(built, heads, strict=True)], images, settings
+        )
+    cells = []
+    for h, head, acc in zip(heads, built, accs, strict=True):
+        own = h.card.compat.sibling == ext.ref
+        cell = Cell(ext.ref, h.ref, acc.restricted, acc.unrestricted, acc.n, acc.ci95, own, dataset=dataset)
+        if latency:
+            model = AssembledModel(ext.build(), head, bn_mode=settings.bn_mode)
+            cell.latency_ms, cell.images_per_s = _latency(model, images.x, settings.batch_size)
+        cells.append(cell)
+    return cells
 
 
 def _post(registry: Registry, result: BenchResult) -> str | None:

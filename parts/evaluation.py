@@ -16,6 +16,7 @@ evaluation, recorded beside its result:
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
     from partsbin.parts.data import Images
 
-__all__ = ["BatchComposition", "EvalSettings", "evaluate_pair", "select_eval_images"]
+__all__ = ["BatchComposition", "EvalSettings", "evaluate_heads", "evaluate_pair", "select_eval_images"]
 
 BatchComposition = Literal["common-classes", "all-classes"]
 
@@ -76,15 +77,45 @@ def evaluate_pair(
 ) -> Accuracy:
     """Accuracy of ``head(extractor(x))`` over ``images`` (the extractor's task), counted on
     the classes both know, with the prediction over their logits and unrestricted."""
+    return evaluate_heads(extractor, [(head, head_labels)], images, settings, device=device)[0]
+
+
+def evaluate_heads(
+    extractor: nn.Module,
+    heads: list[tuple[nn.Module, list[str]]],
+    images: Images,
+    settings: EvalSettings,
+    *,
+    device: torch.device | str = "cpu",
+) -> list[Accuracy]:
+    """:func:`evaluate_pair` for one extractor and many heads, computing the extractor's
+    features once per set of images: heads that share classes with the task alike see
+    the same batches, so they run on the same features, batch by batch. The result is
+    the same as evaluating each pair on its own (tested)."""
     import torch
 
     from partsbin.parts.batchnorm import evaluating
 
-    chosen = select_eval_images(images, head_labels, settings)
-    outs = []
-    with evaluating(extractor, settings.bn_mode), evaluating(head, settings.bn_mode), torch.no_grad():
-        for start in range(0, len(chosen), settings.batch_size):
-            x = chosen.x[start : start + settings.batch_size].to(device)
-            outs.append(head(extractor(x)).float().cpu())
-    logits = torch.cat(outs) if outs else torch.zeros(0, len(head_labels))
-    return recombination_accuracy(logits, chosen.y, chosen.classes, head_labels)
+    results: list[Accuracy | None] = [None] * len(heads)
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, (_, labels) in enumerate(heads):
+        common = tuple(shared_classes(images.classes, labels))
+        if not common:
+            results[i] = Accuracy(0.0, 0.0, 0, (0.0, 1.0))  # nothing to count: no class in common
+            continue
+        groups.setdefault(common if settings.batch_composition == "common-classes" else (), []).append(i)
+    with ExitStack() as stack, torch.no_grad():
+        for module in (extractor, *(h for h, _ in heads)):
+            stack.enter_context(evaluating(module, settings.bn_mode))
+        for members in groups.values():
+            chosen = select_eval_images(images, heads[members[0]][1], settings)
+            outs: dict[int, list[torch.Tensor]] = {i: [] for i in members}
+            for start in range(0, len(chosen), settings.batch_size):
+                feats = extractor(chosen.x[start : start + settings.batch_size].to(device))
+                for i in members:
+                    outs[i].append(heads[i][0](feats).float().cpu())
+            for i in members:
+                labels = heads[i][1]
+                logits = torch.cat(outs[i]) if outs[i] else torch.zeros(0, len(labels))
+                results[i] = recombination_accuracy(logits, chosen.y, chosen.classes, labels)
+    return [r for r in results if r is not None]

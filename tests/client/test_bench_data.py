@@ -191,3 +191,20 @@ def test_own_task_figures_and_data_that_travels(live, client_for, tmp_path):
 def test_missing_builtin_data_says_where_it_looked(tmp_path):
     with pytest.raises(DataMissing, match="t10k-images"):
         load_split(DataSpec(source="fashion-mnist", path=str(tmp_path)), "test")
+
+
+def test_many_heads_share_the_extractors_features_with_the_same_result():
+    from partsbin.parts.archs import build
+    from partsbin.parts.evaluation import evaluate_heads, evaluate_pair
+
+    torch.manual_seed(0)
+    images = Images(torch.rand(90, 1, 8, 8), torch.arange(90) % 6, list("abcdef"))
+    net = build("resnet_cifar", depth=8, width=4, in_chans=1, num_classes=6)
+    heads = [
+        (build("resnet_cifar", depth=8, width=4, in_chans=1, num_classes=len(labels)).head(), labels)
+        for labels in (list("abcdef"), list("abc"), list("cba"), list("xyz"), list("defgh"))
+    ]
+    for settings in (EvalSettings(batch_size=16), EvalSettings(batch_size=16, batch_composition="all-classes")):
+        together = evaluate_heads(net.extractor(), heads, images, settings)
+        alone = [evaluate_pair(net.extractor(), h, images, labels, settings) for h, labels in heads]
+        assert together == alone
