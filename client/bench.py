@@ -63,6 +63,7 @@ class Cell:
     own_task: bool
     dataset: str = ""
     latency_ms: float | None = None
+    evaluation_id: int | None = None
     images_per_s: float | None = None
 
 
@@ -294,6 +295,10 @@ def bench(
     correlation: bool = False,
     latency: bool = False,
     post: bool = True,
+    distributed: bool = False,
+    heads_per_job: int = 8,
+    namespace: str | None = None,
+    poll_seconds: float = 1.0,
 ) -> BenchResult:
     """The matrix of ``extractors`` × ``heads``; each cell is posted as an evaluation when
     ``post``. The token is checked before anything is measured, and the cells are posted
@@ -304,7 +309,32 @@ def bench(
     a local copy of the data its card records, or a whole ``DataSpec``. Batches hold
     ``batch_composition`` images (default: only the classes the pair shares, the paper's
     measure), shuffled with ``shuffle_seed``. torch uses ``threads`` CPU threads during
-    the benchmark (default: the CPUs available to this process)."""
+    the benchmark (default: the CPUs available to this process).
+
+    ``distributed``: instead of measuring here, split the matrix into ``evaluate`` jobs
+    (one extractor × up to ``heads_per_job`` heads each, so its features are computed once
+    per job) that any worker takes from the registry's queue, in ``namespace`` (default:
+    the first the token may publish into); wait for them and assemble the result from the
+    evaluations they post."""
+    if distributed:
+        if correlation or latency or not post or data:
+            raise UsageError(
+                "a distributed benchmark measures accuracy on the workers and posts it: correlation, latency, "
+                "data= and post=False need the local one"
+            )
+        return _bench_distributed(
+            registry,
+            extractors,
+            heads,
+            bn_mode=bn_mode,
+            batch_size=batch_size,
+            batch_composition=batch_composition,
+            shuffle_seed=shuffle_seed,
+            threads=threads,
+            heads_per_job=heads_per_job,
+            namespace=namespace,
+            poll_seconds=poll_seconds,
+        )
     if post:
         registry.check_can_publish(None, "posting the results as evaluations (pass post=False / --no-post to skip)")
     settings = EvalSettings(
@@ -393,28 +423,158 @@ def measure_row(
 
 def _post(registry: Registry, result: BenchResult) -> str | None:
     """Post every measured cell; the first failure is returned, not raised."""
+    settings = EvalSettings(
+        bn_mode="batch" if result.bn_mode == "batch" else "running",
+        batch_size=result.batch_size,
+        batch_composition=result.batch_composition,
+        shuffle_seed=result.shuffle_seed,
+    )
+    return post_cells(registry, result.cells, settings, recalibrated=result.bn_mode == "recalibrate")
+
+
+def post_cells(
+    registry: Registry,
+    cells: list[Cell],
+    settings: EvalSettings,
+    *,
+    recalibrated: bool = False,
+    details: dict[str, Any] | None = None,
+) -> str | None:
+    """Post cells as evaluations (with how they were measured, and ``details``); the first
+    failure is returned, not raised, so that no measurement is lost with it."""
     from partsbin.client.errors import PartsbinError
 
-    for c in result.cells:
+    for c in cells:
         if not c.samples:
             continue
         try:
-            registry.post_evaluation(
+            c.evaluation_id = registry.post_evaluation(
                 extractor=c.extractor,
                 head=c.head,
                 dataset=c.dataset,
                 value=c.accuracy,
                 samples=c.samples,
-                bn_mode="recalibrated" if result.bn_mode == "recalibrate" else result.bn_mode,
-                batch_size=result.batch_size,
+                bn_mode="recalibrated" if recalibrated else settings.bn_mode,
+                batch_size=settings.batch_size,
                 details={
                     "unrestricted": c.unrestricted,
                     "ci95": list(c.ci95),
                     "own_task": c.own_task,
-                    "batch_composition": result.batch_composition,
-                    "shuffle_seed": result.shuffle_seed,
+                    "batch_composition": settings.batch_composition,
+                    "shuffle_seed": settings.shuffle_seed,
+                    **(details or {}),
                 },
-            )
+            )["id"]
         except PartsbinError as exc:
             return f"posting the evaluation of {c.extractor} + {c.head} failed: {exc}"
     return None
+
+
+def _bench_distributed(
+    registry: Registry,
+    extractors: list[str],
+    heads: list[str],
+    *,
+    bn_mode: BenchBN,
+    batch_size: int,
+    batch_composition: BatchComposition,
+    shuffle_seed: int,
+    threads: int | None,
+    heads_per_job: int,
+    namespace: str | None,
+    poll_seconds: float,
+) -> BenchResult:
+    from partsbin.client.errors import ServerError
+
+    if heads_per_job < 1:
+        raise UsageError("heads_per_job must be at least 1")
+    me = registry.whoami()
+    if namespace is None:
+        namespace = me["namespaces"][0] if me["namespaces"] else extractors[0].partition("/")[0]
+    registry.check_can_publish(namespace, f"submitting evaluation jobs into namespace {namespace!r}")
+    # Exact versions, so that every job measures the same components however the latest moves.
+    exts = [registry.info(r).ref for r in extractors]
+    hds = [registry.info(r).ref for r in heads]
+    jobs: dict[int, tuple[str, list[str]]] = {}
+    for e in exts:
+        for start in range(0, len(hds), heads_per_job):
+            chunk = hds[start : start + heads_per_job]
+            spec = {
+                "kind": "evaluate",
+                "name": f"bench-{e.replace('/', '-').replace('@', '-v')}"[:64],
+                "namespace": namespace,
+                "extractor": e,
+                "heads": chunk,
+                "bn_mode": bn_mode,
+                "batch_size": batch_size,
+                "batch_composition": batch_composition,
+                "shuffle_seed": shuffle_seed,
+                "threads": threads,
+            }
+            jobs[registry.jobs.submit(spec)["id"]] = (e, chunk)
+    _wait_for_jobs(registry, list(jobs), poll_seconds)
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for e in exts:
+        for ev in registry.evaluations(extractor=e):
+            job = str((ev.get("details") or {}).get("job"))
+            if job.isdigit() and int(job) in jobs:
+                found[(ev["extractor"], ev["head"])] = ev
+    cells = []
+    for e, chunk in jobs.values():
+        for h in chunk:
+            posted = found.get((e, h))
+            if posted is None:
+                # Not posted: the pair shares no class (the worker measured nothing).
+                cells.append(Cell(e, h, 0.0, 0.0, 0, (0.0, 1.0), False))
+                continue
+            ev = posted
+            d = ev.get("details") or {}
+            ci = d.get("ci95") or [0.0, 1.0]
+            cells.append(
+                Cell(
+                    e,
+                    h,
+                    ev["value"],
+                    float(d.get("unrestricted", ev["value"])),
+                    ev["samples"],
+                    (ci[0], ci[1]),
+                    bool(d.get("own_task")),
+                    dataset=ev["dataset"],
+                    evaluation_id=ev["id"],
+                )
+            )
+    if len(cells) != len(exts) * len(hds):
+        raise ServerError(
+            f"the evaluation jobs {sorted(jobs)} left {len(exts) * len(hds) - len(cells)} cells unmeasured"
+        )
+    return BenchResult(
+        exts,
+        hds,
+        bn_mode,
+        batch_size,
+        cells,
+        batch_composition=batch_composition,
+        shuffle_seed=shuffle_seed,
+        threads=threads,
+    )
+
+
+def _wait_for_jobs(registry: Registry, ids: list[int], poll_seconds: float) -> None:
+    """Follow the jobs until every one has finished; one that failed or was cancelled
+    fails the benchmark, naming it and its error."""
+    from partsbin.client.errors import ServerError
+    from partsbin.client.progress import progress_bar
+
+    pending = set(ids)
+    with progress_bar(registry.progress, len(ids), f"{len(ids)} evaluation jobs") as advance:
+        while pending:
+            for job_id in sorted(pending):
+                job = registry.jobs.get(job_id)
+                if job["status"] == "succeeded":
+                    pending.discard(job_id)
+                    advance(1)
+                elif job["status"] in ("failed", "cancelled"):
+                    last = (job.get("error") or "").strip().splitlines()[-1:] or [job["status"]]
+                    raise ServerError(f"evaluation job {job_id} {job['status']}: {last[0]}")
+            if pending:
+                time.sleep(poll_seconds)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["available_cpus"]
+__all__ = ["available_cpus", "use_threads"]
 
 
 def available_cpus() -> int:
@@ -31,3 +31,16 @@ def _cgroup_quota() -> int | None:
         return None if quota_us <= 0 else max(1, quota_us // period_us)
     except (OSError, ValueError):
         return None
+
+
+def use_threads(threads: int | None) -> int:
+    """Set torch's CPU threads to ``threads``, or, when None, cap them at the CPUs
+    available (a lower setting, e.g. ``partsbin worker --threads 1``, stays). Returns the
+    count in use."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    elif torch.get_num_threads() > available_cpus():
+        torch.set_num_threads(available_cpus())
+    return torch.get_num_threads()

@@ -12,12 +12,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from partsbin.parts.evaluation_spec import EvaluateSpec
 from partsbin.parts.training_spec import TrainSpec
 
-__all__ = ["JOB_KINDS", "JobSpec", "UnknownJobKind", "parse_job_spec", "job_specs_schema"]
+__all__ = ["JOB_KINDS", "UnknownJobKind", "parse_job_spec", "job_specs_schema"]
 
-JobSpec = TrainSpec
-JOB_KINDS: dict[str, type[BaseModel]] = {"train": TrainSpec}
+JOB_KINDS: dict[str, type[BaseModel]] = {"train": TrainSpec, "evaluate": EvaluateSpec}
 
 
 class UnknownJobKind(ValueError):

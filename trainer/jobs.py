@@ -13,11 +13,12 @@ from collections.abc import Callable
 from typing import Any
 
 from partsbin.trainer.engine import Progress
+from partsbin.trainer.evaluate import run_evaluate
 from partsbin.trainer.run import RunResult, run
 
 __all__ = ["RUNNERS", "run_job"]
 
-RUNNERS: dict[str, Callable[..., RunResult]] = {"train": run}
+RUNNERS: dict[str, Callable[..., RunResult]] = {"train": run, "evaluate": run_evaluate}
 
 
 def run_job(

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from partsbin import __version__
-from partsbin.parts.cpus import available_cpus
+from partsbin.parts.cpus import use_threads
 from partsbin.parts.data import TaskData, load_task
 from partsbin.parts.describe import card_for
 from partsbin.parts.evaluation import EvalSettings, evaluate_pair
@@ -80,8 +80,8 @@ def run(
     :class:`~partsbin.client.registry.Registry`) when ``spec.publish``."""
     s = spec.settings
     # torch's default is the machine's core count, which oversubscribes a shared or
-    # containerised host (docs/architecture.md); the CPUs this process may use instead.
-    torch.set_num_threads(s.threads or available_cpus())
+    # containerised host; at most the CPUs this process may use.
+    use_threads(s.threads)
     device = resolve_device(s)
     if (spec.anchors or spec.init or spec.publish) and registry is None:
         raise ValueError("this spec needs a registry (to pull anchors or init weights, or to publish)")

@@ -39,6 +39,13 @@ def bench_cmd(
     ] = None,
     heatmap: Annotated[Path | None, typer.Option(help="write a PNG heatmap of the matrix")] = None,
     post: Annotated[bool, typer.Option(help="post the results to the registry as evaluations")] = True,
+    distributed: Annotated[
+        bool, typer.Option(help="split the matrix into evaluate jobs for the registry's workers, and wait for them")
+    ] = False,
+    heads_per_job: Annotated[int, typer.Option(min=1, help="--distributed: heads per job (one extractor each)")] = 8,
+    namespace: Annotated[
+        str | None, typer.Option(help="--distributed: the jobs' namespace [default: the token's first]")
+    ] = None,
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:
@@ -65,6 +72,9 @@ def bench_cmd(
             correlation=correlation,
             latency=latency,
             post=post,
+            distributed=distributed,
+            heads_per_job=heads_per_job,
+            namespace=namespace,
         )
     # The figures are written before anything else can fail: a measurement is never lost.
     if json_out == "-":
@@ -75,7 +85,8 @@ def bench_cmd(
         note(f"heatmap: {result.heatmap(heatmap)}")
     if json_out != "-":
         console.print(result.rich_table())
-        note(f"{result.threads} CPU threads")
+        if result.threads:
+            note(f"{result.threads} CPU threads")
         for pair, c in result.correlation.items():
             console.print(
                 f"feature correlation {pair}: {c['direct']:.3f} (best permutation {c['best_permutation']:.3f})"

@@ -104,7 +104,11 @@ class _TrainingProgress:
     def on_step(self, info: dict[str, Any]) -> None:
         import time
 
-        status = f"step {info['step']}/{info['total']}  loss {info['loss']:.3f}  {info['images_per_s']:.0f} img/s"
+        status = f"step {info['step']}/{info['total']}"
+        if info.get("loss") is not None:
+            status += f"  loss {info['loss']:.3f}"
+        if info.get("images_per_s"):
+            status += f"  {info['images_per_s']:.0f} img/s"
         if self.bar is not None:
             self.bar.update(self.task, completed=info["step"], total=info["total"], status=status)
         elif time.monotonic() - self.last >= self.EVERY_SECONDS or info["step"] == info["total"]:
@@ -155,6 +159,9 @@ def worker(
     lease: Annotated[float, typer.Option(help="lease length in seconds")] = 60.0,
     poll: Annotated[float, typer.Option(help="seconds between claims when the queue is empty")] = 2.0,
     once: Annotated[bool, typer.Option(help="exit when the queue is empty")] = False,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="torch CPU threads [default: the CPUs available to this process]")
+    ] = None,
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:
@@ -162,7 +169,12 @@ def worker(
     import logging
     import signal
 
+    import torch
+
+    from partsbin.parts.cpus import available_cpus
     from partsbin.trainer.worker import Worker
+
+    torch.set_num_threads(threads or available_cpus())
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     # The worker's lines are JSON objects; httpx's own "HTTP Request: ..." lines are not.
@@ -196,7 +208,9 @@ def jobs_list(
     t = table("id", "status", "namespace", "name", "attempts", "worker", "progress", "error")
     for j in jobs:
         p = j.get("progress") or {}
-        prog = f"{p.get('step')}/{p.get('total')} loss {p.get('loss', float('nan')):.3f}" if p else ""
+        prog = f"{p.get('step')}/{p.get('total')}" if p else ""
+        if p.get("loss") is not None:
+            prog += f" loss {p['loss']:.3f}"
         error = (j.get("error") or "").strip().splitlines()[-1:]
         t.add_row(
             str(j["id"]),
