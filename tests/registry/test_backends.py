@@ -115,6 +115,30 @@ def test_concurrent_publishes_get_distinct_versions(make_registry, postgres_url,
     assert sorted(r.json()["version"] for r in results) == [1, 2, 3, 4, 5, 6]
 
 
+def test_two_registry_processes_on_one_database_keep_versions_unique_and_dense(make_registry, postgres_url, tmp_path):
+    """The registry is stateless: several processes behind a load balancer share one
+    PostgreSQL and one blob store, and concurrent uploads of one name spread over both
+    get distinct, dense versions."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    shared = {"database_url": postgres_url, "storage_url": (tmp_path / "blobs").as_uri()}
+    first = make_registry(data_dir=tmp_path / "one", **shared)
+    second = make_registry(data_dir=tmp_path / "two", **shared)
+    admin = first.token("admin")
+    paths = [write_component(tmp_path / f"e{i}", network(i).extractor(), extractor_card("lab/race")) for i in range(10)]
+    with (
+        httpx.Client(base_url=first.url, timeout=60) as a,
+        httpx.Client(base_url=second.url, timeout=60) as b,
+        ThreadPoolExecutor(10) as pool,
+    ):
+        results = list(pool.map(lambda ip: _upload((a, b)[ip[0] % 2], admin, ip[1]), enumerate(paths)))
+        assert all(r.status_code == 201 for r in results), [r.text for r in results]
+        assert sorted(r.json()["version"] for r in results) == list(range(1, 11))
+        # Each process serves what the other stored.
+        for r in results:
+            assert b.get(f"/components/lab/race/versions/{r.json()['version']}/file").status_code == 200
+
+
 def test_concurrent_identical_uploads_make_one_version(make_registry, postgres_url, tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
