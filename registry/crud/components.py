@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -17,6 +18,8 @@ __all__ = [
     "find_by_digest",
     "resolve_ref",
     "create_component",
+    "component_values",
+    "membership_values",
     "list_components",
     "list_versions",
     "set_alias",
@@ -101,33 +104,8 @@ def create_component(
             sa.select(sa.func.max(Component.version)).where(Component.namespace == ns, Component.name == name)
         )
         version = (latest or 0) + 1
-        stored = card.model_copy(update={"version": version, "digest": f"sha256:{digest}", "size": size})
-        row = Component(
-            namespace=ns,
-            name=name,
-            version=version,
-            role=card.role,
-            arch_name=card.arch.name,
-            digest=digest,
-            size=size,
-            card=stored.model_dump(mode="json"),
-            junction_channels=junction.channels,
-            junction_spatial=None if junction.spatial == "any" else junction.spatial,
-            dataset=card.provenance.dataset.name if card.provenance.dataset else None,
-            published_by=published_by,
-        )
-        anchors = {a.removeprefix("sha256:") for a in card.compat.anchors}
-        if card.role in AUX_ROLES:
-            anchors.add(digest)
-        row.memberships = [
-            Membership(
-                anchor_digest=a,
-                role=row.role,
-                junction_channels=row.junction_channels,
-                junction_spatial=row.junction_spatial,
-            )
-            for a in sorted(anchors)
-        ]
+        row = Component(**component_values(card, digest=digest, size=size, version=version, published_by=published_by))
+        row.memberships = [Membership(**m) for m in membership_values(card, digest)]
         try:
             with session.begin_nested():
                 session.add(row)
@@ -154,6 +132,40 @@ def create_component(
     raise Conflict(
         f"could not assign a version to {card.name}: other uploads of it kept taking the next number; try again"
     )
+
+
+def component_values(card: Card, *, digest: str, size: int, version: int, published_by: int | None) -> dict[str, Any]:
+    """The columns of a component's row: what :func:`create_component` inserts, and what a
+    bulk load through the registry's own schema writes (``bench/registry_bench.py``)."""
+    junction = card.interface.junction
+    stored = card.model_copy(update={"version": version, "digest": f"sha256:{digest}", "size": size})
+    return {
+        "namespace": card.namespace,
+        "name": card.short_name,
+        "version": version,
+        "role": card.role,
+        "arch_name": card.arch.name,
+        "digest": digest,
+        "size": size,
+        "card": stored.model_dump(mode="json"),
+        "junction_channels": junction.channels,
+        "junction_spatial": None if junction.spatial == "any" else junction.spatial,
+        "dataset": card.provenance.dataset.name if card.provenance.dataset else None,
+        "published_by": published_by,
+    }
+
+
+def membership_values(card: Card, digest: str) -> list[dict[str, Any]]:
+    """The groups a component joins (without its id): its anchors, and an aux head's own."""
+    junction = card.interface.junction
+    anchors = {a.removeprefix("sha256:") for a in card.compat.anchors}
+    if card.role in AUX_ROLES:
+        anchors.add(digest)
+    spatial = None if junction.spatial == "any" else junction.spatial
+    return [
+        {"anchor_digest": a, "role": card.role, "junction_channels": junction.channels, "junction_spatial": spatial}
+        for a in sorted(anchors)
+    ]
 
 
 def _same_bytes(session: Session, namespace: str, name: str, digest: str) -> Component | None:
