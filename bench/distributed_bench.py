@@ -7,9 +7,9 @@ every worker (`partsbin worker --threads 1`): a worker stands for a machine (her
 core). `partsbin bench --distributed` splits the matrix into `evaluate` jobs (one
 extractor × 8 heads each, so an extractor's features are computed once per job) and
 waits for them. Baselines in the same run: the local benchmark with one thread and with
-as many threads as there are cores. Components: 16 ResNet-20 networks (untrained: the
-time does not depend on the weights) whose cards name the Fashion-MNIST test split (2,000
-images) as their test data.
+as many threads as there are cores. Components: 16 ResNet-14 networks (untrained: the
+time does not depend on the weights) whose cards name the first 1,000 images of the
+Fashion-MNIST test split as their test data.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from partsbin.parts.describe import card_for
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 N = 16
-CFG = {"depth": 20, "width": 16, "in_chans": 1, "num_classes": 10}
-TEST = {"source": "fashion-mnist", "limit": 2000}
+CFG = {"depth": 14, "width": 16, "in_chans": 1, "num_classes": 10}
+TEST = {"source": "fashion-mnist", "limit": 1000}
 
 
 def _free_port() -> int:
@@ -172,7 +172,7 @@ def main() -> None:
         "# A recombination matrix across workers",
         "",
         f"`python bench/distributed_bench.py` on {m['cpus']} CPU cores ({m['cpu_model']}), Python {m['python']}: "
-        f"a {N}×{N} matrix (ResNet-20 parts, 2,000 Fashion-MNIST test images per extractor), best of two "
+        f"a {N}×{N} matrix (ResNet-14 parts, 1,000 Fashion-MNIST test images per extractor), best of two "
         "interleaved rounds. Each worker is its own `partsbin worker --threads 1` process; the distributed "
         "benchmark submits one `evaluate` job per extractor and 8 heads, and waits for them.",
         "",
