@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from partsbin.parts.names import INT64_MAX
+from partsbin.registry.api.params import NamespaceStr
 from partsbin.registry.db.models import Component
 
 
@@ -85,7 +87,7 @@ class GroupPage(BaseModel):
 
 
 class AliasIn(BaseModel):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=INT64_MAX)
 
 
 class AliasOut(BaseModel):
@@ -101,10 +103,11 @@ class YankIn(BaseModel):
 
 class TokenIn(BaseModel):
     scope: Literal["read", "publish", "admin"]
-    name: str = ""
-    namespaces: list[str] = Field(default_factory=list)
+    name: str = Field(default="", max_length=200)
+    namespaces: list[NamespaceStr] = Field(default_factory=list, max_length=1000)
     owner: bool = False
-    expires_in_days: float | None = Field(default=None, gt=0)
+    # A century at most: later expiry dates overflow the date types.
+    expires_in_days: float | None = Field(default=None, gt=0, le=36500, allow_inf_nan=False)
 
 
 class TokenOut(BaseModel):

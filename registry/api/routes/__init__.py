@@ -3,16 +3,18 @@
 Every route but ``/healthz`` resolves the caller first, so switching anonymous reads
 off (``PARTSBIN_ANONYMOUS_READ=false``) covers every read without each route opting in.
 FastAPI caches the dependency per request, so routes that also take ``PrincipalDep``
-do not authenticate twice.
+do not authenticate twice. The error answers every operation can give are documented
+here once (``api/responses.py``).
 """
 
 from fastapi import APIRouter, Depends
 
 from partsbin.registry.api.deps import get_principal
+from partsbin.registry.api.responses import COMMON_ERRORS, GUARDED_ERRORS
 from partsbin.registry.api.routes import compatible, components, evaluations, groups, health, jobs, tokens
 
-api_router = APIRouter()
-_guarded = APIRouter(dependencies=[Depends(get_principal)])
+api_router = APIRouter(responses=COMMON_ERRORS)
+_guarded = APIRouter(dependencies=[Depends(get_principal)], responses=GUARDED_ERRORS)
 for _module in (components, compatible, evaluations, groups, jobs, tokens):
     _guarded.include_router(_module.router)
 api_router.include_router(_guarded)

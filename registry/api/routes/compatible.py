@@ -10,6 +10,8 @@ from starlette.concurrency import run_in_threadpool
 
 from partsbin.parts.names import InvalidName, Ref, parse_ref
 from partsbin.registry.api.deps import SettingsDep
+from partsbin.registry.api.params import Limit
+from partsbin.registry.api.responses import errors
 from partsbin.registry.api.schemas import CompatibleItem, CompatiblePage, ComponentOut, Reason
 from partsbin.registry.crud.compatible import compatible_with, target_anchors
 from partsbin.registry.crud.components import resolve_ref
@@ -18,14 +20,21 @@ from partsbin.registry.errors import APIError, InvalidRequest
 router = APIRouter(tags=["compatibility"])
 
 
-@router.get("/compatible", response_model=CompatiblePage, summary="Extractors for a head, or heads for an extractor")
+@router.get(
+    "/compatible",
+    response_model=CompatiblePage,
+    summary="Extractors for a head, or heads for an extractor",
+    responses=errors(404),
+)
 async def compatible(
     request: Request,
     settings: SettingsDep,
     head: Annotated[str | None, Query(description="ref of a task head or aux head (URL-encoded)")] = None,
     extractor: Annotated[str | None, Query(description="ref of an extractor (URL-encoded)")] = None,
-    cursor: str | None = None,
-    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    cursor: Annotated[
+        str | None, Query(pattern=r"^[mdn][0-9]{1,18}$", description="the next_cursor of the previous page")
+    ] = None,
+    limit: Limit = None,
 ) -> Response:
     if (head is None) == (extractor is None):
         raise InvalidRequest("give exactly one of ?head=REF or ?extractor=REF")
@@ -34,8 +43,6 @@ async def compatible(
         ref = parse_ref(text or "")
     except InvalidName as exc:
         raise APIError(str(exc), status_code=422, code="invalid_name") from None
-    if cursor is not None and not (len(cursor) > 1 and cursor[0] in "md" and cursor[1:].isdigit()):
-        raise InvalidRequest(f"invalid cursor {cursor!r}: pass back the next_cursor of the previous page")
     # The lookup, its queries and the JSON rendering run in one worker-thread hop. As a
     # sync route with a session dependency this took four hops (dependency in, route,
     # dependency out, and FastAPI's re-validation of the page on the event loop), and on
