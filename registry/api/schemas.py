@@ -48,16 +48,23 @@ class ComponentPage(BaseModel):
 
 
 class Reason(BaseModel):
-    kind: Literal["declared", "measured"]
+    kind: Literal["declared", "measured", "third-party"] = Field(
+        description="declared: a shared anchor; measured: an evaluation the pair's owners vouch for; "
+        "third-party: an evaluation by anyone else, shown but not ranked on"
+    )
     detail: str
     anchor: str | None = None
     anchor_ref: str | None = None
+    evaluation_id: int | None = None
+    trust: Literal["admin", "owner", "worker", "third-party"] | None = None
 
 
 class CompatibleItem(BaseModel):
     component: ComponentOut
     role: str
-    status: str = Field(description="'measured' or 'declared, unmeasured'")
+    status: Literal["measured", "declared, unmeasured", "measured: not compatible"] = Field(
+        description="ranked in this order; 'measured: not compatible' is at chance level"
+    )
     reasons: list[Reason]
     measured_accuracy: float | None = None
 

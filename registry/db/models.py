@@ -180,3 +180,10 @@ class Evaluation(Base):
     details: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     created_by: Mapped[int | None] = mapped_column(sa.ForeignKey("tokens.id", ondelete="SET NULL"))
+    # Who vouches for it, decided when it is posted (registry/crud/evaluations.py):
+    # admin, owner, worker or third-party. Only the first three rank /compatible.
+    trust: Mapped[str] = mapped_column(sa.String(16), default="third-party", server_default="third-party")
+    # The job whose worker measured it (posted under that job's lease).
+    job_id: Mapped[int | None] = mapped_column(sa.ForeignKey("jobs.id", ondelete="SET NULL"))
+    # How many classes the prediction was taken over: chance level is 1/classes.
+    classes: Mapped[int | None]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.orm import Session, sessionmaker
@@ -15,6 +15,7 @@ from partsbin.registry.api.responses import errors
 from partsbin.registry.api.schemas import CompatibleItem, CompatiblePage, ComponentOut, Reason
 from partsbin.registry.crud.compatible import compatible_with, target_anchors
 from partsbin.registry.crud.components import resolve_ref
+from partsbin.registry.db.models import Evaluation
 from partsbin.registry.errors import APIError, InvalidRequest
 
 router = APIRouter(tags=["compatibility"])
@@ -72,12 +73,7 @@ def _page(factory: sessionmaker[Session], ref: Ref, *, want_extractors: bool, cu
             reasons = []
             ev = m.evaluation
             if ev is not None:
-                reasons.append(
-                    Reason(
-                        kind="measured",
-                        detail=f"recombination accuracy {ev.value:.1%} on {ev.samples} images of {ev.dataset} (BatchNorm: batch statistics)",
-                    )
-                )
+                reasons.append(_measured(ev, "measured", at_chance=m.at_chance))
             reasons += [
                 Reason(
                     kind="declared",
@@ -87,13 +83,29 @@ def _page(factory: sessionmaker[Session], ref: Ref, *, want_extractors: bool, cu
                 )
                 for a in m.anchors
             ]
+            if m.third_party is not None:
+                reasons.append(_measured(m.third_party, "third-party"))
+            status = (
+                "declared, unmeasured" if ev is None else ("measured: not compatible" if m.at_chance else "measured")
+            )
             items.append(
                 CompatibleItem(
                     component=ComponentOut.of(m.component),
                     role=m.component.role,
                     reasons=reasons,
-                    status="measured" if ev is not None else "declared, unmeasured",
+                    status=status,
                     measured_accuracy=ev.value if ev is not None else None,
                 )
             )
         return CompatiblePage(query=target.ref, items=items, next_cursor=next_cursor).model_dump_json().encode()
+
+
+def _measured(ev: Evaluation, kind: Literal["measured", "third-party"], at_chance: bool = False) -> Reason:
+    detail = (
+        f"recombination accuracy {ev.value:.1%} on {ev.samples} images of {ev.dataset} (BatchNorm: batch statistics)"
+    )
+    if at_chance:
+        detail += ": at chance level (its 95% interval reaches chance), so not compatible"
+    if kind == "third-party":
+        detail = "posted by a token that does not own these namespaces, not used for ranking: " + detail
+    return Reason(kind=kind, detail=detail, evaluation_id=ev.id, trust=ev.trust)  # type: ignore[arg-type]
