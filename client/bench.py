@@ -25,7 +25,7 @@ from torch import nn
 from partsbin.client.assemble import AssembledModel, check_junctions
 from partsbin.parts.batchnorm import batchnorm_layers, set_bn_mode
 from partsbin.parts.extras import require
-from partsbin.parts.metrics import recombination_accuracy
+from partsbin.parts.metrics import recombination_accuracy, shared_classes
 
 if TYPE_CHECKING:
     from partsbin.client.registry import Component, Registry
@@ -158,6 +158,7 @@ def recalibrate_bn(model: nn.Module, x: torch.Tensor, batch_size: int) -> None:
         bn.train(training)
 
 
+@torch.no_grad()
 def _features(extractor: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
     set_bn_mode(extractor, "batch")
     extractor.eval()
@@ -237,6 +238,7 @@ def bench(
             acc = recombination_accuracy(logits, images.y, images.classes, h.card.labels)
             own = h.card.compat.sibling == e.ref
             cell = Cell(e.ref, h.ref, acc.restricted, acc.unrestricted, acc.n, acc.ci95, own)
+            classes = len(shared_classes(images.classes, h.card.labels))
             if latency:
                 cell.latency_ms, cell.images_per_s = _latency(model, images.x, batch_size)
             cells.append(cell)
@@ -249,6 +251,7 @@ def bench(
                     samples=acc.n,
                     bn_mode="recalibrated" if bn_mode == "recalibrate" else bn_mode,
                     batch_size=batch_size,
+                    classes=classes,
                     details={"unrestricted": acc.unrestricted, "ci95": list(acc.ci95), "own_task": own},
                 )
     result = BenchResult([e.ref for e in exts], [h.ref for h in hds], bn_mode, batch_size, cells)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import builtins
-import json
 import os
 import tempfile
 import uuid
@@ -21,14 +20,14 @@ from partsbin import __version__
 from partsbin.client._http import raise_for_status, with_retries
 from partsbin.client.assemble import AssembledModel, check_junctions
 from partsbin.client.cache import Cache
-from partsbin.client.errors import InvalidUpload
+from partsbin.client.errors import InvalidUpload, RegistryError
 from partsbin.client.jobs import JobsAPI
 from partsbin.client.progress import progress_bar
 from partsbin.parts.archs import build_part
 from partsbin.parts.batchnorm import BNMode
 from partsbin.parts.card import CARD_METADATA_KEY, Card
 from partsbin.parts.hashing import HashingWriter
-from partsbin.parts.names import Ref, parse_ref
+from partsbin.parts.names import INT64_MAX, Ref, parse_digest, parse_ref, validate_name
 from partsbin.parts.safetensors_format import load_state_dict, save_state_dict
 
 __all__ = ["Registry", "Component", "DEFAULT_URL"]
@@ -54,15 +53,43 @@ class Component:
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> Component:
+        """Check, then take, the registry's description of a component.
+
+        The digest, name and version become cache paths and checks, so each is
+        validated here first: a broken or hostile registry cannot make the client
+        write outside its cache, or verify a download against a digest it made up."""
+        try:
+            if not isinstance(data, dict):
+                raise ValueError("expected a JSON object")
+            name, version, size = data["name"], data["version"], data["size"]
+            validate_name(name)
+            if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= INT64_MAX:
+                raise ValueError(f"version {version!r} is not an integer from 1")
+            if not isinstance(data["digest"], str) or not data["digest"].startswith("sha256:"):
+                raise ValueError(f"digest {data['digest']!r} is not 'sha256:' and 64 hex digits")
+            parse_digest(data["digest"])
+            if data["ref"] != f"{name}@{version}":
+                raise ValueError(f"ref {data['ref']!r} does not name {name}@{version}")
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise ValueError(f"size {size!r} is not a byte count")
+            if not isinstance(data["role"], str) or not isinstance(data["yanked"], bool):
+                raise ValueError("role or yanked has the wrong type")
+            card = Card.model_validate(data["card"])
+            if card.name != name:
+                raise ValueError(f"the card names {card.name!r}, not {name!r}")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RegistryError(
+                f"the registry sent an invalid component description, refused: {exc}", code="invalid_response"
+            ) from None
         return cls(
             ref=data["ref"],
-            name=data["name"],
-            version=data["version"],
+            name=name,
+            version=version,
             digest=data["digest"],
-            size=data["size"],
+            size=size,
             role=data["role"],
             yanked=data["yanked"],
-            card=Card.model_validate(data["card"]),
+            card=card,
             raw=data,
         )
 
@@ -160,13 +187,31 @@ class Registry:
                 else None
             )
             label = f"push {card_model.name if card_model else path.name}"
-            with progress_bar(self.progress, path.stat().st_size, label) as advance:
-                body, headers = _multipart(path, card_json, advance)
-                response = self._http.post("/components", content=body, headers=headers, timeout=None)
-            return Component.from_api(raise_for_status(response).json())
+            size = path.stat().st_size
+            with progress_bar(self.progress, size, label) as advance:
+
+                def send() -> httpx.Response:
+                    body, headers = _multipart(path, card_json, advance)
+                    timeout = self._push_timeout(size)
+                    return raise_for_status(
+                        self._http.post("/components", content=body, headers=headers, timeout=timeout)
+                    )
+
+                # Publishing is idempotent (the same bytes under a name are one version),
+                # so a network error or a 503 is retried like a read.
+                response = with_retries(send)
+            return Component.from_api(response.json())
         finally:
             if tmp is not None:
                 tmp.unlink(missing_ok=True)
+
+    def _push_timeout(self, size: int) -> httpx.Timeout:
+        """Connect and inactivity timeouts, as every request has; the wait for the answer
+        after the last byte also covers the registry storing the blob, which grows with
+        the file (a second per 10 MiB on top of the usual read timeout)."""
+        base = self._http.timeout
+        read = None if base.read is None else base.read + size / (10 * 1024 * 1024)
+        return httpx.Timeout(connect=base.connect, read=read, write=base.write, pool=base.pool)
 
     # -- lookups -----------------------------------------------------------------------
     def info(self, ref: str) -> Component:
@@ -186,14 +231,11 @@ class Registry:
         version or digest already cached needs no request at all."""
         parsed = parse_ref(ref)
         cached = self.cache.lookup(parsed)
-        meta_path = self.cache.root / "meta" / f"{cached}.json" if cached else None
-        if cached and meta_path and meta_path.is_file():
-            comp = Component.from_api(json.loads(meta_path.read_text()))
-        else:
+        comp = self._cached_component(cached) if cached else None
+        if comp is None:
             comp = self.info(ref)
-            meta = self.cache.root / "meta" / f"{comp.hex}.json"
-            meta.parent.mkdir(parents=True, exist_ok=True)
-            meta.write_text(json.dumps(comp.raw))
+            _check_answers(parsed, comp)
+            self.cache.save_meta(comp.hex, comp.raw)
         if not self.cache.has(comp.hex):
             with_retries(lambda: self._download(comp))
         self.cache.remember(
@@ -203,10 +245,21 @@ class Registry:
         comp.path = self.cache.blob_path(comp.hex)
         return comp
 
+    def _cached_component(self, digest: str) -> Component | None:
+        meta = self.cache.load_meta(digest)
+        if meta is None:
+            return None
+        try:
+            comp = Component.from_api(meta)
+        except RegistryError:
+            return None  # written by an older client, or damaged: ask the registry again
+        return comp if comp.hex == digest else None
+
     def _download(self, comp: Component) -> None:
         target = self.cache.incomplete(comp.hex)
         with HashingWriter(target) as writer:
-            with self._http.stream("GET", f"/components/by-digest/{comp.hex}/file", timeout=None) as response:
+            # The client's timeouts apply: connect, and inactivity between reads.
+            with self._http.stream("GET", f"/components/by-digest/{comp.hex}/file") as response:
                 raise_for_status(response)
                 with progress_bar(self.progress, comp.size, f"pull {comp.ref}") as advance:
                     for chunk in response.iter_raw():
@@ -266,7 +319,12 @@ class Registry:
         batch_size: int | None = None,
         metric: str = "recombination_accuracy",
         details: dict[str, Any] | None = None,
+        classes: int | None = None,
+        job: tuple[int, str] | None = None,
     ) -> dict[str, Any]:
+        """Record a measured recombination. ``classes``: how many classes the prediction
+        was over (chance level is 1/classes). ``job``: (job id, lease id) when a worker
+        measured it for a job it holds."""
         body = {
             "extractor": extractor,
             "head": head,
@@ -276,8 +334,11 @@ class Registry:
             "samples": samples,
             "bn_mode": bn_mode,
             "batch_size": batch_size,
+            "classes": classes,
             "details": details or {},
         }
+        if job is not None:
+            body["job_id"], body["lease_id"] = job
         return self._send("POST", "/evaluations", json=body)
 
     def evaluations(self, *, extractor: str | None = None, head: str | None = None) -> builtins.list[dict[str, Any]]:
@@ -321,6 +382,14 @@ class Registry:
             head_ref=hd.ref,
             labels=hd.card.interface.output.labels if hd.card.interface.output else None,
         )
+
+
+def _check_answers(ref: Ref, comp: Component) -> None:
+    """The registry answered for the ref that was asked (an exact version or a digest)."""
+    if (ref.kind == "version" and (comp.name, comp.version) != (ref.full_name, ref.version)) or (
+        ref.kind == "digest" and comp.hex != ref.digest
+    ):
+        raise RegistryError(f"asked for {ref}, the registry answered with {comp.ref}; refused", code="invalid_response")
 
 
 def _multipart(path: Path, card_json: str | None, advance: Any) -> tuple[Iterator[bytes], dict[str, str]]:

@@ -12,6 +12,7 @@ things to different readers.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 from pydantic import AfterValidator
@@ -40,7 +41,7 @@ def check_depth(value: Any, max_depth: int = MAX_DEPTH) -> Any:
     while stack:
         item, depth = stack.pop()
         if isinstance(item, dict):
-            children = item.values()
+            children: Iterable[Any] = item.values()
         elif isinstance(item, list):
             children = item
         else:

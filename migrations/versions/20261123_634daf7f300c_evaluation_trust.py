@@ -38,7 +38,7 @@ def upgrade() -> None:
         tid: (scope, bool(owner), set(_json_list(namespaces)))
         for tid, scope, owner, namespaces in bind.execute(sa.text("SELECT id, scope, owner, namespaces FROM tokens"))
     }
-    namespace_of = dict(bind.execute(sa.text("SELECT id, namespace FROM components")).all())
+    namespace_of: dict[int, str] = dict(bind.execute(sa.text("SELECT id, namespace FROM components")).all())
     rows = bind.execute(sa.text("SELECT id, extractor_id, head_id, created_by FROM evaluations")).all()
     for eid, ext, head, by in rows:
         scope, owner, namespaces = tokens.get(by, ("", False, set()))

@@ -2,10 +2,10 @@
 
 It sits above the parts it drives: commands for the registry server (``serve``, ``db``,
 ``token``), for components (``push``, ``pull``, ``ls`` ...), for training (``train``,
-``worker``, ``jobs``, ``demo``) and the benchmark, one module per group.
+``worker``, ``jobs``, ``demo``), the benchmark and maintenance (``gc``), one module per group.
 """
 
-from partsbin.cli import benchmark, components, server, training  # noqa: F401  (registers the commands)
+from partsbin.cli import benchmark, components, maintenance, server, training  # noqa: F401  (registers the commands)
 from partsbin.cli._app import app, main
 
 __all__ = ["app", "main"]

@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 
-def _part(what: str):  # type: ignore[no-untyped-def]
+def _part(what: str) -> AfterValidator:
     def check(value: str) -> str:
         return validate_part(value, what)
 

@@ -85,7 +85,7 @@ def _page(factory: sessionmaker[Session], ref: Ref, *, want_extractors: bool, cu
             ]
             if m.third_party is not None:
                 reasons.append(_measured(m.third_party, "third-party"))
-            status = (
+            status: Literal["measured", "declared, unmeasured", "measured: not compatible"] = (
                 "declared, unmeasured" if ev is None else ("measured: not compatible" if m.at_chance else "measured")
             )
             items.append(

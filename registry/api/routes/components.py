@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import anyio
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from partsbin.parts.names import InvalidName, Ref, parse_digest
@@ -29,8 +29,9 @@ from partsbin.registry.api.schemas import AliasIn, AliasOut, ComponentOut, Compo
 from partsbin.registry.api.timing import ServerTiming
 from partsbin.registry.crud import components as crud
 from partsbin.registry.crud.blobs import ensure_blob
+from partsbin.registry.db.models import Component
 from partsbin.registry.errors import APIError, Forbidden, StorageUnavailable
-from partsbin.registry.storage import StorageError
+from partsbin.registry.storage import BlobStorage, StorageError
 from partsbin.registry.upload import ReceivedUpload, receive_upload
 from partsbin.registry.validation import validate_upload
 
@@ -64,8 +65,10 @@ _UPLOAD_BODY: dict[str, Any] = {
     response_model=ComponentOut,
     openapi_extra=_UPLOAD_BODY,
     summary="Publish a component",
-    responses={200: {"model": ComponentOut, "description": "these bytes were already published under this name"}}
-    | errors(409, 413),
+    responses={
+        200: {"model": ComponentOut, "description": "these bytes were already published under this name"},
+        **errors(409, 413),
+    },
 )
 async def publish(
     request: Request,
@@ -176,8 +179,8 @@ def _ref(ns: str, name: str, **kw: Any) -> Ref:
     return Ref(kind="latest", namespace=ns, name=name)
 
 
-def _file(request: Request, factory, storage, ref: Ref) -> Any:  # type: ignore[no-untyped-def]
-    def lookup(session: Session):  # type: ignore[no-untyped-def]
+def _file(request: Request, factory: sessionmaker[Session], storage: BlobStorage, ref: Ref) -> Any:
+    def lookup(session: Session) -> Component:
         return crud.resolve_ref(session, ref)
 
     return serve_file(request, factory, lookup, storage)
