@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from partsbin.parts.names import InvalidName
@@ -162,9 +163,12 @@ def install_handlers(app: FastAPI) -> None:
             401: "unauthorized",
             403: "forbidden",
         }.get(exc.status_code, "http_error")
-        return error_response(
-            exc.status_code, code, str(exc.detail), dict(exc.headers or {}), request_id_of(request.scope)
-        )
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route that matched the path; a
+            # path served by several routes (GET and POST /components) supports them all.
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        return error_response(exc.status_code, code, str(exc.detail), headers, request_id_of(request.scope))
 
     for cls in _DB_UNAVAILABLE:
 
@@ -183,6 +187,15 @@ def install_handlers(app: FastAPI) -> None:
                 {"Retry-After": str(RETRY_AFTER_SECONDS)},
                 request_id_of(request.scope),
             )
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 class UnexpectedErrorMiddleware:

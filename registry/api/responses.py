@@ -15,7 +15,7 @@ from partsbin.registry.errors import ErrorOut
 __all__ = ["errors", "COMMON_ERRORS", "GUARDED_ERRORS", "FILE_RESPONSES"]
 
 _WHY = {
-    400: "malformed request",
+    400: "a body that cannot be parsed at all (not UTF-8, nested too deeply)",
     401: "no token, or an unknown, revoked or expired one",
     403: "the token's scope or namespaces do not allow this",
     404: "not found",
@@ -32,7 +32,7 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 #: Any operation: bad input, a bug, an outage or a full registry.
-COMMON_ERRORS = errors(422, 500, 503)
+COMMON_ERRORS = errors(400, 422, 500, 503)
 #: Operations behind authentication (every one but /healthz).
 GUARDED_ERRORS = errors(401, 403)
 

@@ -5,11 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from partsbin.parts.names import INT64_MAX
 from partsbin.registry.api.params import NamespaceStr
 from partsbin.registry.db.models import Component
+
+
+class Body(BaseModel):
+    """A request body: types as declared (no "true" for a boolean, no "3" for a number)
+    and no unknown fields, so a typo is an error rather than silently ignored."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
 
 
 class ComponentOut(BaseModel):
@@ -93,7 +100,7 @@ class GroupPage(BaseModel):
     next_cursor: str | None = None
 
 
-class AliasIn(BaseModel):
+class AliasIn(Body):
     version: int = Field(ge=1, le=INT64_MAX)
 
 
@@ -104,11 +111,11 @@ class AliasOut(BaseModel):
     updated_at: datetime
 
 
-class YankIn(BaseModel):
+class YankIn(Body):
     reason: str = Field(min_length=1, max_length=2000)
 
 
-class TokenIn(BaseModel):
+class TokenIn(Body):
     scope: Literal["read", "publish", "admin"]
     name: str = Field(default="", max_length=200)
     namespaces: list[NamespaceStr] = Field(default_factory=list, max_length=1000)

@@ -13,6 +13,7 @@ from partsbin.parts.jsonlimits import JsonObject
 from partsbin.parts.names import INT64_MAX, InvalidName, parse_ref
 from partsbin.registry.api.deps import PrincipalDep, ReadSessionDep, SessionDep, require_token
 from partsbin.registry.api.responses import errors
+from partsbin.registry.api.schemas import Body
 from partsbin.registry.crud.components import resolve_ref
 from partsbin.registry.crud.evaluations import create_evaluation, list_evaluations, trust_of
 from partsbin.registry.crud.jobs import leased_job
@@ -26,7 +27,7 @@ router = APIRouter(prefix="/evaluations", tags=["evaluations"])
 INT32_MAX = 2**31 - 1
 
 
-class EvaluationIn(BaseModel):
+class EvaluationIn(Body):
     extractor: str = Field(description="ref of the extractor", max_length=300)
     head: str = Field(description="ref of the head (task or aux)", max_length=300)
     dataset: str = Field(min_length=1, max_length=200)

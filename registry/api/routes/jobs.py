@@ -15,6 +15,7 @@ from partsbin.parts.training_spec import TrainSpec
 from partsbin.registry.api.deps import PrincipalDep, ReadSessionDep, SessionDep, SettingsDep, require_token
 from partsbin.registry.api.params import IdCursor, IdPath, Limit
 from partsbin.registry.api.responses import errors
+from partsbin.registry.api.schemas import Body
 from partsbin.registry.crud import jobs as crud
 from partsbin.registry.db.models import Job
 from partsbin.registry.errors import Forbidden, InvalidRequest
@@ -55,12 +56,12 @@ class JobPage(BaseModel):
     next_cursor: str | None = None
 
 
-class SubmitIn(BaseModel):
+class SubmitIn(Body):
     spec: JsonObject
     max_attempts: int = Field(default=3, ge=1, le=20)
 
 
-class ClaimIn(BaseModel):
+class ClaimIn(Body):
     worker: str = Field(min_length=1, max_length=200)
     lease_seconds: float = Field(default=LEASE_SECONDS_DEFAULT, ge=1, le=3600)
 
@@ -68,24 +69,24 @@ class ClaimIn(BaseModel):
 LeaseId = Annotated[str, Field(min_length=1, max_length=64)]
 
 
-class HeartbeatIn(BaseModel):
+class HeartbeatIn(Body):
     lease_id: LeaseId
     lease_seconds: float = Field(default=LEASE_SECONDS_DEFAULT, ge=1, le=3600)
     progress: JsonObject | None = None
 
 
-class CompleteIn(BaseModel):
+class CompleteIn(Body):
     lease_id: LeaseId
     refs: list[Annotated[str, Field(max_length=300)]] = Field(default_factory=list, max_length=1000)
 
 
-class FailIn(BaseModel):
+class FailIn(Body):
     lease_id: LeaseId
     error: str = Field(max_length=20000)
     retry: bool = False
 
 
-class LeaseIn(BaseModel):
+class LeaseIn(Body):
     lease_id: LeaseId
 
 
@@ -138,12 +139,12 @@ def list_(
     return JobPage(items=[JobOut.of(j) for j in rows], next_cursor=nxt)
 
 
-@router.get("/{job_id}", response_model=JobOut, summary="A job", responses=_JOB)
+@router.get("/{job_id:int}", response_model=JobOut, summary="A job", responses=_JOB)
 def show(job_id: IdPath, session: ReadSessionDep) -> JobOut:
     return JobOut.of(crud.get_job(session, job_id))
 
 
-@router.post("/{job_id}/cancel", response_model=JobOut, summary="Cancel a job", responses=_JOB)
+@router.post("/{job_id:int}/cancel", response_model=JobOut, summary="Cancel a job", responses=_JOB)
 def cancel(job_id: IdPath, session: SessionDep, principal: PrincipalDep) -> JobOut:
     require_token(principal, "cancelling jobs")
     job = crud.get_job(session, job_id)
@@ -170,7 +171,7 @@ def claim(body: ClaimIn, session: SessionDep, principal: PrincipalDep) -> Any:
 
 
 @router.post(
-    "/{job_id}/heartbeat", response_model=JobOut, summary="Extend the lease and report progress", responses=_LEASE
+    "/{job_id:int}/heartbeat", response_model=JobOut, summary="Extend the lease and report progress", responses=_LEASE
 )
 def beat(job_id: IdPath, body: HeartbeatIn, session: SessionDep, principal: PrincipalDep) -> JobOut:
     _worker_scope(principal)
@@ -182,7 +183,7 @@ def beat(job_id: IdPath, body: HeartbeatIn, session: SessionDep, principal: Prin
 
 
 @router.post(
-    "/{job_id}/complete", response_model=JobOut, summary="Finish a job with the refs it published", responses=_LEASE
+    "/{job_id:int}/complete", response_model=JobOut, summary="Finish a job with the refs it published", responses=_LEASE
 )
 def complete(job_id: IdPath, body: CompleteIn, session: SessionDep, principal: PrincipalDep) -> JobOut:
     _worker_scope(principal)
@@ -191,7 +192,7 @@ def complete(job_id: IdPath, body: CompleteIn, session: SessionDep, principal: P
     return JobOut.of(job)
 
 
-@router.post("/{job_id}/fail", response_model=JobOut, summary="Fail a job with the error", responses=_LEASE)
+@router.post("/{job_id:int}/fail", response_model=JobOut, summary="Fail a job with the error", responses=_LEASE)
 def fail(job_id: IdPath, body: FailIn, session: SessionDep, principal: PrincipalDep) -> JobOut:
     _worker_scope(principal)
     job = crud.fail_job(session=session, job_id=job_id, lease_id=body.lease_id, error=body.error, retry=body.retry)
@@ -200,7 +201,7 @@ def fail(job_id: IdPath, body: FailIn, session: SessionDep, principal: Principal
 
 
 @router.post(
-    "/{job_id}/release",
+    "/{job_id:int}/release",
     response_model=JobOut,
     summary="Hand a job back to the queue (worker shutting down)",
     responses=_LEASE,
