@@ -128,7 +128,7 @@ def parse_ref(ref: str) -> Ref:
         full, _, ver = ref.partition("@")
         ns, name = validate_name(full)
         # isascii: '²'.isdigit() is true but int('²') fails; the bound is the database's.
-        if not (ver.isascii() and ver.isdigit()) or not 1 <= int(ver) <= INT64_MAX:
+        if not (ver.isascii() and ver.isdigit()) or len(ver) > 19 or not 1 <= int(ver) <= INT64_MAX:
             raise InvalidName(f"invalid version in {ref!r}: expected an integer from 1 to {INT64_MAX}")
         return Ref(kind="version", namespace=ns, name=name, version=int(ver))
     if ":" in ref:

@@ -150,7 +150,7 @@ async def receive_upload(
         declared is not None
         and declared.isascii()
         and declared.isdigit()
-        and int(declared) > max_bytes + MAX_CARD_BYTES + 64 * 1024
+        and (len(declared) > 19 or int(declared)) > max_bytes + MAX_CARD_BYTES + 64 * 1024
     ):
         raise TooLarge(
             f"upload of {declared} bytes exceeds the registry's limit of {max_bytes} bytes (PARTSBIN_MAX_UPLOAD_BYTES)"

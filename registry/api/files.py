@@ -41,6 +41,12 @@ def _headers(c: Component) -> dict[str, str]:
     }
 
 
+def _number(digits: str) -> int:
+    # Past 19 digits a position lies beyond any file; int() of a 5,000-digit string
+    # raises (Python's limit on integer string conversion).
+    return int(digits) if len(digits) <= 19 else 10**19
+
+
 def parse_range(value: str | None, size: int) -> tuple[int, int] | None | str:
     """(start, end) inclusive; None for the whole file; 'invalid' when unsatisfiable.
 
@@ -56,12 +62,12 @@ def parse_range(value: str | None, size: int) -> tuple[int, int] | None | str:
     if not a and not b:
         return "invalid"
     if not a:
-        n = int(b)
+        n = _number(b)
         if n == 0 or size == 0:
             return "invalid"
         return max(0, size - n), size - 1
-    start = int(a)
-    end = min(int(b), size - 1) if b else size - 1
+    start = _number(a)
+    end = min(_number(b), size - 1) if b else size - 1
     if start >= size or start > end:
         return "invalid"
     return start, end

@@ -13,6 +13,7 @@ from typing import Annotated
 
 from fastapi import Path, Query
 from pydantic import AfterValidator, Field
+from starlette.convertors import Convertor, register_url_convertor
 
 from partsbin.parts.names import DIGEST_PATTERN, INT64_MAX, PART_SCHEMA_PATTERN, parse_digest, validate_part
 
@@ -28,6 +29,24 @@ __all__ = [
     "Limit",
     "NamespaceStr",
 ]
+
+
+class _IdConvertor(Convertor[int]):
+    """``{name:id}`` in a route path: 1 to 19 ASCII digits. Starlette's ``int`` takes any
+    run of digits and then fails inside ``int()`` past 4,300 of them (a 500); here such
+    a path simply matches no route. Whether the number is in range is the parameter's
+    check (``IdPath``, ``VersionPath``), answered 422."""
+
+    regex = "[0-9]{1,19}"
+
+    def convert(self, value: str) -> int:
+        return int(value)
+
+    def to_string(self, value: int) -> str:
+        return str(value)
+
+
+register_url_convertor("id", _IdConvertor())
 
 
 def _part(what: str) -> AfterValidator:

@@ -232,7 +232,7 @@ def versions(ns: NamespacePath, name: NamePath, session: ReadSessionDep) -> list
 
 
 @router.get(
-    "/{ns}/{name}/versions/{version:int}",
+    "/{ns}/{name}/versions/{version:id}",
     response_model=ComponentOut,
     summary="Exact version (yanked ones too)",
     responses=_LOOKUP,
@@ -242,13 +242,13 @@ def exact(ns: NamespacePath, name: NamePath, version: VersionPath, session: Read
 
 
 @router.get(
-    "/{ns}/{name}/versions/{version:int}/file",
+    "/{ns}/{name}/versions/{version:id}/file",
     summary="File of an exact version (yanked ones too)",
     responses=_FILE,
     response_class=Response,
 )
 @router.head(
-    "/{ns}/{name}/versions/{version:int}/file",
+    "/{ns}/{name}/versions/{version:id}/file",
     summary="File of an exact version (yanked ones too)" + " (headers only)",
     responses=_FILE,
     response_class=Response,
@@ -328,7 +328,7 @@ def remove_alias(
 
 
 @router.post(
-    "/{ns}/{name}/versions/{version:int}/yank", response_model=ComponentOut, summary="Yank a version", responses=_MANAGE
+    "/{ns}/{name}/versions/{version:id}/yank", response_model=ComponentOut, summary="Yank a version", responses=_MANAGE
 )
 def yank(
     ns: NamespacePath, name: NamePath, version: VersionPath, body: YankIn, session: SessionDep, principal: PrincipalDep
@@ -342,7 +342,7 @@ def yank(
 
 
 @router.delete(
-    "/{ns}/{name}/versions/{version:int}/yank", response_model=ComponentOut, summary="Undo a yank", responses=_MANAGE
+    "/{ns}/{name}/versions/{version:id}/yank", response_model=ComponentOut, summary="Undo a yank", responses=_MANAGE
 )
 def unyank(
     ns: NamespacePath, name: NamePath, version: VersionPath, session: SessionDep, principal: PrincipalDep

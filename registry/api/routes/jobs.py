@@ -139,12 +139,12 @@ def list_(
     return JobPage(items=[JobOut.of(j) for j in rows], next_cursor=nxt)
 
 
-@router.get("/{job_id:int}", response_model=JobOut, summary="A job", responses=_JOB)
+@router.get("/{job_id:id}", response_model=JobOut, summary="A job", responses=_JOB)
 def show(job_id: IdPath, session: ReadSessionDep) -> JobOut:
     return JobOut.of(crud.get_job(session, job_id))
 
 
-@router.post("/{job_id:int}/cancel", response_model=JobOut, summary="Cancel a job", responses=_JOB)
+@router.post("/{job_id:id}/cancel", response_model=JobOut, summary="Cancel a job", responses=_JOB)
 def cancel(job_id: IdPath, session: SessionDep, principal: PrincipalDep) -> JobOut:
     require_token(principal, "cancelling jobs")
     job = crud.get_job(session, job_id)
@@ -171,7 +171,7 @@ def claim(body: ClaimIn, session: SessionDep, principal: PrincipalDep) -> Any:
 
 
 @router.post(
-    "/{job_id:int}/heartbeat", response_model=JobOut, summary="Extend the lease and report progress", responses=_LEASE
+    "/{job_id:id}/heartbeat", response_model=JobOut, summary="Extend the lease and report progress", responses=_LEASE
 )
 def beat(job_id: IdPath, body: HeartbeatIn, session: SessionDep, principal: PrincipalDep) -> JobOut:
     _worker_scope(principal)
@@ -183,7 +183,7 @@ def beat(job_id: IdPath, body: HeartbeatIn, session: SessionDep, principal: Prin
 
 
 @router.post(
-    "/{job_id:int}/complete", response_model=JobOut, summary="Finish a job with the refs it published", responses=_LEASE
+    "/{job_id:id}/complete", response_model=JobOut, summary="Finish a job with the refs it published", responses=_LEASE
 )
 def complete(job_id: IdPath, body: CompleteIn, session: SessionDep, principal: PrincipalDep) -> JobOut:
     _worker_scope(principal)
@@ -192,7 +192,7 @@ def complete(job_id: IdPath, body: CompleteIn, session: SessionDep, principal: P
     return JobOut.of(job)
 
 
-@router.post("/{job_id:int}/fail", response_model=JobOut, summary="Fail a job with the error", responses=_LEASE)
+@router.post("/{job_id:id}/fail", response_model=JobOut, summary="Fail a job with the error", responses=_LEASE)
 def fail(job_id: IdPath, body: FailIn, session: SessionDep, principal: PrincipalDep) -> JobOut:
     _worker_scope(principal)
     job = crud.fail_job(session=session, job_id=job_id, lease_id=body.lease_id, error=body.error, retry=body.retry)
@@ -201,7 +201,7 @@ def fail(job_id: IdPath, body: FailIn, session: SessionDep, principal: Principal
 
 
 @router.post(
-    "/{job_id:int}/release",
+    "/{job_id:id}/release",
     response_model=JobOut,
     summary="Hand a job back to the queue (worker shutting down)",
     responses=_LEASE,

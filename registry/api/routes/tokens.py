@@ -52,7 +52,7 @@ def list_(session: ReadSessionDep, principal: PrincipalDep, include_revoked: boo
     return [TokenOut(**_out(t)) for t in crud.list_tokens(session, include_revoked)]
 
 
-@router.delete("/{token_id:int}", response_model=TokenOut, summary="Revoke a token (admin)", responses=errors(404))
+@router.delete("/{token_id:id}", response_model=TokenOut, summary="Revoke a token (admin)", responses=errors(404))
 def revoke(token_id: IdPath, session: SessionDep, principal: PrincipalDep) -> TokenOut:
     require_admin(principal)
     row = crud.revoke_token(session=session, token_id=token_id)
