@@ -26,7 +26,7 @@ __all__ = ["raise_for_status", "with_retries", "parse_retry_after", "MAX_RETRY_A
 
 #: The longest a client waits because a server said so (Retry-After): a broken or
 #: hostile registry must not park a client for hours.
-MAX_RETRY_AFTER = 30.0
+MAX_RETRY_AFTER = 10.0
 
 T = TypeVar("T")
 
