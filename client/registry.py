@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import os
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ __all__ = ["Registry", "Component", "DEFAULT_URL"]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 _CHUNK = 1024 * 1024
+# How long push keeps retrying through a registry outage before it gives up.
+PUSH_RETRY_SECONDS = 30.0
 
 
 @dataclass
@@ -198,8 +201,8 @@ class Registry:
                     )
 
                 # Publishing is idempotent (the same bytes under a name are one version),
-                # so a network error or a 503 is retried like a read.
-                response = with_retries(send)
+                # so a network error or a 503 is retried, for up to half a minute.
+                response = with_retries(send, attempts=None, deadline=time.monotonic() + PUSH_RETRY_SECONDS)
             return Component.from_api(response.json())
         finally:
             if tmp is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from functools import partial
 from typing import Annotated
 
 import typer
@@ -66,15 +67,16 @@ def gc(
     finally:
         engine.dispose()
     verb = "removed" if delete else "found"
+    say = partial(console.print, soft_wrap=True, highlight=False, markup=False)  # one line per item, for grep
     for obj in report.orphans:
-        console.print(f"orphan blob  sha256:{obj.digest}  {_size(obj.size)}  {obj.modified:%Y-%m-%d %H:%M}")
+        say(f"orphan blob  sha256:{obj.digest}  {_size(obj.size)}  {obj.modified:%Y-%m-%d %H:%M}")
     for obj in report.leftovers:
-        console.print(f"leftover     {obj.key}  {_size(obj.size)}  {obj.modified:%Y-%m-%d %H:%M}")
+        say(f"leftover     {obj.key}  {_size(obj.size)}  {obj.modified:%Y-%m-%d %H:%M}")
     for st in report.staging:
-        console.print(f"staging      {st.path}  {st.files} files  {_size(st.bytes)}")
+        say(f"staging      {st.path}  {st.files} files  {_size(st.bytes)}")
     for digest in report.kept:
-        console.print(f"kept         sha256:{digest} (an upload of these bytes took it back)")
-    console.print(
+        say(f"kept         sha256:{digest} (an upload of these bytes took it back)")
+    say(
         f"{verb} {len(report.orphans)} orphan blobs, {len(report.leftovers)} leftovers and "
         f"{len(report.staging)} stale staging folders ({_size(report.bytes)})"
         + (
