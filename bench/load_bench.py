@@ -150,7 +150,9 @@ def populate(url: str, token: str, work: Path) -> list[str]:
         r = http.post("/components", files={"file": component(work / "rp", "load/rp", "aux-rp", 0)})
         r.raise_for_status()
         anchor = r.json()["digest"]
-        http.post("/components", files={"file": component(work / "h", "load/head", "head", 1, [anchor])}).raise_for_status()
+        http.post(
+            "/components", files={"file": component(work / "h", "load/head", "head", 1, [anchor])}
+        ).raise_for_status()
         refs = []
         for i in range(30):
             data = component(work / f"e{i}", f"load/e{i}", "extractor", 100 + i, [anchor])
@@ -281,7 +283,11 @@ def measure(exe: str, backend: str, work: Path, clients: list[int], seconds: flo
             finally:
                 server.stop()
             out[str(n)] = load
-            print(f"{exe} {backend} {n} clients:", json.dumps({k: v for k, v in load.items() if k != "routes"}), flush=True)
+            print(
+                f"{exe} {backend} {n} clients:",
+                json.dumps({k: v for k, v in load.items() if k != "routes"}),
+                flush=True,
+            )
     finally:
         if weed is not None:
             weed.stop()

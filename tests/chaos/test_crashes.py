@@ -1,6 +1,6 @@
 """Crashes and outages, on loopback only and bounded in time.
 
-- the registry ``kill -9``-ed during 60 concurrent uploads, on SQLite + a local folder
+- the registry ``kill -9``-ed during 50 concurrent uploads, on SQLite + a local folder
   and on PostgreSQL + S3: after a restart every acknowledged upload is listed and
   downloads with its digest, nothing is listed without its blob, no staging file is
   left, and ``partsbin gc`` finds the orphan blobs the crash left and removes them;
@@ -32,7 +32,7 @@ from partsbin.registry.db.session import make_engine, make_sessionmaker
 from tests.conftest import free_port
 from tests.helpers import extractor_card, network, write_component
 
-UPLOADS = 60
+UPLOADS = 50
 
 
 class RegistryProcess:

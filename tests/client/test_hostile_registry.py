@@ -3,6 +3,7 @@ for it without end, or verify a download against a digest it made up."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import socket
 import threading
@@ -25,10 +26,12 @@ from tests.helpers import extractor_card
 
 
 @contextmanager
-def serving(handler: Callable[[Request], Response]) -> Iterator[str]:
-    """A stand-in registry on a loopback port that answers whatever ``handler`` says."""
+def serving(handler: Callable[[Request], Response], delay: float = 0.0) -> Iterator[str]:
+    """A stand-in registry on a loopback port that answers whatever ``handler`` says,
+    after ``delay`` seconds."""
 
     async def endpoint(request: Request) -> Response:
+        await asyncio.sleep(delay)
         return handler(request)
 
     app = Starlette(routes=[Route("/{path:path}", endpoint, methods=["GET", "HEAD", "POST"])])
@@ -139,11 +142,10 @@ def test_retry_after_is_capped_and_parsed_strictly():
 
 
 def test_a_registry_that_stops_sending_times_out(tmp_path):
-    def stalls(request: Request) -> Response:
-        time.sleep(3)
-        return JSONResponse({})
-
-    with serving(stalls) as url, Registry(url, cache_dir=tmp_path, timeout=0.5) as reg:
+    with (
+        serving(lambda request: JSONResponse({}), delay=2) as url,
+        Registry(url, cache_dir=tmp_path, timeout=0.3) as reg,
+    ):
         started = time.monotonic()
         with pytest.raises(Exception, match="could not reach the registry"):
             reg.pull("lab/ext@1")
