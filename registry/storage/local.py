@@ -77,9 +77,6 @@ class LocalStorage:
     def delete(self, digest: str) -> None:
         self._path(digest).unlink(missing_ok=True)
 
-    def local_path(self, digest: str) -> Path | None:
-        return self._path(digest)
-
     def open_range(self, digest: str, start: int, end: int) -> BlobReader:
         try:
             return _RangeReader(self._path(digest), start, end)

@@ -56,9 +56,6 @@ class S3Storage:
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(f"could not delete blob in s3://{self.bucket}: {exc}") from exc
 
-    def local_path(self, digest: str) -> Path | None:
-        return None
-
     def open_range(self, digest: str, start: int, end: int) -> BlobReader:
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=self._key(digest), Range=f"bytes={start}-{end}")
