@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
 import httpx
@@ -20,7 +22,11 @@ from partsbin.client.errors import (
     Unauthorized,
 )
 
-__all__ = ["raise_for_status", "transport_error", "with_retries"]
+__all__ = ["raise_for_status", "transport_error", "with_retries", "parse_retry_after", "MAX_RETRY_AFTER"]
+
+#: The longest a client waits because a server said so (Retry-After): a broken or
+#: hostile registry must not park a client for hours.
+MAX_RETRY_AFTER = 10.0
 
 T = TypeVar("T")
 
@@ -75,8 +81,7 @@ def raise_for_status(response: httpx.Response) -> httpx.Response:
             f"(the registry at {response.request.url.scheme}://{response.request.url.netloc.decode()})"
         )
     exc = cls(message, status_code=response.status_code, code=code, request_id=response.headers.get("x-request-id"))
-    retry_after = response.headers.get("retry-after", "")
-    exc.retry_after = float(retry_after) if retry_after.replace(".", "", 1).isdigit() else None  # type: ignore[attr-defined]
+    exc.retry_after = parse_retry_after(response.headers.get("retry-after"))  # type: ignore[attr-defined]
     raise exc
 
 
@@ -93,21 +98,53 @@ def transport_error(exc: httpx.TransportError) -> ConnectionFailed:
     )
 
 
-def with_retries(fn: Callable[[], T], *, attempts: int = 4, base: float = 0.25, cap: float = 8.0) -> T:
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait, from ``Retry-After`` (delay-seconds or an HTTP date, RFC 9110),
+    capped at :data:`MAX_RETRY_AFTER`; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return min(max(0.0, (when - datetime.now(UTC)).total_seconds()), MAX_RETRY_AFTER)
+
+
+def with_retries(
+    fn: Callable[[], T],
+    *,
+    attempts: int | None = 4,
+    base: float = 0.25,
+    cap: float = 8.0,
+    deadline: float | None = None,
+) -> T:
     """Retry an idempotent request on 408/429/5xx and network errors, doubling the wait
-    up to ``cap`` and honouring ``Retry-After``."""
-    for attempt in range(attempts):
+    up to ``cap`` and honouring ``Retry-After`` (itself capped at :data:`MAX_RETRY_AFTER`).
+
+    ``deadline`` (a ``time.monotonic()`` value) bounds the retrying in time instead of,
+    or as well as, ``attempts`` (None: as many as fit before the deadline)."""
+    attempt = 0
+    while True:
         try:
             return fn()
         except (httpx.TransportError, RegistryError) as exc:
             retriable = isinstance(exc, httpx.TransportError) or (
                 isinstance(exc, RegistryError) and exc.status_code in RETRY_STATUS
             )
-            if not retriable or attempt == attempts - 1:
+            wait = min(cap, base * 2**attempt) * (0.5 + random.random() / 2)
+            retry_after = getattr(exc, "retry_after", None)
+            if retry_after is not None:
+                wait = min(float(retry_after), MAX_RETRY_AFTER)
+            attempt += 1
+            out_of_attempts = attempts is not None and attempt >= attempts
+            out_of_time = deadline is not None and time.monotonic() + wait > deadline
+            if not retriable or out_of_attempts or out_of_time:
                 if isinstance(exc, httpx.TransportError):
                     raise transport_error(exc) from exc
                 raise
-            wait = min(cap, base * 2**attempt) * (0.5 + random.random() / 2)
-            retry_after = getattr(exc, "retry_after", None)
-            time.sleep(float(retry_after) if retry_after else wait)
-    raise AssertionError("unreachable")
+            time.sleep(wait)

@@ -38,6 +38,7 @@ from partsbin.parts.evaluation import (
     select_eval_images,
 )
 from partsbin.parts.extras import require
+from partsbin.parts.metrics import shared_classes
 from partsbin.parts.names import shared_prefix
 
 if TYPE_CHECKING:
@@ -62,6 +63,9 @@ class Cell:
     ci95: tuple[float, float]
     own_task: bool
     dataset: str = ""
+    #: How many classes the pair shares: chance is 1 / classes (the registry ranks a pair
+    #: measured at chance as not compatible).
+    classes: int = 0
     latency_ms: float | None = None
     evaluation_id: int | None = None
     images_per_s: float | None = None
@@ -414,6 +418,7 @@ def measure_row(
     for h, head, acc in zip(heads, built, accs, strict=True):
         own = h.card.compat.sibling == ext.ref
         cell = Cell(ext.ref, h.ref, acc.restricted, acc.unrestricted, acc.n, acc.ci95, own, dataset=dataset)
+        cell.classes = len(shared_classes(images.classes, h.card.labels))
         if latency:
             model = AssembledModel(ext.build(), head, bn_mode=settings.bn_mode)
             cell.latency_ms, cell.images_per_s = _latency(model, images.x, settings.batch_size)
@@ -439,6 +444,7 @@ def post_cells(
     *,
     recalibrated: bool = False,
     details: dict[str, Any] | None = None,
+    job: tuple[int, str] | None = None,
 ) -> str | None:
     """Post cells as evaluations (with how they were measured, and ``details``); the first
     failure is returned, not raised, so that no measurement is lost with it."""
@@ -456,6 +462,8 @@ def post_cells(
                 samples=c.samples,
                 bn_mode="recalibrated" if recalibrated else settings.bn_mode,
                 batch_size=settings.batch_size,
+                classes=c.classes or None,
+                job=job,
                 details={
                     "unrestricted": c.unrestricted,
                     "ci95": list(c.ci95),

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import builtins
-import json
 import os
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,17 +17,17 @@ import httpx
 from pydantic import ValidationError
 
 from partsbin import __version__
-from partsbin.client._http import raise_for_status, transport_error, with_retries
+from partsbin.client._http import raise_for_status, with_retries
 from partsbin.client.cache import Cache
 from partsbin.client.credentials import stored_token
-from partsbin.client.errors import InvalidCard, InvalidFile, MissingFile, Unauthorized, UsageError
+from partsbin.client.errors import InvalidCard, InvalidFile, MissingFile, RegistryError, Unauthorized, UsageError
 from partsbin.client.jobs import JobsAPI
 from partsbin.client.progress import progress_bar
 from partsbin.parts.card import CARD_METADATA_KEY, REGISTRY_FIELDS, Card
 from partsbin.parts.hashing import HashingWriter
 from partsbin.parts.messages import describe_validation_error
-from partsbin.parts.names import Ref, parse_ref, validate_name
-from partsbin.parts.safetensors_format import SafetensorsError, read_header
+from partsbin.parts.names import INT64_MAX, Ref, parse_digest, parse_ref, validate_name
+from partsbin.parts.safetensors_format import SafetensorsError, load_state_dict, read_header
 
 # torch is imported where a module is built or run, not here: `partsbin ls`, `show` and
 # `pull` need none of it, and importing it costs seconds.
@@ -42,6 +42,8 @@ __all__ = ["Registry", "Component", "DEFAULT_URL"]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 _CHUNK = 1024 * 1024
+# How long push keeps retrying through a registry outage before it gives up.
+PUSH_RETRY_SECONDS = 30.0
 
 
 @dataclass
@@ -67,15 +69,43 @@ class Component:
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> Component:
+        """Check, then take, the registry's description of a component.
+
+        The digest, name and version become cache paths and checks, so each is
+        validated here first: a broken or hostile registry cannot make the client
+        write outside its cache, or verify a download against a digest it made up."""
+        try:
+            if not isinstance(data, dict):
+                raise ValueError("expected a JSON object")
+            name, version, size = data["name"], data["version"], data["size"]
+            validate_name(name)
+            if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= INT64_MAX:
+                raise ValueError(f"version {version!r} is not an integer from 1")
+            if not isinstance(data["digest"], str) or not data["digest"].startswith("sha256:"):
+                raise ValueError(f"digest {data['digest']!r} is not 'sha256:' and 64 hex digits")
+            parse_digest(data["digest"])
+            if data["ref"] != f"{name}@{version}":
+                raise ValueError(f"ref {data['ref']!r} does not name {name}@{version}")
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise ValueError(f"size {size!r} is not a byte count")
+            if not isinstance(data["role"], str) or not isinstance(data["yanked"], bool):
+                raise ValueError("role or yanked has the wrong type")
+            card = Card.model_validate(data["card"])
+            if card.name != name:
+                raise ValueError(f"the card names {card.name!r}, not {name!r}")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RegistryError(
+                f"the registry sent an invalid component description, refused: {exc}", code="invalid_response"
+            ) from None
         return cls(
             ref=data["ref"],
-            name=data["name"],
-            version=data["version"],
+            name=name,
+            version=version,
             digest=data["digest"],
-            size=data["size"],
+            size=size,
             role=data["role"],
             yanked=data["yanked"],
-            card=Card.model_validate(data["card"]),
+            card=card,
             raw=data,
         )
 
@@ -86,7 +116,6 @@ class Component:
     def build(self, device: str | torch.device = "cpu") -> nn.Module:
         """The module this component's card describes, with its weights (``strict=True``)."""
         from partsbin.parts.archs import build_part
-        from partsbin.parts.safetensors_format import load_state_dict
 
         if self.path is None:
             raise UsageError(f"{self.ref} is not pulled yet: use Registry.pull")
@@ -187,18 +216,33 @@ class Registry:
                 else None
             )
             label = f"push {card_model.name if card_model else path.name}"
-            with progress_bar(self.progress, path.stat().st_size, label) as advance:
-                body, headers = _multipart(path, card_json, advance)
-                try:
-                    response = self._http.post("/components", content=body, headers=headers, timeout=None)
-                except httpx.TransportError as exc:
-                    raise transport_error(exc) from exc
-            comp = Component.from_api(raise_for_status(response).json())
+            size = path.stat().st_size
+            with progress_bar(self.progress, size, label) as advance:
+
+                def send() -> httpx.Response:
+                    body, headers = _multipart(path, card_json, advance)
+                    timeout = self._push_timeout(size)
+                    return raise_for_status(
+                        self._http.post("/components", content=body, headers=headers, timeout=timeout)
+                    )
+
+                # Publishing is idempotent (the same bytes under a name are one version),
+                # so a network error or a 503 is retried, for up to half a minute.
+                response = with_retries(send, attempts=None, deadline=time.monotonic() + PUSH_RETRY_SECONDS)
+            comp = Component.from_api(response.json())
             comp.created = response.status_code == 201
             return comp
         finally:
             if tmp is not None:
                 tmp.unlink(missing_ok=True)
+
+    def _push_timeout(self, size: int) -> httpx.Timeout:
+        """Connect and inactivity timeouts, as every request has; the wait for the answer
+        after the last byte also covers the registry storing the blob, which grows with
+        the file (a second per 10 MiB on top of the usual read timeout)."""
+        base = self._http.timeout
+        read = None if base.read is None else base.read + size / (10 * 1024 * 1024)
+        return httpx.Timeout(connect=base.connect, read=read, write=base.write, pool=base.pool)
 
     # -- lookups -----------------------------------------------------------------------
     def info(self, ref: str) -> Component:
@@ -225,14 +269,11 @@ class Registry:
         version or digest already cached needs no request at all."""
         parsed = parse_ref(ref)
         cached = self.cache.lookup(parsed)
-        meta_path = self.cache.root / "meta" / f"{cached}.json" if cached else None
-        if cached and meta_path and meta_path.is_file():
-            comp = Component.from_api(json.loads(meta_path.read_text()))
-        else:
+        comp = self._cached_component(cached) if cached else None
+        if comp is None:
             comp = self.info(ref)
-            meta = self.cache.root / "meta" / f"{comp.hex}.json"
-            meta.parent.mkdir(parents=True, exist_ok=True)
-            meta.write_text(json.dumps(comp.raw))
+            _check_answers(parsed, comp)
+            self.cache.save_meta(comp.hex, comp.raw)
         if not self.cache.has(comp.hex):
             with_retries(lambda: self._download(comp))
         self.cache.remember(
@@ -242,10 +283,21 @@ class Registry:
         comp.path = self.cache.blob_path(comp.hex)
         return comp
 
+    def _cached_component(self, digest: str) -> Component | None:
+        meta = self.cache.load_meta(digest)
+        if meta is None:
+            return None
+        try:
+            comp = Component.from_api(meta)
+        except RegistryError:
+            return None  # written by an older client, or damaged: ask the registry again
+        return comp if comp.hex == digest else None
+
     def _download(self, comp: Component) -> None:
         target = self.cache.incomplete(comp.hex)
         with HashingWriter(target) as writer:
-            with self._http.stream("GET", f"/components/by-digest/{comp.hex}/file", timeout=None) as response:
+            # The client's timeouts apply: connect, and inactivity between reads.
+            with self._http.stream("GET", f"/components/by-digest/{comp.hex}/file") as response:
                 raise_for_status(response)
                 with progress_bar(self.progress, comp.size, f"pull {comp.ref}") as advance:
                     for chunk in response.iter_raw():
@@ -305,7 +357,12 @@ class Registry:
         batch_size: int | None = None,
         metric: str = "recombination_accuracy",
         details: dict[str, Any] | None = None,
+        classes: int | None = None,
+        job: tuple[int, str] | None = None,
     ) -> dict[str, Any]:
+        """Record a measured recombination. ``classes``: how many classes the prediction
+        was over (chance level is 1/classes). ``job``: (job id, lease id) when a worker
+        measured it for a job it holds."""
         body = {
             "extractor": extractor,
             "head": head,
@@ -315,8 +372,11 @@ class Registry:
             "samples": samples,
             "bn_mode": bn_mode,
             "batch_size": batch_size,
+            "classes": classes,
             "details": details or {},
         }
+        if job is not None:
+            body["job_id"], body["lease_id"] = job
         return self._send("POST", "/evaluations", json=body)
 
     def whoami(self) -> dict[str, Any]:
@@ -404,6 +464,14 @@ def _check_file(path: Path, *, has_card: bool) -> None:
             f"{path} has no card: give one with --card card.json (push(file, card) in Python), or embed it in the "
             f"file's __metadata__[{CARD_METADATA_KEY!r}]"
         )
+
+
+def _check_answers(ref: Ref, comp: Component) -> None:
+    """The registry answered for the ref that was asked (an exact version or a digest)."""
+    if (ref.kind == "version" and (comp.name, comp.version) != (ref.full_name, ref.version)) or (
+        ref.kind == "digest" and comp.hex != ref.digest
+    ):
+        raise RegistryError(f"asked for {ref}, the registry answered with {comp.ref}; refused", code="invalid_response")
 
 
 def _multipart(path: Path, card_json: str | None, advance: Any) -> tuple[Iterator[bytes], dict[str, str]]:

@@ -9,7 +9,7 @@ outside the registry. The embedded copy leaves out what the registry assigns
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -66,17 +66,22 @@ class Normalization(_Model):
     std: list[float]
 
 
+# Bounds far beyond any image model, and inside every database integer column.
+MAX_SIZE = 65536
+MAX_CHANNELS = 1 << 20
+
+
 class InputSpec(_Model):
-    channels: int = Field(ge=1)
-    size: int = Field(ge=1)
+    channels: int = Field(ge=1, le=MAX_CHANNELS)
+    size: int = Field(ge=1, le=MAX_SIZE)
     normalization: Normalization | None = None
 
 
 class Junction(_Model):
     """The feature interface where extractor meets head."""
 
-    channels: int = Field(ge=1)
-    spatial: int | Literal["any"]
+    channels: int = Field(ge=1, le=MAX_CHANNELS)
+    spatial: Annotated[int, Field(ge=1, le=MAX_SIZE)] | Literal["any"]
 
 
 class OutputSpec(_Model):
@@ -129,7 +134,7 @@ class Compat(_Model):
 
 class Dataset(_Model):
     model_config = ConfigDict(extra="allow")
-    name: str
+    name: str = Field(max_length=200)
     split: str | None = None
     classes: list[str] | None = None
     transform: list[Any] | dict[str, Any] | None = None

@@ -60,22 +60,31 @@ def start_writeback(fd: int, offset: int, nbytes: int) -> None:
 
 
 class _Worker:
-    """Applies ``fn`` to each queued batch on its own thread; remembers the first error."""
+    """Applies ``fn`` to each queued batch on its own thread; remembers the first error.
+
+    At most ``max_pending`` batches wait for it: a handoff takes one of its slots, which
+    the thread gives back when the batch is done, so a slow disk slows the sender
+    rather than filling memory, and a sender that must not block can test for a slot.
+    """
 
     def __init__(self, fn: Callable[[Sequence[Chunk]], object], name: str, max_pending: int) -> None:
         self.fn = fn
-        self.queue: queue.Queue[object] = queue.Queue(max_pending)
+        self.queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self.slots = threading.BoundedSemaphore(max_pending)
         self.error: BaseException | None = None
+        self.cancelled = False
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
         while (batch := self.queue.get()) is not _STOP:
-            if self.error is None:
-                try:
+            try:
+                if self.error is None and not self.cancelled:
                     self.fn(batch)  # type: ignore[arg-type]
-                except BaseException as exc:  # noqa: BLE001 — re-raised in the caller's thread
-                    self.error = exc
+            except BaseException as exc:  # noqa: BLE001 — re-raised in the caller's thread
+                self.error = exc
+            finally:
+                self.slots.release()
 
     def stop(self) -> None:
         self.queue.put(_STOP)
@@ -121,7 +130,8 @@ class _FileSink:
 class HashingWriter:
     """``write()`` queues a chunk; ``close()`` waits for the workers and returns the hex digest.
 
-    The queues are bounded, so a slow disk slows the sender rather than filling memory.
+    The queues are bounded (see ``_Worker``), so a slow disk slows the sender rather
+    than filling memory.
     Chunks must not be mutated after ``write()`` (bytes, or views of bytes, are fine).
     """
 
@@ -153,19 +163,40 @@ class HashingWriter:
             if w.error is not None:
                 raise w.error
 
-    def write(self, chunk: Chunk) -> None:
+    def write(self, chunk: Chunk, *, block: bool = True) -> None:
+        """Queue a chunk. With ``block=False`` this never waits: when the threads are
+        behind, the batch stays here (see :attr:`backlogged`) until :meth:`drain`."""
         self.size += len(chunk)
         self._batch.append(chunk)
         self._batch_bytes += len(chunk)
         if self._batch_bytes >= self.BATCH_BYTES:
-            self._flush()
+            self._flush(block)
 
-    def _flush(self) -> None:
+    @property
+    def backlogged(self) -> bool:
+        """A full batch is waiting for the threads: call :meth:`drain` (from a worker
+        thread, in async code) before writing much more."""
+        return self._batch_bytes >= self.BATCH_BYTES
+
+    def drain(self) -> None:
+        """Hand the waiting batch over, blocking until both threads have room for it."""
+        self._flush(True)
+
+    def _flush(self, block: bool = True) -> bool:
         self._raise()
-        if self._batch:
-            batch, self._batch, self._batch_bytes = self._batch, [], 0
-            for w in self._workers:
-                w.queue.put(batch)
+        if not self._batch:
+            return True
+        taken: list[_Worker] = []
+        for w in self._workers:
+            if not w.slots.acquire(blocking=block):
+                for t in taken:
+                    t.slots.release()
+                return False
+            taken.append(w)
+        batch, self._batch, self._batch_bytes = self._batch, [], 0
+        for w in self._workers:
+            w.queue.put(batch)
+        return True
 
     def close(self) -> str:
         """Wait for hashing and writing (and, when durable, the fsync); return the hex digest.
@@ -184,7 +215,9 @@ class HashingWriter:
         return self._digest
 
     def abort(self) -> None:
-        """Stop and delete the partial file."""
+        """Stop and delete the partial file (batches still queued are dropped)."""
+        for w in self._workers:
+            w.cancelled = True
         for w in self._workers:
             if w.thread.is_alive():
                 w.stop()

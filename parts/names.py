@@ -22,6 +22,9 @@ from partsbin.parts.errors import PartsbinError
 
 __all__ = [
     "PART_PATTERN",
+    "PART_SCHEMA_PATTERN",
+    "DIGEST_PATTERN",
+    "INT64_MAX",
     "RESERVED_NAMESPACES",
     "InvalidName",
     "Ref",
@@ -34,6 +37,11 @@ __all__ = [
 
 PART_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 _PART_RE = re.compile(PART_PATTERN)
+#: The same rule with the '..' exclusion, for JSON Schema (ECMA-262 regular expressions).
+PART_SCHEMA_PATTERN = r"^(?!.*\.\.)[a-z0-9][a-z0-9._-]{0,63}$"
+DIGEST_PATTERN = r"^(sha256:)?[0-9a-f]{64}$"
+#: The largest integer a database column of the registry holds (a version, an id).
+INT64_MAX = 2**63 - 1
 _HEX_RE = re.compile(r"^[0-9a-f]{64}$")
 # `by-digest` is a path segment of the API (/components/by-digest/{hex}); a namespace
 # of that name would make its components unreachable.
@@ -123,8 +131,9 @@ def parse_ref(ref: str) -> Ref:
     if "@" in ref:
         full, _, ver = ref.partition("@")
         ns, name = validate_name(full)
-        if not ver.isdigit() or int(ver) < 1:
-            raise InvalidName(f"invalid version in {ref!r}: expected an integer from 1")
+        # isascii: '²'.isdigit() is true but int('²') fails; the bound is the database's.
+        if not (ver.isascii() and ver.isdigit()) or len(ver) > 19 or not 1 <= int(ver) <= INT64_MAX:
+            raise InvalidName(f"invalid version in {ref!r}: expected an integer from 1 to {INT64_MAX}")
         return Ref(kind="version", namespace=ns, name=name, version=int(ver))
     if ":" in ref:
         full, _, alias = ref.partition(":")

@@ -9,7 +9,6 @@ Nothing here ever unpickles.
 
 from __future__ import annotations
 
-import json
 import math
 import struct
 from collections.abc import Mapping
@@ -20,6 +19,8 @@ from typing import TYPE_CHECKING, BinaryIO
 if TYPE_CHECKING:
     import torch
     from torch import nn
+
+from partsbin.parts import jsonlimits
 
 __all__ = [
     "DTYPE_SIZES",
@@ -125,8 +126,13 @@ def read_header(fp: BinaryIO, file_size: int, max_header_bytes: int = DEFAULT_MA
         raise SafetensorsError(f"header length {n} runs past the end of the {file_size}-byte file (truncated upload?)")
     raw = fp.read(n)
     try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SafetensorsError(f"header is not valid UTF-8 JSON: {exc}") from None
+    try:
+        # Duplicate keys refused: json.loads would keep the last tensor of a name silently.
+        header = jsonlimits.loads(text)
+    except jsonlimits.JsonLimitError as exc:
         raise SafetensorsError(f"header is not valid UTF-8 JSON: {exc}") from None
     if not isinstance(header, dict):
         raise SafetensorsError("header must be a JSON object mapping tensor names to their dtype, shape and offsets")

@@ -102,6 +102,18 @@ class ArchChoice(_Model):
     config: dict[str, Any] = Field(default_factory=lambda: {"depth": 20})
     split: str | None = None
 
+    @model_validator(mode="after")
+    def _known(self) -> ArchChoice:
+        # The same schema (with bounds) the registry checks a card's arch against; imported
+        # here, not at module level, so the spec's JSON Schema is printed without torch.
+        from partsbin.parts.archs import ArchError, validate_config
+
+        try:
+            validate_config(self.name, self.config)
+        except ArchError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
 
 class Settings(_Model):
     optimizer: Literal["sgd", "adam"] = "sgd"

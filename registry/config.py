@@ -27,6 +27,34 @@ class Settings(BaseSettings):
     page_size: int = Field(default=50, ge=1, le=1000)
     host: str = "127.0.0.1"
     port: int = 8000
+    # Concurrency: sized together (see registry/main.py for why).
+    worker_threads: int = Field(
+        default=40, ge=2, le=1024, description="threads for blocking work (database, files); AnyIO's default is 40"
+    )
+    db_pool_size: int | None = Field(
+        default=None, ge=1, le=1024, description="database connections kept per process; default: worker_threads"
+    )
+    db_pool_timeout: float = Field(default=10.0, gt=0, le=300, description="seconds to wait for a free connection")
+    max_concurrent_requests: int = Field(
+        default=64, ge=1, le=100_000, description="requests handled at once; more wait for a turn"
+    )
+    queue_timeout: float = Field(
+        default=2.0, gt=0, le=300, description="seconds a request waits for a turn before it is answered 503"
+    )
+
+    @model_validator(mode="after")
+    def _check_pool(self) -> Settings:
+        if self.db_pool_size is not None and self.db_pool_size < self.worker_threads:
+            raise ValueError(
+                f"PARTSBIN_DB_POOL_SIZE ({self.db_pool_size}) is smaller than PARTSBIN_WORKER_THREADS "
+                f"({self.worker_threads}): threads would wait for database connections; lower "
+                "PARTSBIN_WORKER_THREADS to at most the pool size"
+            )
+        return self
+
+    @property
+    def pool_size(self) -> int:
+        return self.db_pool_size or self.worker_threads
 
     @model_validator(mode="after")
     def _check_urls(self) -> Settings:

@@ -1,9 +1,20 @@
-"""Errors the API answers with: JSON ``{"detail", "code"}`` plus an ``X-Error-Code`` header.
+"""Errors the API answers with: JSON ``{"detail", "code", "request_id"}`` plus an
+``X-Error-Code`` header.
 
 The client maps the code to its exception types (``client/errors.py``); the codes are
-part of the API and stay stable. The handlers that render them are in
-:mod:`partsbin.registry.api.handlers`: this module needs no web framework, so the CLI's
-database commands import it without FastAPI's ~300 ms.
+part of the API and stay stable. Three kinds of failure end as an error answer:
+
+- :class:`APIError` and its subclasses: what the caller can fix (4xx), or a backend the
+  registry depends on being unavailable (503 with ``Retry-After``);
+- a database that cannot be reached or has no free connection: 503 with ``Retry-After``,
+  so an outage answers JSON and the registry recovers on its own once the database is
+  back (connections are pre-pinged, see ``db/session.py``);
+- anything else is a bug: logged once with its traceback and the request id, and
+  answered as a JSON 500 carrying that id.
+
+The handlers that render them are in :mod:`partsbin.registry.api.handlers`: this module
+needs no web framework, so the CLI's database commands import it without FastAPI's
+~300 ms.
 """
 
 from __future__ import annotations
@@ -19,7 +30,11 @@ __all__ = [
     "TooLarge",
     "StorageUnavailable",
     "Incompatible",
+    "RETRY_AFTER_SECONDS",
 ]
+
+#: What a 503 tells clients to wait before trying again.
+RETRY_AFTER_SECONDS = 1
 
 
 class APIError(Exception):
@@ -73,6 +88,9 @@ class TooLarge(APIError):
 
 class StorageUnavailable(APIError):
     status_code, code = 503, "storage_unavailable"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 class Incompatible(APIError):

@@ -1,18 +1,53 @@
-"""Builds the FastAPI application."""
+"""Builds the FastAPI application.
+
+How concurrency is bounded (issue: the registry locked up under 64-256 concurrent
+clients mixing downloads with other reads, answering 500 "QueuePool limit of size 5
+overflow 10 reached" and then nothing for two minutes). The cause, found in FastAPI
+0.165 and Starlette:
+
+1. A ``yield`` dependency of the default ("request") scope is closed only after the
+   response has been *sent* (``fastapi.routing.request_response``: the request stack
+   exits after ``await response(...)``). The session dependency therefore kept its
+   pooled connection while a ``FileResponse`` streamed the file.
+2. ``FileResponse`` reads every chunk through ``anyio.to_thread.run_sync``, i.e. it needs
+   a token of AnyIO's default thread limiter (40) for each chunk; so do sync routes and
+   sync dependencies.
+3. With 150 concurrent downloads, the 15 connections (pool 5 + overflow 10) belonged to
+   streaming responses waiting for thread tokens, while all 40 tokens belonged to route
+   functions blocked in ``QueuePool`` waiting for a connection: a deadlock broken only by
+   the 30 s pool timeout (the 500s), over and over for the queued backlog, which is why
+   the registry stayed unresponsive long after the clients had gone.
+
+What keeps it from happening again:
+
+- sessions are dependencies of the "function" scope (``api/deps.py``): closed when the
+  route returns, before the response is sent; file routes look the component up in a
+  session of their own and close it before the blob is opened (``api/files.py``);
+- the pool has ``db_pool_size`` connections and no overflow, never fewer than the
+  ``worker_threads`` of the thread limiter (checked in ``config.py``), so a thread never
+  waits for a connection, and a connection holder never waits for a thread (closing a
+  session runs outside the limiter, as FastAPI does);
+- at most ``max_concurrent_requests`` are handled at once; the rest wait up to
+  ``queue_timeout`` and are then answered 503 with ``Retry-After``
+  (``middleware.AdmissionMiddleware``), and a connection not free within
+  ``db_pool_timeout`` is a 503 too (``errors.py``), never an unbounded queue.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 
 from partsbin import __version__
-from partsbin.registry.api.handlers import install_handlers
+from partsbin.registry.api.handlers import UnexpectedErrorMiddleware, install_handlers
 from partsbin.registry.api.routes import api_router
 from partsbin.registry.config import Settings
 from partsbin.registry.db.session import make_engine, make_read_sessionmaker, make_sessionmaker
-from partsbin.registry.middleware import RequestIDMiddleware
+from partsbin.registry.middleware import AdmissionMiddleware, RequestIDMiddleware
+from partsbin.registry.staging import StagingArea
 from partsbin.registry.storage import make_storage
 
 __all__ = ["create_app"]
@@ -20,12 +55,23 @@ __all__ = ["create_app"]
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    engine = make_engine(settings.resolved_database_url)
+    engine = make_engine(
+        settings.resolved_database_url, pool_size=settings.pool_size, pool_timeout=settings.db_pool_timeout
+    )
+    staging = StagingArea(settings.staging_dir)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        engine.dispose()
+        # The limiter belongs to the event loop the server runs, so it is set here.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
+        # Uploads cut off by a crash leave their staged files behind: remove those of
+        # every registry process that is no longer running, then claim our own folder.
+        await anyio.to_thread.run_sync(staging.open)
+        try:
+            yield
+        finally:
+            staging.close()
+            engine.dispose()
 
     app = FastAPI(
         title="partsbin registry",
@@ -38,8 +84,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.read_sessionmaker = make_read_sessionmaker(engine)
     app.state.storage = make_storage(settings.resolved_storage_url, settings.s3_endpoint_url)
+    app.state.staging = staging
     install_handlers(app)
 
+    # Outermost last: the request id first, then admission, then the JSON 500 for bugs.
+    app.add_middleware(UnexpectedErrorMiddleware)
+    app.add_middleware(AdmissionMiddleware, limit=settings.max_concurrent_requests, wait=settings.queue_timeout)
     app.add_middleware(RequestIDMiddleware)
     app.include_router(api_router)
     return app

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from partsbin.parts import jsonlimits
 from partsbin.parts.archs import ArchError, junction_of, part_layout
 from partsbin.parts.card import (
     AUX_ROLES,
@@ -22,14 +22,18 @@ from partsbin.parts.safetensors_format import SafetensorsError, check_tensors_ma
 from partsbin.registry.crud.components import find_by_digest
 from partsbin.registry.errors import InvalidUpload
 
-__all__ = ["validate_upload"]
+__all__ = ["validate_upload", "MAX_CARD_BYTES"]
+
+MAX_CARD_BYTES = 1024 * 1024
 
 
 def _parse_card(text: str, where: str) -> dict:
+    if len(text) > MAX_CARD_BYTES:
+        raise InvalidUpload(f"the {where} is larger than {MAX_CARD_BYTES} bytes")
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidUpload(f"the {where} is not valid JSON: {exc}") from None
+        data = jsonlimits.loads(text)
+    except jsonlimits.JsonLimitError as exc:
+        raise InvalidUpload(f"the {where} is {exc}" if "valid JSON" in str(exc) else f"the {where}: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidUpload(f"the {where} must be a JSON object")
     return data

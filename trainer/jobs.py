@@ -18,6 +18,7 @@ from partsbin.trainer.run import RunResult, run
 
 __all__ = ["RUNNERS", "run_job"]
 
+
 RUNNERS: dict[str, Callable[..., RunResult]] = {"train": run, "evaluate": run_evaluate}
 
 

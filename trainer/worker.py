@@ -4,6 +4,10 @@ It holds each job under a lease, renewed by heartbeats that also carry progress 
 loss, images/s). A cancelled job stops at the next step. On SIGTERM the job in hand is
 released back to the queue (the attempt does not count). A worker killed outright
 simply stops heartbeating; its lease expires and another worker takes the job.
+
+A short registry outage ends neither the worker nor the job: heartbeats, ``complete``,
+``fail`` and ``release`` are retried for as long as the lease lasts (the registry makes
+them idempotent), and a failed claim is tried again at the next poll.
 """
 
 from __future__ import annotations
@@ -12,19 +16,27 @@ import json
 import logging
 import socket
 import threading
+import time
 import traceback
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from partsbin.client.errors import Conflict, ConnectionFailed, RegistryError
+from partsbin.client._http import with_retries
+from partsbin.client.errors import Conflict, ConnectionFailed, RegistryError, ServerError
 from partsbin.parts.data import DataMissing
 from partsbin.parts.job_specs import parse_job_spec
 from partsbin.trainer.engine import Progress, StopRequested
 from partsbin.trainer.jobs import run_job
+from partsbin.trainer.lease import holding_lease
 
 __all__ = ["Worker"]
 
 log = logging.getLogger("partsbin.worker")
+T = TypeVar("T")
+# However short the remaining lease, a final answer (complete, fail) is retried this long:
+# the registry hands an expired job to another worker only when one asks for work.
+_MIN_RETRY_SECONDS = 10.0
 
 
 def _event(event: str, **fields: Any) -> None:
@@ -55,7 +67,8 @@ class Worker:
         _event("worker.start", worker=self.name, url=self.registry.url)
         while not self.stop.is_set() and (max_jobs is None or done < max_jobs):
             try:
-                job = self.registry.jobs.claim(self.name, self.lease_seconds)
+                # Not retried here: a claim whose answer was lost would hold a second job.
+                job = with_retries(lambda: self.registry.jobs.claim(self.name, self.lease_seconds), attempts=1)
             except (ConnectionFailed, RegistryError) as exc:
                 _event("worker.claim_failed", worker=self.name, error=str(exc))
                 self.stop.wait(self.poll_seconds)
@@ -73,19 +86,43 @@ class Worker:
     def handle(self, job: dict[str, Any]) -> None:
         job_id, lease = job["id"], job["lease_id"]
         _event("job.claimed", worker=self.name, job=job_id, attempt=job["attempts"])
-        state: dict[str, Any] = {"progress": None, "cancel": False, "lost": False}
+        state: dict[str, Any] = {
+            "progress": None,
+            "cancel": False,
+            "lost": False,
+            "deadline": time.monotonic() + self.lease_seconds,
+        }
         beating = threading.Event()
+
+        def within_lease(fn: Callable[[], T], at_least: float = 0.0) -> T:
+            """Retry ``fn`` on network errors and 5xx until the lease runs out."""
+            return with_retries(fn, attempts=None, deadline=max(state["deadline"], time.monotonic() + at_least))
 
         def heartbeat_loop() -> None:
             while not beating.wait(self.heartbeat_seconds):
+                sent = time.monotonic()
                 try:
-                    answer = self.registry.jobs.heartbeat(job_id, lease, self.lease_seconds, state["progress"])
+                    answer = within_lease(
+                        lambda: self.registry.jobs.heartbeat(job_id, lease, self.lease_seconds, state["progress"])
+                    )
+                    state["deadline"] = sent + self.lease_seconds
                     state["cancel"] = bool(answer.get("cancel_requested"))
                 except Conflict:
                     state["lost"] = True
                     return
                 except (ConnectionFailed, RegistryError) as exc:
                     _event("job.heartbeat_failed", job=job_id, error=str(exc))
+
+        def finish(call: Callable[[], object], event: str, **fields: Any) -> None:
+            """A final answer (complete, fail, release): retried within the lease; a lease
+            already lost or a registry gone for longer is logged, never fatal."""
+            try:
+                within_lease(call, at_least=_MIN_RETRY_SECONDS)
+                _event(event, job=job_id, **fields)
+            except Conflict:
+                _event("job.lease_lost", job=job_id, **fields)
+            except (ConnectionFailed, RegistryError) as exc:
+                _event("job.answer_failed", job=job_id, answer=event, error=str(exc), **fields)
 
         def on_step(info: dict[str, Any]) -> None:
             state["progress"] = info
@@ -96,34 +133,36 @@ class Worker:
         progress = Progress(on_step=on_step, should_stop=lambda: self.stop.is_set() or state["cancel"] or state["lost"])
         try:
             spec = parse_job_spec(job["spec"])
-            result = run_job(spec, self.registry, progress=progress, job_id=str(job_id))
+            with holding_lease(job_id, lease):
+                result = run_job(spec, self.registry, progress=progress, job_id=str(job_id))
         except StopRequested:
             beating.set()
             if state["lost"]:
                 _event("job.lease_lost", job=job_id)
             elif state["cancel"]:
-                self.registry.jobs.fail(job_id, lease, "cancelled")
-                _event("job.cancelled", job=job_id)
+                finish(lambda: self.registry.jobs.fail(job_id, lease, "cancelled"), "job.cancelled")
             else:
-                self.registry.jobs.release(job_id, lease)
-                _event("job.released", job=job_id, reason="worker stopping")
+                finish(lambda: self.registry.jobs.release(job_id, lease), "job.released", reason="worker stopping")
             return
         except Exception as exc:  # noqa: BLE001 — any failure of the run is reported on the job
             beating.set()
             # A missing data set or an unreachable registry may be fine on another
             # worker or later; a bad spec or a bug fails the same way everywhere.
-            retry = isinstance(exc, (DataMissing, ConnectionFailed))
-            try:
-                self.registry.jobs.fail(job_id, lease, "".join(traceback.format_exception(exc)), retry=retry)
-            except Conflict:
-                pass
-            _event("job.failed", job=job_id, error=f"{type(exc).__name__}: {exc}", retry=retry)
+            retry = isinstance(exc, (DataMissing, ConnectionFailed, ServerError))
+            error = "".join(traceback.format_exception(exc))
+            finish(
+                lambda: self.registry.jobs.fail(job_id, lease, error, retry=retry),
+                "job.failed",
+                error=f"{type(exc).__name__}: {exc}",
+                retry=retry,
+            )
             return
         finally:
             beating.set()
             thread.join()
-        try:
-            self.registry.jobs.complete(job_id, lease, result.refs)
-            _event("job.succeeded", job=job_id, refs=result.refs, metrics=result.metrics)
-        except Conflict:
-            _event("job.lease_lost", job=job_id, refs=result.refs)
+        finish(
+            lambda: self.registry.jobs.complete(job_id, lease, result.refs),
+            "job.succeeded",
+            refs=result.refs,
+            metrics=result.metrics,
+        )

@@ -6,6 +6,7 @@ Importing this package registers ``resnet_cifar``, ``wide_resnet`` and
 
 from partsbin.parts.archs import mobilenetv2, resnet, wide_resnet  # noqa: F401  (registration side effect)
 from partsbin.parts.archs._registry import (
+    ArchConfig,
     ArchError,
     FeatureInfo,
     PartLayout,
@@ -16,9 +17,11 @@ from partsbin.parts.archs._registry import (
     list_archs,
     part_layout,
     register,
+    validate_config,
 )
 
 __all__ = [
+    "ArchConfig",
     "ArchError",
     "FeatureInfo",
     "SplitNetwork",
@@ -29,4 +32,5 @@ __all__ = [
     "part_layout",
     "PartLayout",
     "register",
+    "validate_config",
 ]

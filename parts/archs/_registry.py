@@ -22,13 +22,18 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import nn
+
+from partsbin.parts.messages import describe_validation_error
 
 __all__ = [
     "ArchError",
+    "ArchConfig",
     "FeatureInfo",
     "SplitNetwork",
     "register",
+    "validate_config",
     "build",
     "build_part",
     "list_archs",
@@ -86,19 +91,43 @@ class SplitNetwork(nn.Sequential):
         return self.feature_info[self.split_index - 1]
 
 
+class ArchConfig(BaseModel):
+    """The configuration a builder accepts, with bounds: every config is checked against
+    its builder's model before anything is built (a card may come from anyone, and
+    ``depth=10**6`` would build a million layers inside a request)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
 _BUILDERS: dict[str, Callable[..., SplitNetwork]] = {}
+_CONFIGS: dict[str, type[ArchConfig]] = {}
 
 
-def register(name: str) -> Callable[[Callable[..., SplitNetwork]], Callable[..., SplitNetwork]]:
+def register(
+    name: str, config: type[ArchConfig]
+) -> Callable[[Callable[..., SplitNetwork]], Callable[..., SplitNetwork]]:
     def decorator(fn: Callable[..., SplitNetwork]) -> Callable[..., SplitNetwork]:
         # timm only warns on a duplicate; a silent override here would rebuild the
         # wrong module from a stored card, so it is an error.
         if name in _BUILDERS:
             raise ArchError(f"architecture {name!r} is already registered")
         _BUILDERS[name] = fn
+        _CONFIGS[name] = config
         return fn
 
     return decorator
+
+
+def validate_config(name: str, config: Mapping[str, Any]) -> None:
+    """Raise :class:`ArchError` naming each bad key of ``config`` for architecture ``name``."""
+    if name not in _CONFIGS:
+        raise ArchError(f"unknown architecture {name!r}; registered: {', '.join(list_archs())}")
+    if not isinstance(config, Mapping):
+        raise ArchError(f"the configuration of {name!r} must be an object")
+    try:
+        _CONFIGS[name].model_validate(dict(config))
+    except ValidationError as exc:
+        raise ArchError(f"bad configuration for {name!r}: {describe_validation_error(exc, 'config')}") from None
 
 
 def list_archs() -> list[str]:
@@ -109,10 +138,8 @@ def build(
     name: str, *, split: str | None = None, device: str | torch.device | None = None, **config: Any
 ) -> SplitNetwork:
     """Build the whole network ``name`` with ``config``, split at ``split`` (default: the builder's)."""
-    try:
-        fn = _BUILDERS[name]
-    except KeyError:
-        raise ArchError(f"unknown architecture {name!r}; registered: {', '.join(list_archs())}") from None
+    validate_config(name, config)
+    fn = _BUILDERS[name]
     kwargs = dict(config)
     if split is not None:
         kwargs["split"] = split
@@ -158,6 +185,7 @@ def part_layout(name: str, config: dict[str, Any], part: Part, split: str | None
 
 
 def _config_key(name: str, config: dict[str, Any]) -> str:
+    validate_config(name, config)
     try:
         return json.dumps(config, sort_keys=True)
     except TypeError as exc:

@@ -7,10 +7,20 @@ The paper (§5.2) splits after the 11th of the 17 inverted-residual blocks.
 from __future__ import annotations
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from partsbin.parts.archs._layers import LayerStack, classifier
-from partsbin.parts.archs._registry import SplitNetwork, register
+from partsbin.parts.archs._registry import ArchConfig, SplitNetwork, register
+from partsbin.parts.archs.resnet import MAX_CHANNELS, MAX_CLASSES
+
+
+class MobileNetV2Config(ArchConfig):
+    width_mult: float = Field(default=1.0, gt=0, le=8, strict=False, allow_inf_nan=False)
+    in_chans: int = Field(default=3, ge=1, le=256)
+    num_classes: int = Field(default=10, ge=1, le=MAX_CLASSES)
+    junction_channels: int | None = Field(default=None, ge=1, le=MAX_CHANNELS)
+
 
 # (expansion t, channels c, repeats n, first stride s) — Table 2 of the paper, with the
 # CIFAR strides.
@@ -45,7 +55,7 @@ class InvertedResidual(nn.Module):
         return x + y if self.residual else y
 
 
-@register("mobilenetv2_cifar")
+@register("mobilenetv2_cifar", MobileNetV2Config)
 def mobilenetv2_cifar(
     width_mult: float = 1.0,
     in_chans: int = 3,

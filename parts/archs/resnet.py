@@ -8,10 +8,30 @@ form every framework ships and costs <1% more parameters.
 from __future__ import annotations
 
 import torch
+from pydantic import Field, field_validator
 from torch import nn
 
 from partsbin.parts.archs._layers import LayerStack, classifier, conv_bn
-from partsbin.parts.archs._registry import SplitNetwork, register
+from partsbin.parts.archs._registry import ArchConfig, SplitNetwork, register
+
+# Bounds: He et al. go to ResNet-1202; channel and class counts far beyond any use.
+MAX_CLASSES = 100_000
+MAX_CHANNELS = 8192
+
+
+class ResNetConfig(ArchConfig):
+    depth: int = Field(default=56, ge=8, le=1202, description="6n+2")
+    width: int = Field(default=16, ge=1, le=1024, description="channels of the first stage")
+    in_chans: int = Field(default=3, ge=1, le=256)
+    num_classes: int = Field(default=10, ge=1, le=MAX_CLASSES)
+    junction_channels: int | None = Field(default=None, ge=1, le=MAX_CHANNELS)
+
+    @field_validator("depth")
+    @classmethod
+    def _six_n_plus_two(cls, v: int) -> int:
+        if (v - 2) % 6:
+            raise ValueError(f"depth must be 6n+2 with n >= 1 (20, 32, 44, 56, 110...), got {v}")
+        return v
 
 
 class BasicBlock(nn.Module):
@@ -36,7 +56,7 @@ def _stage(in_chs: int, out_chs: int, blocks: int, stride: int) -> nn.Sequential
     )
 
 
-@register("resnet_cifar")
+@register("resnet_cifar", ResNetConfig)
 def resnet_cifar(
     depth: int = 56,
     width: int = 16,

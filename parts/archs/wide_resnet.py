@@ -7,10 +7,29 @@ head, so the junction after a stage carries the raw residual sum.
 from __future__ import annotations
 
 import torch
+from pydantic import Field, field_validator
 from torch import nn
 
 from partsbin.parts.archs._layers import LayerStack, classifier
-from partsbin.parts.archs._registry import SplitNetwork, register
+from partsbin.parts.archs._registry import ArchConfig, SplitNetwork, register
+from partsbin.parts.archs.resnet import MAX_CHANNELS, MAX_CLASSES
+
+
+class WideResNetConfig(ArchConfig):
+    # Zagoruyko & Komodakis go to WRN-40 and k=12; the bounds leave room beyond.
+    depth: int = Field(default=28, ge=10, le=202, description="6n+4")
+    widen: int = Field(default=10, ge=1, le=32)
+    in_chans: int = Field(default=3, ge=1, le=256)
+    num_classes: int = Field(default=10, ge=1, le=MAX_CLASSES)
+    dropout: float = Field(default=0.0, ge=0, lt=1, strict=False, allow_inf_nan=False)
+    junction_channels: int | None = Field(default=None, ge=1, le=MAX_CHANNELS)
+
+    @field_validator("depth")
+    @classmethod
+    def _six_n_plus_four(cls, v: int) -> int:
+        if (v - 4) % 6:
+            raise ValueError(f"depth must be 6n+4 with n >= 1 (16, 22, 28, 40...), got {v}")
+        return v
 
 
 class PreActBlock(nn.Module):
@@ -33,7 +52,7 @@ class PreActBlock(nn.Module):
         return y + (self.shortcut(o) if self.shortcut is not None else x)
 
 
-@register("wide_resnet")
+@register("wide_resnet", WideResNetConfig)
 def wide_resnet(
     depth: int = 28,
     widen: int = 10,

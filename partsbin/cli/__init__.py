@@ -2,11 +2,11 @@
 
 It sits above the parts it drives: commands for the registry server (``serve``, ``db``,
 ``token``), for components (``push``, ``pull``, ``ls`` ...), for training (``train``,
-``worker``, ``jobs``, ``demo``) and the benchmark, one module per group.
+``worker``, ``jobs``, ``demo``), the benchmark and maintenance (``gc``), one module per group.
 """
 
 # Imported in the order their groups appear in `partsbin --help`.
-from partsbin.cli import components, benchmark, training, account, server  # noqa: F401, I001  (registers the commands)
+from partsbin.cli import components, benchmark, training, account, server, maintenance  # noqa: F401, I001  (registers the commands)
 from partsbin.cli._app import app, main
 
 __all__ = ["app", "main"]

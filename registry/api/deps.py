@@ -13,6 +13,7 @@ from partsbin.parts.names import InvalidName, validate_part
 from partsbin.registry.config import Settings
 from partsbin.registry.crud.tokens import Principal, authenticate
 from partsbin.registry.errors import APIError, Forbidden, Unauthorized
+from partsbin.registry.staging import StagingArea
 from partsbin.registry.storage import BlobStorage
 
 __all__ = [
@@ -20,7 +21,9 @@ __all__ = [
     "SessionDep",
     "ReadSessionDep",
     "SessionFactoryDep",
+    "ReadSessionFactoryDep",
     "StorageDep",
+    "StagingDep",
     "PrincipalDep",
     "require_token",
     "require_admin",
@@ -38,6 +41,10 @@ async def get_session_factory(request: Request) -> sessionmaker[Session]:
     return request.app.state.sessionmaker
 
 
+async def get_read_session_factory(request: Request) -> sessionmaker[Session]:
+    return request.app.state.read_sessionmaker
+
+
 def get_db(request: Request) -> Iterator[Session]:
     with request.app.state.sessionmaker() as session:
         yield session
@@ -51,6 +58,10 @@ def get_read_db(request: Request) -> Iterator[Session]:
 
 async def get_storage(request: Request) -> BlobStorage:
     return request.app.state.storage
+
+
+async def get_staging(request: Request) -> StagingArea:
+    return request.app.state.staging
 
 
 _WWW = {"WWW-Authenticate": "Bearer"}
@@ -75,10 +86,15 @@ def get_principal(request: Request, settings: Annotated[Settings, Depends(get_se
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-SessionDep = Annotated[Session, Depends(get_db)]
-ReadSessionDep = Annotated[Session, Depends(get_read_db)]
+# "function" scope: the session (and its pooled connection) is closed as soon as the
+# route returns, before the response is sent. With FastAPI's default "request" scope it
+# stayed open until the last byte of the response had gone out (registry/main.py).
+SessionDep = Annotated[Session, Depends(get_db, scope="function")]
+ReadSessionDep = Annotated[Session, Depends(get_read_db, scope="function")]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
+ReadSessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_read_session_factory)]
 StorageDep = Annotated[BlobStorage, Depends(get_storage)]
+StagingDep = Annotated[StagingArea, Depends(get_staging)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 

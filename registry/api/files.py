@@ -1,23 +1,34 @@
-"""Serving component files: ETag is the digest, HTTP Range is honoured."""
+"""Serving component files: ETag is the digest, HTTP Range is honoured.
+
+The component is looked up in a session of its own that is closed before the blob is
+opened, and the blob is opened before any header is sent: a download holds no database
+connection while its bytes stream (registry/main.py says why that matters), and a
+storage backend that is down answers 503 rather than a 200 cut off after the headers.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator, Callable
 
+import anyio
+import anyio.to_thread
 from fastapi import Request
-from starlette.responses import FileResponse, Response, StreamingResponse
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.responses import Response, StreamingResponse
 
 from partsbin.registry.db.models import Component
-from partsbin.registry.storage import BlobStorage
+from partsbin.registry.errors import StorageUnavailable
+from partsbin.registry.storage import BlobReader, BlobStorage, StorageError
 
-# Starlette reads files in 64 KiB chunks, each through a worker thread: ~10% of disk
-# speed for a 100 MB file here. 4 MiB chunks amortise the thread hop and the ASGI send.
+__all__ = ["CHUNK_SIZE", "serve_file", "parse_range"]
+
+# Reading 64 KiB at a time (Starlette's FileResponse default), each through a worker
+# thread, reached ~10% of disk speed for a 100 MB file here; 4 MiB chunks amortise the
+# thread hop and the ASGI send.
 CHUNK_SIZE = 4 * 1024 * 1024
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-
-
-class BlobFileResponse(FileResponse):
-    chunk_size = CHUNK_SIZE
+# ASCII digits only: \d would take '²', which int() refuses.
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)", re.ASCII)
 
 
 def _headers(c: Component) -> dict[str, str]:
@@ -30,37 +41,63 @@ def _headers(c: Component) -> dict[str, str]:
     }
 
 
-def _parse_range(value: str | None, size: int) -> tuple[int, int] | None | str:
-    """(start, end) inclusive; None for the whole file; 'invalid' when unsatisfiable."""
+def _number(digits: str) -> int:
+    # Past 19 digits a position lies beyond any file; int() of a 5,000-digit string
+    # raises (Python's limit on integer string conversion).
+    return int(digits) if len(digits) <= 19 else 10**19
+
+
+def parse_range(value: str | None, size: int) -> tuple[int, int] | None | str:
+    """(start, end) inclusive; None for the whole file; 'invalid' when unsatisfiable.
+
+    Only a single ``bytes=`` range is honoured; anything else (several ranges, another
+    unit, a malformed value) is ignored as RFC 9110 allows, and the whole file is sent.
+    """
     if not value:
         return None
-    m = _RANGE.match(value.strip())
+    m = _RANGE.fullmatch(value.strip())
     if not m:
-        return None  # multi-range or unknown unit: RFC 9110 allows ignoring Range
+        return None
     a, b = m.groups()
     if not a and not b:
         return "invalid"
     if not a:
-        n = int(b)
-        if n == 0:
+        n = _number(b)
+        if n == 0 or size == 0:
             return "invalid"
         return max(0, size - n), size - 1
-    start = int(a)
-    end = min(int(b), size - 1) if b else size - 1
+    start = _number(a)
+    end = min(_number(b), size - 1) if b else size - 1
     if start >= size or start > end:
         return "invalid"
     return start, end
 
 
-def file_response(request: Request, component: Component, storage: BlobStorage) -> Response:
+async def _stream(reader: BlobReader, length: int) -> AsyncIterator[bytes]:
+    try:
+        remaining = length
+        while remaining > 0:
+            chunk = await anyio.to_thread.run_sync(reader.read, min(CHUNK_SIZE, remaining))
+            if not chunk:
+                raise StorageError(f"the blob ended {remaining} bytes early")
+            remaining -= len(chunk)
+            yield chunk
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(reader.close)
+
+
+def serve_file(
+    request: Request, factory: sessionmaker[Session], lookup: Callable[[Session], Component], storage: BlobStorage
+) -> Response:
+    """The file of the component ``lookup`` finds (a sync route calls this, in a worker thread)."""
+    with factory() as session:
+        component = lookup(session)
     headers = _headers(component)
     if request.headers.get("if-none-match") in (f'"{component.digest}"', component.digest):
         return Response(status_code=304, headers=headers)
-    path = storage.local_path(component.digest)
-    if path is not None:
-        return BlobFileResponse(path, media_type="application/octet-stream", headers=headers, stat_result=None)
     size = component.size
-    rng = _parse_range(request.headers.get("range"), size)
+    rng = parse_range(request.headers.get("range"), size)
     if rng == "invalid":
         return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
     start, end = rng if isinstance(rng, tuple) else (0, size - 1)
@@ -68,8 +105,13 @@ def file_response(request: Request, component: Component, storage: BlobStorage) 
     headers["Content-Length"] = str(end - start + 1)
     if status == 206:
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-    if request.method == "HEAD":
+    if request.method == "HEAD" or size == 0:
         # The same headers as GET, no body: clients learn the ETag and size first.
         return Response(status_code=status, media_type="application/octet-stream", headers=headers)
-    body = storage.iter_range(component.digest, start, end, CHUNK_SIZE) if size else iter(())
-    return StreamingResponse(body, status_code=status, media_type="application/octet-stream", headers=headers)
+    try:
+        reader = storage.open_range(component.digest, start, end)
+    except StorageError as exc:
+        raise StorageUnavailable(f"blob storage failed; try again: {exc}") from None
+    return StreamingResponse(
+        _stream(reader, end - start + 1), status_code=status, media_type="application/octet-stream", headers=headers
+    )

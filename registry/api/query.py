@@ -11,7 +11,7 @@ from fastapi import Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
-from partsbin.registry.errors import InvalidRequest
+from partsbin.registry.errors import InvalidRequest, Unauthorized
 
 __all__ = ["reject_unknown_query"]
 
@@ -24,6 +24,8 @@ def _query_names(dependant: Dependant) -> set[str]:
 
 
 _DECLARED: dict[int, frozenset[str]] = {}
+# Where clients put tokens by mistake: refused as what they are, a token in the wrong place.
+_CREDENTIAL_NAMES = frozenset({"token", "access_token", "api_key", "apikey", "authorization", "bearer"})
 
 
 def _declared(route: APIRoute) -> frozenset[str]:
@@ -42,6 +44,13 @@ async def reject_unknown_query(request: Request) -> None:
         return
     declared = _declared(route)
     unknown = sorted(set(request.query_params) - declared)
+    credentials = [name for name in unknown if name.lower() in _CREDENTIAL_NAMES]
+    if credentials:
+        raise Unauthorized(
+            f"this request needs a token; {credentials[0]!r} in the query string is never read (URLs end up in "
+            "logs): send 'Authorization: Bearer <token>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     if unknown:
         takes = ", ".join(sorted(declared)) or "none"
         raise InvalidRequest(f"unknown query parameter {', '.join(map(repr, unknown))}: this route takes {takes}")

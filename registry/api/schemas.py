@@ -5,9 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from partsbin.parts.names import INT64_MAX
+from partsbin.registry.api.params import NamespaceStr
 from partsbin.registry.db.models import Component
+
+
+class Body(BaseModel):
+    """A request body: types as declared (no "true" for a boolean, no "3" for a number)
+    and no unknown fields, so a typo is an error rather than silently ignored."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
 
 
 class ComponentOut(BaseModel):
@@ -46,16 +55,23 @@ class ComponentPage(BaseModel):
 
 
 class Reason(BaseModel):
-    kind: Literal["declared", "measured"]
+    kind: Literal["declared", "measured", "third-party"] = Field(
+        description="declared: a shared anchor; measured: an evaluation the pair's owners vouch for; "
+        "third-party: an evaluation by anyone else, shown but not ranked on"
+    )
     detail: str
     anchor: str | None = None
     anchor_ref: str | None = None
+    evaluation_id: int | None = None
+    trust: Literal["admin", "owner", "worker", "third-party"] | None = None
 
 
 class CompatibleItem(BaseModel):
     component: ComponentOut
     role: str
-    status: str = Field(description="'measured' or 'declared, unmeasured'")
+    status: Literal["measured", "declared, unmeasured", "measured: not compatible"] = Field(
+        description="ranked in this order; 'measured: not compatible' is at chance level"
+    )
     reasons: list[Reason]
     measured_accuracy: float | None = None
 
@@ -84,8 +100,8 @@ class GroupPage(BaseModel):
     next_cursor: str | None = None
 
 
-class AliasIn(BaseModel):
-    version: int = Field(ge=1)
+class AliasIn(Body):
+    version: int = Field(ge=1, le=INT64_MAX)
 
 
 class AliasOut(BaseModel):
@@ -95,16 +111,17 @@ class AliasOut(BaseModel):
     updated_at: datetime
 
 
-class YankIn(BaseModel):
+class YankIn(Body):
     reason: str = Field(min_length=1, max_length=2000)
 
 
-class TokenIn(BaseModel):
+class TokenIn(Body):
     scope: Literal["read", "publish", "admin"]
-    name: str = ""
-    namespaces: list[str] = Field(default_factory=list)
+    name: str = Field(default="", max_length=200)
+    namespaces: list[NamespaceStr] = Field(default_factory=list, max_length=1000)
     owner: bool = False
-    expires_in_days: float | None = Field(default=None, gt=0)
+    # A century at most: later expiry dates overflow the date types.
+    expires_in_days: float | None = Field(default=None, gt=0, le=36500, allow_inf_nan=False)
 
 
 class TokenOut(BaseModel):

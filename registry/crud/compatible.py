@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from partsbin.parts.card import HEAD_ROLES
-from partsbin.registry.crud.evaluations import best_evaluations
+from partsbin.registry.crud.evaluations import at_chance, best_evaluations
 from partsbin.registry.db.models import Component, Evaluation, Group, Membership
 
 __all__ = ["Match", "compatible_with", "target_anchors", "count_members", "list_groups"]
@@ -20,7 +20,12 @@ __all__ = ["Match", "compatible_with", "target_anchors", "count_members", "list_
 class Match:
     component: Component
     anchors: list[str] = field(default_factory=list)
+    #: The trusted evaluation that ranks it (crud.evaluations), if any.
     evaluation: Evaluation | None = None
+    #: Measured at chance level: listed last, as "measured: not compatible".
+    at_chance: bool = False
+    #: The best third-party evaluation, shown but not ranked on (only without a trusted one).
+    third_party: Evaluation | None = None
 
 
 # The statements of this hot path are built once, with bound parameters: building a
@@ -44,42 +49,52 @@ def compatible_with(
 ) -> tuple[list[Match], str | None]:
     """Extractors for a head (task or aux), or heads (task and aux) for an extractor.
 
-    Components with a measured evaluation come first, best accuracy first; then the
-    declared, unmeasured ones by id. The cursor is ``m<offset>`` in the first part and
-    ``d<id>`` in the second.
+    Three parts, in this order: measured compatible (a trusted evaluation above chance),
+    best accuracy first; declared, unmeasured (by id); measured at chance level, best
+    first. The cursor is ``m<offset>``, ``d<id>`` or ``n<offset>`` in the three parts.
     """
     is_head = target.role in HEAD_ROLES
-    best = best_evaluations(session, target, target_is_head=is_head)
+    trusted, third = best_evaluations(session, target, target_is_head=is_head)
     measured: list[Match] = []
-    if best:
-        rows = session.scalars(sa.select(Component).where(Component.id.in_(list(best)), Component.yanked_at.is_(None)))
+    failed: list[Match] = []
+    if trusted:
+        rows = session.scalars(
+            sa.select(Component).where(Component.id.in_(list(trusted)), Component.yanked_at.is_(None))
+        )
         for c in rows:
             ok_role = c.role == "extractor" if is_head else c.role in HEAD_ROLES
             if ok_role and _interfaces_meet(target, c):
-                measured.append(Match(c, [], best[c.id]))
-        measured.sort(key=lambda m: (-m.evaluation.value, m.component.id))  # type: ignore[union-attr]
-        shared = _shared_anchors(session, anchors, [m.component.id for m in measured])
-        for m in measured:
+                ev = trusted[c.id]
+                chance = at_chance(ev, target if is_head else c)
+                (failed if chance else measured).append(Match(c, [], ev, at_chance=chance))
+        for part in (measured, failed):
+            part.sort(key=lambda m: (-m.evaluation.value, m.component.id))  # type: ignore[union-attr]
+        shared = _shared_anchors(session, anchors, [m.component.id for m in measured + failed])
+        for m in measured + failed:
             m.anchors = shared.get(m.component.id, [])
-    phase, value = (cursor[0], cursor[1:]) if cursor else ("m", "0")
+    exclude = {m.component.id for m in measured + failed}
+    kind, pos = (cursor[0], int(cursor[1:])) if cursor else ("m", 0)
     out: list[Match] = []
-    if phase == "m":
-        offset = int(value)
-        out = measured[offset : offset + limit]
-        if offset + limit < len(measured):
-            return out, f"m{offset + limit}"
-        after = None
-    else:
-        after = int(value)
-    exclude = {m.component.id for m in measured}
+    if kind == "m":
+        out = measured[pos : pos + limit]
+        if pos + limit < len(measured):
+            return out, f"m{pos + limit}"
+        kind, pos = "d", 0
+    if kind == "d":
+        room = limit - len(out)
+        declared, more = _declared(session, target, anchors, after=pos or None, limit=max(room, 1), exclude=exclude)
+        if room == 0:
+            # The page is full: point at whichever part comes next, if any.
+            return out, ("d0" if declared else ("n0" if failed else None))
+        for m in declared:
+            m.third_party = third.get(m.component.id)
+        out += declared
+        if more:
+            return out, f"d{declared[-1].component.id}"
+        kind, pos = "n", 0
     room = limit - len(out)
-    if room == 0:
-        # The page ended with the measured part: point at the declared part if it has any.
-        probe, _ = _declared(session, target, anchors, after=None, limit=1, exclude=exclude)
-        return out, ("d0" if probe else None)
-    declared, more = _declared(session, target, anchors, after=after, limit=room, exclude=exclude)
-    out += declared
-    return out, (f"d{declared[-1].component.id}" if more and declared else None)
+    out += failed[pos : pos + room]
+    return out, (f"n{pos + room}" if pos + room < len(failed) else None)
 
 
 def _interfaces_meet(target: Component, other: Component) -> bool:

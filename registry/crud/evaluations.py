@@ -1,4 +1,15 @@
-"""Evaluations: measured recombinations posted by the client's benchmark or a worker."""
+"""Evaluations: measured recombinations posted by the client's benchmark or a worker.
+
+Who may vouch for a measurement (docs/architecture.md, "/compatible ranking"): any
+publish token may post one, but only these rank ``/compatible``:
+
+- ``admin``: posted with an admin token;
+- ``owner``: posted with an owner token of every namespace the pair lives in;
+- ``worker``: posted under the lease of a running job that such a token (admin, or an
+  owner of the pair's namespaces) submitted, i.e. measured by the registry's own workers.
+
+Everything else is ``third-party``: kept, listed and shown as such, never ranked on.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +18,42 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from partsbin.registry.db.models import Component, Evaluation
+from partsbin.parts.metrics import wilson_interval
+from partsbin.registry.crud.tokens import Principal
+from partsbin.registry.db.models import Component, Evaluation, Job, Token
 
-__all__ = ["create_evaluation", "list_evaluations", "best_evaluations"]
+__all__ = [
+    "TRUSTED",
+    "create_evaluation",
+    "list_evaluations",
+    "best_evaluations",
+    "trust_of",
+    "chance_level",
+    "at_chance",
+]
+
+TRUSTED = ("admin", "owner", "worker")
+
+
+def _vouches(scope: str, owner: bool, namespaces: set[str] | tuple[str, ...], pair: set[str]) -> bool:
+    return scope == "admin" or (scope == "publish" and owner and pair <= set(namespaces))
+
+
+def trust_of(session: Session, principal: Principal, extractor: Component, head: Component, job: Job | None) -> str:
+    pair = {extractor.namespace, head.namespace}
+    if principal.scope == "admin":
+        return "admin"
+    if _vouches(principal.scope, principal.owner, principal.namespaces, pair):
+        return "owner"
+    if job is not None and job.submitted_by is not None:
+        submitter = session.get(Token, job.submitted_by)
+        if (
+            submitter is not None
+            and submitter.revoked_at is None
+            and _vouches(submitter.scope, submitter.owner, tuple(submitter.namespaces or ()), pair)
+        ):
+            return "worker"
+    return "third-party"
 
 
 def create_evaluation(
@@ -25,6 +69,9 @@ def create_evaluation(
     batch_size: int | None,
     details: dict[str, Any],
     created_by: int | None,
+    trust: str = "third-party",
+    job_id: int | None = None,
+    classes: int | None = None,
 ) -> Evaluation:
     row = Evaluation(
         extractor_id=extractor.id,
@@ -37,6 +84,9 @@ def create_evaluation(
         batch_size=batch_size,
         details=details,
         created_by=created_by,
+        trust=trust,
+        job_id=job_id,
+        classes=classes,
     )
     session.add(row)
     session.flush()
@@ -52,6 +102,20 @@ def list_evaluations(
     if head_id is not None:
         q = q.where(Evaluation.head_id == head_id)
     return list(session.scalars(q.order_by(Evaluation.id).limit(limit)))
+
+
+def chance_level(ev: Evaluation, head: Component) -> float:
+    """1 / the number of classes the prediction was over (the head's, if not posted)."""
+    labels = ((head.card.get("interface") or {}).get("output") or {}).get("labels") or []
+    classes = ev.classes or len(labels) or 1
+    return 1.0 / classes
+
+
+def at_chance(ev: Evaluation, head: Component) -> bool:
+    """The 95% interval of the accuracy reaches down to chance level (or the whole of it
+    lies below): measured, and not compatible."""
+    low, _ = wilson_interval(round(ev.value * ev.samples), ev.samples)
+    return low <= chance_level(ev, head)
 
 
 def _best_statement(target_is_head: bool) -> sa.Select:
@@ -71,13 +135,17 @@ def _best_statement(target_is_head: bool) -> sa.Select:
 _BEST = {True: _best_statement(True), False: _best_statement(False)}
 
 
-def best_evaluations(session: Session, target: Component, *, target_is_head: bool) -> dict[int, Evaluation]:
-    """For each component measured with ``target``: its evaluation with the most samples
-    in batch-statistics mode (docs/architecture.md), the latest on a tie."""
+def best_evaluations(
+    session: Session, target: Component, *, target_is_head: bool
+) -> tuple[dict[int, Evaluation], dict[int, Evaluation]]:
+    """For each component measured with ``target``: its trusted evaluation with the most
+    samples in batch-statistics mode (docs/architecture.md), the latest on a tie; and,
+    separately, the same among third-party evaluations."""
     other = "extractor_id" if target_is_head else "head_id"
-    best: dict[int, Evaluation] = {}
+    trusted: dict[int, Evaluation] = {}
+    third: dict[int, Evaluation] = {}
     for ev in session.scalars(
         _BEST[target_is_head], {"target_id": target.id}
     ):  # ascending: the last one kept per component is the best
-        best[getattr(ev, other)] = ev
-    return best
+        (trusted if ev.trust in TRUSTED else third)[getattr(ev, other)] = ev
+    return trusted, third

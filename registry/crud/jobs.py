@@ -31,6 +31,7 @@ __all__ = [
     "fail_job",
     "release_job",
     "requeue_expired",
+    "leased_job",
 ]
 
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -143,11 +144,15 @@ def claim_job(*, session: Session, worker: str, lease_seconds: float, namespaces
     return None
 
 
-def _leased(session: Session, job_id: int, lease_id: str) -> Job:
+def leased_job(session: Session, job_id: int, lease_id: str) -> Job:
+    """The job, if it is running under ``lease_id``; Conflict otherwise."""
     job = get_job(session, job_id)
     if job.status != "running" or job.lease_id != lease_id:
         raise Conflict(f"job {job_id} is not held under this lease any more (status {job.status}); stop working on it")
     return job
+
+
+_leased = leased_job
 
 
 def heartbeat(
@@ -162,19 +167,30 @@ def heartbeat(
 
 
 def complete_job(*, session: Session, job_id: int, lease_id: str, refs: list[str]) -> Job:
-    job = _leased(session, job_id, lease_id)
-    job.status, job.result_refs, job.finished_at, job.lease_id = "succeeded", refs, utcnow(), None
+    """Idempotent: a worker whose first call went through but whose answer was lost (a
+    network blip) repeats it and gets the same answer, instead of a conflict, and the
+    job is not trained again. A finished job keeps the id of the lease that finished it."""
+    job = get_job(session, job_id)
+    if job.status == "succeeded" and job.lease_id == lease_id:
+        return job
+    job = leased_job(session, job_id, lease_id)
+    job.status, job.result_refs, job.finished_at, job.lease_expires_at = "succeeded", refs, utcnow(), None
     session.flush()
     return job
 
 
 def fail_job(*, session: Session, job_id: int, lease_id: str, error: str, retry: bool) -> Job:
-    job = _leased(session, job_id, lease_id)
-    job.error, job.lease_id, job.lease_expires_at = error, None, None
+    """Idempotent like :func:`complete_job` once the job has ended; a requeued job has no
+    lease any more, so a repeated call answers a conflict, which the worker ignores."""
+    job = get_job(session, job_id)
+    if job.status in ("failed", "cancelled") and job.lease_id == lease_id:
+        return job
+    job = leased_job(session, job_id, lease_id)
+    job.error, job.lease_expires_at = error, None
     if job.cancel_requested:
         job.status, job.finished_at = "cancelled", utcnow()
     elif retry and job.attempts < job.max_attempts:
-        job.status, job.worker = "queued", None
+        job.status, job.worker, job.lease_id = "queued", None, None
     else:
         job.status, job.finished_at = "failed", utcnow()
     session.flush()

@@ -56,9 +56,9 @@ class Token(Base):
     scope: Mapped[str] = mapped_column(sa.String(16))
     namespaces: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
     owner: Mapped[bool] = mapped_column(default=False)
-    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
-    expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
-    revoked_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(Timestamp())
+    revoked_at: Mapped[datetime | None] = mapped_column(Timestamp())
 
 
 class Component(Base):
@@ -84,9 +84,9 @@ class Component(Base):
     # NULL means the head pools globally and accepts any spatial size.
     junction_spatial: Mapped[int | None]
     dataset: Mapped[str | None] = mapped_column(sa.String(200), index=True)
-    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
     published_by: Mapped[int | None] = mapped_column(sa.ForeignKey("tokens.id", ondelete="SET NULL"))
-    yanked_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    yanked_at: Mapped[datetime | None] = mapped_column(Timestamp())
     yank_reason: Mapped[str | None] = mapped_column(sa.Text)
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="component", cascade="all, delete-orphan")
@@ -109,7 +109,7 @@ class Group(Base):
     anchor_id: Mapped[int] = mapped_column(sa.ForeignKey("components.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(sa.String(16))
     junction_channels: Mapped[int]
-    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
 
     anchor: Mapped[Component] = relationship()
 
@@ -144,7 +144,7 @@ class Alias(Base):
     name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     alias: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     version: Mapped[int]
-    updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow, onupdate=utcnow)
 
 
 class Job(Base):
@@ -165,14 +165,14 @@ class Job(Base):
     max_attempts: Mapped[int] = mapped_column(default=3)
     worker: Mapped[str | None] = mapped_column(sa.String(200))
     lease_id: Mapped[str | None] = mapped_column(sa.String(64))
-    lease_expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(Timestamp())
     progress: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     cancel_requested: Mapped[bool] = mapped_column(default=False)
     result_refs: Mapped[list[str] | None] = mapped_column(sa.JSON)
     error: Mapped[str | None] = mapped_column(sa.Text)
-    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
-    started_at: Mapped[datetime | None] = mapped_column(Timestamp)
-    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(Timestamp())
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp())
 
 
 class Evaluation(Base):
@@ -191,5 +191,12 @@ class Evaluation(Base):
     bn_mode: Mapped[str] = mapped_column(sa.String(16))
     batch_size: Mapped[int | None]
     details: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
-    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
     created_by: Mapped[int | None] = mapped_column(sa.ForeignKey("tokens.id", ondelete="SET NULL"))
+    # Who vouches for it, decided when it is posted (registry/crud/evaluations.py):
+    # admin, owner, worker or third-party. Only the first three rank /compatible.
+    trust: Mapped[str] = mapped_column(sa.String(16), default="third-party", server_default="third-party")
+    # The job whose worker measured it (posted under that job's lease).
+    job_id: Mapped[int | None] = mapped_column(sa.ForeignKey("jobs.id", ondelete="SET NULL"))
+    # How many classes the prediction was taken over: chance level is 1/classes.
+    classes: Mapped[int | None]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
@@ -13,12 +14,21 @@ from partsbin.parts.extras import require_extra
 __all__ = ["make_engine", "make_sessionmaker", "make_read_sessionmaker"]
 
 
-def make_engine(url: str) -> sa.Engine:
+def make_engine(url: str, *, pool_size: int | None = None, pool_timeout: float = 30.0) -> sa.Engine:
+    """With ``pool_size``, that many connections at most (no overflow): the server sizes it
+    to its worker threads (``registry/main.py``), so a thread never waits for a connection.
+    Without it, SQLAlchemy's defaults (command-line tools, migrations)."""
     parsed = make_url(url)
+    pool: dict[str, Any] = (
+        {} if pool_size is None else {"pool_size": pool_size, "max_overflow": 0, "pool_timeout": pool_timeout}
+    )
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        memory = parsed.database in (None, "", ":memory:")
+        engine = sa.create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, **({} if memory else pool)
+        )
 
         @sa.event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -40,7 +50,9 @@ def make_engine(url: str) -> sa.Engine:
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_driver_name() == "psycopg":
         require_extra("server", "PostgreSQL", "psycopg")
-    return sa.create_engine(parsed, pool_pre_ping=True)
+    # pre-ping: after a database restart, pooled connections are found dead and replaced
+    # instead of failing one request each.
+    return sa.create_engine(parsed, pool_pre_ping=True, **pool)
 
 
 def make_sessionmaker(engine: sa.Engine) -> sessionmaker[Session]:

@@ -10,9 +10,9 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from partsbin.parts.extras import require_extra
-from partsbin.registry.storage.base import BlobStorage, StorageError, blob_key
+from partsbin.registry.storage.base import BlobReader, BlobStorage, StorageError, StoredObject, blob_key
 
-__all__ = ["BlobStorage", "StorageError", "blob_key", "make_storage"]
+__all__ = ["BlobReader", "BlobStorage", "StorageError", "StoredObject", "blob_key", "make_storage"]
 
 
 def make_storage(storage_url: str, s3_endpoint_url: str | None = None) -> BlobStorage:

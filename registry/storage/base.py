@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["BlobStorage", "StorageError", "blob_key"]
+__all__ = ["BlobStorage", "BlobReader", "StoredObject", "StorageError", "blob_key", "digest_of_key"]
 
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 
@@ -23,6 +25,31 @@ def blob_key(digest: str) -> str:
     return f"blobs/sha256/{digest[:2]}/{digest}"
 
 
+def digest_of_key(key: str) -> str | None:
+    """The digest a key made by :func:`blob_key` holds, or None for any other key."""
+    parts = key.split("/")
+    if len(parts) == 4 and parts[:2] == ["blobs", "sha256"] and _HEX.fullmatch(parts[3]) and parts[2] == parts[3][:2]:
+        return parts[3]
+    return None
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """Something in the backend, for ``partsbin gc``: a blob (``digest`` set) or a
+    leftover of an interrupted write (a temporary file, an unfinished multipart upload)."""
+
+    key: str
+    size: int
+    modified: datetime
+    digest: str | None = None
+
+
+class BlobReader(Protocol):
+    def read(self, n: int) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
 class BlobStorage(Protocol):
     #: The backend keeps the staged upload itself (a hard link) as the blob, so the
     #: upload should be written durably as it arrives rather than copied afterwards.
@@ -35,8 +62,13 @@ class BlobStorage(Protocol):
 
     def delete(self, digest: str) -> None: ...
 
-    def local_path(self, digest: str) -> Path | None:
-        """A path the server may stream from directly, when the backend has one."""
+    def open_range(self, digest: str, start: int, end: int) -> BlobReader:
+        """A reader of bytes ``start`` to ``end`` inclusive, opened now (StorageError if it cannot be)."""
 
-    def iter_range(self, digest: str, start: int, end: int, chunk_size: int) -> AsyncIterator[bytes]:
-        """Bytes ``start`` to ``end`` inclusive."""
+    def list_blobs(self) -> Iterator[StoredObject]:
+        """Every blob stored, with its digest."""
+
+    def list_leftovers(self) -> Iterator[StoredObject]:
+        """What interrupted writes left behind (never a blob)."""
+
+    def delete_leftover(self, obj: StoredObject) -> None: ...

@@ -4,12 +4,39 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
-import anyio
+from partsbin.registry.storage.base import BlobReader, StorageError, StoredObject, blob_key, digest_of_key
 
-from partsbin.registry.storage.base import StorageError, blob_key
+_TMP_SUFFIX = ".tmp"
+
+
+def _fsync_dir(path: Path) -> None:
+    # A rename or link is durable only once its directory is: without this a power
+    # loss can lose a blob whose row was committed.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _RangeReader:
+    def __init__(self, path: Path, start: int, end: int) -> None:
+        self._fh = open(path, "rb")  # closed by close(), after the response has streamed
+        self._fh.seek(start)
+        self._left = end - start + 1
+
+    def read(self, n: int) -> bytes:
+        data = self._fh.read(min(n, self._left))
+        self._left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self._fh.close()
 
 
 class LocalStorage:
@@ -26,10 +53,11 @@ class LocalStorage:
         if dest.exists():
             return
         try:
+            new_dirs = [p for p in (dest.parent.parent, dest.parent) if not p.exists()]
             dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{id(path)}.tmp")
-            # Copy then rename: a crash leaves a stray temp file, never a partial blob
-            # under a digest name.
+            tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}{_TMP_SUFFIX}")
+            # Link (or copy) then rename: a crash leaves a stray temp file, never a
+            # partial blob under a digest name.
             try:
                 os.link(path, tmp)
             except OSError:
@@ -37,6 +65,9 @@ class LocalStorage:
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
             os.replace(tmp, dest)
+            _fsync_dir(dest.parent)
+            for d in reversed(new_dirs):
+                _fsync_dir(d.parent)
         except OSError as exc:
             raise StorageError(f"could not write blob to {self.root}: {exc.strerror or exc}") from exc
 
@@ -46,16 +77,39 @@ class LocalStorage:
     def delete(self, digest: str) -> None:
         self._path(digest).unlink(missing_ok=True)
 
-    def local_path(self, digest: str) -> Path | None:
-        return self._path(digest)
+    def open_range(self, digest: str, start: int, end: int) -> BlobReader:
+        try:
+            return _RangeReader(self._path(digest), start, end)
+        except OSError as exc:
+            raise StorageError(f"could not read blob sha256:{digest}: {exc.strerror or exc}") from exc
 
-    async def iter_range(self, digest: str, start: int, end: int, chunk_size: int) -> AsyncIterator[bytes]:
-        async with await anyio.open_file(self._path(digest), "rb") as fh:
-            await fh.seek(start)
-            remaining = end - start + 1
-            while remaining > 0:
-                chunk = await fh.read(min(chunk_size, remaining))
-                if not chunk:
-                    break
-                remaining -= len(chunk)
-                yield chunk
+    def _walk(self) -> Iterator[tuple[Path, os.stat_result]]:
+        base = self.root / "blobs" / "sha256"
+        if not base.is_dir():
+            return
+        for folder in sorted(base.iterdir()):
+            if not folder.is_dir():
+                continue
+            for p in sorted(folder.iterdir()):
+                try:
+                    st = p.stat()
+                except FileNotFoundError:
+                    continue
+                yield p, st
+
+    def list_blobs(self) -> Iterator[StoredObject]:
+        for p, st in self._walk():
+            key = p.relative_to(self.root).as_posix()
+            digest = digest_of_key(key)
+            if digest is not None:
+                yield StoredObject(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC), digest)
+
+    def list_leftovers(self) -> Iterator[StoredObject]:
+        for p, st in self._walk():
+            if p.name.startswith(".") and p.name.endswith(_TMP_SUFFIX):
+                yield StoredObject(
+                    p.relative_to(self.root).as_posix(), st.st_size, datetime.fromtimestamp(st.st_mtime, UTC)
+                )
+
+    def delete_leftover(self, obj: StoredObject) -> None:
+        (self.root / obj.key).unlink(missing_ok=True)

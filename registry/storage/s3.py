@@ -5,16 +5,15 @@ Credentials come the usual boto3 way (environment, config files, instance roles)
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import anyio
 import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from partsbin.registry.storage.base import StorageError, blob_key
+from partsbin.registry.storage.base import BlobReader, StorageError, StoredObject, blob_key, digest_of_key
 
 
 class S3Storage:
@@ -57,24 +56,46 @@ class S3Storage:
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(f"could not delete blob in s3://{self.bucket}: {exc}") from exc
 
-    def local_path(self, digest: str) -> Path | None:
-        return None
-
-    async def iter_range(self, digest: str, start: int, end: int, chunk_size: int) -> AsyncIterator[bytes]:
-        def _open():
-            return self.client.get_object(Bucket=self.bucket, Key=self._key(digest), Range=f"bytes={start}-{end}")[
-                "Body"
-            ]
-
+    def open_range(self, digest: str, start: int, end: int) -> BlobReader:
         try:
-            body = await anyio.to_thread.run_sync(_open)
+            body = self.client.get_object(Bucket=self.bucket, Key=self._key(digest), Range=f"bytes={start}-{end}")
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(f"could not read blob from s3://{self.bucket}: {exc}") from exc
+        return body["Body"]
+
+    @property
+    def _blob_prefix(self) -> str:
+        return f"{self.prefix}/blobs/sha256/" if self.prefix else "blobs/sha256/"
+
+    def _relative(self, key: str) -> str:
+        return key[len(self.prefix) + 1 :] if self.prefix else key
+
+    def list_blobs(self) -> Iterator[StoredObject]:
         try:
-            while True:
-                chunk = await anyio.to_thread.run_sync(body.read, chunk_size)
-                if not chunk:
-                    break
-                yield chunk
-        finally:
-            body.close()
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._blob_prefix)
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    digest = digest_of_key(self._relative(obj["Key"]))
+                    if digest is not None:
+                        yield StoredObject(obj["Key"], int(obj["Size"]), obj["LastModified"], digest)
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"could not list s3://{self.bucket}: {exc}") from exc
+
+    def list_leftovers(self) -> Iterator[StoredObject]:
+        """Multipart uploads a crash interrupted: their parts take space but are no object."""
+        try:
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=self._blob_prefix
+            )
+            for page in pages:
+                for up in page.get("Uploads", []):
+                    yield StoredObject(f"{up['Key']}?uploadId={up['UploadId']}", 0, up["Initiated"])
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"could not list multipart uploads of s3://{self.bucket}: {exc}") from exc
+
+    def delete_leftover(self, obj: StoredObject) -> None:
+        key, _, upload_id = obj.key.partition("?uploadId=")
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"could not abort the multipart upload of {key}: {exc}") from exc

@@ -61,8 +61,8 @@ def test_evaluations_round_trip_and_rank_compatible(live, client_for):
     assert seen == [exts[1].ref, exts[2].ref, exts[0].ref]
     got = reg.evaluations(extractor=exts[1].ref, head=head.ref)
     assert [(e["value"], e["samples"], e["bn_mode"]) for e in got] == [(0.5, 100, "batch"), (0.95, 500, "batch")]
-    # The other direction ranks too.
-    reg.post_evaluation(extractor=exts[0].ref, head="lab/rp", dataset="d", value=0.3, samples=10, bn_mode="batch")
+    # The other direction ranks too (0.9 of 100 is well above the RP head's chance level of 1/4).
+    reg.post_evaluation(extractor=exts[0].ref, head="lab/rp", dataset="d", value=0.9, samples=100, bn_mode="batch")
     assert reg.compatible(extractor=exts[0].ref)[0]["component"].ref == "lab/rp@1"
 
 

@@ -1,9 +1,10 @@
 import math
+import re
 
 import pytest
 import torch
 
-from partsbin.parts.archs import ArchError, build, junction_of, list_archs, register
+from partsbin.parts.archs import ArchConfig, ArchError, build, junction_of, list_archs, register
 
 CASES = [
     ("resnet_cifar", {"depth": 20}, "stage2"),
@@ -63,8 +64,37 @@ def test_errors_name_what_is_wrong():
     with pytest.raises(ArchError, match="bad configuration"):
         build("resnet_cifar", colour="red")
     with pytest.raises(ArchError, match="already registered"):
-        register("resnet_cifar")(lambda **kw: None)
+        register("resnet_cifar", ArchConfig)(lambda **kw: None)
     assert {"resnet_cifar", "wide_resnet", "mobilenetv2_cifar"} <= set(list_archs())
+
+
+@pytest.mark.parametrize(
+    "name, config, message",
+    [
+        ("resnet_cifar", {"width": -1}, "config.width: Input should be greater than or equal to 1"),
+        ("resnet_cifar", {"depth": 6 * 10**6 + 2}, "config.depth: Input should be less than or equal to 1202"),
+        ("resnet_cifar", {"depth": 20.0}, "config.depth: Input should be a valid integer"),
+        ("resnet_cifar", {"num_classes": True}, "config.num_classes: Input should be a valid integer"),
+        ("resnet_cifar", {"junction_channels": 0}, "config.junction_channels"),
+        ("resnet_cifar", {"in_chans": 2**70}, "config.in_chans"),
+        ("wide_resnet", {"widen": 10**9}, "config.widen"),
+        ("wide_resnet", {"dropout": float("nan")}, "config.dropout"),
+        ("mobilenetv2_cifar", {"width_mult": -0.5}, "config.width_mult"),
+        ("mobilenetv2_cifar", {"width_mult": float("inf")}, "config.width_mult"),
+    ],
+)
+def test_every_config_is_checked_against_its_schema_before_building(name, config, message):
+    # Nothing is built: a bad config fails before the builder runs, on every entry point.
+    from partsbin.parts.archs import junction_of, part_layout, validate_config
+
+    for attempt in (
+        lambda: validate_config(name, config),
+        lambda: build(name, **config),
+        lambda: part_layout(name, config, "extractor", None),
+        lambda: junction_of(name, config, None, 32),
+    ):
+        with pytest.raises(ArchError, match=re.escape(message)):
+            attempt()
 
 
 def test_meta_build_allocates_nothing():

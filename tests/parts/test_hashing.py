@@ -39,3 +39,40 @@ def test_a_write_error_reaches_the_caller(tmp_path):
         w.close()
     w.abort()
     assert not path.exists()
+
+
+def test_write_without_blocking_while_the_threads_are_behind(tmp_path):
+    """The registry hands chunks over from its event loop: when the disk is slow it must
+    not wait there, but learn that a batch is waiting and drain it from a thread."""
+    import threading
+    import time
+
+    # A pipe nobody reads is a disk that has stalled: the writer thread blocks on it.
+    slow = tmp_path / "slow"
+    os.mkfifo(slow)
+    reader = os.open(slow, os.O_RDONLY | os.O_NONBLOCK)
+    writer = HashingWriter(slow, max_pending=1)
+    chunk = b"x" * HashingWriter.BATCH_BYTES
+    started = time.monotonic()
+    for _ in range(4):
+        writer.write(chunk, block=False)
+    assert time.monotonic() - started < 1, "write(block=False) waited for the stalled disk"
+    assert writer.backlogged
+    drained = threading.Thread(target=writer.drain)
+    drained.start()
+    time.sleep(0.2)
+    assert drained.is_alive(), "drain() waits for room, in its own thread"
+    os.set_blocking(reader, True)
+    received = bytearray()
+
+    def read_all() -> None:
+        while data := os.read(reader, 1 << 20):
+            received.extend(data)
+
+    consumer = threading.Thread(target=read_all)
+    consumer.start()
+    drained.join(10)
+    assert writer.close() == hashlib.sha256(chunk * 4).hexdigest()
+    consumer.join(10)
+    os.close(reader)
+    assert bytes(received) == chunk * 4

@@ -100,3 +100,45 @@ def test_one_version_per_digest_names_existing_duplicates(tmp_path):
     upgrade(engine)
     assert schema_state(engine) is SchemaState.AT_HEAD
     engine.dispose()
+
+
+def test_existing_evaluations_get_their_trust_from_the_token_that_posted_them(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    upgrade(engine, "e492888ad5cf")
+    with engine.begin() as conn:
+        for tid, scope, owner, namespaces in (
+            (1, "admin", 0, "[]"),
+            (2, "publish", 1, '["lab"]'),
+            (3, "publish", 0, '["lab"]'),
+        ):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO tokens (id, token_hash, prefix, name, scope, namespaces, owner, created_at) "
+                    "VALUES (:i, :h, 'pb_', '', :s, :n, :o, '2026-01-01')"
+                ),
+                {"i": tid, "h": f"h{tid}", "s": scope, "n": namespaces, "o": owner},
+            )
+        for cid, ns in ((1, "lab"), (2, "lab"), (3, "other")):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO components (id, namespace, name, version, role, arch_name, digest, size, card, "
+                    "junction_channels, created_at) VALUES (:i, :ns, :n, 1, 'extractor', 'a', :d, 1, '{}', 8, '2026-01-01')"
+                ),
+                {"i": cid, "ns": ns, "n": f"c{cid}", "d": f"{cid:064x}"},
+            )
+        # (evaluation id, extractor, head, posted by) -> expected trust
+        cases = {1: (1, 2, 1, "admin"), 2: (1, 2, 2, "owner"), 3: (1, 2, 3, "third-party"), 4: (1, 3, 2, "third-party")}
+        for eid, (ext, head, by, _) in cases.items():
+            conn.execute(
+                sa.text(
+                    "INSERT INTO evaluations (id, extractor_id, head_id, dataset, metric, value, samples, bn_mode, "
+                    "details, created_at, created_by) VALUES (:i, :e, :h, 'd', 'recombination_accuracy', 0.9, 10, "
+                    "'batch', '{}', '2026-01-01', :b)"
+                ),
+                {"i": eid, "e": ext, "h": head, "b": by},
+            )
+    upgrade(engine)
+    with engine.connect() as conn:
+        got = dict(conn.execute(sa.text("SELECT id, trust FROM evaluations")).all())
+    assert got == {eid: case[3] for eid, case in cases.items()}
+    engine.dispose()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.orm import Session, sessionmaker
@@ -10,22 +10,32 @@ from starlette.concurrency import run_in_threadpool
 
 from partsbin.parts.names import InvalidName, Ref, parse_ref
 from partsbin.registry.api.deps import SettingsDep
+from partsbin.registry.api.params import Limit
+from partsbin.registry.api.responses import errors
 from partsbin.registry.api.schemas import CompatibleItem, CompatiblePage, ComponentOut, Reason
 from partsbin.registry.crud.compatible import compatible_with, target_anchors
 from partsbin.registry.crud.components import resolve_ref
+from partsbin.registry.db.models import Evaluation
 from partsbin.registry.errors import APIError, InvalidRequest
 
 router = APIRouter(tags=["compatibility"])
 
 
-@router.get("/compatible", response_model=CompatiblePage, summary="Extractors for a head, or heads for an extractor")
+@router.get(
+    "/compatible",
+    response_model=CompatiblePage,
+    summary="Extractors for a head, or heads for an extractor",
+    responses=errors(404),
+)
 async def compatible(
     request: Request,
     settings: SettingsDep,
     head: Annotated[str | None, Query(description="ref of a task head or aux head (URL-encoded)")] = None,
     extractor: Annotated[str | None, Query(description="ref of an extractor (URL-encoded)")] = None,
-    cursor: str | None = None,
-    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    cursor: Annotated[
+        str | None, Query(pattern=r"^[mdn][0-9]{1,18}$", description="the next_cursor of the previous page")
+    ] = None,
+    limit: Limit = None,
 ) -> Response:
     if (head is None) == (extractor is None):
         raise InvalidRequest("give exactly one of ?head=REF or ?extractor=REF")
@@ -34,8 +44,6 @@ async def compatible(
         ref = parse_ref(text or "")
     except InvalidName as exc:
         raise APIError(str(exc), status_code=422, code="invalid_name") from None
-    if cursor is not None and not (len(cursor) > 1 and cursor[0] in "md" and cursor[1:].isdigit()):
-        raise InvalidRequest(f"invalid cursor {cursor!r}: pass back the next_cursor of the previous page")
     # The lookup, its queries and the JSON rendering run in one worker-thread hop. As a
     # sync route with a session dependency this took four hops (dependency in, route,
     # dependency out, and FastAPI's re-validation of the page on the event loop), and on
@@ -65,12 +73,7 @@ def _page(factory: sessionmaker[Session], ref: Ref, *, want_extractors: bool, cu
             reasons = []
             ev = m.evaluation
             if ev is not None:
-                reasons.append(
-                    Reason(
-                        kind="measured",
-                        detail=f"recombination accuracy {ev.value:.1%} on {ev.samples} images of {ev.dataset} (BatchNorm: batch statistics)",
-                    )
-                )
+                reasons.append(_measured(ev, "measured", at_chance=m.at_chance))
             reasons += [
                 Reason(
                     kind="declared",
@@ -80,13 +83,29 @@ def _page(factory: sessionmaker[Session], ref: Ref, *, want_extractors: bool, cu
                 )
                 for a in m.anchors
             ]
+            if m.third_party is not None:
+                reasons.append(_measured(m.third_party, "third-party"))
+            status: Literal["measured", "declared, unmeasured", "measured: not compatible"] = (
+                "declared, unmeasured" if ev is None else ("measured: not compatible" if m.at_chance else "measured")
+            )
             items.append(
                 CompatibleItem(
                     component=ComponentOut.of(m.component),
                     role=m.component.role,
                     reasons=reasons,
-                    status="measured" if ev is not None else "declared, unmeasured",
+                    status=status,
                     measured_accuracy=ev.value if ev is not None else None,
                 )
             )
         return CompatiblePage(query=target.ref, items=items, next_cursor=next_cursor).model_dump_json().encode()
+
+
+def _measured(ev: Evaluation, kind: Literal["measured", "third-party"], at_chance: bool = False) -> Reason:
+    detail = (
+        f"recombination accuracy {ev.value:.1%} on {ev.samples} images of {ev.dataset} (BatchNorm: batch statistics)"
+    )
+    if at_chance:
+        detail += ": at chance level (its 95% interval reaches chance), so not compatible"
+    if kind == "third-party":
+        detail = "posted by a token that does not own these namespaces, not used for ranking: " + detail
+    return Reason(kind=kind, detail=detail, evaluation_id=ev.id, trust=ev.trust)  # type: ignore[arg-type]

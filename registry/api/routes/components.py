@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from partsbin.parts.card import Role
@@ -13,19 +15,24 @@ from partsbin.parts.names import InvalidName, Ref, parse_digest
 from partsbin.registry.api.deps import (
     PrincipalDep,
     ReadSessionDep,
+    ReadSessionFactoryDep,
     SessionDep,
     SessionFactoryDep,
     SettingsDep,
+    StagingDep,
     StorageDep,
-    check_part,
     require_token,
 )
-from partsbin.registry.api.files import file_response
+from partsbin.registry.api.files import serve_file
+from partsbin.registry.api.params import AliasPath, DigestPath, IdCursor, Limit, NamePath, NamespacePath, VersionPath
+from partsbin.registry.api.responses import FILE_RESPONSES, errors
 from partsbin.registry.api.schemas import AliasIn, AliasOut, ComponentOut, ComponentPage, YankIn
 from partsbin.registry.api.timing import ServerTiming
 from partsbin.registry.crud import components as crud
+from partsbin.registry.crud.blobs import ensure_blob
+from partsbin.registry.db.models import Component
 from partsbin.registry.errors import APIError, Forbidden, StorageUnavailable
-from partsbin.registry.storage import StorageError
+from partsbin.registry.storage import BlobStorage, StorageError
 from partsbin.registry.upload import ReceivedUpload, receive_upload
 from partsbin.registry.validation import validate_upload
 
@@ -54,10 +61,23 @@ _UPLOAD_BODY: dict[str, Any] = {
 
 
 @router.post(
-    "", status_code=201, response_model=ComponentOut, openapi_extra=_UPLOAD_BODY, summary="Publish a component"
+    "",
+    status_code=201,
+    response_model=ComponentOut,
+    openapi_extra=_UPLOAD_BODY,
+    summary="Publish a component",
+    responses={
+        200: {"model": ComponentOut, "description": "these bytes were already published under this name"},
+        **errors(409, 413),
+    },
 )
 async def publish(
-    request: Request, principal: PrincipalDep, settings: SettingsDep, factory: SessionFactoryDep, storage: StorageDep
+    request: Request,
+    principal: PrincipalDep,
+    settings: SettingsDep,
+    factory: SessionFactoryDep,
+    storage: StorageDep,
+    staging: StagingDep,
 ) -> Any:
     """Stream the file to a temporary file while hashing it, check it, store the blob,
     then insert the row. Identical bytes under the same name answer 200 with the
@@ -69,13 +89,12 @@ async def publish(
     # A storage backend that keeps the staged file as the blob gets it fsynced while it
     # streams in (see parts.hashing), not flushed whole after the last byte.
     with timing("receive"):
-        received = await receive_upload(
-            request, settings.staging_dir, settings.max_upload_bytes, durable=storage.keeps_staged_file
-        )
+        received = await receive_upload(request, staging, settings.max_upload_bytes, durable=storage.keeps_staged_file)
     try:
         return await run_in_threadpool(_publish, received, principal, settings, factory, storage, timing)
     finally:
-        received.discard()
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(received.discard)
 
 
 def _publish(received: ReceivedUpload, principal, settings, factory, storage, timing: ServerTiming) -> Any:
@@ -103,6 +122,13 @@ def _publish(received: ReceivedUpload, principal, settings, factory, storage, ti
             row, created = crud.create_component(
                 session=session, card=card, digest=received.digest, size=received.size, published_by=principal.token_id
             )
+            if created:
+                # `partsbin gc` may have removed these bytes as an orphan between the
+                # store step and now; under the blob's lock, put them back if so.
+                try:
+                    ensure_blob(session, storage, received.digest, received.path)
+                except StorageError as exc:
+                    raise StorageUnavailable(f"blob storage failed; nothing was published: {exc}") from None
             session.commit()
         out = ComponentOut.of(row)
     return JSONResponse(
@@ -121,8 +147,8 @@ def list_components(
     namespace: str | None = None,
     prefix: Annotated[str | None, Query(description="prefix of 'namespace/name'")] = None,
     include_yanked: bool = False,
-    cursor: str | None = None,
-    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    cursor: IdCursor = None,
+    limit: Limit = None,
 ) -> ComponentPage:
     page = crud.list_components(
         session,
@@ -133,22 +159,10 @@ def list_components(
         namespace=namespace,
         prefix=prefix,
         include_yanked=include_yanked,
-        cursor=_cursor(cursor),
+        cursor=cursor,
         limit=limit or settings.page_size,
     )
     return ComponentPage(items=[ComponentOut.of(c) for c in page.items], next_cursor=page.next_cursor)
-
-
-def _cursor(value: str | None) -> int | None:
-    if value is None:
-        return None
-    if not value.isdigit():
-        raise APIError(
-            f"invalid cursor {value!r}: pass back the next_cursor of the previous page",
-            status_code=422,
-            code="invalid_request",
-        )
-    return int(value)
 
 
 def _digest(value: str) -> str:
@@ -159,10 +173,6 @@ def _digest(value: str) -> str:
 
 
 def _ref(ns: str, name: str, **kw: Any) -> Ref:
-    check_part(ns, "namespace")
-    check_part(name, "name")
-    if "alias" in kw:
-        check_part(kw["alias"], "alias")
     if "version" in kw:
         return Ref(kind="version", namespace=ns, name=name, **kw)
     if "alias" in kw:
@@ -170,59 +180,122 @@ def _ref(ns: str, name: str, **kw: Any) -> Ref:
     return Ref(kind="latest", namespace=ns, name=name)
 
 
-@router.get("/by-digest/{hex}", response_model=ComponentOut, summary="Component by file digest")
-def by_digest(hex: str, session: ReadSessionDep) -> ComponentOut:
-    return ComponentOut.of(crud.resolve_ref(session, Ref(kind="digest", digest=_digest(hex))))
+def _file(request: Request, factory: sessionmaker[Session], storage: BlobStorage, ref: Ref) -> Any:
+    def lookup(session: Session) -> Component:
+        return crud.resolve_ref(session, ref)
+
+    return serve_file(request, factory, lookup, storage)
 
 
-@router.get("/by-digest/{hex}/file", summary="File by digest")
-@router.head("/by-digest/{hex}/file", summary="File by digest" + " (headers only)")
-def by_digest_file(hex: str, request: Request, session: ReadSessionDep, storage: StorageDep) -> Any:
-    return file_response(request, crud.resolve_ref(session, Ref(kind="digest", digest=_digest(hex))), storage)
+_LOOKUP = errors(404)
+_FILE = FILE_RESPONSES | errors(404)
 
 
-@router.get("/{ns}/{name}", response_model=ComponentOut, summary="Latest version that is not yanked")
-def latest(ns: str, name: str, session: ReadSessionDep) -> ComponentOut:
+@router.get("/by-digest/{hex}", response_model=ComponentOut, summary="Component by file digest", responses=_LOOKUP)
+def by_digest(hex: DigestPath, session: ReadSessionDep) -> ComponentOut:
+    return ComponentOut.of(crud.resolve_ref(session, Ref(kind="digest", digest=hex)))
+
+
+@router.get("/by-digest/{hex}/file", summary="File by digest", responses=_FILE, response_class=Response)
+@router.head(
+    "/by-digest/{hex}/file", summary="File by digest" + " (headers only)", responses=_FILE, response_class=Response
+)
+def by_digest_file(hex: DigestPath, request: Request, factory: ReadSessionFactoryDep, storage: StorageDep) -> Any:
+    return _file(request, factory, storage, Ref(kind="digest", digest=hex))
+
+
+@router.get("/{ns}/{name}", response_model=ComponentOut, summary="Latest version that is not yanked", responses=_LOOKUP)
+def latest(ns: NamespacePath, name: NamePath, session: ReadSessionDep) -> ComponentOut:
     return ComponentOut.of(crud.resolve_ref(session, _ref(ns, name)))
 
 
-@router.get("/{ns}/{name}/file", summary="File of the latest version")
-@router.head("/{ns}/{name}/file", summary="File of the latest version" + " (headers only)")
-def latest_file(ns: str, name: str, request: Request, session: ReadSessionDep, storage: StorageDep) -> Any:
-    return file_response(request, crud.resolve_ref(session, _ref(ns, name)), storage)
+@router.get("/{ns}/{name}/file", summary="File of the latest version", responses=_FILE, response_class=Response)
+@router.head(
+    "/{ns}/{name}/file",
+    summary="File of the latest version" + " (headers only)",
+    responses=_FILE,
+    response_class=Response,
+)
+def latest_file(
+    ns: NamespacePath, name: NamePath, request: Request, factory: ReadSessionFactoryDep, storage: StorageDep
+) -> Any:
+    return _file(request, factory, storage, _ref(ns, name))
 
 
-@router.get("/{ns}/{name}/versions", response_model=list[ComponentOut], summary="Every version, yanked ones included")
-def versions(ns: str, name: str, session: ReadSessionDep) -> list[ComponentOut]:
-    return [
-        ComponentOut.of(c) for c in crud.list_versions(session, check_part(ns, "namespace"), check_part(name, "name"))
-    ]
+@router.get(
+    "/{ns}/{name}/versions",
+    response_model=list[ComponentOut],
+    summary="Every version, yanked ones included",
+    responses=_LOOKUP,
+)
+def versions(ns: NamespacePath, name: NamePath, session: ReadSessionDep) -> list[ComponentOut]:
+    return [ComponentOut.of(c) for c in crud.list_versions(session, ns, name)]
 
 
-@router.get("/{ns}/{name}/versions/{version}", response_model=ComponentOut, summary="Exact version (yanked ones too)")
-def exact(ns: str, name: str, version: int, session: ReadSessionDep) -> ComponentOut:
+@router.get(
+    "/{ns}/{name}/versions/{version:id}",
+    response_model=ComponentOut,
+    summary="Exact version (yanked ones too)",
+    responses=_LOOKUP,
+)
+def exact(ns: NamespacePath, name: NamePath, version: VersionPath, session: ReadSessionDep) -> ComponentOut:
     return ComponentOut.of(crud.resolve_ref(session, _ref(ns, name, version=version)))
 
 
-@router.get("/{ns}/{name}/versions/{version}/file", summary="File of an exact version (yanked ones too)")
-@router.head(
-    "/{ns}/{name}/versions/{version}/file", summary="File of an exact version (yanked ones too)" + " (headers only)"
+@router.get(
+    "/{ns}/{name}/versions/{version:id}/file",
+    summary="File of an exact version (yanked ones too)",
+    responses=_FILE,
+    response_class=Response,
 )
-def exact_file(ns: str, name: str, version: int, request: Request, session: ReadSessionDep, storage: StorageDep) -> Any:
-    return file_response(request, crud.resolve_ref(session, _ref(ns, name, version=version)), storage)
+@router.head(
+    "/{ns}/{name}/versions/{version:id}/file",
+    summary="File of an exact version (yanked ones too)" + " (headers only)",
+    responses=_FILE,
+    response_class=Response,
+)
+def exact_file(
+    ns: NamespacePath,
+    name: NamePath,
+    version: VersionPath,
+    request: Request,
+    factory: ReadSessionFactoryDep,
+    storage: StorageDep,
+) -> Any:
+    return _file(request, factory, storage, _ref(ns, name, version=version))
 
 
-@router.get("/{ns}/{name}/aliases/{alias}", response_model=ComponentOut, summary="Version an alias points at")
-def by_alias(ns: str, name: str, alias: str, session: ReadSessionDep) -> ComponentOut:
+@router.get(
+    "/{ns}/{name}/aliases/{alias}",
+    response_model=ComponentOut,
+    summary="Version an alias points at",
+    responses=_LOOKUP,
+)
+def by_alias(ns: NamespacePath, name: NamePath, alias: AliasPath, session: ReadSessionDep) -> ComponentOut:
     return ComponentOut.of(crud.resolve_ref(session, _ref(ns, name, alias=alias)))
 
 
-@router.get("/{ns}/{name}/aliases/{alias}/file", summary="File of the version an alias points at")
-@router.head("/{ns}/{name}/aliases/{alias}/file", summary="File of the version an alias points at" + " (headers only)")
+@router.get(
+    "/{ns}/{name}/aliases/{alias}/file",
+    summary="File of the version an alias points at",
+    responses=_FILE,
+    response_class=Response,
+)
+@router.head(
+    "/{ns}/{name}/aliases/{alias}/file",
+    summary="File of the version an alias points at" + " (headers only)",
+    responses=_FILE,
+    response_class=Response,
+)
 def by_alias_file(
-    ns: str, name: str, alias: str, request: Request, session: ReadSessionDep, storage: StorageDep
+    ns: NamespacePath,
+    name: NamePath,
+    alias: AliasPath,
+    request: Request,
+    factory: ReadSessionFactoryDep,
+    storage: StorageDep,
 ) -> Any:
-    return file_response(request, crud.resolve_ref(session, _ref(ns, name, alias=alias)), storage)
+    return _file(request, factory, storage, _ref(ns, name, alias=alias))
 
 
 def _require_manage(principal, ns: str) -> None:
@@ -231,36 +304,51 @@ def _require_manage(principal, ns: str) -> None:
         raise Forbidden(f"only an admin token or an owner of namespace {ns!r} may move aliases or yank")
 
 
-@router.put("/{ns}/{name}/aliases/{alias}", response_model=AliasOut, summary="Point an alias at a version")
-def put_alias(ns: str, name: str, alias: str, body: AliasIn, session: SessionDep, principal: PrincipalDep) -> AliasOut:
-    _ref(ns, name, alias=alias)
+_MANAGE = errors(404)
+
+
+@router.put(
+    "/{ns}/{name}/aliases/{alias}", response_model=AliasOut, summary="Point an alias at a version", responses=_MANAGE
+)
+def put_alias(
+    ns: NamespacePath, name: NamePath, alias: AliasPath, body: AliasIn, session: SessionDep, principal: PrincipalDep
+) -> AliasOut:
     _require_manage(principal, ns)
     row = crud.set_alias(session=session, namespace=ns, name=name, alias=alias, version=body.version)
     session.commit()
     return AliasOut(name=f"{ns}/{name}", alias=alias, version=row.version, updated_at=row.updated_at)
 
 
-@router.delete("/{ns}/{name}/aliases/{alias}", status_code=204, summary="Remove an alias")
-def remove_alias(ns: str, name: str, alias: str, session: SessionDep, principal: PrincipalDep) -> None:
-    _ref(ns, name, alias=alias)
+@router.delete("/{ns}/{name}/aliases/{alias}", status_code=204, summary="Remove an alias", responses=_MANAGE)
+def remove_alias(
+    ns: NamespacePath, name: NamePath, alias: AliasPath, session: SessionDep, principal: PrincipalDep
+) -> None:
     _require_manage(principal, ns)
     crud.delete_alias(session=session, namespace=ns, name=name, alias=alias)
     session.commit()
 
 
-@router.post("/{ns}/{name}/versions/{version}/yank", response_model=ComponentOut, summary="Yank a version")
-def yank(ns: str, name: str, version: int, body: YankIn, session: SessionDep, principal: PrincipalDep) -> ComponentOut:
-    ref = _ref(ns, name, version=version)
+@router.post(
+    "/{ns}/{name}/versions/{version:id}/yank", response_model=ComponentOut, summary="Yank a version", responses=_MANAGE
+)
+def yank(
+    ns: NamespacePath, name: NamePath, version: VersionPath, body: YankIn, session: SessionDep, principal: PrincipalDep
+) -> ComponentOut:
     _require_manage(principal, ns)
-    row = crud.yank(session=session, component=crud.resolve_ref(session, ref), reason=body.reason)
+    row = crud.yank(
+        session=session, component=crud.resolve_ref(session, _ref(ns, name, version=version)), reason=body.reason
+    )
     session.commit()
     return ComponentOut.of(row)
 
 
-@router.delete("/{ns}/{name}/versions/{version}/yank", response_model=ComponentOut, summary="Undo a yank")
-def unyank(ns: str, name: str, version: int, session: SessionDep, principal: PrincipalDep) -> ComponentOut:
-    ref = _ref(ns, name, version=version)
+@router.delete(
+    "/{ns}/{name}/versions/{version:id}/yank", response_model=ComponentOut, summary="Undo a yank", responses=_MANAGE
+)
+def unyank(
+    ns: NamespacePath, name: NamePath, version: VersionPath, session: SessionDep, principal: PrincipalDep
+) -> ComponentOut:
     _require_manage(principal, ns)
-    row = crud.unyank(session=session, component=crud.resolve_ref(session, ref))
+    row = crud.unyank(session=session, component=crud.resolve_ref(session, _ref(ns, name, version=version)))
     session.commit()
     return ComponentOut.of(row)

@@ -3,32 +3,45 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from partsbin.parts.names import InvalidName, parse_ref
+from partsbin.parts.jsonlimits import JsonObject
+from partsbin.parts.names import INT64_MAX, InvalidName, parse_ref
 from partsbin.registry.api.deps import PrincipalDep, ReadSessionDep, SessionDep, require_token
+from partsbin.registry.api.responses import errors
+from partsbin.registry.api.schemas import Body
 from partsbin.registry.crud.components import resolve_ref
-from partsbin.registry.crud.evaluations import create_evaluation, list_evaluations
+from partsbin.registry.crud.evaluations import create_evaluation, list_evaluations, trust_of
+from partsbin.registry.crud.jobs import leased_job
 from partsbin.registry.db.models import Component, Evaluation
 from partsbin.registry.errors import APIError, Forbidden, InvalidRequest
 
 router = APIRouter(prefix="/evaluations", tags=["evaluations"])
 
 
-class EvaluationIn(BaseModel):
-    extractor: str = Field(description="ref of the extractor")
-    head: str = Field(description="ref of the head (task or aux)")
+# Inside the 32-bit integer columns of every database.
+INT32_MAX = 2**31 - 1
+
+
+class EvaluationIn(Body):
+    extractor: str = Field(description="ref of the extractor", max_length=300)
+    head: str = Field(description="ref of the head (task or aux)", max_length=300)
     dataset: str = Field(min_length=1, max_length=200)
-    metric: str = Field(default="recombination_accuracy", max_length=64)
-    value: float
-    samples: int = Field(ge=1)
+    metric: str = Field(default="recombination_accuracy", min_length=1, max_length=64)
+    value: float = Field(allow_inf_nan=False)
+    samples: int = Field(ge=1, le=INT32_MAX)
     bn_mode: Literal["batch", "running", "recalibrated"]
-    batch_size: int | None = Field(default=None, ge=1)
-    details: dict[str, Any] = Field(default_factory=dict)
+    batch_size: int | None = Field(default=None, ge=1, le=INT32_MAX)
+    classes: int | None = Field(
+        default=None, ge=1, le=INT32_MAX, description="classes the prediction was over; chance level is 1/classes"
+    )
+    job_id: int | None = Field(default=None, ge=1, le=INT64_MAX, description="a worker: the job it measured this for")
+    lease_id: str | None = Field(default=None, max_length=64, description="a worker: its lease of that job")
+    details: JsonObject = Field(default_factory=dict)
 
 
 class EvaluationOut(BaseModel):
@@ -41,8 +54,14 @@ class EvaluationOut(BaseModel):
     samples: int
     bn_mode: str
     batch_size: int | None
+    classes: int | None
     details: dict[str, Any]
     created_at: datetime
+    posted_by: int | None = Field(description="id of the token that posted it")
+    trust: Literal["admin", "owner", "worker", "third-party"] = Field(
+        description="who vouches for it; only third-party evaluations do not rank /compatible"
+    )
+    job_id: int | None
 
 
 def _out(ev: Evaluation, ext: Component, head: Component) -> EvaluationOut:
@@ -56,8 +75,12 @@ def _out(ev: Evaluation, ext: Component, head: Component) -> EvaluationOut:
         samples=ev.samples,
         bn_mode=ev.bn_mode,
         batch_size=ev.batch_size,
+        classes=ev.classes,
         details=ev.details or {},
         created_at=ev.created_at,
+        posted_by=ev.created_by,
+        trust=ev.trust,  # type: ignore[arg-type]
+        job_id=ev.job_id,
     )
 
 
@@ -68,7 +91,13 @@ def _resolve(session, ref: str) -> Component:
         raise APIError(str(exc), status_code=422, code="invalid_name") from None
 
 
-@router.post("", response_model=EvaluationOut, status_code=201, summary="Record a measured recombination")
+@router.post(
+    "",
+    response_model=EvaluationOut,
+    status_code=201,
+    summary="Record a measured recombination",
+    responses=errors(404, 409),
+)
 def post(body: EvaluationIn, session: SessionDep, principal: PrincipalDep) -> EvaluationOut:
     require_token(principal, "posting evaluations")
     if principal.scope not in ("publish", "admin"):
@@ -80,6 +109,12 @@ def post(body: EvaluationIn, session: SessionDep, principal: PrincipalDep) -> Ev
         raise InvalidRequest(f"{head.ref} is a {head.role}, not a head")
     if body.metric.endswith("accuracy") and not 0.0 <= body.value <= 1.0:
         raise InvalidRequest(f"an accuracy lies in [0, 1], got {body.value}")
+    job = None
+    if (body.job_id is None) != (body.lease_id is None):
+        raise InvalidRequest("give job_id and lease_id together (a worker posting for a job it holds), or neither")
+    if body.job_id is not None and body.lease_id is not None:
+        # The lease proves the poster is the worker holding the job right now.
+        job = leased_job(session, body.job_id, body.lease_id)
     ev = create_evaluation(
         session=session,
         extractor=ext,
@@ -92,13 +127,25 @@ def post(body: EvaluationIn, session: SessionDep, principal: PrincipalDep) -> Ev
         batch_size=body.batch_size,
         details=body.details,
         created_by=principal.token_id,
+        trust=trust_of(session, principal, ext, head, job),
+        job_id=job.id if job is not None else None,
+        classes=body.classes,
     )
     session.commit()
     return _out(ev, ext, head)
 
 
-@router.get("", response_model=list[EvaluationOut], summary="Evaluations of an extractor, a head, or a pair")
-def get(session: ReadSessionDep, extractor: str | None = None, head: str | None = None) -> list[EvaluationOut]:
+@router.get(
+    "",
+    response_model=list[EvaluationOut],
+    summary="Evaluations of an extractor, a head, or a pair",
+    responses=errors(404),
+)
+def get(
+    session: ReadSessionDep,
+    extractor: Annotated[str | None, Query(max_length=300)] = None,
+    head: Annotated[str | None, Query(max_length=300)] = None,
+) -> list[EvaluationOut]:
     if extractor is None and head is None:
         raise InvalidRequest("give ?extractor=REF, ?head=REF or both")
     ext = _resolve(session, extractor) if extractor else None

@@ -6,13 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from partsbin.parts.names import InvalidName, parse_digest
 from partsbin.registry.api.deps import ReadSessionDep, SettingsDep
+from partsbin.registry.api.params import DigestPath, IdCursor, Limit
+from partsbin.registry.api.responses import errors
 from partsbin.registry.api.schemas import ComponentOut, GroupDetail, GroupOut, GroupPage
 from partsbin.registry.crud.compatible import count_members, list_groups
 from partsbin.registry.crud.components import list_components
 from partsbin.registry.db.models import Group
-from partsbin.registry.errors import APIError, NotFound
+from partsbin.registry.errors import NotFound
 
 router = APIRouter(prefix="/groups", tags=["compatibility"])
 
@@ -21,8 +22,10 @@ router = APIRouter(prefix="/groups", tags=["compatibility"])
 def groups(
     session: ReadSessionDep,
     settings: SettingsDep,
-    cursor: str | None = None,
-    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    cursor: Annotated[
+        str | None, Query(pattern=r"^[0-9a-f]{64}$", description="the next_cursor of the previous page")
+    ] = None,
+    limit: Limit = None,
 ) -> GroupPage:
     rows, next_cursor = list_groups(session, cursor=cursor, limit=limit or settings.page_size)
     items = [
@@ -38,26 +41,24 @@ def groups(
     return GroupPage(items=items, next_cursor=next_cursor)
 
 
-@router.get("/{group_id}", response_model=GroupDetail, summary="A group with its anchor head and members")
+@router.get(
+    "/{group_id}",
+    response_model=GroupDetail,
+    summary="A group with its anchor head and members",
+    responses=errors(404),
+)
 def group(
-    group_id: str,
+    group_id: DigestPath,
     session: ReadSessionDep,
     settings: SettingsDep,
-    cursor: str | None = None,
-    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    cursor: IdCursor = None,
+    limit: Limit = None,
 ) -> GroupDetail:
-    try:
-        digest = parse_digest(group_id)
-    except InvalidName as exc:
-        raise APIError(str(exc), status_code=422, code="invalid_name") from None
+    digest = group_id
     g = session.get(Group, digest)
     if g is None:
         raise NotFound(f"no group anchored by sha256:{digest}")
-    if cursor is not None and not cursor.isdigit():
-        raise APIError(f"invalid cursor {cursor!r}", status_code=422, code="invalid_request")
-    page = list_components(
-        session, group=digest, cursor=int(cursor) if cursor else None, limit=limit or settings.page_size
-    )
+    page = list_components(session, group=digest, cursor=cursor, limit=limit or settings.page_size)
     return GroupDetail(
         id=g.anchor_digest,
         kind=g.kind,

@@ -6,12 +6,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field, ValidationError
 
 from partsbin.parts.job_specs import UnknownJobKind, parse_job_spec
+from partsbin.parts.jsonlimits import JsonObject
 from partsbin.parts.messages import describe_validation_error
 from partsbin.registry.api.deps import PrincipalDep, ReadSessionDep, SessionDep, SettingsDep, require_token
+from partsbin.registry.api.params import IdCursor, IdPath, Limit
+from partsbin.registry.api.responses import errors
+from partsbin.registry.api.schemas import Body
 from partsbin.registry.crud import jobs as crud
 from partsbin.registry.db.models import Job
 from partsbin.registry.errors import Forbidden, InvalidRequest
@@ -52,35 +56,38 @@ class JobPage(BaseModel):
     next_cursor: str | None = None
 
 
-class SubmitIn(BaseModel):
-    spec: dict[str, Any]
+class SubmitIn(Body):
+    spec: JsonObject
     max_attempts: int = Field(default=3, ge=1, le=20)
 
 
-class ClaimIn(BaseModel):
+class ClaimIn(Body):
     worker: str = Field(min_length=1, max_length=200)
     lease_seconds: float = Field(default=LEASE_SECONDS_DEFAULT, ge=1, le=3600)
 
 
-class HeartbeatIn(BaseModel):
-    lease_id: str
+LeaseId = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class HeartbeatIn(Body):
+    lease_id: LeaseId
     lease_seconds: float = Field(default=LEASE_SECONDS_DEFAULT, ge=1, le=3600)
-    progress: dict[str, Any] | None = None
+    progress: JsonObject | None = None
 
 
-class CompleteIn(BaseModel):
-    lease_id: str
-    refs: list[str] = Field(default_factory=list)
+class CompleteIn(Body):
+    lease_id: LeaseId
+    refs: list[Annotated[str, Field(max_length=300)]] = Field(default_factory=list, max_length=1000)
 
 
-class FailIn(BaseModel):
-    lease_id: str
+class FailIn(Body):
+    lease_id: LeaseId
     error: str = Field(max_length=20000)
     retry: bool = False
 
 
-class LeaseIn(BaseModel):
-    lease_id: str
+class LeaseIn(Body):
+    lease_id: LeaseId
 
 
 def validate_spec(spec: dict[str, Any]) -> Any:
@@ -99,6 +106,10 @@ def _worker_scope(principal) -> tuple[str, ...] | None:
     if principal.scope != "publish":
         raise Forbidden("workers need a publish or admin token (they publish what they train)")
     return principal.namespaces
+
+
+_JOB = errors(404)
+_LEASE = errors(404, 409)
 
 
 @router.post("", response_model=JobOut, status_code=201, summary="Submit a training job")
@@ -123,24 +134,20 @@ def list_(
     session: ReadSessionDep,
     settings: SettingsDep,
     status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,
-    cursor: str | None = None,
-    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    cursor: IdCursor = None,
+    limit: Limit = None,
 ) -> JobPage:
-    if cursor is not None and not cursor.isdigit():
-        raise InvalidRequest(f"invalid cursor {cursor!r}")
-    rows, nxt = crud.list_jobs(
-        session, status=status, cursor=int(cursor) if cursor else None, limit=limit or settings.page_size
-    )
+    rows, nxt = crud.list_jobs(session, status=status, cursor=cursor, limit=limit or settings.page_size)
     return JobPage(items=[JobOut.of(j) for j in rows], next_cursor=nxt)
 
 
-@router.get("/{job_id}", response_model=JobOut, summary="A job")
-def show(job_id: int, session: ReadSessionDep) -> JobOut:
+@router.get("/{job_id:id}", response_model=JobOut, summary="A job", responses=_JOB)
+def show(job_id: IdPath, session: ReadSessionDep) -> JobOut:
     return JobOut.of(crud.get_job(session, job_id))
 
 
-@router.post("/{job_id}/cancel", response_model=JobOut, summary="Cancel a job")
-def cancel(job_id: int, session: SessionDep, principal: PrincipalDep) -> JobOut:
+@router.post("/{job_id:id}/cancel", response_model=JobOut, summary="Cancel a job", responses=_JOB)
+def cancel(job_id: IdPath, session: SessionDep, principal: PrincipalDep) -> JobOut:
     require_token(principal, "cancelling jobs")
     job = crud.get_job(session, job_id)
     if not principal.can_publish(job.namespace) and principal.token_id != job.submitted_by:
@@ -165,8 +172,10 @@ def claim(body: ClaimIn, session: SessionDep, principal: PrincipalDep) -> Any:
     return JobOut.of(job, with_lease=True)
 
 
-@router.post("/{job_id}/heartbeat", response_model=JobOut, summary="Extend the lease and report progress")
-def beat(job_id: int, body: HeartbeatIn, session: SessionDep, principal: PrincipalDep) -> JobOut:
+@router.post(
+    "/{job_id:id}/heartbeat", response_model=JobOut, summary="Extend the lease and report progress", responses=_LEASE
+)
+def beat(job_id: IdPath, body: HeartbeatIn, session: SessionDep, principal: PrincipalDep) -> JobOut:
     _worker_scope(principal)
     job = crud.heartbeat(
         session=session, job_id=job_id, lease_id=body.lease_id, lease_seconds=body.lease_seconds, progress=body.progress
@@ -175,24 +184,31 @@ def beat(job_id: int, body: HeartbeatIn, session: SessionDep, principal: Princip
     return JobOut.of(job)
 
 
-@router.post("/{job_id}/complete", response_model=JobOut, summary="Finish a job with the refs it published")
-def complete(job_id: int, body: CompleteIn, session: SessionDep, principal: PrincipalDep) -> JobOut:
+@router.post(
+    "/{job_id:id}/complete", response_model=JobOut, summary="Finish a job with the refs it published", responses=_LEASE
+)
+def complete(job_id: IdPath, body: CompleteIn, session: SessionDep, principal: PrincipalDep) -> JobOut:
     _worker_scope(principal)
     job = crud.complete_job(session=session, job_id=job_id, lease_id=body.lease_id, refs=body.refs)
     session.commit()
     return JobOut.of(job)
 
 
-@router.post("/{job_id}/fail", response_model=JobOut, summary="Fail a job with the error")
-def fail(job_id: int, body: FailIn, session: SessionDep, principal: PrincipalDep) -> JobOut:
+@router.post("/{job_id:id}/fail", response_model=JobOut, summary="Fail a job with the error", responses=_LEASE)
+def fail(job_id: IdPath, body: FailIn, session: SessionDep, principal: PrincipalDep) -> JobOut:
     _worker_scope(principal)
     job = crud.fail_job(session=session, job_id=job_id, lease_id=body.lease_id, error=body.error, retry=body.retry)
     session.commit()
     return JobOut.of(job)
 
 
-@router.post("/{job_id}/release", response_model=JobOut, summary="Hand a job back to the queue (worker shutting down)")
-def release(job_id: int, body: LeaseIn, session: SessionDep, principal: PrincipalDep) -> JobOut:
+@router.post(
+    "/{job_id:id}/release",
+    response_model=JobOut,
+    summary="Hand a job back to the queue (worker shutting down)",
+    responses=_LEASE,
+)
+def release(job_id: IdPath, body: LeaseIn, session: SessionDep, principal: PrincipalDep) -> JobOut:
     _worker_scope(principal)
     job = crud.release_job(session=session, job_id=job_id, lease_id=body.lease_id)
     session.commit()

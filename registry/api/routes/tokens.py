@@ -7,6 +7,8 @@ from datetime import timedelta
 from fastapi import APIRouter
 
 from partsbin.registry.api.deps import PrincipalDep, ReadSessionDep, SessionDep, require_admin
+from partsbin.registry.api.params import IdPath
+from partsbin.registry.api.responses import errors
 from partsbin.registry.api.schemas import TokenCreated, TokenIn, TokenOut
 from partsbin.registry.crud import tokens as crud
 from partsbin.registry.db.models import Token
@@ -50,8 +52,8 @@ def list_(session: ReadSessionDep, principal: PrincipalDep, include_revoked: boo
     return [TokenOut(**_out(t)) for t in crud.list_tokens(session, include_revoked)]
 
 
-@router.delete("/{token_id}", response_model=TokenOut, summary="Revoke a token (admin)")
-def revoke(token_id: int, session: SessionDep, principal: PrincipalDep) -> TokenOut:
+@router.delete("/{token_id:id}", response_model=TokenOut, summary="Revoke a token (admin)", responses=errors(404))
+def revoke(token_id: IdPath, session: SessionDep, principal: PrincipalDep) -> TokenOut:
     require_admin(principal)
     row = crud.revoke_token(session=session, token_id=token_id)
     session.commit()

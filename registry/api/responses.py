@@ -1,0 +1,45 @@
+"""What the OpenAPI document says each operation may answer besides success.
+
+Every error body is :class:`~partsbin.registry.errors.ErrorOut`, also for 422 (FastAPI
+would otherwise document its own array-shaped validation error, which this API never
+sends). The statuses every operation can give are declared once on the routers
+(``api/routes/__init__.py``); routes add what is theirs (404, 409, 413...).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from partsbin.registry.api.handlers import ErrorOut
+
+__all__ = ["errors", "COMMON_ERRORS", "GUARDED_ERRORS", "FILE_RESPONSES"]
+
+_WHY = {
+    400: "a body that cannot be parsed at all (not UTF-8, nested too deeply)",
+    401: "no token, or an unknown, revoked or expired one",
+    403: "the token's scope or namespaces do not allow this",
+    404: "not found",
+    409: "conflict with the current state (a job's lease, a version number)",
+    413: "the upload is larger than PARTSBIN_MAX_UPLOAD_BYTES",
+    422: "invalid input: the detail names the field and what to fix",
+    500: "unexpected server error (logged with the request id)",
+    503: "the database or blob storage is unavailable, or the registry is busy; see Retry-After",
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorOut, "description": _WHY[status]} for status in statuses}
+
+
+#: Any operation: bad input, a bug, an outage or a full registry.
+COMMON_ERRORS = errors(400, 422, 500, 503)
+#: Operations behind authentication (every one but /healthz).
+GUARDED_ERRORS = errors(401, 403)
+
+_BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "the file (ETag: its digest)", "content": _BINARY},
+    206: {"description": "the requested byte range", "content": _BINARY},
+    304: {"description": "not modified (If-None-Match matched the digest)"},
+    416: {"description": "the byte range lies outside the file (Content-Range: bytes */SIZE)"},
+}
