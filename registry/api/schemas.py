@@ -58,6 +58,7 @@ class CompatibleItem(BaseModel):
     status: str = Field(description="'measured' or 'declared, unmeasured'")
     reasons: list[Reason]
     measured_accuracy: float | None = None
+    evaluation_id: int | None = Field(default=None, description="the evaluation the measured accuracy comes from")
 
 
 class CompatiblePage(BaseModel):

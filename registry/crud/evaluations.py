@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from partsbin.registry.db.models import Component, Evaluation
+from partsbin.registry.errors import NotFound
 
-__all__ = ["create_evaluation", "list_evaluations", "best_evaluations"]
+__all__ = [
+    "create_evaluation",
+    "get_evaluation",
+    "list_evaluations",
+    "best_evaluations",
+    "Cell",
+    "best_evaluation_grid",
+]
 
 
 def create_evaluation(
@@ -43,14 +53,34 @@ def create_evaluation(
     return row
 
 
+def get_evaluation(session: Session, evaluation_id: int) -> Evaluation:
+    row = session.get(Evaluation, evaluation_id)
+    if row is None:
+        raise NotFound(f"no evaluation {evaluation_id}")
+    return row
+
+
 def list_evaluations(
-    session: Session, *, extractor_id: int | None, head_id: int | None, limit: int = 1000
+    session: Session,
+    *,
+    extractor_id: int | None,
+    head_id: int | None,
+    after: int | None = None,
+    limit: int = 1000,
+    either: bool = False,
 ) -> list[Evaluation]:
+    """Evaluations of a pair, an extractor or a head, oldest first, from after id ``after``.
+    ``either``: of a component on either side (``extractor_id == head_id``)."""
     q = sa.select(Evaluation)
-    if extractor_id is not None:
-        q = q.where(Evaluation.extractor_id == extractor_id)
-    if head_id is not None:
-        q = q.where(Evaluation.head_id == head_id)
+    if either:
+        q = q.where(sa.or_(Evaluation.extractor_id == extractor_id, Evaluation.head_id == head_id))
+    else:
+        if extractor_id is not None:
+            q = q.where(Evaluation.extractor_id == extractor_id)
+        if head_id is not None:
+            q = q.where(Evaluation.head_id == head_id)
+    if after is not None:
+        q = q.where(Evaluation.id > after)
     return list(session.scalars(q.order_by(Evaluation.id).limit(limit)))
 
 
@@ -81,3 +111,49 @@ def best_evaluations(session: Session, target: Component, *, target_is_head: boo
     ):  # ascending: the last one kept per component is the best
         best[getattr(ev, other)] = ev
     return best
+
+
+@dataclass(frozen=True)
+class Cell:
+    """The evaluation that stands for a pair in a matrix: what a heatmap cell shows."""
+
+    id: int
+    value: float
+    samples: int
+    dataset: str
+    created_at: datetime
+
+
+def best_evaluation_grid(
+    session: Session, extractor_ids: list[int], head_ids: list[int]
+) -> dict[tuple[int, int], Cell]:
+    """For each measured (extractor, head) pair: the evaluation that ``/compatible`` ranks
+    by (batch statistics, recombination accuracy, most samples, the latest on a tie).
+
+    Plain columns rather than ORM objects: a 50 x 50 group page loads 2,500 rows, and
+    building entities for them cost more than the query and the page together.
+    """
+    if not extractor_ids or not head_ids:
+        return {}
+    rows = session.execute(
+        sa.select(
+            Evaluation.extractor_id,
+            Evaluation.head_id,
+            Evaluation.id,
+            Evaluation.value,
+            Evaluation.samples,
+            Evaluation.dataset,
+            Evaluation.created_at,
+        )
+        .where(
+            Evaluation.extractor_id.in_(extractor_ids),
+            Evaluation.head_id.in_(head_ids),
+            Evaluation.bn_mode == "batch",
+            Evaluation.metric == "recombination_accuracy",
+        )
+        .order_by(Evaluation.samples, Evaluation.id)
+    )
+    grid: dict[tuple[int, int], Cell] = {}
+    for ext, head, eid, value, samples, dataset, created in rows:  # ascending: the last one kept per pair is the best
+        grid[(ext, head)] = Cell(eid, value, samples, dataset, created)
+    return grid

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
-from partsbin.registry.db.models import Job, utcnow
+from partsbin.registry.db.models import Job, Worker, utcnow
 from partsbin.registry.errors import Conflict, NotFound
 
 __all__ = [
@@ -31,6 +31,8 @@ __all__ = [
     "fail_job",
     "release_job",
     "requeue_expired",
+    "list_workers",
+    "worker_seen",
 ]
 
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -106,9 +108,34 @@ def requeue_expired(session: Session) -> int:
     return failed + requeued
 
 
+def worker_seen(session: Session, worker: str, job_id: int | None) -> None:
+    """Record that ``worker`` was heard from now (holding ``job_id``): one upsert."""
+    values = {"name": worker, "last_seen_at": utcnow(), "job_id": job_id}
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt = pg_insert(Worker).values(values)
+        session.execute(stmt.on_conflict_do_update(index_elements=[Worker.name], set_=values))
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        lite = sqlite_insert(Worker).values(values)
+        session.execute(lite.on_conflict_do_update(index_elements=[Worker.name], set_=values))
+    else:
+        session.merge(Worker(**values))
+
+
+def list_workers(session: Session, *, limit: int = 100) -> list[Worker]:
+    """Workers by when they were last heard from, the most recent first."""
+    return list(session.scalars(sa.select(Worker).order_by(Worker.last_seen_at.desc(), Worker.name).limit(limit)))
+
+
 def claim_job(*, session: Session, worker: str, lease_seconds: float, namespaces: tuple[str, ...] | None) -> Job | None:
     """Take the oldest queued job (in ``namespaces`` unless None), or return None."""
     requeue_expired(session)
+    # A claim is also the idle worker's sign of life (it polls while the queue is empty).
+    worker_seen(session, worker, None)
     session.commit()
     postgres = session.get_bind().dialect.name == "postgresql"
     for _attempt in range(10):
@@ -137,6 +164,8 @@ def claim_job(*, session: Session, worker: str, lease_seconds: float, namespaces
                 error=None,
             ),
         )
+        if taken == 1:
+            worker_seen(session, worker, job_id)
         session.commit()
         if taken == 1:
             return session.get(Job, job_id, populate_existing=True)
@@ -155,6 +184,8 @@ def heartbeat(
 ) -> Job:
     job = _leased(session, job_id, lease_id)
     job.lease_expires_at = utcnow() + timedelta(seconds=lease_seconds)
+    if job.worker:
+        worker_seen(session, job.worker, job.id)
     if progress is not None:
         job.progress = progress
     session.flush()

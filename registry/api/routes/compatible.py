@@ -13,6 +13,7 @@ from partsbin.registry.api.deps import SettingsDep
 from partsbin.registry.api.schemas import CompatibleItem, CompatiblePage, ComponentOut, Reason
 from partsbin.registry.crud.compatible import compatible_with, target_anchors
 from partsbin.registry.crud.components import resolve_ref
+from partsbin.registry.db.models import Component
 from partsbin.registry.errors import APIError, InvalidRequest
 
 router = APIRouter(tags=["compatibility"])
@@ -58,35 +59,42 @@ def _page(factory: sessionmaker[Session], ref: Ref, *, want_extractors: bool, cu
             raise InvalidRequest(f"{target.ref} is an extractor; ask with ?extractor=")
         if not want_extractors and target.role != "extractor":
             raise InvalidRequest(f"{target.ref} is a {target.role}; ask with ?head=")
-        refs = target_anchors(session, target)
-        matches, next_cursor = compatible_with(session, target, cursor=cursor, limit=limit, anchors=list(refs))
-        items = []
-        for m in matches:
-            reasons = []
-            ev = m.evaluation
-            if ev is not None:
-                reasons.append(
-                    Reason(
-                        kind="measured",
-                        detail=f"recombination accuracy {ev.value:.1%} on {ev.samples} images of {ev.dataset} (BatchNorm: batch statistics)",
-                    )
-                )
-            reasons += [
+        return compatible_page(session, target, cursor=cursor, limit=limit).model_dump_json().encode()
+
+
+def compatible_page(session: Session, target: Component, *, cursor: str | None, limit: int) -> CompatiblePage:
+    """One page of what recombines with ``target``, each with its reasons: the API's
+    answer, and what the component's web page lists."""
+    refs = target_anchors(session, target)
+    matches, next_cursor = compatible_with(session, target, cursor=cursor, limit=limit, anchors=list(refs))
+    items = []
+    for m in matches:
+        reasons = []
+        ev = m.evaluation
+        if ev is not None:
+            reasons.append(
                 Reason(
-                    kind="declared",
-                    detail="trained against the same frozen aux head",
-                    anchor=f"sha256:{a}",
-                    anchor_ref=refs.get(a),
-                )
-                for a in m.anchors
-            ]
-            items.append(
-                CompatibleItem(
-                    component=ComponentOut.of(m.component),
-                    role=m.component.role,
-                    reasons=reasons,
-                    status="measured" if ev is not None else "declared, unmeasured",
-                    measured_accuracy=ev.value if ev is not None else None,
+                    kind="measured",
+                    detail=f"recombination accuracy {ev.value:.1%} on {ev.samples} images of {ev.dataset} (BatchNorm: batch statistics)",
                 )
             )
-        return CompatiblePage(query=target.ref, items=items, next_cursor=next_cursor).model_dump_json().encode()
+        reasons += [
+            Reason(
+                kind="declared",
+                detail="trained against the same frozen aux head",
+                anchor=f"sha256:{a}",
+                anchor_ref=refs.get(a),
+            )
+            for a in m.anchors
+        ]
+        items.append(
+            CompatibleItem(
+                component=ComponentOut.of(m.component),
+                role=m.component.role,
+                reasons=reasons,
+                status="measured" if ev is not None else "declared, unmeasured",
+                measured_accuracy=ev.value if ev is not None else None,
+                evaluation_id=ev.id if ev is not None else None,
+            )
+        )
+    return CompatiblePage(query=target.ref, items=items, next_cursor=next_cursor)

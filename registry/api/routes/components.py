@@ -24,6 +24,7 @@ from partsbin.registry.api.schemas import AliasIn, AliasOut, ComponentOut, Compo
 from partsbin.registry.api.timing import ServerTiming
 from partsbin.registry.crud import components as crud
 from partsbin.registry.errors import APIError, Forbidden, StorageUnavailable
+from partsbin.registry.metrics import record_upload_rejection
 from partsbin.registry.storage import StorageError
 from partsbin.registry.upload import ReceivedUpload, receive_upload
 from partsbin.registry.validation import validate_upload
@@ -65,16 +66,20 @@ async def publish(
     if principal.scope not in ("publish", "admin"):
         raise Forbidden(f"publishing needs a publish or admin token; this one has scope {principal.scope!r}")
     timing = ServerTiming()
-    # A storage backend that keeps the staged file as the blob gets it fsynced while it
-    # streams in (see parts.hashing), not flushed whole after the last byte.
-    with timing("receive"):
-        received = await receive_upload(
-            request, settings.staging_dir, settings.max_upload_bytes, durable=storage.keeps_staged_file
-        )
     try:
-        return await run_in_threadpool(_publish, received, principal, settings, factory, storage, timing)
-    finally:
-        received.discard()
+        # A storage backend that keeps the staged file as the blob gets it fsynced while it
+        # streams in (see parts.hashing), not flushed whole after the last byte.
+        with timing("receive"):
+            received = await receive_upload(
+                request, settings.staging_dir, settings.max_upload_bytes, durable=storage.keeps_staged_file
+            )
+        try:
+            return await run_in_threadpool(_publish, received, principal, settings, factory, storage, timing)
+        finally:
+            received.discard()
+    except APIError as exc:
+        record_upload_rejection(request, exc)
+        raise
 
 
 def _publish(received: ReceivedUpload, principal, settings, factory, storage, timing: ServerTiming) -> Any:
@@ -119,6 +124,10 @@ def list_components(
     dataset: str | None = None,
     namespace: str | None = None,
     prefix: Annotated[str | None, Query(description="prefix of 'namespace/name'")] = None,
+    tag: Annotated[str | None, Query(description="one of the card's tags")] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="text in 'namespace/name' or the description (any case)")
+    ] = None,
     include_yanked: bool = False,
     cursor: str | None = None,
     limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
@@ -131,6 +140,8 @@ def list_components(
         dataset=dataset,
         namespace=namespace,
         prefix=prefix,
+        tag=tag,
+        q=q,
         include_yanked=include_yanked,
         cursor=_cursor(cursor),
         limit=limit or settings.page_size,

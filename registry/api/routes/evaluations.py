@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from partsbin.parts.names import InvalidName, parse_ref
 from partsbin.registry.api.deps import PrincipalDep, ReadSessionDep, SessionDep, require_token
 from partsbin.registry.crud.components import resolve_ref
-from partsbin.registry.crud.evaluations import create_evaluation, list_evaluations
+from partsbin.registry.crud.evaluations import create_evaluation, get_evaluation, list_evaluations
 from partsbin.registry.db.models import Component, Evaluation
 from partsbin.registry.errors import APIError, Forbidden, InvalidRequest
 
@@ -111,3 +111,12 @@ def get(session: ReadSessionDep, extractor: str | None = None, head: str | None 
         )
     }
     return [_out(r, comps[r.extractor_id], comps[r.head_id]) for r in rows]
+
+
+@router.get("/{evaluation_id}", response_model=EvaluationOut, summary="One evaluation")
+def get_one(evaluation_id: int, session: ReadSessionDep) -> EvaluationOut:
+    ev = get_evaluation(session, evaluation_id)
+    comps = {
+        c.id: c for c in session.scalars(sa.select(Component).where(Component.id.in_({ev.extractor_id, ev.head_id})))
+    }
+    return _out(ev, comps[ev.extractor_id], comps[ev.head_id])
