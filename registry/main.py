@@ -12,8 +12,11 @@ from partsbin.registry.api.routes import api_router
 from partsbin.registry.config import Settings
 from partsbin.registry.db.session import make_engine, make_read_sessionmaker, make_sessionmaker
 from partsbin.registry.errors import install_handlers
+from partsbin.registry.instrumentation import InstrumentationMiddleware
+from partsbin.registry.metrics import Metrics
 from partsbin.registry.middleware import RequestIDMiddleware
 from partsbin.registry.storage import make_storage
+from partsbin.registry.web import mount_web
 
 __all__ = ["create_app"]
 
@@ -38,8 +41,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.read_sessionmaker = make_read_sessionmaker(engine)
     app.state.storage = make_storage(settings.resolved_storage_url, settings.s3_endpoint_url)
+    app.state.metrics = Metrics(app.state.read_sessionmaker)
     install_handlers(app)
 
     app.add_middleware(RequestIDMiddleware)
+    # Added last, so outermost: it sets the request id that the rest sees and logs.
+    app.add_middleware(InstrumentationMiddleware, metrics=app.state.metrics)
     app.include_router(api_router)
+    mount_web(app)
     return app

@@ -35,6 +35,9 @@ class BlobStorage(Protocol):
 
     def delete(self, digest: str) -> None: ...
 
+    def check(self) -> None:
+        """Raise StorageError unless the backend can be reached and written (``/readyz``)."""
+
     def local_path(self, digest: str) -> Path | None:
         """A path the server may stream from directly, when the backend has one."""
 

@@ -57,6 +57,12 @@ class S3Storage:
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(f"could not delete blob in s3://{self.bucket}: {exc}") from exc
 
+    def check(self) -> None:
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"cannot reach bucket s3://{self.bucket}: {exc}") from exc
+
     def local_path(self, digest: str) -> Path | None:
         return None
 
