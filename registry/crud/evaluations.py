@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -121,7 +120,6 @@ class Cell:
     value: float
     samples: int
     dataset: str
-    created_at: datetime
 
 
 def best_evaluation_grid(
@@ -130,8 +128,9 @@ def best_evaluation_grid(
     """For each measured (extractor, head) pair: the evaluation that ``/compatible`` ranks
     by (batch statistics, recombination accuracy, most samples, the latest on a tie).
 
-    Plain columns rather than ORM objects: a 50 x 50 group page loads 2,500 rows, and
-    building entities for them cost more than the query and the page together.
+    Plain columns rather than ORM objects, and no timestamp: a 50 x 50 group page loads
+    2,500 rows, and parsing SQLite's datetime text alone took 25 ms of them (the
+    evaluation's page has its date).
     """
     if not extractor_ids or not head_ids:
         return {}
@@ -143,7 +142,6 @@ def best_evaluation_grid(
             Evaluation.value,
             Evaluation.samples,
             Evaluation.dataset,
-            Evaluation.created_at,
         )
         .where(
             Evaluation.extractor_id.in_(extractor_ids),
@@ -154,6 +152,6 @@ def best_evaluation_grid(
         .order_by(Evaluation.samples, Evaluation.id)
     )
     grid: dict[tuple[int, int], Cell] = {}
-    for ext, head, eid, value, samples, dataset, created in rows:  # ascending: the last one kept per pair is the best
-        grid[(ext, head)] = Cell(eid, value, samples, dataset, created)
+    for ext, head, eid, value, samples, dataset in rows:  # ascending: the last one kept per pair is the best
+        grid[(ext, head)] = Cell(eid, value, samples, dataset)
     return grid

@@ -21,7 +21,7 @@ from partsbin.registry.db.models import Component
 from partsbin.registry.errors import InvalidRequest
 from partsbin.registry.web.auth import web_principal
 from partsbin.registry.web.graph import lineage_svg
-from partsbin.registry.web.render import PageRoute, id_cursor, page
+from partsbin.registry.web.render import DbInt, PageRoute, id_cursor, page
 from partsbin.registry.web.tables import evaluation_rows
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False, dependencies=[Depends(web_principal)])
@@ -158,14 +158,14 @@ def component_latest(ns: str, name: str, request: Request, session: ReadSessionD
 
 
 @router.get("/ui/components/{ns}/{name}/versions/{version}")
-def component_version(ns: str, name: str, version: int, request: Request, session: ReadSessionDep) -> Response:
+def component_version(ns: str, name: str, version: DbInt, request: Request, session: ReadSessionDep) -> Response:
     ref = Ref(kind="version", namespace=check_part(ns, "namespace"), name=check_part(name, "name"), version=version)
     return _component_page(request, session, crud.resolve_ref(session, ref), _paging(request))
 
 
 @router.get("/ui/components/{ns}/{name}/versions/{version}/file")
 def component_file(
-    ns: str, name: str, version: int, request: Request, session: ReadSessionDep, storage: StorageDep
+    ns: str, name: str, version: DbInt, request: Request, session: ReadSessionDep, storage: StorageDep
 ) -> Response:
     """The download link of the page: the API's file route, but honouring the sign-in cookie."""
     ref = Ref(kind="version", namespace=check_part(ns, "namespace"), name=check_part(name, "name"), version=version)

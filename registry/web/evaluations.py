@@ -8,14 +8,14 @@ from fastapi.responses import Response
 from partsbin.registry.api.deps import ReadSessionDep
 from partsbin.registry.crud.evaluations import get_evaluation
 from partsbin.registry.web.auth import web_principal
-from partsbin.registry.web.render import PageRoute, page
+from partsbin.registry.web.render import DbInt, PageRoute, page
 from partsbin.registry.web.tables import evaluation_rows
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False, dependencies=[Depends(web_principal)])
 
 
 @router.get("/ui/evaluations/{evaluation_id}")
-def evaluation(evaluation_id: int, request: Request, session: ReadSessionDep) -> Response:
+def evaluation(evaluation_id: DbInt, request: Request, session: ReadSessionDep) -> Response:
     (row,) = evaluation_rows(session, [get_evaluation(session, evaluation_id)])
     shared = sorted(
         set(row.extractor.card.get("compat", {}).get("anchors", []))

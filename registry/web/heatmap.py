@@ -32,6 +32,9 @@ def colour(value: float) -> str:
     return "#" + "".join(f"{round(x + (y - x) * t):02x}" for x, y in zip(a, b, strict=True))
 
 
+_PALETTE = [colour(i / 100) for i in range(101)]
+
+
 def _short(text: str) -> str:
     return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "…"
 
@@ -53,39 +56,42 @@ def heatmap_svg(extractors: list[Component], heads: list[Component], grid: dict[
         'patternTransform="rotate(45)"><rect width="6" height="6" fill="#f4f4f4"/>'
         '<line x1="0" y1="0" x2="0" y2="6" stroke="#d0d0d0" stroke-width="2"/></pattern></defs>',
     ]
+    # Everything that repeats along a row or a column is formatted once: 2,500 cells
+    # formatted naively took 25 ms, most of a group page's time.
+    head_refs = [escape(h.ref) for h in heads]
+    xs = [left + j * CELL for j in range(len(heads))]
+    text_xs = [f"{x + CELL / 2 - 0.5:.1f}" for x in xs]
+    size = f'width="{CELL - 1}" height="{CELL - 1}"'
     for j, h in enumerate(heads):
-        x = left + j * CELL + CELL // 2
+        x = xs[j] + CELL // 2
         out.append(
             f'<a href="{_href(h)}" class="col-label"><text x="{x}" y="{top - 6}" '
-            f'transform="rotate(-45 {x} {top - 6})">{escape(_short(h.ref))}<title>{escape(h.ref)}</title></text></a>'
+            f'transform="rotate(-45 {x} {top - 6})">{escape(_short(h.ref))}<title>{head_refs[j]}</title></text></a>'
         )
     for i, e in enumerate(extractors):
         y = top + i * CELL
+        ext_ref = escape(e.ref)
         out.append(
             f'<a href="{_href(e)}" class="row-label"><text x="{left - 6}" y="{y + CELL * 0.65:.0f}" '
-            f'text-anchor="end">{escape(_short(e.ref))}<title>{escape(e.ref)}</title></text></a>'
+            f'text-anchor="end">{escape(_short(e.ref))}<title>{ext_ref}</title></text></a>'
         )
+        text_y = f"{y + CELL * 0.66:.1f}"
         for j, h in enumerate(heads):
-            x = left + j * CELL
-            pair = f'data-extractor="{escape(e.ref)}" data-head="{escape(h.ref)}"'
+            pair = f'data-extractor="{ext_ref}" data-head="{head_refs[j]}"'
             cell = grid.get((e.id, h.id))
             if cell is None:
                 out.append(
-                    f'<g class="cell not-measured" {pair}><rect x="{x}" y="{y}" width="{CELL - 1}" '
-                    f'height="{CELL - 1}" fill="url(#not-measured)"/>'
-                    f"<title>{escape(e.ref)} × {escape(h.ref)}: not measured</title></g>"
+                    f'<g class="cell not-measured" {pair}><rect x="{xs[j]}" y="{y}" {size} fill="url(#not-measured)"/>'
+                    f"<title>{ext_ref} × {head_refs[j]}: not measured</title></g>"
                 )
                 continue
-            fill, ink = colour(cell.value), ("#000" if cell.value >= 0.6 else "#fff")
-            tip = (
-                f"{escape(e.ref)} × {escape(h.ref)}: {cell.value:.1%} on {cell.samples} images of "
-                f"{escape(cell.dataset)} ({cell.created_at:%Y-%m-%d})"
-            )
+            step = min(100, max(0, round(cell.value * 100)))
             out.append(
-                f'<a href="/ui/evaluations/{cell.id}" class="cell measured" {pair} data-value="{cell.value:.4f}">'
-                f'<rect x="{x}" y="{y}" width="{CELL - 1}" height="{CELL - 1}" fill="{fill}"/>'
-                f'<text x="{x + CELL / 2 - 0.5:.1f}" y="{y + CELL * 0.66:.1f}" fill="{ink}" text-anchor="middle">'
-                f"{cell.value * 100:.0f}</text><title>{tip}</title></a>"
+                f'<a href="/ui/evaluations/{cell.id}" class="cell measured{" light" if step >= 60 else ""}" {pair}>'
+                f'<rect x="{xs[j]}" y="{y}" {size} fill="{_PALETTE[step]}"/>'
+                f'<text x="{text_xs[j]}" y="{text_y}">{step}</text>'
+                f"<title>{ext_ref} × {head_refs[j]}: {cell.value:.1%} on {cell.samples} images of "
+                f"{escape(cell.dataset)}</title></a>"
             )
     out.append("</svg>")
     return Markup("".join(out))

@@ -9,7 +9,7 @@ from partsbin.registry.api.deps import ReadSessionDep, SettingsDep
 from partsbin.registry.crud import jobs as crud
 from partsbin.registry.errors import InvalidRequest
 from partsbin.registry.web.auth import web_principal
-from partsbin.registry.web.render import PageRoute, id_cursor, page
+from partsbin.registry.web.render import DbInt, PageRoute, id_cursor, page
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False, dependencies=[Depends(web_principal)])
 
@@ -42,5 +42,5 @@ def jobs(
 
 
 @router.get("/ui/jobs/{job_id}")
-def job(job_id: int, request: Request, session: ReadSessionDep) -> Response:
+def job(job_id: DbInt, request: Request, session: ReadSessionDep) -> Response:
     return page(request, "job.html", job=crud.get_job(session, job_id))

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Path as PathParam
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
@@ -18,10 +19,13 @@ from fastapi.templating import Jinja2Templates
 
 from partsbin.registry.errors import APIError, InvalidRequest
 
-__all__ = ["templates", "page", "PageRoute", "LoginRequired", "id_cursor"]
+__all__ = ["templates", "page", "PageRoute", "LoginRequired", "id_cursor", "DbInt"]
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
+
+#: An id or version in a page's path: a database integer (larger ones would overflow SQLite: a 422, not a 500).
+DbInt = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
 
 
 class LoginRequired(APIError):

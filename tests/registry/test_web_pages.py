@@ -115,14 +115,15 @@ def test_group_page_heatmap_links_cells_to_evaluations(http, zoo):
     html = http.get(f"/ui/groups/{zoo.group}").text
     assert 'id="member-count">8<' in html  # the aux head, three extractors and heads, the adapted extractor
     cell = re.search(
-        r'<a href="/ui/evaluations/(\d+)" class="cell measured" data-extractor="lab/a-extractor@1" '
-        r'data-head="lab/b-head@1" data-value="([\d.]+)">',
+        r'<a href="/ui/evaluations/(\d+)" class="cell measured( light)?" data-extractor="lab/a-extractor@1" '
+        r'data-head="lab/b-head@1"><rect [^>]+/><text [^>]+>(\d+)</text><title>([^<]+)</title></a>',
         html,
     )
     assert cell, html
     # The evaluation with the most samples stands for the pair, not the first posted.
-    assert int(cell.group(1)) == zoo.evaluations[("a", "b")]["id"] and cell.group(2) == "0.7100"
-    assert html.count('class="cell measured"') == 6
+    assert int(cell.group(1)) == zoo.evaluations[("a", "b")]["id"] and cell.group(3) == "71"
+    assert cell.group(4) == "lab/a-extractor@1 × lab/b-head@1: 71.0% on 500 images of digits-a:test"
+    assert html.count('class="cell measured') == 6
     assert html.count('class="cell not-measured"') == 4 * 3 - 6  # 4 extractors × 3 heads
     assert "lab/c-extractor@1 × lab/a-head@1: not measured" in html
     assert "(6 of 12 pairs measured)" in html
@@ -138,6 +139,7 @@ def test_evaluation_page_and_api(http, zoo):
     }
     missing = http.get("/evaluations/999999")
     assert missing.status_code == 404 and missing.json()["code"] == "not_found"
+    assert http.get("/evaluations/99999999999999999999").status_code == 422
     html = http.get(f"/ui/evaluations/{ev['id']}").text
     assert "digits-a:test" in html and "500 images" in html and "batch statistics" in html
     # 355 of 500 correct: Wilson 95% interval 66.9%-74.8%.
@@ -164,6 +166,8 @@ def test_jobs_page_shows_state_progress_refs_and_workers(http, zoo):
         ("/?group=nope", 422, "group: invalid digest"),
         ("/ui/groups/" + "ab" * 32, 404, "no group anchored by"),
         ("/ui/evaluations/abc", 422, "evaluation_id"),
+        ("/ui/jobs/99999999999999999999", 422, "job_id"),
+        ("/ui/components/lab/a-extractor/versions/0", 422, "version"),
         ("/ui/jobs?status=sideways", 422, "unknown job state"),
         ("/ui/components/lab/a-extractor?compat_cursor=zz", 422, "invalid compat_cursor"),
     ],

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter
+from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
 from partsbin.parts.names import InvalidName, parse_ref
@@ -114,7 +115,7 @@ def get(session: ReadSessionDep, extractor: str | None = None, head: str | None 
 
 
 @router.get("/{evaluation_id}", response_model=EvaluationOut, summary="One evaluation")
-def get_one(evaluation_id: int, session: ReadSessionDep) -> EvaluationOut:
+def get_one(evaluation_id: Annotated[int, PathParam(ge=1, le=2**63 - 1)], session: ReadSessionDep) -> EvaluationOut:
     ev = get_evaluation(session, evaluation_id)
     comps = {
         c.id: c for c in session.scalars(sa.select(Component).where(Component.id.in_({ev.extractor_id, ev.head_id})))
