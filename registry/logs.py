@@ -77,7 +77,12 @@ class _TracebackOnce(logging.Filter):
 
 
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and is a field.
-_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+# (uvicorn adds "color_message", its message with terminal colour codes.)
+_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:

@@ -6,21 +6,33 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.registry.zoo import build_zoo
+from partsbin.registry.config import Settings
+from tests.conftest import LiveRegistry, serve_registry
+from tests.registry.zoo import Zoo, build_zoo
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveRegistry, httpx.Client, Zoo]]:
+    """One registry with the zoo for the tests that only read (building it takes a second)."""
+    tmp = tmp_path_factory.mktemp("web")
+    with serve_registry(Settings(data_dir=tmp / "data", database_url=None, storage_url=None)) as live:
+        with httpx.Client(base_url=live.url, timeout=30) as http:
+            yield live, http, build_zoo(http, live.token("admin"), tmp)
 
 
 @pytest.fixture
-def admin(live) -> str:
-    return live.token("admin")
+def http(shared) -> httpx.Client:
+    return shared[1]
 
 
 @pytest.fixture
-def zoo(live, http, admin, tmp_path):
-    return build_zoo(http, admin, tmp_path)
+def zoo(shared) -> Zoo:
+    return shared[2]
 
 
 def _names(html: str) -> list[str]:
@@ -156,27 +168,27 @@ def test_jobs_page_shows_state_progress_refs_and_workers(http, zoo):
     assert "zoo-a" in job and "1 of 3" in job
 
 
-@pytest.mark.parametrize(
-    ("path", "status", "message"),
-    [
-        ("/ui/components/lab/nothing", 404, "no component named lab/nothing"),
-        ("/ui/components/lab/a-extractor/versions/9", 404, "has no version 9"),
-        ("/ui/components/Bad/x", 422, "namespace"),
-        ("/?cursor=²", 422, "invalid cursor"),
-        ("/?group=nope", 422, "group: invalid digest"),
-        ("/ui/groups/" + "ab" * 32, 404, "no group anchored by"),
-        ("/ui/evaluations/abc", 422, "evaluation_id"),
-        ("/ui/jobs/99999999999999999999", 422, "job_id"),
-        ("/ui/components/lab/a-extractor/versions/0", 422, "version"),
-        ("/ui/jobs?status=sideways", 422, "unknown job state"),
-        ("/ui/components/lab/a-extractor?compat_cursor=zz", 422, "invalid compat_cursor"),
-    ],
-)
-def test_bad_requests_answer_pages_that_say_what_is_wrong(http, zoo, path, status, message):
-    r = http.get(path)
-    assert r.status_code == status and r.headers["content-type"].startswith("text/html"), r.text
-    assert message in r.text.replace("&#39;", "'")
-    assert r.headers["x-error-code"] in ("not_found", "invalid_request", "invalid_name")
+BAD = [
+    ("/ui/components/lab/nothing", 404, "no component named lab/nothing"),
+    ("/ui/components/lab/a-extractor/versions/9", 404, "has no version 9"),
+    ("/ui/components/Bad/x", 422, "namespace"),
+    ("/?cursor=²", 422, "invalid cursor"),
+    ("/?group=nope", 422, "group: invalid digest"),
+    ("/ui/groups/" + "ab" * 32, 404, "no group anchored by"),
+    ("/ui/evaluations/abc", 422, "evaluation_id"),
+    ("/ui/jobs/99999999999999999999", 422, "job_id"),
+    ("/ui/components/lab/a-extractor/versions/0", 422, "version"),
+    ("/ui/jobs?status=sideways", 422, "unknown job state"),
+    ("/ui/components/lab/a-extractor?compat_cursor=zz", 422, "invalid compat_cursor"),
+]
+
+
+def test_bad_requests_answer_pages_that_say_what_is_wrong(http, zoo):
+    for path, status, message in BAD:
+        r = http.get(path)
+        assert r.status_code == status and r.headers["content-type"].startswith("text/html"), (path, r.text)
+        assert message in r.text.replace("&#39;", "'"), path
+        assert r.headers["x-error-code"] in ("not_found", "invalid_request", "invalid_name"), path
 
 
 def test_pages_ask_for_a_token_when_anonymous_reads_are_off(make_registry, tmp_path):
