@@ -6,6 +6,7 @@ answers them as HTML pages with the same status, where the API answers JSON.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,8 +88,14 @@ class PageRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def handle(request: Request) -> Response:
+            start = time.perf_counter()
             try:
-                return await handler(request)
+                response = await handler(request)
+                # How long the page took to build (queries and rendering), as the API's
+                # publish reports its steps: what bench/web_bench.py compares with the
+                # latency a client sees.
+                response.headers["Server-Timing"] = f"page;dur={(time.perf_counter() - start) * 1000:.1f}"
+                return response
             except LoginRequired as exc:
                 response = page(request, "login.html", exc.status_code, message=exc.detail, next=_here(request))
                 code = exc.code

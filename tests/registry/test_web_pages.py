@@ -54,6 +54,7 @@ def test_list_filters_by_tag_and_text_in_the_api_and_the_page(http, zoo):
 
     page = http.get("/", params={"tag": "task-b"})
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert re.fullmatch(r"page;dur=\d+\.\d", page.headers["server-timing"])
     assert _names(page.text) == ["lab/b-extractor@1", "lab/b-head@1"]
     assert _names(http.get("/", params={"q": "adapted", "role": "extractor"}).text) == ["lab/a-adapted-extractor@1"]
     assert _names(http.get("/", params={"group": zoo.anchor, "role": "head"}).text) == [
