@@ -191,6 +191,7 @@ def pages(work: Path, label: str, database_url: str | None) -> dict:
     info = populate(url)
     populate_s = time.perf_counter() - t
     server = Server(work / label, **env)
+    load_before = os.getloadavg()[0]
     try:
         with httpx.Client(base_url=server.url, timeout=60) as http:
             gc.collect()
@@ -210,6 +211,9 @@ def pages(work: Path, label: str, database_url: str | None) -> dict:
         server.stop()
     return {
         "components": GROUPS * (MEMBERS + 1),
+        # The host's 1-minute load average (2 cores) around the page measurements: this
+        # machine is shared, and its other work lands in the latencies.
+        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "populate_s": populate_s,
         "group_cells": cells,
         "group_page": group,
@@ -409,7 +413,9 @@ def main() -> None:
 runs as `partsbin serve` with {s["components"]:,} components (100 groups of 100 members); group 0 has every one of
 its {s["group_cells"]:,} extractor × head pairs measured. "Latency": what the client sees over loopback HTTP, the
 page's full HTML ({s["group_page"]["bytes"] / 1000:.0f} kB for the group page); "built": the page's own
-`Server-Timing` (its queries and rendering). The machine is shared: the p99 includes time stolen by other work.
+`Server-Timing` (its queries and rendering). The machine is shared: the p99 includes time stolen by other work
+(1-minute load average on its 2 cores during the page measurements: SQLite {s["load_average"][0]:.1f} → {s["load_average"][1]:.1f},
+PostgreSQL {p["load_average"][0]:.1f} → {p["load_average"][1]:.1f}).
 
 | page | SQLite latency p50 | p99 | built p50 | p99 | PostgreSQL latency p50 | p99 | built p50 | p99 |
 |---|---|---|---|---|---|---|---|---|
