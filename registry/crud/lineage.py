@@ -116,6 +116,8 @@ def lineage_of(session: Session, component: Component, *, up: int = 3, down: int
     frontier_digests = [component.digest]
     for depth in range(1, down + 1):
         found = derived_from(session, frontier_digests, limit=max_nodes + 1)
+        if len(found) > max_nodes:
+            graph.truncated = True
         nxt_digests = []
         for kind, target, c in found:
             if c.digest not in graph.nodes:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from partsbin.parts.card import HEAD_ROLES
+from partsbin.parts.card import HEAD_ROLES, Role
 from partsbin.parts.lineage import relations_of
 from partsbin.parts.names import InvalidName, Ref, parse_digest
 from partsbin.registry.api.deps import ReadSessionDep, SettingsDep, StorageDep, check_part
@@ -26,7 +26,7 @@ from partsbin.registry.web.tables import evaluation_rows
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False, dependencies=[Depends(web_principal)])
 
-ROLES = ("extractor", "head", "aux-rp", "aux-dcc", "init")
+ROLES = get_args(Role)
 FILTERS = ("role", "arch", "group", "dataset", "namespace", "tag", "q")
 
 
@@ -44,19 +44,8 @@ def components(
     q: Annotated[str | None, Query(max_length=200)] = None,
     cursor: str | None = None,
 ) -> Response:
-    given = {
-        k: v.strip()
-        for k, v in (
-            ("role", role),
-            ("arch", arch),
-            ("group", group),
-            ("dataset", dataset),
-            ("namespace", namespace),
-            ("tag", tag),
-            ("q", q),
-        )
-        if v and v.strip()
-    }
+    raw = zip(FILTERS, (role, arch, group, dataset, namespace, tag, q), strict=True)
+    given = {k: v.strip() for k, v in raw if v and v.strip()}
     try:
         anchor = parse_digest(given["group"]) if "group" in given else None
     except InvalidName as exc:
