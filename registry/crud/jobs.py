@@ -126,6 +126,12 @@ def worker_seen(session: Session, worker: str, job_id: int | None) -> None:
         session.merge(Worker(**values))
 
 
+def _worker_done(session: Session, job: Job) -> None:
+    """The job's worker is heard from, and holds no job any more."""
+    if job.worker:
+        worker_seen(session, job.worker, None)
+
+
 def list_workers(session: Session, *, limit: int = 100) -> list[Worker]:
     """Workers by when they were last heard from, the most recent first."""
     return list(session.scalars(sa.select(Worker).order_by(Worker.last_seen_at.desc(), Worker.name).limit(limit)))
@@ -194,6 +200,7 @@ def heartbeat(
 
 def complete_job(*, session: Session, job_id: int, lease_id: str, refs: list[str]) -> Job:
     job = _leased(session, job_id, lease_id)
+    _worker_done(session, job)
     job.status, job.result_refs, job.finished_at, job.lease_id = "succeeded", refs, utcnow(), None
     session.flush()
     return job
@@ -201,6 +208,7 @@ def complete_job(*, session: Session, job_id: int, lease_id: str, refs: list[str
 
 def fail_job(*, session: Session, job_id: int, lease_id: str, error: str, retry: bool) -> Job:
     job = _leased(session, job_id, lease_id)
+    _worker_done(session, job)
     job.error, job.lease_id, job.lease_expires_at = error, None, None
     if job.cancel_requested:
         job.status, job.finished_at = "cancelled", utcnow()
@@ -215,6 +223,7 @@ def fail_job(*, session: Session, job_id: int, lease_id: str, error: str, retry:
 def release_job(*, session: Session, job_id: int, lease_id: str) -> Job:
     """A worker shutting down hands its job back; the attempt does not count."""
     job = _leased(session, job_id, lease_id)
+    _worker_done(session, job)
     job.status, job.lease_id, job.lease_expires_at, job.worker = "queued", None, None, None
     job.attempts = max(0, job.attempts - 1)
     session.flush()

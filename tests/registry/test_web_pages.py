@@ -13,6 +13,7 @@ import pytest
 
 from partsbin.registry.config import Settings
 from tests.conftest import LiveRegistry, serve_registry
+from tests.helpers import extractor_card, network, write_component
 from tests.registry.zoo import Zoo, build_zoo
 
 
@@ -163,7 +164,8 @@ def test_jobs_page_shows_state_progress_refs_and_workers(http, zoo):
     html = http.get("/ui/jobs").text
     assert 'state-succeeded">succeeded' in html and 'state-queued">queued' in html
     assert 'href="/ui/components/lab/a-extractor/versions/1">lab/a-extractor@1</a>' in html
-    assert "gpu-box-1" in html
+    workers = html[html.index('id="workers"') :]
+    assert "gpu-box-1" in workers and "/ui/jobs/" not in workers  # done with its job
     assert "queued" in http.get("/ui/jobs", params={"status": "queued"}).text
     job = http.get(f"/ui/jobs/{zoo.job_id}").text
     assert "zoo-a" in job and "1 of 3" in job
@@ -226,3 +228,22 @@ def test_pages_ask_for_a_token_when_anonymous_reads_are_off(make_registry, tmp_p
             revoke_token(session=session, token_id=reader_id)
             session.commit()
         assert "sign in again" in http.get("/").text
+
+
+def test_tags_are_bounded_so_that_they_can_be_indexed(make_registry, tmp_path):
+    live = make_registry()
+    admin = live.token("admin")
+    net = network(0)
+    with httpx.Client(base_url=live.url) as http:
+        for tags, status in ((["x" * 101], 422), ([f"t{i}" for i in range(65)], 422), ([" spaced ", "spaced"], 201)):
+            card = extractor_card("lab/tagged").model_copy(update={"tags": tags})
+            path = write_component(tmp_path / "t.st", net.extractor(), card)
+            r = http.post(
+                "/components",
+                files={"file": ("t.st", path.read_bytes())},
+                headers={"Authorization": f"Bearer {admin}"},
+            )
+            assert r.status_code == status, r.text
+        assert r.json()["card"]["tags"] == ["spaced", "spaced"]
+        assert [c["name"] for c in http.get("/components", params={"tag": "spaced"}).json()["items"]] == ["lab/tagged"]
+    assert live.row_count() == 1
