@@ -119,6 +119,18 @@ def test_component_page_shows_card_versions_file_snippet_compatible_evaluations_
     assert "<svg" in lineage
 
 
+def test_component_page_shows_aliases_and_yanked_versions(http, zoo):
+    html = http.get("/ui/components/lab/b-extractor").text  # the latest that is not yanked
+    assert 'lab/b-extractor <span class="version">@1</span>' in html
+    versions = html[html.index('id="versions"') : html.index('id="file"')]
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", versions, re.S)[1:]
+    assert len(rows) == 2
+    assert '<span class="alias">stable</span>' in rows[0] and "available" in rows[0]
+    assert 'title="trained on the wrong split">yanked' in rows[1]
+    yanked = http.get("/ui/components/lab/b-extractor/versions/2").text
+    assert 'id="yanked">Yanked' in yanked and "trained on the wrong split" in yanked
+
+
 def test_component_file_download_from_the_page(http, zoo):
     r = http.get("/ui/components/lab/b-head/versions/1/file")
     assert r.status_code == 200
@@ -126,6 +138,11 @@ def test_component_file_download_from_the_page(http, zoo):
 
 
 def test_group_page_heatmap_links_cells_to_evaluations(http, zoo):
+    groups = http.get("/ui/groups").text
+    assert re.search(
+        rf'<a href="/ui/groups/{zoo.group}">lab/rp@1</a></td>\s*<td>RP</td><td class="num">8</td><td class="num">8</td>',
+        groups,
+    ), groups
     html = http.get(f"/ui/groups/{zoo.group}").text
     assert 'id="member-count">8<' in html  # the aux head, three extractors and heads, the adapted extractor
     cell = re.search(

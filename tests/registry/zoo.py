@@ -96,6 +96,17 @@ def build_zoo(http: httpx.Client, token: str, tmp: Path) -> Zoo:
             **common,
         )
         zoo.head[task] = upload(http, token, write_component(tmp / f"{task}-h.st", net.head(), head_card))
+        if task == "b":
+            # A second version of b's extractor, yanked, and an alias on the first.
+            v2 = upload(http, token, write_component(tmp / "b-e2.st", network(7).extractor(), ext_card))
+            yank = http.post(
+                f"/components/lab/b-extractor/versions/{v2['version']}/yank",
+                json={"reason": "trained on the wrong split"},
+                headers=auth,
+            )
+            assert yank.status_code == 200, yank.text
+            alias = http.put("/components/lab/b-extractor/aliases/stable", json={"version": 1}, headers=auth)
+            assert alias.status_code == 200, alias.text
     adapted_card = card_for(
         name="lab/a-adapted-extractor",
         role="extractor",
