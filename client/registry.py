@@ -173,7 +173,7 @@ class Registry:
         return Component.from_api(self._get(parse_ref(ref).api_path()))
 
     def list(self, **filters: Any) -> builtins.list[Component]:
-        """Every component matching the filters (role, arch, group, dataset, namespace, prefix)."""
+        """Every component matching the filters (role, arch, group, dataset, namespace, prefix, tag, q)."""
         return [Component.from_api(c) for c in self._pages("/components", **filters)]
 
     def versions(self, name: str) -> builtins.list[Component]:

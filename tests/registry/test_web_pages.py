@@ -264,3 +264,10 @@ def test_tags_are_bounded_so_that_they_can_be_indexed(make_registry, tmp_path):
         assert r.json()["card"]["tags"] == ["spaced", "spaced"]
         assert [c["name"] for c in http.get("/components", params={"tag": "spaced"}).json()["items"]] == ["lab/tagged"]
     assert live.row_count() == 1
+
+
+def test_the_client_lists_by_tag_and_text(shared, client_for):
+    live, _, _ = shared
+    reg = client_for(live)
+    assert sorted(c.name for c in reg.list(tag="task-a")) == ["lab/a-extractor", "lab/a-head"]
+    assert [c.name for c in reg.list(q="adapted", role="extractor")] == ["lab/a-adapted-extractor"]
