@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from partsbin.registry.api.deps import get_principal
 from partsbin.registry.crud.tokens import Principal
 from partsbin.registry.logs import begin_request, current_request
-from partsbin.registry.metrics import Metrics
+from partsbin.registry.metrics import Metrics, upload_rejection_reason
 
 __all__ = ["InstrumentationMiddleware", "route_template", "logged_principal"]
 
@@ -57,6 +57,7 @@ class InstrumentationMiddleware:
         begin_request(rid, scope["method"], scope["path"])
         start = time.perf_counter()
         status, received, sent = 500, 0, 0
+        answer_headers: dict[bytes, bytes] = {}
 
         async def counting_receive() -> Message:
             nonlocal received
@@ -69,6 +70,8 @@ class InstrumentationMiddleware:
             nonlocal status, sent
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if status >= 400:
+                    answer_headers.update((k.lower(), v) for k, v in message.get("headers", ()))
             elif message["type"] == "http.response.body":
                 sent += len(message.get("body", b""))
             await send(message)
@@ -82,6 +85,10 @@ class InstrumentationMiddleware:
             seconds = time.perf_counter() - start
             route = route_template(scope)
             self.metrics.observe(scope["method"], route, status, seconds, received, sent)
+            if route == "/components" and scope["method"] == "POST":
+                reason = upload_rejection_reason(status, answer_headers)
+                if reason:
+                    self.metrics.upload_rejections.labels(reason).inc()
             client = scope.get("client")
             access_log.info(
                 "%s %s %d %.1f ms",

@@ -1,8 +1,9 @@
 """Prometheus metrics, served at ``/metrics`` (prometheus-client; ``api/routes/metrics.py``).
 
-Request counts, latency and body bytes come from the instrumentation middleware, per
-route *template* (``/components/{ns}/{name}``, never the raw path, which would make a
-series per component). Upload check failures are counted by the publish route. Jobs by
+Request counts, latency, body bytes and refused uploads (by the check named in the
+answer) come from the instrumentation middleware, per route *template*
+(``/components/{ns}/{name}``, never the raw path, which would make a series per
+component). Jobs by
 state, the queue's age and the workers are read from the database at scrape time, so
 they agree across several registry processes; the request metrics are per process.
 
@@ -16,16 +17,14 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from fastapi import Request
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session, sessionmaker
 
 from partsbin.registry.db.models import Job, Worker, utcnow
-from partsbin.registry.errors import APIError
 
-__all__ = ["Metrics", "record_upload_rejection", "WORKER_ACTIVE_SECONDS"]
+__all__ = ["Metrics", "upload_rejection_reason", "WORKER_ACTIVE_SECONDS"]
 
 # The ``*_created`` series (one timestamp per label set) double a scrape for nothing a
 # dashboard here uses; prometheus-client's documented switch, for this process.
@@ -86,16 +85,18 @@ class Metrics:
             self.sent.labels(route).inc(sent)
 
 
-# What each refusal of an upload is counted as, where the error does not name its check.
+# What a refused upload is counted as where the answer names no check (X-Upload-Check).
 _REASON_OF_CODE = {"too_large": "too_large", "invalid_request": "form", "forbidden": "namespace"}
 
 
-def record_upload_rejection(request: Request, exc: APIError) -> None:
-    """Count a refused upload under the check that refused it (``UploadCheckFailed.check``)."""
-    reason = getattr(exc, "check", None) or _REASON_OF_CODE.get(exc.code)
-    metrics: Metrics | None = getattr(request.app.state, "metrics", None)
-    if reason and metrics is not None:
-        metrics.upload_rejections.labels(reason).inc()
+def upload_rejection_reason(status: int, headers: dict[bytes, bytes]) -> str | None:
+    """The check that refused an upload, from ``POST /components``' answer; None if it was not refused by one."""
+    if not 400 <= status < 500:
+        return None
+    check = headers.get(b"x-upload-check")
+    if check:
+        return check.decode("latin-1")
+    return _REASON_OF_CODE.get(headers.get(b"x-error-code", b"").decode("latin-1"))
 
 
 class _QueueCollector(Collector):

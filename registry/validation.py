@@ -26,12 +26,11 @@ __all__ = ["UploadCheckFailed", "validate_upload"]
 
 
 class UploadCheckFailed(InvalidUpload):
-    """An upload check refused the file; ``check`` names which one, for ``/metrics``
-    (``partsbin_upload_rejections_total{reason=...}``). The API answer is unchanged."""
+    """An upload check refused the file: the answer names the check in ``X-Upload-Check``
+    (``/metrics`` counts refusals by it: ``partsbin_upload_rejections_total{reason=...}``)."""
 
     def __init__(self, check: str, detail: str) -> None:
-        super().__init__(detail)
-        self.check = check
+        super().__init__(detail, headers={"X-Upload-Check": check})
 
 
 def _parse_card(text: str, where: str) -> dict:

@@ -39,12 +39,12 @@ def _scrape(http: httpx.Client, **kw) -> dict[tuple[str, tuple[tuple[str, str], 
     }
 
 
-def _upload(http: httpx.Client, token: str, data: bytes, card: str | None = None) -> httpx.Response:
+def _upload(http: httpx.Client, token: str | None, data: bytes, card: str | None = None) -> httpx.Response:
     return http.post(
         "/components",
         files={"file": ("c.safetensors", data, "application/octet-stream")},
         data={"card": card} if card else {},
-        headers={"Authorization": f"Bearer {token}"},
+        headers={"Authorization": f"Bearer {token}"} if token else {},
     )
 
 
@@ -53,9 +53,12 @@ def test_metrics_count_requests_bytes_and_upload_rejections(live, http, tmp_path
     aux, card = aux_rp()
     blob = write_component(tmp_path / "aux.st", aux, card).read_bytes()
     assert _upload(http, admin, blob).status_code == 201
-    assert _upload(http, admin, b"not safetensors at all").status_code == 422
+    junk = _upload(http, admin, b"not safetensors at all")
+    assert junk.status_code == 422 and junk.headers["x-upload-check"] == "safetensors"
+    assert junk.json()["code"] == "invalid_upload"  # the answer's code is unchanged
     other = write_component(tmp_path / "e.st", network(0).extractor(), extractor_card("lab/e")).read_bytes()
     assert _upload(http, admin, other, extractor_card("lab/other").model_dump_json()).status_code == 422
+    assert _upload(http, None, blob).status_code == 401  # not a check: not counted
     assert http.get("/components/lab/rp/versions/1/file").content == blob
     assert http.get("/components/lab/nothing").status_code == 404
 
@@ -72,6 +75,7 @@ def test_metrics_count_requests_bytes_and_upload_rejections(live, http, tmp_path
     assert m[("partsbin_http_sent_bytes_total", file_route)] == len(blob)
     assert m[("partsbin_upload_rejections_total", (("reason", "safetensors"),))] == 1
     assert m[("partsbin_upload_rejections_total", (("reason", "card"),))] == 1
+    assert sum(v for (name, _), v in m.items() if name == "partsbin_upload_rejections_total") == 2
     # Raw paths never become labels (a series per component would grow without bound).
     assert not any("lab/" in dict(labels).get("route", "") for _, labels in m)
 

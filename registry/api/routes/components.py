@@ -24,7 +24,6 @@ from partsbin.registry.api.schemas import AliasIn, AliasOut, ComponentOut, Compo
 from partsbin.registry.api.timing import ServerTiming
 from partsbin.registry.crud import components as crud
 from partsbin.registry.errors import APIError, Forbidden, StorageUnavailable
-from partsbin.registry.metrics import record_upload_rejection
 from partsbin.registry.storage import StorageError
 from partsbin.registry.upload import ReceivedUpload, receive_upload
 from partsbin.registry.validation import validate_upload
@@ -66,20 +65,16 @@ async def publish(
     if principal.scope not in ("publish", "admin"):
         raise Forbidden(f"publishing needs a publish or admin token; this one has scope {principal.scope!r}")
     timing = ServerTiming()
+    # A storage backend that keeps the staged file as the blob gets it fsynced while it
+    # streams in (see parts.hashing), not flushed whole after the last byte.
+    with timing("receive"):
+        received = await receive_upload(
+            request, settings.staging_dir, settings.max_upload_bytes, durable=storage.keeps_staged_file
+        )
     try:
-        # A storage backend that keeps the staged file as the blob gets it fsynced while it
-        # streams in (see parts.hashing), not flushed whole after the last byte.
-        with timing("receive"):
-            received = await receive_upload(
-                request, settings.staging_dir, settings.max_upload_bytes, durable=storage.keeps_staged_file
-            )
-        try:
-            return await run_in_threadpool(_publish, received, principal, settings, factory, storage, timing)
-        finally:
-            received.discard()
-    except APIError as exc:
-        record_upload_rejection(request, exc)
-        raise
+        return await run_in_threadpool(_publish, received, principal, settings, factory, storage, timing)
+    finally:
+        received.discard()
 
 
 def _publish(received: ReceivedUpload, principal, settings, factory, storage, timing: ServerTiming) -> Any:
