@@ -8,8 +8,10 @@ PIP = $(PYTHON) -m pip install -q -c constraints.txt
 .PHONY: setup check test demo bench
 
 setup:
-	@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null; then \
-		apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null; fi
+	@# Debian packages: the Fashion-MNIST data set, and the browser the web pages are tested in
+	@# (chromium with its chromedriver; Selenium never downloads one).
+	@if { [ ! -d /usr/share/datasets/fashion-mnist ] || [ ! -x /usr/bin/chromedriver ]; } && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist chromium chromium-driver >/dev/null; fi
 	@# torch first, from the constraints file: nothing may pull a newer build with CUDA.
 	$(PIP) torch
 	$(PIP) -e ".[test]"
@@ -27,3 +29,4 @@ demo: setup
 
 bench: setup
 	$(PYTHON) bench/registry_bench.py
+	$(PYTHON) bench/web_bench.py

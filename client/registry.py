@@ -250,7 +250,7 @@ class Registry:
 
     def list(self, *, limit: int | None = None, **filters: Any) -> builtins.list[Component]:
         """Components matching the filters (role, arch, group, dataset, namespace, prefix,
-        include_yanked), oldest first; at most ``limit`` of them."""
+        tag, q, include_yanked), oldest first; at most ``limit`` of them."""
         out: builtins.list[Component] = []
         for item in self._pages("/components", limit=min(limit, 1000) if limit else None, **filters):
             out.append(Component.from_api(item))

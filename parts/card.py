@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from partsbin.parts.names import InvalidName, parse_digest, parse_ref, validate_name
 
@@ -149,6 +149,9 @@ class Provenance(_Model):
     libraries: dict[str, str] = Field(default_factory=dict)
 
 
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+
 class Card(_Model):
     card_version: Literal[1] = 1
     name: str
@@ -163,7 +166,8 @@ class Card(_Model):
     metrics: dict[str, Any] = Field(default_factory=dict)
     description: str = ""
     license: str | None = None
-    tags: list[str] = Field(default_factory=list)
+    # Bounded so that the registry can index them (one row per tag; ?tag= filters).
+    tags: list[Tag] = Field(default_factory=list, max_length=64)
 
     @field_validator("name")
     @classmethod

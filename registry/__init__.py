@@ -12,4 +12,6 @@ require_extra(
     "sqlalchemy",
     "alembic",
     "pydantic_settings",
+    "jinja2",
+    "prometheus_client",
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlparse
 
 from pydantic import Field, model_validator
@@ -25,6 +26,8 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(default=16 * 1024**2, ge=1024)
     anonymous_read: bool = Field(default=True, description="allow reads without a token")
     page_size: int = Field(default=50, ge=1, le=1000)
+    log_format: Literal["text", "json"] = Field(default="text", description="json: one JSON object per line")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
     host: str = "127.0.0.1"
     port: int = 8000
     # Concurrency: sized together (see registry/main.py for why).

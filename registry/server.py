@@ -41,11 +41,13 @@ def prepare_database(settings: Settings) -> str:
         engine.dispose()
 
 
-def serve(settings: Settings, host: str | None = None, port: int | None = None, log_level: str = "info") -> None:
+def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
     import uvicorn
 
+    from partsbin.registry.logs import configure_logging
     from partsbin.registry.main import create_app
 
+    configure_logging(settings.log_format, settings.log_level)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     prepare_database(settings)
     app = create_app(settings)
@@ -55,4 +57,13 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None, 
     # the collector's way (the gc module's documented use of gc.freeze()).
     gc.collect()
     gc.freeze()
-    uvicorn.run(app, host=host or settings.host, port=port or settings.port, log_level=log_level)
+    # Logging is configured above (one handler, text or JSON lines); the middleware
+    # writes the access log, so uvicorn's own is off.
+    uvicorn.run(
+        app,
+        host=host or settings.host,
+        port=port or settings.port,
+        log_config=None,
+        log_level=settings.log_level,
+        access_log=False,
+    )

@@ -22,20 +22,30 @@ from partsbin.parts.safetensors_format import SafetensorsError, check_tensors_ma
 from partsbin.registry.crud.components import find_by_digest
 from partsbin.registry.errors import InvalidUpload
 
-__all__ = ["validate_upload", "MAX_CARD_BYTES"]
+__all__ = ["UploadCheckFailed", "validate_upload", "MAX_CARD_BYTES"]
 
 MAX_CARD_BYTES = 1024 * 1024
 
 
+class UploadCheckFailed(InvalidUpload):
+    """An upload check refused the file: the answer names the check in ``X-Upload-Check``
+    (``/metrics`` counts refusals by it: ``partsbin_upload_rejections_total{reason=...}``)."""
+
+    def __init__(self, check: str, detail: str) -> None:
+        super().__init__(detail, headers={"X-Upload-Check": check})
+
+
 def _parse_card(text: str, where: str) -> dict:
     if len(text) > MAX_CARD_BYTES:
-        raise InvalidUpload(f"the {where} is larger than {MAX_CARD_BYTES} bytes")
+        raise UploadCheckFailed("card", f"the {where} is larger than {MAX_CARD_BYTES} bytes")
     try:
         data = jsonlimits.loads(text)
     except jsonlimits.JsonLimitError as exc:
-        raise InvalidUpload(f"the {where} is {exc}" if "valid JSON" in str(exc) else f"the {where}: {exc}") from None
+        raise UploadCheckFailed(
+            "card", f"the {where} is {exc}" if "valid JSON" in str(exc) else f"the {where}: {exc}"
+        ) from None
     if not isinstance(data, dict):
-        raise InvalidUpload(f"the {where} must be a JSON object")
+        raise UploadCheckFailed("card", f"the {where} must be a JSON object")
     return data
 
 
@@ -43,7 +53,7 @@ def _card_model(data: dict) -> Card:
     try:
         return Card.model_validate(data)
     except ValidationError as exc:
-        raise InvalidUpload("invalid card: " + describe_validation_error(exc)) from None
+        raise UploadCheckFailed("card", "invalid card: " + describe_validation_error(exc)) from None
 
 
 def validate_upload(*, session: Session, path: Path, size: int, form_card: str | None, max_header_bytes: int) -> Card:
@@ -52,12 +62,12 @@ def validate_upload(*, session: Session, path: Path, size: int, form_card: str |
         try:
             header = read_header(fp, size, max_header_bytes)
         except SafetensorsError as exc:
-            raise InvalidUpload(f"not a valid safetensors file: {exc}") from None
+            raise UploadCheckFailed("safetensors", f"not a valid safetensors file: {exc}") from None
 
     embedded = header.metadata.get(CARD_METADATA_KEY)
     if form_card is None and embedded is None:
-        raise InvalidUpload(
-            f"no card: send the form field 'card' or embed it in the file's __metadata__[{CARD_METADATA_KEY!r}]"
+        raise UploadCheckFailed(
+            "card", f"no card: send the form field 'card' or embed it in the file's __metadata__[{CARD_METADATA_KEY!r}]"
         )
     form = _parse_card(form_card, "card field") if form_card is not None else None
     inner = (
@@ -70,7 +80,9 @@ def validate_upload(*, session: Session, path: Path, size: int, form_card: str |
         b = _card_model({k: v for k, v in inner.items() if k not in REGISTRY_FIELDS}).embedded()
         if a != b:
             diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-            raise InvalidUpload(f"the card field and the card embedded in the file disagree on: {', '.join(diff)}")
+            raise UploadCheckFailed(
+                "card", f"the card field and the card embedded in the file disagree on: {', '.join(diff)}"
+            )
     data = {k: v for k, v in (form if form is not None else inner).items() if k not in REGISTRY_FIELDS}  # type: ignore[union-attr]
     card = _card_model(data)
 
@@ -83,30 +95,31 @@ def validate_upload(*, session: Session, path: Path, size: int, form_card: str |
             card.interface.input.size if card.interface.input else None,
         )
     except (ArchError, ValueError) as exc:
-        raise InvalidUpload(f"card arch cannot be built: {exc}") from None
+        raise UploadCheckFailed("arch", f"card arch cannot be built: {exc}") from None
     try:
         check_tensors_match(header, layout.tensors)
     except SafetensorsError as exc:
-        raise InvalidUpload(str(exc)) from None
+        raise UploadCheckFailed("tensors", str(exc)) from None
 
     declared = card.interface.junction
     expected_spatial: int | str = "any" if card.arch.part == "head" else spatial  # type: ignore[assignment]
     if declared.channels != channels or (card.arch.part != "head" and declared.spatial != expected_spatial):
-        raise InvalidUpload(
+        raise UploadCheckFailed(
+            "junction",
             f"interface.junction {declared.model_dump()} does not match the arch, which gives "
-            f"channels={channels}, spatial={expected_spatial!r}"
+            f"channels={channels}, spatial={expected_spatial!r}",
         )
 
     for anchor in card.compat.anchors:
         hex_ = anchor.removeprefix("sha256:")
         found = find_by_digest(session, hex_)
         if found is None:
-            raise InvalidUpload(
-                f"compat.anchors names {anchor}, which is not in this registry: publish the aux head first"
+            raise UploadCheckFailed(
+                "anchor", f"compat.anchors names {anchor}, which is not in this registry: publish the aux head first"
             )
         if found.role not in AUX_ROLES:
-            raise InvalidUpload(
-                f"compat.anchors names {anchor} ({found.ref}), which is a {found.role}, not an aux head"
+            raise UploadCheckFailed(
+                "anchor", f"compat.anchors names {anchor} ({found.ref}), which is a {found.role}, not an aux head"
             )
         anchor_junction = Junction.model_validate(found.card["interface"]["junction"])
         if card.arch.part == "head":
@@ -114,8 +127,9 @@ def validate_upload(*, session: Session, path: Path, size: int, form_card: str |
         else:
             ok = junctions_compatible(declared, anchor_junction)
         if not ok:
-            raise InvalidUpload(
+            raise UploadCheckFailed(
+                "anchor",
                 f"feature interface {declared.model_dump()} does not meet anchor {anchor} ({found.ref}), "
-                f"which takes {anchor_junction.model_dump()}"
+                f"which takes {anchor_junction.model_dump()}",
             )
     return card

@@ -24,6 +24,9 @@ def test_compose_parses_and_wires_the_services():
     assert {"registry", "postgres", "s3", "migrate", "worker"} <= set(services)
     assert services["worker"]["environment"]["PARTSBIN_URL"] == "http://registry:8000"
     assert services["registry"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    # Healthy means ready (database and storage reachable), not merely a running process.
+    assert "/readyz" in " ".join(services["registry"]["healthcheck"]["test"])
+    assert services["worker"]["depends_on"]["registry"]["condition"] == "service_healthy"
 
 
 def test_compose_variables_are_settings_the_code_reads():

@@ -59,6 +59,10 @@ def test_wheel_holds_one_top_level_name_and_every_module(wheel: Path) -> None:
                 continue
             assert _installed_name(folder, source.relative_to(ROOT / folder)) in names, source
     assert "partsbin/migrations/script.py.mako" in names
+    # The web pages' templates and static files travel with the package.
+    for folder in ("templates", "static"):
+        for source in (ROOT / "registry" / "web" / folder).iterdir():
+            assert f"partsbin/registry/web/{folder}/{source.name}" in names, source
 
 
 def test_plain_install_runs_from_the_wheel(wheel: Path, tmp_path: Path) -> None:

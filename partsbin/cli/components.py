@@ -126,6 +126,8 @@ def ls(
     dataset: Annotated[str | None, typer.Option(help="training data set name")] = None,
     namespace: Annotated[str | None, typer.Option(help="namespace")] = None,
     prefix: Annotated[str | None, typer.Option(help="prefix of ns/name")] = None,
+    tag: Annotated[str | None, typer.Option(help="a tag of the card")] = None,
+    search: Annotated[str | None, typer.Option("--search", "-q", help="text in names and descriptions")] = None,
     yanked: Annotated[bool, typer.Option("--yanked", help="include yanked versions")] = False,
     limit: Annotated[int, typer.Option(min=1, help="show at most this many")] = 100,
     json_out: JsonOpt = False,
@@ -141,6 +143,8 @@ def ls(
             dataset=dataset,
             namespace=namespace,
             prefix=prefix,
+            tag=tag,
+            q=search,
             include_yanked=yanked or None,
             limit=limit,
         )
@@ -150,7 +154,7 @@ def ls(
     if not comps:
         note(
             "no components match"
-            + ("" if not any((role, arch, group, dataset, namespace, prefix)) else " these filters")
+            + ("" if not any((role, arch, group, dataset, namespace, prefix, tag, search)) else " these filters")
         )
         return
     console.print(_components_table(comps))

@@ -74,6 +74,7 @@ class CompatibleItem(BaseModel):
     )
     reasons: list[Reason]
     measured_accuracy: float | None = None
+    evaluation_id: int | None = Field(default=None, description="the evaluation the measured accuracy comes from")
 
 
 class CompatiblePage(BaseModel):

@@ -10,8 +10,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from partsbin.parts.card import AUX_ROLES, Card
-from partsbin.parts.names import Ref
-from partsbin.registry.db.models import Alias, Component, Group, Membership, utcnow
+from partsbin.parts.lineage import relations_of
+from partsbin.parts.names import InvalidName, Ref, parse_digest, parse_ref
+from partsbin.registry.db.models import Alias, Component, ComponentTag, Group, LineageEdge, Membership, utcnow
 from partsbin.registry.errors import Conflict, NotFound
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "membership_values",
     "list_components",
     "list_versions",
+    "list_aliases",
     "set_alias",
     "delete_alias",
     "yank",
@@ -99,12 +101,15 @@ def create_component(
         return existing, False
 
     junction = card.interface.junction
+    edges = _lineage_targets(session, card.model_dump(mode="json"))
     for _attempt in range(5):
         latest = session.scalar(
             sa.select(sa.func.max(Component.version)).where(Component.namespace == ns, Component.name == name)
         )
         version = (latest or 0) + 1
         row = Component(**component_values(card, digest=digest, size=size, version=version, published_by=published_by))
+        row.tags = [ComponentTag(tag=t) for t in sorted(set(card.tags))]
+        row.lineage = [LineageEdge(kind=k, target=t, target_digest=d) for k, t, d in edges]
         row.memberships = [Membership(**m) for m in membership_values(card, digest)]
         try:
             with session.begin_nested():
@@ -151,6 +156,7 @@ def component_values(card: Card, *, digest: str, size: int, version: int, publis
         "junction_channels": junction.channels,
         "junction_spatial": None if junction.spatial == "any" else junction.spatial,
         "dataset": card.provenance.dataset.name if card.provenance.dataset else None,
+        "description": card.description,
         "published_by": published_by,
     }
 
@@ -166,6 +172,26 @@ def membership_values(card: Card, digest: str) -> list[dict[str, Any]]:
         {"anchor_digest": a, "role": card.role, "junction_channels": junction.channels, "junction_spatial": spatial}
         for a in sorted(anchors)
     ]
+
+
+def _lineage_targets(session: Session, card: dict) -> list[tuple[str, str, str | None]]:
+    """(kind, target as written, target digest) for each relation the card names.
+
+    A ref is resolved now, to the component it names at publication: ``ns/name`` means
+    the latest version *then*, whatever is published later.
+    """
+    out = []
+    for rel in relations_of(card):
+        digest = None
+        try:
+            if rel.target_kind == "digest":
+                digest = parse_digest(rel.target)
+            elif rel.target_kind == "ref":
+                digest = resolve_ref(session, parse_ref(rel.target)).digest
+        except (InvalidName, NotFound):
+            digest = None
+        out.append((rel.kind, rel.target, digest))
+    return out
 
 
 def _same_bytes(session: Session, namespace: str, name: str, digest: str) -> Component | None:
@@ -197,10 +223,46 @@ def list_components(
     dataset: str | None = None,
     namespace: str | None = None,
     prefix: str | None = None,
+    tag: str | None = None,
+    q: str | None = None,
     include_yanked: bool = False,
     cursor: int | None = None,
     limit: int = 50,
 ) -> Page:
+    """One page of components, oldest first; the API's ``GET /components`` and the web
+    page's list both come here. ``q`` matches ``namespace/name`` and the description
+    (case-insensitive substring); ``tag`` is one of the card's tags."""
+    query = _filtered(
+        role=role,
+        arch=arch,
+        group=group,
+        dataset=dataset,
+        namespace=namespace,
+        prefix=prefix,
+        tag=tag,
+        text=q,
+        include_yanked=include_yanked,
+    )
+    if cursor is not None:
+        query = query.where(Component.id > cursor)
+    rows = list(session.scalars(query.order_by(Component.id).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(rows, str(rows[-1].id) if more and rows else None)
+
+
+def _filtered(
+    *,
+    role: str | None,
+    arch: str | None,
+    group: str | None,
+    dataset: str | None,
+    namespace: str | None,
+    prefix: str | None,
+    tag: str | None,
+    text: str | None,
+    include_yanked: bool,
+) -> sa.Select[Component]:
     q = sa.select(Component)
     if not include_yanked:
         q = q.where(Component.yanked_at.is_(None))
@@ -220,25 +282,40 @@ def list_components(
             q = q.where(Component.namespace.like(_escape_like(prefix) + "%", escape="\\"))
     if group:
         q = q.where(Component.id.in_(sa.select(Membership.component_id).where(Membership.anchor_digest == group)))
-    if cursor is not None:
-        q = q.where(Component.id > cursor)
-    rows = list(session.scalars(q.order_by(Component.id).limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(rows, str(rows[-1].id) if more and rows else None)
-
-
-def list_versions(session: Session, namespace: str, name: str) -> list[Component]:
-    rows = list(
-        session.scalars(
-            sa.select(Component)
-            .where(Component.namespace == namespace, Component.name == name)
-            .order_by(Component.version)
+    if tag:
+        q = q.where(Component.id.in_(sa.select(ComponentTag.component_id).where(ComponentTag.tag == tag.strip())))
+    if text:
+        # A substring anywhere cannot use a b-tree index on either database; this is a
+        # scan of plain columns (no JSON parsing per row), measured in bench/web_bench.py.
+        pattern = "%" + _escape_like(text.strip()) + "%"
+        q = q.where(
+            sa.or_(
+                (Component.namespace + "/" + Component.name).ilike(pattern, escape="\\"),
+                Component.description.ilike(pattern, escape="\\"),
+            )
         )
-    )
-    if not rows:
+    return q
+
+
+def list_versions(
+    session: Session, namespace: str, name: str, *, after: int | None = None, limit: int | None = None
+) -> list[Component]:
+    """Every version, oldest first; ``after``/``limit`` page through them (the web page)."""
+    q = sa.select(Component).where(Component.namespace == namespace, Component.name == name)
+    if after is not None:
+        q = q.where(Component.version > after)
+    if limit is not None:
+        q = q.limit(limit)
+    rows = list(session.scalars(q.order_by(Component.version)))
+    if not rows and after is None:
         raise NotFound(f"no component named {namespace}/{name}")
     return rows
+
+
+def list_aliases(session: Session, namespace: str, name: str) -> list[Alias]:
+    return list(
+        session.scalars(sa.select(Alias).where(Alias.namespace == namespace, Alias.name == name).order_by(Alias.alias))
+    )
 
 
 def set_alias(*, session: Session, namespace: str, name: str, alias: str, version: int) -> Alias:

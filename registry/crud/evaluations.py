@@ -13,6 +13,7 @@ Everything else is ``third-party``: kept, listed and shown as such, never ranked
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session
 from partsbin.parts.metrics import wilson_interval
 from partsbin.registry.crud.tokens import Principal
 from partsbin.registry.db.models import Component, Evaluation, Job, Token
+from partsbin.registry.errors import NotFound
 
 __all__ = [
     "TRUSTED",
@@ -30,6 +32,9 @@ __all__ = [
     "trust_of",
     "chance_level",
     "at_chance",
+    "get_evaluation",
+    "Cell",
+    "best_evaluation_grid",
 ]
 
 TRUSTED = ("admin", "owner", "worker")
@@ -93,14 +98,34 @@ def create_evaluation(
     return row
 
 
+def get_evaluation(session: Session, evaluation_id: int) -> Evaluation:
+    row = session.get(Evaluation, evaluation_id)
+    if row is None:
+        raise NotFound(f"no evaluation {evaluation_id}")
+    return row
+
+
 def list_evaluations(
-    session: Session, *, extractor_id: int | None, head_id: int | None, limit: int = 1000
+    session: Session,
+    *,
+    extractor_id: int | None,
+    head_id: int | None,
+    after: int | None = None,
+    limit: int = 1000,
+    either: bool = False,
 ) -> list[Evaluation]:
+    """Evaluations of a pair, an extractor or a head, oldest first, from after id ``after``.
+    ``either``: of a component on either side (``extractor_id == head_id``)."""
     q = sa.select(Evaluation)
-    if extractor_id is not None:
-        q = q.where(Evaluation.extractor_id == extractor_id)
-    if head_id is not None:
-        q = q.where(Evaluation.head_id == head_id)
+    if either:
+        q = q.where(sa.or_(Evaluation.extractor_id == extractor_id, Evaluation.head_id == head_id))
+    else:
+        if extractor_id is not None:
+            q = q.where(Evaluation.extractor_id == extractor_id)
+        if head_id is not None:
+            q = q.where(Evaluation.head_id == head_id)
+    if after is not None:
+        q = q.where(Evaluation.id > after)
     return list(session.scalars(q.order_by(Evaluation.id).limit(limit)))
 
 
@@ -149,3 +174,50 @@ def best_evaluations(
     ):  # ascending: the last one kept per component is the best
         (trusted if ev.trust in TRUSTED else third)[getattr(ev, other)] = ev
     return trusted, third
+
+
+@dataclass(frozen=True)
+class Cell:
+    """The evaluation that stands for a pair in a matrix: what a heatmap cell shows."""
+
+    id: int
+    value: float
+    samples: int
+    dataset: str
+
+
+def best_evaluation_grid(
+    session: Session, extractor_ids: list[int], head_ids: list[int]
+) -> dict[tuple[int, int], Cell]:
+    """For each measured (extractor, head) pair: the evaluation that ``/compatible`` ranks
+    by (trusted, batch statistics, recombination accuracy, most samples, the latest on a tie).
+
+    Plain columns rather than ORM objects, and no timestamp: a 50 x 50 group page loads
+    2,500 rows, and parsing SQLite's datetime text alone took 25 ms of them (the
+    evaluation's page has its date).
+    """
+    if not extractor_ids or not head_ids:
+        return {}
+    rows = session.execute(
+        sa.select(
+            Evaluation.extractor_id,
+            Evaluation.head_id,
+            Evaluation.id,
+            Evaluation.value,
+            Evaluation.samples,
+            Evaluation.dataset,
+        )
+        .where(
+            Evaluation.extractor_id.in_(extractor_ids),
+            Evaluation.head_id.in_(head_ids),
+            Evaluation.bn_mode == "batch",
+            Evaluation.metric == "recombination_accuracy",
+            # As /compatible ranks: third-party evaluations do not speak for a pair.
+            Evaluation.trust.in_(TRUSTED),
+        )
+        .order_by(Evaluation.samples, Evaluation.id)
+    )
+    grid: dict[tuple[int, int], Cell] = {}
+    for ext, head, eid, value, samples, dataset in rows:  # ascending: the last one kept per pair is the best
+        grid[(ext, head)] = Cell(eid, value, samples, dataset)
+    return grid

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
-from partsbin.registry.db.models import Job, utcnow
+from partsbin.registry.db.models import Job, Worker, utcnow
 from partsbin.registry.errors import Conflict, NotFound
 
 __all__ = [
@@ -32,6 +32,8 @@ __all__ = [
     "release_job",
     "requeue_expired",
     "leased_job",
+    "list_workers",
+    "worker_seen",
 ]
 
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -107,9 +109,40 @@ def requeue_expired(session: Session) -> int:
     return failed + requeued
 
 
+def worker_seen(session: Session, worker: str, job_id: int | None) -> None:
+    """Record that ``worker`` was heard from now (holding ``job_id``): one upsert."""
+    values = {"name": worker, "last_seen_at": utcnow(), "job_id": job_id}
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt = pg_insert(Worker).values(values)
+        session.execute(stmt.on_conflict_do_update(index_elements=[Worker.name], set_=values))
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        lite = sqlite_insert(Worker).values(values)
+        session.execute(lite.on_conflict_do_update(index_elements=[Worker.name], set_=values))
+    else:
+        session.merge(Worker(**values))
+
+
+def _worker_done(session: Session, job: Job) -> None:
+    """The job's worker is heard from, and holds no job any more."""
+    if job.worker:
+        worker_seen(session, job.worker, None)
+
+
+def list_workers(session: Session, *, limit: int = 100) -> list[Worker]:
+    """Workers by when they were last heard from, the most recent first."""
+    return list(session.scalars(sa.select(Worker).order_by(Worker.last_seen_at.desc(), Worker.name).limit(limit)))
+
+
 def claim_job(*, session: Session, worker: str, lease_seconds: float, namespaces: tuple[str, ...] | None) -> Job | None:
     """Take the oldest queued job (in ``namespaces`` unless None), or return None."""
     requeue_expired(session)
+    # A claim is also the idle worker's sign of life (it polls while the queue is empty).
+    worker_seen(session, worker, None)
     session.commit()
     postgres = session.get_bind().dialect.name == "postgresql"
     for _attempt in range(10):
@@ -138,6 +171,8 @@ def claim_job(*, session: Session, worker: str, lease_seconds: float, namespaces
                 error=None,
             ),
         )
+        if taken == 1:
+            worker_seen(session, worker, job_id)
         session.commit()
         if taken == 1:
             return session.get(Job, job_id, populate_existing=True)
@@ -160,6 +195,8 @@ def heartbeat(
 ) -> Job:
     job = _leased(session, job_id, lease_id)
     job.lease_expires_at = utcnow() + timedelta(seconds=lease_seconds)
+    if job.worker:
+        worker_seen(session, job.worker, job.id)
     if progress is not None:
         job.progress = progress
     session.flush()
@@ -174,6 +211,7 @@ def complete_job(*, session: Session, job_id: int, lease_id: str, refs: list[str
     if job.status == "succeeded" and job.lease_id == lease_id:
         return job
     job = leased_job(session, job_id, lease_id)
+    _worker_done(session, job)
     job.status, job.result_refs, job.finished_at, job.lease_expires_at = "succeeded", refs, utcnow(), None
     session.flush()
     return job
@@ -186,6 +224,7 @@ def fail_job(*, session: Session, job_id: int, lease_id: str, error: str, retry:
     if job.status in ("failed", "cancelled") and job.lease_id == lease_id:
         return job
     job = leased_job(session, job_id, lease_id)
+    _worker_done(session, job)
     job.error, job.lease_expires_at = error, None
     if job.cancel_requested:
         job.status, job.finished_at = "cancelled", utcnow()
@@ -200,6 +239,7 @@ def fail_job(*, session: Session, job_id: int, lease_id: str, error: str, retry:
 def release_job(*, session: Session, job_id: int, lease_id: str) -> Job:
     """A worker shutting down hands its job back; the attempt does not count."""
     job = _leased(session, job_id, lease_id)
+    _worker_done(session, job)
     job.status, job.lease_id, job.lease_expires_at, job.worker = "queued", None, None, None
     job.attempts = max(0, job.attempts - 1)
     session.flush()

@@ -8,7 +8,20 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["Base", "Token", "Component", "Membership", "Group", "Alias", "Job", "Evaluation", "utcnow"]
+__all__ = [
+    "Base",
+    "Token",
+    "Component",
+    "ComponentTag",
+    "LineageEdge",
+    "Membership",
+    "Group",
+    "Alias",
+    "Job",
+    "Worker",
+    "Evaluation",
+    "utcnow",
+]
 
 
 def utcnow() -> datetime:
@@ -84,12 +97,17 @@ class Component(Base):
     # NULL means the head pools globally and accepts any spatial size.
     junction_spatial: Mapped[int | None]
     dataset: Mapped[str | None] = mapped_column(sa.String(200), index=True)
-    created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
+    # Copied from the card for text search (``?q=``): a column, not a JSON extraction
+    # per row at query time.
+    description: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     published_by: Mapped[int | None] = mapped_column(sa.ForeignKey("tokens.id", ondelete="SET NULL"))
     yanked_at: Mapped[datetime | None] = mapped_column(Timestamp())
     yank_reason: Mapped[str | None] = mapped_column(sa.Text)
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="component", cascade="all, delete-orphan")
+    tags: Mapped[list[ComponentTag]] = relationship(cascade="all, delete-orphan")
+    lineage: Mapped[list[LineageEdge]] = relationship(cascade="all, delete-orphan")
 
     @property
     def full_name(self) -> str:
@@ -98,6 +116,34 @@ class Component(Base):
     @property
     def ref(self) -> str:
         return f"{self.namespace}/{self.name}@{self.version}"
+
+
+class ComponentTag(Base):
+    """The card's free tags, one row each: ``?tag=`` is an index lookup on both databases."""
+
+    __tablename__ = "component_tags"
+    __table_args__ = (sa.Index("ix_component_tags_tag", "tag", "component_id"),)
+
+    component_id: Mapped[int] = mapped_column(sa.ForeignKey("components.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+
+
+class LineageEdge(Base):
+    """A lineage edge the card of ``component_id`` names (``partsbin.parts.lineage``).
+
+    ``target`` is the card's value as written; ``target_digest`` is what it named when
+    the component was published (a ref resolved then; NULL for a job, or a ref this
+    registry did not hold). "What came from X" is then one index lookup by X's digest,
+    rather than a scan of every card (bench/web_bench.py measures both).
+    """
+
+    __tablename__ = "lineage_edges"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    component_id: Mapped[int] = mapped_column(sa.ForeignKey("components.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    target: Mapped[str] = mapped_column(sa.Text)
+    target_digest: Mapped[str | None] = mapped_column(sa.String(64), index=True)
 
 
 class Group(Base):
@@ -173,6 +219,17 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(Timestamp())
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp())
+
+
+class Worker(Base):
+    """When each worker was last heard from (a claim, even an empty one, or a heartbeat):
+    the registry's view of which workers are alive, for ``/metrics`` and the jobs page."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    last_seen_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    job_id: Mapped[int | None] = mapped_column(sa.ForeignKey("jobs.id", ondelete="SET NULL"))
 
 
 class Evaluation(Base):

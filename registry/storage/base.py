@@ -62,6 +62,9 @@ class BlobStorage(Protocol):
 
     def delete(self, digest: str) -> None: ...
 
+    def check(self) -> None:
+        """Raise StorageError unless the backend can be reached and written (``/readyz``)."""
+
     def open_range(self, digest: str, start: int, end: int) -> BlobReader:
         """A reader of bytes ``start`` to ``end`` inclusive, opened now (StorageError if it cannot be)."""
 

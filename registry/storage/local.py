@@ -77,6 +77,15 @@ class LocalStorage:
     def delete(self, digest: str) -> None:
         self._path(digest).unlink(missing_ok=True)
 
+    def check(self) -> None:
+        # The folder appears with the first blob: until then its nearest existing
+        # parent must be a folder this process may write in.
+        probe = self.root
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+            raise StorageError(f"cannot write blobs under {self.root}: {probe} is not a writable folder")
+
     def open_range(self, digest: str, start: int, end: int) -> BlobReader:
         try:
             return _RangeReader(self._path(digest), start, end)

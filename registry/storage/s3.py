@@ -56,6 +56,12 @@ class S3Storage:
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(f"could not delete blob in s3://{self.bucket}: {exc}") from exc
 
+    def check(self) -> None:
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"cannot reach bucket s3://{self.bucket}: {exc}") from exc
+
     def open_range(self, digest: str, start: int, end: int) -> BlobReader:
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=self._key(digest), Range=f"bytes={start}-{end}")

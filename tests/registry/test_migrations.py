@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
@@ -141,4 +143,45 @@ def test_existing_evaluations_get_their_trust_from_the_token_that_posted_them(tm
     with engine.connect() as conn:
         got = dict(conn.execute(sa.text("SELECT id, trust FROM evaluations")).all())
     assert got == {eid: case[3] for eid, case in cases.items()}
+    engine.dispose()
+
+
+def test_tags_search_text_and_lineage_are_backfilled_from_existing_cards(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    upgrade(engine, "e492888ad5cf")
+    cards = {
+        1: {"description": "the initial weights", "tags": ["iiw"]},
+        2: {"description": "Adapted Extractor", "tags": ["a", " a ", "x" * 101], "compat": {"init": "lab/init"}},
+        3: {"provenance": {"adapted_from": "sha256:" + "22" * 32, "job": "7"}, "compat": {"sibling": "lab/gone@4"}},
+    }
+    with engine.begin() as conn:
+        for cid, card in cards.items():
+            conn.execute(
+                sa.text(
+                    "INSERT INTO components (id, namespace, name, version, role, arch_name, digest, size, card, "
+                    "junction_channels, created_at) VALUES (:id, 'lab', :name, 1, 'extractor', 'resnet_cifar', :d, 1, "
+                    ":card, 16, '2026-11-22 00:00:00+00:00')"
+                ),
+                {
+                    "id": cid,
+                    "name": ["init", "adapted", "third"][cid - 1],
+                    "d": f"{cid}{cid}" * 32,
+                    "card": json.dumps(card),
+                },
+            )
+    upgrade(engine)
+    with engine.connect() as conn:
+        descriptions = dict(conn.execute(sa.text("SELECT id, description FROM components")).all())
+        tags = conn.execute(sa.text("SELECT component_id, tag FROM component_tags ORDER BY 1, 2")).all()
+        edges = conn.execute(
+            sa.text("SELECT component_id, kind, target, target_digest FROM lineage_edges ORDER BY 1, 2")
+        ).all()
+    assert descriptions == {1: "the initial weights", 2: "Adapted Extractor", 3: ""}
+    assert tags == [(1, "iiw"), (2, "a")]  # stripped, once, and the unindexable long tag left out
+    assert edges == [
+        (2, "init", "lab/init", "11" * 32),  # "lab/init" as it was when component 2 was published
+        (3, "adapted_from", "sha256:" + "22" * 32, "22" * 32),
+        (3, "job", "7", None),
+        (3, "sibling", "lab/gone@4", None),  # a ref this registry does not hold
+    ]
     engine.dispose()

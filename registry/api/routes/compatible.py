@@ -15,7 +15,7 @@ from partsbin.registry.api.responses import errors
 from partsbin.registry.api.schemas import CompatibleItem, CompatiblePage, ComponentOut, Reason
 from partsbin.registry.crud.compatible import compatible_with, target_anchors
 from partsbin.registry.crud.components import resolve_ref
-from partsbin.registry.db.models import Evaluation
+from partsbin.registry.db.models import Component, Evaluation
 from partsbin.registry.errors import APIError, InvalidRequest
 
 router = APIRouter(tags=["compatibility"])
@@ -66,44 +66,57 @@ def _page(factory: sessionmaker[Session], ref: Ref, *, want_extractors: bool, cu
             raise InvalidRequest(f"{target.ref} is an extractor; ask with ?extractor=")
         if not want_extractors and target.role != "extractor":
             raise InvalidRequest(f"{target.ref} is a {target.role}; ask with ?head=")
-        refs = target_anchors(session, target)
-        matches, next_cursor = compatible_with(session, target, cursor=cursor, limit=limit, anchors=list(refs))
-        items = []
-        for m in matches:
-            reasons = []
-            ev = m.evaluation
-            if ev is not None:
-                reasons.append(_measured(ev, "measured", at_chance=m.at_chance))
-            reasons += [
-                Reason(
-                    kind="declared",
-                    detail="trained against the same frozen aux head",
-                    anchor=f"sha256:{a}",
-                    anchor_ref=refs.get(a),
-                )
-                for a in m.anchors
-            ]
-            if m.third_party is not None:
-                reasons.append(_measured(m.third_party, "third-party"))
-            status: Literal["measured", "declared, unmeasured", "measured: not compatible"] = (
-                "declared, unmeasured" if ev is None else ("measured: not compatible" if m.at_chance else "measured")
+        return compatible_page(session, target, cursor=cursor, limit=limit).model_dump_json().encode()
+
+
+def compatible_page(session: Session, target: Component, *, cursor: str | None, limit: int) -> CompatiblePage:
+    """One page of what recombines with ``target``, each with its reasons: the API's
+    answer, and what the component's web page lists."""
+    refs = target_anchors(session, target)
+    matches, next_cursor = compatible_with(session, target, cursor=cursor, limit=limit, anchors=list(refs))
+    items = []
+    for m in matches:
+        reasons = []
+        ev = m.evaluation
+        if ev is not None:
+            reasons.append(_measured(ev, "measured", at_chance=m.at_chance))
+        reasons += [
+            Reason(kind="declared", detail=_declared(m.component), anchor=f"sha256:{a}", anchor_ref=refs.get(a))
+            for a in m.anchors
+        ]
+        if m.third_party is not None:
+            reasons.append(_measured(m.third_party, "third-party"))
+        status: Literal["measured", "declared, unmeasured", "measured: not compatible"] = (
+            "declared, unmeasured" if ev is None else ("measured: not compatible" if m.at_chance else "measured")
+        )
+        items.append(
+            CompatibleItem(
+                component=ComponentOut.of(m.component),
+                role=m.component.role,
+                reasons=reasons,
+                status=status,
+                measured_accuracy=ev.value if ev is not None else None,
+                evaluation_id=ev.id if ev is not None else None,
             )
-            items.append(
-                CompatibleItem(
-                    component=ComponentOut.of(m.component),
-                    role=m.component.role,
-                    reasons=reasons,
-                    status=status,
-                    measured_accuracy=ev.value if ev is not None else None,
-                )
-            )
-        return CompatiblePage(query=target.ref, items=items, next_cursor=next_cursor).model_dump_json().encode()
+        )
+    return CompatiblePage(query=target.ref, items=items, next_cursor=next_cursor)
+
+
+def _declared(component: Component) -> str:
+    """Why a shared anchor makes two parts compatible, in the words of how they were trained:
+    a joint run learnt the aux head together; an incremental one trained against it frozen."""
+    scheme = (component.card.get("compat") or {}).get("scheme")
+    if scheme == "joint":
+        return "trained jointly with the same aux head"
+    if scheme == "incremental":
+        return "trained against the same aux head, frozen"
+    return "trained with the same aux head"
 
 
 def _measured(ev: Evaluation, kind: Literal["measured", "third-party"], at_chance: bool = False) -> Reason:
-    detail = (
-        f"recombination accuracy {ev.value:.1%} on {ev.samples} images of {ev.dataset} (BatchNorm: batch statistics)"
-    )
+    # The extractor and head of one network measure its own task, not a recombination.
+    what = "own-task accuracy" if (ev.details or {}).get("own_task") else "recombination accuracy"
+    detail = f"{what} {ev.value:.1%} on {ev.samples} images of {ev.dataset} (BatchNorm: batch statistics)"
     if at_chance:
         detail += ": at chance level (its 95% interval reaches chance), so not compatible"
     if kind == "third-party":

@@ -146,6 +146,10 @@ def list_components(
     dataset: str | None = None,
     namespace: str | None = None,
     prefix: Annotated[str | None, Query(description="prefix of 'namespace/name'")] = None,
+    tag: Annotated[str | None, Query(description="one of the card's tags")] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="text in 'namespace/name' or the description (any case)")
+    ] = None,
     include_yanked: bool = False,
     cursor: IdCursor = None,
     limit: Limit = None,
@@ -158,6 +162,8 @@ def list_components(
         dataset=dataset,
         namespace=namespace,
         prefix=prefix,
+        tag=tag,
+        q=q,
         include_yanked=include_yanked,
         cursor=cursor,
         limit=limit or settings.page_size,

@@ -12,10 +12,11 @@ from pydantic import BaseModel, Field
 from partsbin.parts.jsonlimits import JsonObject
 from partsbin.parts.names import INT64_MAX, InvalidName, parse_ref
 from partsbin.registry.api.deps import PrincipalDep, ReadSessionDep, SessionDep, require_token
+from partsbin.registry.api.params import IdPath
 from partsbin.registry.api.responses import errors
 from partsbin.registry.api.schemas import Body
 from partsbin.registry.crud.components import resolve_ref
-from partsbin.registry.crud.evaluations import create_evaluation, list_evaluations, trust_of
+from partsbin.registry.crud.evaluations import create_evaluation, get_evaluation, list_evaluations, trust_of
 from partsbin.registry.crud.jobs import leased_job
 from partsbin.registry.db.models import Component, Evaluation
 from partsbin.registry.errors import APIError, Forbidden, InvalidRequest
@@ -158,3 +159,12 @@ def get(
         )
     }
     return [_out(r, comps[r.extractor_id], comps[r.head_id]) for r in rows]
+
+
+@router.get("/{evaluation_id:id}", response_model=EvaluationOut, summary="One evaluation", responses=errors(404))
+def get_one(evaluation_id: IdPath, session: ReadSessionDep) -> EvaluationOut:
+    ev = get_evaluation(session, evaluation_id)
+    comps = {
+        c.id: c for c in session.scalars(sa.select(Component).where(Component.id.in_({ev.extractor_id, ev.head_id})))
+    }
+    return _out(ev, comps[ev.extractor_id], comps[ev.head_id])

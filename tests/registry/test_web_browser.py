@@ -1,0 +1,125 @@
+"""The web pages in a real browser (Debian's headless Chromium through Selenium) over the
+real server: list -> component -> group heatmap -> evaluation, checking what a person
+sees, and writing one screenshot per page to docs/screenshots/ (shown in the README)."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+from selenium.webdriver.common.by import By
+
+from tests.registry.zoo import build_zoo
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+@pytest.fixture
+def zoo(live, http, tmp_path):
+    return build_zoo(http, live.token("admin"), tmp_path)
+
+
+def _shoot(browser, name: str) -> None:
+    """The whole page, beyond the window (Chrome DevTools' screenshot)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shot = browser.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
+    (SCREENSHOTS / f"{name}.png").write_bytes(base64.b64decode(shot["data"]))
+
+
+def _text(element) -> str:  # type: ignore[no-untyped-def]
+    return element.get_attribute("textContent")
+
+
+def test_list_component_group_heatmap_evaluation(browser, live, zoo):
+    browser.delete_all_cookies()
+    browser.get(live.url + "/")
+    assert browser.title == "Components · partsbin"
+    rows = browser.find_elements(By.CSS_SELECTOR, "#components tbody tr")
+    assert len(rows) == 8
+    row = next(r for r in rows if r.find_element(By.CSS_SELECTOR, "td a").text == "lab/a-extractor@1")
+    cells = [td.text for td in row.find_elements(By.TAG_NAME, "td")]
+    assert cells[1:5] == ["extractor", "resnet_cifar", f"{zoo.ext['a']['size'] / 1000:.1f} kB", "97.4%"]
+    _shoot(browser, "components")
+
+    # Search from the form, as a person would.
+    box = browser.find_element(By.CSS_SELECTOR, "input[name=q]")
+    box.send_keys("task b")
+    box.submit()
+    assert [a.text for a in browser.find_elements(By.CSS_SELECTOR, "#components tbody td:first-child > a")] == [
+        "lab/b-extractor@1",
+        "lab/b-head@1",
+    ]
+    browser.get(live.url + "/")
+
+    browser.find_element(By.LINK_TEXT, "lab/a-extractor@1").click()
+    assert browser.find_element(By.TAG_NAME, "h1").text.startswith("lab/a-extractor @1")
+    assert browser.find_element(By.ID, "description").text == "feature extractor of task a"
+    assert browser.find_element(By.ID, "junction").text == "8 channels, spatial 8"
+    assert 'registry.assemble("lab/a-extractor@1", "lab/a-head@1")' in browser.find_element(By.ID, "snippet-code").text
+    compatible = browser.find_elements(By.CSS_SELECTOR, "#compatible tbody tr")
+    assert [r.find_element(By.CSS_SELECTOR, "td").text for r in compatible] == [
+        "lab/a-head@1",
+        "lab/b-head@1",
+        "lab/c-head@1",
+        "lab/rp@1",
+    ]
+    assert compatible[1].find_elements(By.TAG_NAME, "td")[3].text == "71.0%"
+    assert "measured: recombination accuracy 71.0% on 500 images" in compatible[1].text
+    assert compatible[3].find_elements(By.TAG_NAME, "td")[2].text == "declared, unmeasured"
+    came_from_it = browser.find_element(By.ID, "came-from-it").text
+    assert "lab/a-adapted-extractor@1 (adapted from)" in came_from_it
+    assert f"produced by job: job {zoo.job_id}" in browser.find_element(By.ID, "came-from").text
+    assert browser.find_elements(By.CSS_SELECTOR, "#lineage svg.lineage a.node")
+    _shoot(browser, "component")
+
+    browser.find_element(By.CSS_SELECTOR, "#card a[href^='/ui/groups/']").click()
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Group of lab/rp@1"
+    pair = '[data-extractor="lab/a-extractor@1"][data-head="lab/b-head@1"]'
+    cell = browser.find_element(By.CSS_SELECTOR, f"svg.heatmap a.cell{pair}")
+    assert _text(cell.find_element(By.TAG_NAME, "text")) == "71"
+    assert "71.0% on 500 images of digits-a:test" in _text(cell.find_element(By.TAG_NAME, "title"))
+    empty = browser.find_element(
+        By.CSS_SELECTOR, 'svg.heatmap g.cell.not-measured[data-extractor="lab/c-extractor@1"][data-head="lab/a-head@1"]'
+    )
+    assert _text(empty.find_element(By.TAG_NAME, "title")).endswith("not measured")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "svg.heatmap .cell")) == 12
+    _shoot(browser, "group")
+
+    cell.click()
+    assert browser.find_element(By.TAG_NAME, "h1").text == f"Evaluation {zoo.evaluations[('a', 'b')]['id']}"
+    table = browser.find_element(By.ID, "evaluation").text
+    assert "digits-a:test" in table and "500 images" in table and "batch statistics" in table
+    assert browser.find_element(By.ID, "ci95").text == "66.9% – 74.8% (Wilson score, 500 images)"
+    _shoot(browser, "evaluation")
+
+    browser.find_element(By.LINK_TEXT, "Jobs").click()
+    job_row = browser.find_element(By.CSS_SELECTOR, "#jobs tbody tr")
+    assert "succeeded" in job_row.text and "lab/a-extractor@1" in job_row.text
+    assert "gpu-box-1" in browser.find_element(By.ID, "workers").text
+    _shoot(browser, "jobs")
+
+
+def test_sign_in_with_a_token_when_anonymous_reads_are_off(browser, make_registry):
+    live = make_registry(anonymous_read=False)
+    token = live.token("read")
+    browser.delete_all_cookies()
+    browser.get(live.url + "/ui/jobs")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Sign in"
+    assert "needs a token" in browser.find_element(By.ID, "message").text
+    _shoot(browser, "sign-in")
+    field = browser.find_element(By.ID, "token")
+    field.send_keys("pb_not-a-token")
+    field.submit()
+    assert "unknown, revoked or expired" in browser.find_element(By.ID, "message").text
+    field = browser.find_element(By.ID, "token")
+    field.send_keys(token)
+    field.submit()
+    # Back where the reader was going, signed in; the cookie is out of scripts' reach.
+    assert browser.current_url == live.url + "/ui/jobs"
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Jobs"
+    assert browser.execute_script("return document.cookie") == ""
+    assert "(read)" in browser.find_element(By.CSS_SELECTOR, "header .who").text
+    browser.find_element(By.CSS_SELECTOR, "header .who button").click()
+    browser.get(live.url + "/")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Sign in"
