@@ -45,8 +45,13 @@ class JobsAPI:
             json={"lease_id": lease_id, "lease_seconds": lease_seconds, "progress": progress},
         )
 
-    def complete(self, job_id: int, lease_id: str, refs: builtins.list[str]) -> dict[str, Any]:
-        return self._r._send("POST", f"/jobs/{job_id}/complete", json={"lease_id": lease_id, "refs": refs})
+    def complete(
+        self, job_id: int, lease_id: str, refs: builtins.list[str], progress: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"lease_id": lease_id, "refs": refs}
+        if progress is not None:
+            body["progress"] = progress
+        return self._r._send("POST", f"/jobs/{job_id}/complete", json=body)
 
     def fail(self, job_id: int, lease_id: str, error: str, retry: bool = False) -> dict[str, Any]:
         return self._r._send(

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from partsbin.client._http import with_retries
-from partsbin.client.errors import Conflict, ConnectionFailed, RegistryError, ServerError
+from partsbin.client.errors import Conflict, ConnectionFailed, RegistryError, ServerError, Unauthorized
 from partsbin.parts.data import DataMissing
 from partsbin.parts.job_specs import parse_job_spec
 from partsbin.trainer.engine import Progress, StopRequested
@@ -42,6 +42,26 @@ _MIN_RETRY_SECONDS = 10.0
 def _event(event: str, **fields: Any) -> None:
     """One JSON object per line: easy to grep, and to ship to a log store."""
     log.info(json.dumps({"event": event, **fields}, default=str))
+
+
+def final_progress(last: dict[str, Any] | None, metrics: dict[str, Any]) -> dict[str, Any]:
+    """Where a finished job ended: its last step and loss, and each task's own-task
+    accuracy (what `partsbin jobs show` prints for a finished job)."""
+    out = {**(last or {}), "final": True}
+    train = metrics.get("train")
+    if isinstance(train, dict):
+        if "steps" in train:
+            out["step"] = out["total"] = train["steps"]
+        if train.get("final_loss") is not None:
+            out["loss"] = train["final_loss"]
+        if train.get("images_per_s"):
+            out["images_per_s"] = train["images_per_s"]
+    accuracy = {
+        name: m["own_task_accuracy"] for name, m in metrics.items() if isinstance(m, dict) and "own_task_accuracy" in m
+    }
+    if accuracy:
+        out["accuracy"] = accuracy
+    return json.loads(json.dumps(out, default=str))
 
 
 class Worker:
@@ -69,6 +89,10 @@ class Worker:
             try:
                 # Not retried here: a claim whose answer was lost would hold a second job.
                 job = with_retries(lambda: self.registry.jobs.claim(self.name, self.lease_seconds), attempts=1)
+            except Unauthorized as exc:
+                # A bad or revoked token, or one that may not work on jobs: not transient.
+                _event("worker.unauthorized", worker=self.name, error=str(exc))
+                raise
             except (ConnectionFailed, RegistryError) as exc:
                 _event("worker.claim_failed", worker=self.name, error=str(exc))
                 self.stop.wait(self.poll_seconds)
@@ -160,8 +184,9 @@ class Worker:
         finally:
             beating.set()
             thread.join()
+        final = final_progress(state["progress"], result.metrics)
         finish(
-            lambda: self.registry.jobs.complete(job_id, lease, result.refs),
+            lambda: self.registry.jobs.complete(job_id, lease, result.refs, final),
             "job.succeeded",
             refs=result.refs,
             metrics=result.metrics,

@@ -203,7 +203,9 @@ def heartbeat(
     return job
 
 
-def complete_job(*, session: Session, job_id: int, lease_id: str, refs: list[str]) -> Job:
+def complete_job(
+    *, session: Session, job_id: int, lease_id: str, refs: list[str], progress: dict[str, Any] | None = None
+) -> Job:
     """Idempotent: a worker whose first call went through but whose answer was lost (a
     network blip) repeats it and gets the same answer, instead of a conflict, and the
     job is not trained again. A finished job keeps the id of the lease that finished it."""
@@ -213,6 +215,9 @@ def complete_job(*, session: Session, job_id: int, lease_id: str, refs: list[str
     job = leased_job(session, job_id, lease_id)
     _worker_done(session, job)
     job.status, job.result_refs, job.finished_at, job.lease_expires_at = "succeeded", refs, utcnow(), None
+    if progress is not None:
+        # A finished job shows where it ended, not its last heartbeat (which can be steps behind).
+        job.progress = progress
     session.flush()
     return job
 

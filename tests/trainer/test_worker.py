@@ -139,3 +139,35 @@ def test_job_kinds(live, client_for):
     with pytest.raises(InvalidUpload, match="unknown job kind 'paint'"):
         reg.jobs.submit({**spec, "kind": "paint"})
     assert reg.jobs.submit({**spec, "kind": "train"})["spec"]["kind"] == "train"
+
+
+def test_finished_jobs_show_where_they_ended_and_bad_tokens_stop_the_worker(live, client_for):
+    import os
+    import subprocess
+    import sys
+
+    admin = client_for(live, live.token("admin"))
+    job_id = admin.jobs.submit(tiny_spec("shown"))["id"]
+    _run_workers(client_for, live, live.token("publish", ["jobs"]), 1)
+    job = admin.jobs.get(job_id)
+    assert job["status"] == "succeeded"
+    p = job["progress"]
+    assert p["final"] and p["step"] == p["total"] == 2 and 0 <= p["accuracy"]["a"] <= 1
+    env = {**os.environ, "PARTSBIN_URL": live.url, "PARTSBIN_TOKEN": live.token("admin")}
+    shown = subprocess.run(
+        [sys.executable, "-m", "partsbin", "jobs", "show", str(job_id)], capture_output=True, text=True, env=env
+    )
+    assert "final: step 2/2" in shown.stdout and "task a: own-task accuracy" in shown.stdout, shown.stdout
+    # A worker whose token is refused stops with the message instead of retrying forever.
+    started = time.monotonic()
+    bad = subprocess.run(
+        [sys.executable, "-m", "partsbin", "worker", "--once", "--poll", "0.1"],
+        capture_output=True,
+        text=True,
+        env={**env, "PARTSBIN_TOKEN": "pb_not-a-token"},
+        timeout=60,
+    )
+    assert bad.returncode == 1 and "unknown, revoked or expired" in bad.stderr, bad.stderr
+    assert time.monotonic() - started < 30
+    # One format per stream: the worker's lines are JSON objects, no httpx lines among them.
+    assert all(line.startswith(("{", "error:")) for line in bad.stderr.splitlines() if line.strip()), bad.stderr

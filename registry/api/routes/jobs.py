@@ -78,6 +78,10 @@ class HeartbeatIn(Body):
 class CompleteIn(Body):
     lease_id: LeaseId
     refs: list[Annotated[str, Field(max_length=300)]] = Field(default_factory=list, max_length=1000)
+    progress: JsonObject | None = Field(
+        default=None,
+        description="the final progress (last step, loss, each task's accuracy); replaces the last heartbeat's",
+    )
 
 
 class FailIn(Body):
@@ -189,7 +193,9 @@ def beat(job_id: IdPath, body: HeartbeatIn, session: SessionDep, principal: Prin
 )
 def complete(job_id: IdPath, body: CompleteIn, session: SessionDep, principal: PrincipalDep) -> JobOut:
     _worker_scope(principal)
-    job = crud.complete_job(session=session, job_id=job_id, lease_id=body.lease_id, refs=body.refs)
+    job = crud.complete_job(
+        session=session, job_id=job_id, lease_id=body.lease_id, refs=body.refs, progress=body.progress
+    )
     session.commit()
     return JobOut.of(job)
 
