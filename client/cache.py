@@ -89,6 +89,29 @@ class Cache:
         digest = path.read_text(errors="replace").strip()
         return digest if _HEX.fullmatch(digest) and self.has(digest) else None
 
+    def _resolution_path(self, ref: Ref) -> Path | None:
+        # Beside the exact versions (files named by number): "latest", "alias-NAME".
+        ns, name = validate_part(ref.namespace, "namespace"), validate_part(ref.name, "name")
+        if ref.kind == "latest":
+            return self.root / "refs" / ns / name / "latest"
+        if ref.kind == "alias" and ref.alias:
+            return self.root / "refs" / ns / name / f"alias-{validate_part(ref.alias, 'alias')}"
+        return None
+
+    def remember_resolution(self, ref: Ref, digest: str) -> None:
+        """What a mutable ref (``ns/name``, an alias) resolved to last, for offline use."""
+        path = self._resolution_path(ref)
+        if path is not None:
+            _write_atomic(path, _hex(digest))
+
+    def last_resolved(self, ref: Ref) -> str | None:
+        """The digest a mutable ref resolved to when last asked online, if cached."""
+        path = self._resolution_path(ref)
+        if path is None or not path.is_file():
+            return None
+        digest = path.read_text(errors="replace").strip()
+        return digest if _HEX.fullmatch(digest) and self.has(digest) else None
+
     def remember(self, ref: Ref, digest: str) -> None:
         path = self._ref_path(ref)
         if path is not None:

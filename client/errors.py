@@ -10,6 +10,7 @@ errors also inherit the built-in that fits, so ``except LookupError`` works too:
     ├── InvalidFile         (also ValueError)        a file that is not a safetensors component (a PyTorch pickle, ...)
     ├── MissingFile         (also FileNotFoundError) a local file or folder that is not there
     ├── NotCached           (also LookupError)       offline (PARTSBIN_OFFLINE=1) and not in the cache
+    ├── OfflineMode         (also ConnectionError)   offline, and the call needs the registry
     ├── RegistryError                                the registry answered with an error
     │   ├── ComponentNotFound  (also LookupError)      404 not_found
     │   ├── Unauthorized       (also PermissionError)  401 / 403
@@ -34,6 +35,7 @@ __all__ = [
     "InvalidFile",
     "MissingFile",
     "NotCached",
+    "OfflineMode",
     "RegistryError",
     "ComponentNotFound",
     "Unauthorized",
@@ -63,6 +65,10 @@ class MissingFile(PartsbinError, FileNotFoundError):
 
 
 class NotCached(PartsbinError, LookupError):
+    pass
+
+
+class OfflineMode(PartsbinError, ConnectionError):
     pass
 
 

@@ -20,7 +20,16 @@ from partsbin import __version__
 from partsbin.client._http import raise_for_status, with_retries
 from partsbin.client.cache import Cache
 from partsbin.client.credentials import stored_token
-from partsbin.client.errors import InvalidCard, InvalidFile, MissingFile, RegistryError, Unauthorized, UsageError
+from partsbin.client.errors import (
+    InvalidCard,
+    InvalidFile,
+    MissingFile,
+    NotCached,
+    OfflineMode,
+    RegistryError,
+    Unauthorized,
+    UsageError,
+)
 from partsbin.client.jobs import JobsAPI
 from partsbin.client.progress import progress_bar
 from partsbin.parts.card import CARD_METADATA_KEY, REGISTRY_FIELDS, Card
@@ -142,6 +151,7 @@ class Registry:
         cache_dir: str | Path | None = None,
         timeout: float = 60.0,
         progress: bool = False,
+        offline: bool | None = None,
     ) -> None:
         self.url = (url or os.environ.get("PARTSBIN_URL") or DEFAULT_URL).rstrip("/")
         if token is None:
@@ -149,13 +159,31 @@ class Registry:
         headers = {"User-Agent": f"partsbin/{__version__}"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=httpx.Timeout(timeout, connect=10.0))
+        #: ``PARTSBIN_OFFLINE=1`` (like ``HF_HUB_OFFLINE``): ``pull`` and ``assemble`` are served
+        #: from the cache, and nothing else reaches the registry.
+        self.offline = (
+            offline if offline is not None else os.environ.get("PARTSBIN_OFFLINE", "").lower() in ("1", "true", "yes")
+        )
+        self._http = httpx.Client(
+            base_url=self.url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=10.0),
+            event_hooks={"request": [self._refuse_when_offline]},
+        )
         self.cache = Cache(Path(cache_dir) if cache_dir else None)
         self.progress = progress
         self.jobs = JobsAPI(self)
 
     def close(self) -> None:
         self._http.close()
+
+    def _refuse_when_offline(self, request: httpx.Request) -> None:
+        # One place for every request the client makes: offline, none leaves the machine.
+        if self.offline:
+            raise OfflineMode(
+                f"offline (PARTSBIN_OFFLINE=1): {request.method} {request.url.path} needs the registry at {self.url}; "
+                "pull and assemble work from the cache"
+            )
 
     def __enter__(self) -> Registry:
         return self
@@ -269,11 +297,21 @@ class Registry:
         version or digest already cached needs no request at all."""
         parsed = parse_ref(ref)
         cached = self.cache.lookup(parsed)
+        if cached is None and self.offline:
+            cached = self.cache.last_resolved(parsed)
         comp = self._cached_component(cached) if cached else None
         if comp is None:
+            if self.offline:
+                raise NotCached(
+                    f"{ref} is not in the cache at {self.cache.root}, and PARTSBIN_OFFLINE=1 forbids asking the registry: "
+                    f"pull it once while online (`partsbin pull {ref}`)"
+                )
             comp = self.info(ref)
             _check_answers(parsed, comp)
             self.cache.save_meta(comp.hex, comp.raw)
+            if not parsed.immutable:
+                # What `ns/name` or an alias meant last time: the answer offline.
+                self.cache.remember_resolution(parsed, comp.hex)
         if not self.cache.has(comp.hex):
             with_retries(lambda: self._download(comp))
         self.cache.remember(

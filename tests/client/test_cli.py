@@ -315,3 +315,30 @@ def test_python_errors_are_partsbin_errors(live, client_for, tmp_path):
         assert issubclass(cls, PartsbinError)
     comp = reg.push(network(0).extractor(), extractor_card("lab/e"))
     assert len(repr(comp)) < 200 and "lab/e@1" in repr(comp)
+
+
+def test_offline_mode_serves_from_the_cache(live, client_for, monkeypatch):
+    from partsbin import NotCached, OfflineMode, Registry
+
+    reg = client_for(live, live.token("admin"))
+    net = network(0)
+    ext = reg.push(net.extractor(), extractor_card("lab/ext"))
+    head = reg.push(net.head(), head_card("lab/head"))
+    reg.set_alias("lab/head", "stable", 1)
+    for ref in (ext.ref, "lab/head", "lab/head:stable"):
+        reg.pull(ref)
+    # Offline, and pointed at a port where nothing listens: nothing may need the network.
+    with Registry(url="http://127.0.0.1:9", offline=True) as offline:
+        assert offline.pull(ext.ref).path == reg.pull(ext.ref).path
+        assert offline.pull("lab/head").digest == head.digest  # what `latest` meant when last asked
+        assert offline.pull("lab/head:stable").digest == head.digest
+        assert offline.assemble(ext.ref, "lab/head")(torch.rand(4, 1, 16, 16)).shape == (4, 3)
+        with pytest.raises(NotCached, match="pull it once while online"):
+            offline.pull("lab/never-pulled")
+        with pytest.raises(OfflineMode, match="PARTSBIN_OFFLINE"):
+            offline.list()
+    monkeypatch.setenv("PARTSBIN_OFFLINE", "1")
+    monkeypatch.setenv("PARTSBIN_URL", "http://127.0.0.1:9")
+    assert cli("pull", "lab/head:stable").returncode == 0
+    assert "PARTSBIN_OFFLINE" in short(cli("ls"))
+    assert "not in the cache" in short(cli("pull", "lab/other"))
