@@ -20,6 +20,7 @@ from partsbin import __version__
 from partsbin.client._http import raise_for_status, with_retries
 from partsbin.client.cache import Cache
 from partsbin.client.credentials import stored_token
+from partsbin.client.direct import DIRECT_THRESHOLD, push_direct
 from partsbin.client.errors import (
     InvalidCard,
     InvalidFile,
@@ -152,6 +153,7 @@ class Registry:
         timeout: float = 60.0,
         progress: bool = False,
         offline: bool | None = None,
+        direct: bool | None = None,
     ) -> None:
         self.url = (url or os.environ.get("PARTSBIN_URL") or DEFAULT_URL).rstrip("/")
         if token is None:
@@ -171,6 +173,9 @@ class Registry:
             event_hooks={"request": [self._refuse_when_offline]},
         )
         self.cache = Cache(Path(cache_dir) if cache_dir else None)
+        #: Move large files straight to and from the registry's S3 bucket when it offers
+        #: that (None: find out on the first push); False: always through the registry.
+        self.direct = direct
         self.progress = progress
         self.jobs = JobsAPI(self)
 
@@ -246,6 +251,11 @@ class Registry:
             label = f"push {card_model.name if card_model else path.name}"
             size = path.stat().st_size
             with progress_bar(self.progress, size, label) as advance:
+                response = None
+                if size >= DIRECT_THRESHOLD and self.direct is not False:
+                    # With S3 storage the bytes go straight to the bucket, not through the registry.
+                    response = push_direct(self, path, card_json, advance)
+                    self.direct = response is not None
 
                 def send() -> httpx.Response:
                     body, headers = _multipart(path, card_json, advance)
@@ -256,7 +266,8 @@ class Registry:
 
                 # Publishing is idempotent (the same bytes under a name are one version),
                 # so a network error or a 503 is retried, for up to half a minute.
-                response = with_retries(send, attempts=None, deadline=time.monotonic() + PUSH_RETRY_SECONDS)
+                if response is None:
+                    response = with_retries(send, attempts=None, deadline=time.monotonic() + PUSH_RETRY_SECONDS)
             comp = Component.from_api(response.json())
             comp.created = response.status_code == 201
             return comp
@@ -335,7 +346,10 @@ class Registry:
         target = self.cache.incomplete(comp.hex)
         with HashingWriter(target) as writer:
             # The client's timeouts apply: connect, and inactivity between reads.
-            with self._http.stream("GET", f"/components/by-digest/{comp.hex}/file") as response:
+            # With S3 storage the registry redirects to a presigned URL: the bytes come
+            # straight from the bucket (httpx drops the token on the way there).
+            url = f"/components/by-digest/{comp.hex}/file"
+            with self._http.stream("GET", url, follow_redirects=self.direct is not False) as response:
                 raise_for_status(response)
                 with progress_bar(self.progress, comp.size, f"pull {comp.ref}") as advance:
                     for chunk in response.iter_raw():

@@ -22,6 +22,14 @@ class Settings(BaseSettings):
         default=None, description="file:///path or s3://bucket/prefix; default data_dir/blobs"
     )
     s3_endpoint_url: str | None = Field(default=None, description="for S3-compatible servers (SeaweedFS, MinIO)")
+    s3_public_endpoint_url: str | None = Field(
+        default=None, description="the S3 address clients reach, in presigned URLs; default: s3_endpoint_url"
+    )
+    s3_direct_transfers: bool = Field(
+        default=True,
+        description="with S3: file downloads redirect to presigned URLs, and clients may upload straight to S3",
+    )
+    presign_expiry_seconds: int = Field(default=900, ge=10, le=7 * 24 * 3600, description="life of a presigned URL")
     max_upload_bytes: int = Field(default=2 * 1024**3, ge=1, description="larger uploads answer 413")
     max_header_bytes: int = Field(default=16 * 1024**2, ge=1024)
     anonymous_read: bool = Field(default=True, description="allow reads without a token")

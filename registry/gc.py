@@ -19,12 +19,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import islice
+from typing import cast
 
 import sqlalchemy as sa
 
 from partsbin.registry.crud.blobs import delete_if_orphan, referenced
 from partsbin.registry.staging import StagingArea, StaleStaging
-from partsbin.registry.storage import BlobStorage, StoredObject
+from partsbin.registry.storage import BlobStorage, DirectStorage, StoredObject
 
 __all__ = ["GcReport", "collect"]
 
@@ -67,6 +68,15 @@ def collect(
             report.leftovers.append(obj)
             if delete:
                 storage.delete_leftover(obj)
+    if storage.direct_transfers:
+        # Uploads straight to S3 that a client started and never completed (or whose
+        # staged copy a crash left behind after it was recorded).
+        direct = cast(DirectStorage, storage)
+        for obj in direct.list_staged():
+            if obj.modified <= cutoff:
+                report.leftovers.append(obj)
+                if delete:
+                    direct.delete_staged_object(obj)
     for batch in _batches(storage.list_blobs(), _BATCH):
         old = {o.digest: o for o in batch if o.digest and o.modified <= cutoff}
         with engine.connect() as conn:

@@ -86,7 +86,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.read_sessionmaker = make_read_sessionmaker(engine)
-    app.state.storage = make_storage(settings.resolved_storage_url, settings.s3_endpoint_url)
+    app.state.storage = make_storage(
+        settings.resolved_storage_url, settings.s3_endpoint_url, settings.s3_public_endpoint_url
+    )
     app.state.staging = staging
     app.state.metrics = Metrics(app.state.read_sessionmaker)
     install_handlers(app)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Callable
+from typing import cast
 
 import anyio
 import anyio.to_thread
@@ -19,7 +20,7 @@ from starlette.responses import Response, StreamingResponse
 
 from partsbin.registry.db.models import Component
 from partsbin.registry.errors import StorageUnavailable
-from partsbin.registry.storage import BlobReader, BlobStorage, StorageError
+from partsbin.registry.storage import BlobReader, BlobStorage, DirectStorage, StorageError
 
 __all__ = ["CHUNK_SIZE", "serve_file", "parse_range"]
 
@@ -108,6 +109,22 @@ def serve_file(
     if request.method == "HEAD" or size == 0:
         # The same headers as GET, no body: clients learn the ETag and size first.
         return Response(status_code=status, media_type="application/octet-stream", headers=headers)
+    settings = request.app.state.settings
+    if storage.direct_transfers and settings.s3_direct_transfers:
+        # The bytes go straight from the bucket to the client (as MLflow's and the Hugging
+        # Face Hub's downloads do): a short-lived presigned URL, which honours the Range
+        # the client sends again after the redirect. The registry only looked the
+        # component up; the client verifies the digest as always.
+        filename = f"{component.namespace}--{component.name}--{component.version}.safetensors"
+        try:
+            url = cast(DirectStorage, storage).presign_download(
+                component.digest, settings.presign_expiry_seconds, filename
+            )
+        except StorageError as exc:
+            raise StorageUnavailable(f"blob storage failed; try again: {exc}") from None
+        redirect = {k: v for k, v in headers.items() if k not in ("Content-Length", "Content-Range", "Cache-Control")}
+        # The URL expires: the redirect itself must not be cached like the immutable bytes.
+        return Response(status_code=307, headers={**redirect, "Location": url, "Cache-Control": "no-store"})
     try:
         reader = storage.open_range(component.digest, start, end)
     except StorageError as exc:

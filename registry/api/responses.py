@@ -41,5 +41,6 @@ FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "the file (ETag: its digest)", "content": _BINARY},
     206: {"description": "the requested byte range", "content": _BINARY},
     304: {"description": "not modified (If-None-Match matched the digest)"},
+    307: {"description": "with S3 storage: the file is at the presigned URL in Location (short-lived)"},
     416: {"description": "the byte range lies outside the file (Content-Range: bytes */SIZE)"},
 }

@@ -18,7 +18,7 @@ sees the row and keeps the blob.
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -33,12 +33,13 @@ def _key(digest: str) -> sa.ColumnElement[int]:
     return sa.func.hashtextextended("partsbin-blob:" + digest, 0)
 
 
-def ensure_blob(session: Session, storage: BlobStorage, digest: str, path: Path) -> None:
-    """Call after inserting a row for ``digest``, before committing it."""
+def ensure_blob(session: Session, storage: BlobStorage, digest: str, restore: Callable[[], None]) -> None:
+    """Call after inserting a row for ``digest``, before committing it; ``restore`` stores
+    the bytes again (from the staged upload) if gc removed them meanwhile."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(sa.select(sa.func.pg_advisory_xact_lock_shared(_key(digest))))
     if not storage.exists(digest):
-        storage.put_file(digest, path)
+        restore()
 
 
 def referenced(connection: sa.Connection, digests: list[str]) -> set[str]:

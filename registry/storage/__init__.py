@@ -10,12 +10,14 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from partsbin.parts.extras import require_extra
-from partsbin.registry.storage.base import BlobReader, BlobStorage, StorageError, StoredObject, blob_key
+from partsbin.registry.storage.base import BlobReader, BlobStorage, DirectStorage, StorageError, StoredObject, blob_key
 
-__all__ = ["BlobReader", "BlobStorage", "StorageError", "StoredObject", "blob_key", "make_storage"]
+__all__ = ["BlobReader", "BlobStorage", "DirectStorage", "StorageError", "StoredObject", "blob_key", "make_storage"]
 
 
-def make_storage(storage_url: str, s3_endpoint_url: str | None = None) -> BlobStorage:
+def make_storage(
+    storage_url: str, s3_endpoint_url: str | None = None, s3_public_endpoint_url: str | None = None
+) -> BlobStorage:
     parsed = urlparse(storage_url)
     if parsed.scheme == "file":
         from partsbin.registry.storage.local import LocalStorage
@@ -25,5 +27,10 @@ def make_storage(storage_url: str, s3_endpoint_url: str | None = None) -> BlobSt
         require_extra("server", "S3 blob storage", "boto3")
         from partsbin.registry.storage.s3 import S3Storage
 
-        return S3Storage(bucket=parsed.netloc, prefix=parsed.path.strip("/"), endpoint_url=s3_endpoint_url)
+        return S3Storage(
+            bucket=parsed.netloc,
+            prefix=parsed.path.strip("/"),
+            endpoint_url=s3_endpoint_url,
+            public_endpoint_url=s3_public_endpoint_url,
+        )
     raise ValueError(f"unsupported storage URL {storage_url!r}: use file:///path or s3://bucket/prefix")

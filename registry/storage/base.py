@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["BlobStorage", "BlobReader", "StoredObject", "StorageError", "blob_key", "digest_of_key"]
+__all__ = ["DirectStorage", "BlobStorage", "BlobReader", "StoredObject", "StorageError", "blob_key", "digest_of_key"]
 
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 
@@ -54,6 +54,8 @@ class BlobStorage(Protocol):
     #: The backend keeps the staged upload itself (a hard link) as the blob, so the
     #: upload should be written durably as it arrives rather than copied afterwards.
     keeps_staged_file: bool
+    #: Clients can move bytes straight to and from the backend (:class:`DirectStorage`).
+    direct_transfers: bool
 
     def put_file(self, digest: str, path: Path) -> None:
         """Store the file at ``path`` under ``digest``; idempotent; raise StorageError on failure."""
@@ -75,3 +77,28 @@ class BlobStorage(Protocol):
         """What interrupted writes left behind (never a blob)."""
 
     def delete_leftover(self, obj: StoredObject) -> None: ...
+
+
+class DirectStorage(BlobStorage, Protocol):
+    """A backend clients reach themselves (S3): downloads redirect to presigned URLs and
+    uploads go to a staging key, which the registry checks before it becomes a blob."""
+
+    def presign_download(self, digest: str, expires: int, filename: str) -> str: ...
+
+    def start_upload(
+        self, owner: str, upload: str, parts: int, expires: int, declared: dict[str, str]
+    ) -> tuple[str, list[str]]: ...
+
+    def finish_upload(
+        self, owner: str, upload: str, multipart: str, etags: list[str]
+    ) -> tuple[int, dict[str, str]]: ...
+
+    def open_staged(self, owner: str, upload: str, start: int = 0, end: int | None = None) -> BlobReader: ...
+
+    def promote_staged(self, owner: str, upload: str, digest: str) -> None: ...
+
+    def discard_staged(self, owner: str, upload: str, multipart: str | None = None) -> None: ...
+
+    def list_staged(self) -> Iterator[StoredObject]: ...
+
+    def delete_staged_object(self, obj: StoredObject) -> None: ...

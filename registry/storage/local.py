@@ -41,6 +41,8 @@ class _RangeReader:
 
 class LocalStorage:
     keeps_staged_file = True
+    # The registry serves the folder's bytes itself: clients cannot reach it.
+    direct_transfers = False
 
     def __init__(self, root: Path) -> None:
         self.root = root

@@ -18,14 +18,25 @@ from partsbin.registry.storage.base import BlobReader, StorageError, StoredObjec
 
 class S3Storage:
     keeps_staged_file = False
+    #: Clients can move bytes straight to and from the bucket (presigned URLs).
+    direct_transfers = True
 
-    def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None) -> None:
+    def __init__(
+        self, bucket: str, prefix: str = "", endpoint_url: str | None = None, public_endpoint_url: str | None = None
+    ) -> None:
         self.bucket = bucket
         self.prefix = prefix
-        self.client = boto3.client(
-            "s3",
-            endpoint_url=endpoint_url,
-            config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60),
+        config = Config(
+            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=60,
+            signature_version="s3v4",
+        )
+        self.client = boto3.client("s3", endpoint_url=endpoint_url, config=config)
+        # Presigned URLs name the address *clients* reach, which behind a proxy or in a
+        # container network is not the one the registry uses.
+        self._signer = (
+            boto3.client("s3", endpoint_url=public_endpoint_url, config=config) if public_endpoint_url else self.client
         )
         self._transfer = TransferConfig(multipart_threshold=64 * 1024**2, multipart_chunksize=64 * 1024**2)
 
@@ -105,3 +116,118 @@ class S3Storage:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(f"could not abort the multipart upload of {key}: {exc}") from exc
+
+    # -- direct transfers: clients move the bytes, the registry checks and records them --
+    def presign_download(self, digest: str, expires: int, filename: str) -> str:
+        """A short-lived URL that GETs the blob straight from the bucket (Range works)."""
+        try:
+            return self._signer.generate_presigned_url(
+                "get_object",
+                Params={
+                    "Bucket": self.bucket,
+                    "Key": self._key(digest),
+                    "ResponseContentDisposition": f'attachment; filename="{filename}"',
+                },
+                ExpiresIn=expires,
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"could not presign a download from s3://{self.bucket}: {exc}") from exc
+
+    def _staged_key(self, owner: str, upload: str) -> str:
+        key = f"uploads/{owner}/{upload}"
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def start_upload(
+        self, owner: str, upload: str, parts: int, expires: int, declared: dict[str, str]
+    ) -> tuple[str, list[str]]:
+        """A multipart upload to a staging key, and a presigned PUT URL per part.
+        ``declared`` (what the client said the file is) is kept as the object's metadata."""
+        key = self._staged_key(owner, upload)
+        try:
+            multipart = self.client.create_multipart_upload(Bucket=self.bucket, Key=key, Metadata=declared)["UploadId"]
+            urls = [
+                self._signer.generate_presigned_url(
+                    "upload_part",
+                    Params={"Bucket": self.bucket, "Key": key, "UploadId": multipart, "PartNumber": n},
+                    ExpiresIn=expires,
+                )
+                for n in range(1, parts + 1)
+            ]
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"could not start an upload to s3://{self.bucket}: {exc}") from exc
+        return multipart, urls
+
+    def finish_upload(self, owner: str, upload: str, multipart: str, etags: list[str]) -> tuple[int, dict[str, str]]:
+        """Assemble the parts; returns the object's size and what was declared at the start."""
+        key = self._staged_key(owner, upload)
+        parts = [{"PartNumber": n, "ETag": etag} for n, etag in enumerate(etags, start=1)]
+        try:
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=multipart, MultipartUpload={"Parts": parts}
+            )
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+            return int(head["ContentLength"]), dict(head.get("Metadata") or {})
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchUpload", "InvalidPart", "InvalidPartOrder", "EntityTooSmall", "404", "NoSuchKey"):
+                raise ValueError(f"the upload's parts do not make an object ({code}): {exc}") from None
+            raise StorageError(f"could not finish an upload to s3://{self.bucket}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"could not finish an upload to s3://{self.bucket}: {exc}") from exc
+
+    def open_staged(self, owner: str, upload: str, start: int = 0, end: int | None = None) -> BlobReader:
+        rng = f"bytes={start}-{'' if end is None else end}"
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._staged_key(owner, upload), Range=rng)["Body"]
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"could not read an upload from s3://{self.bucket}: {exc}") from exc
+
+    def promote_staged(self, owner: str, upload: str, digest: str) -> None:
+        """Copy a checked upload to its blob key (a copy inside the store, no bytes through
+        the registry); idempotent."""
+        if self.exists(digest):
+            return
+        try:
+            self.client.copy(
+                {"Bucket": self.bucket, "Key": self._staged_key(owner, upload)},
+                self.bucket,
+                self._key(digest),
+                Config=self._transfer,
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"could not store blob in s3://{self.bucket}: {exc}") from exc
+
+    def discard_staged(self, owner: str, upload: str, multipart: str | None = None) -> None:
+        key = self._staged_key(owner, upload)
+        try:
+            if multipart:
+                try:
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=multipart)
+                except ClientError:
+                    pass  # already completed (then the object below goes) or already aborted
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"could not remove an upload from s3://{self.bucket}: {exc}") from exc
+
+    def list_staged(self) -> Iterator[StoredObject]:
+        """Uploads straight to the bucket that were never completed or recorded."""
+        prefix = self._staged_key("", "").rstrip("/") + "/"
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                for obj in page.get("Contents", []):
+                    yield StoredObject(obj["Key"], int(obj["Size"]), obj["LastModified"])
+            for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=prefix):
+                for up in page.get("Uploads", []):
+                    yield StoredObject(f"{up['Key']}?uploadId={up['UploadId']}", 0, up["Initiated"])
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"could not list uploads of s3://{self.bucket}: {exc}") from exc
+
+    def delete_staged_object(self, obj: StoredObject) -> None:
+        key, _, upload_id = obj.key.partition("?uploadId=")
+        try:
+            if upload_id:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            else:
+                self.client.delete_object(Bucket=self.bucket, Key=key)
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"could not remove {key}: {exc}") from exc

@@ -126,7 +126,9 @@ def _publish(received: ReceivedUpload, principal, settings, factory, storage, ti
                 # `partsbin gc` may have removed these bytes as an orphan between the
                 # store step and now; under the blob's lock, put them back if so.
                 try:
-                    ensure_blob(session, storage, received.digest, received.path)
+                    ensure_blob(
+                        session, storage, received.digest, lambda: storage.put_file(received.digest, received.path)
+                    )
                 except StorageError as exc:
                     raise StorageUnavailable(f"blob storage failed; nothing was published: {exc}") from None
             session.commit()
