@@ -1,4 +1,4 @@
-"""The registry under concurrent load, on one registry process.
+"""The registry under concurrent load, on one registry process (or several: --processes).
 
     python bench/load_bench.py                      # writes bench/results/load.{json,md}
     python bench/load_bench.py --baseline OLD_BIN   # also runs OLD_BIN (another build's
@@ -12,6 +12,10 @@ uploads 10%. Reported per route: requests per second, p50 and p99 latency, and c
 2xx, 503 (the registry's answer when it is full) and errors (5xx other than 503, and
 requests that timed out after 30 s or lost their connection). Then, the moment the load
 stops, 20 sequential ``GET /components``: how soon the registry serves normally again.
+
+``--processes 1 2 --backends postgres-s3`` runs the same load against one and against two
+``partsbin serve`` processes sharing the PostgreSQL database and the S3 bucket, the
+clients spread over them (``--out load_processes``).
 
 Targets (issue 9): no error at 32 clients; at 256 every request answered (2xx or a fast
 503), none timed out, and normal service as soon as the load stops.
@@ -61,6 +65,7 @@ class Registry:
     """``partsbin serve`` from the given executable, as its own process."""
 
     def __init__(self, exe: str, workdir: Path, env: dict[str, str]) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "PARTSBIN_DATA_DIR": str(workdir), "PARTSBIN_NO_PROGRESS": "1", **env}
@@ -166,7 +171,9 @@ def upload_bodies(work: Path, n: int) -> list[bytes]:
     return [component(work / f"u{i}", f"load/u{i}", "extractor", 10_000 + i) for i in range(n)]
 
 
-async def run_load(url: str, token: str, files: list[str], uploads: list[bytes], clients: int, seconds: float) -> dict:
+async def run_load(
+    urls: list[str], token: str, files: list[str], uploads: list[bytes], clients: int, seconds: float
+) -> dict:
     latencies: dict[str, list[float]] = defaultdict(list)
     counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
@@ -198,7 +205,9 @@ async def run_load(url: str, token: str, files: list[str], uploads: list[bytes],
 
     async def client(seed: int) -> None:
         rng = random.Random(seed)
-        async with httpx.AsyncClient(base_url=url, timeout=CLIENT_TIMEOUT, limits=limits) as http:
+        # With several registry processes, the clients are spread over them (a load
+        # balancer's round robin, by client).
+        async with httpx.AsyncClient(base_url=urls[seed % len(urls)], timeout=CLIENT_TIMEOUT, limits=limits) as http:
             while time.monotonic() < stop_at:
                 await one(http, rng)
 
@@ -255,7 +264,7 @@ def after_load(url: str) -> dict:
     }
 
 
-def measure(exe: str, backend: str, work: Path, clients: list[int], seconds: float) -> dict:
+def measure(exe: str, backend: str, work: Path, clients: list[int], seconds: float, processes: int = 1) -> dict:
     env: dict[str, str] = {}
     pg = weed = None
     if backend == "postgres-s3":
@@ -275,13 +284,20 @@ def measure(exe: str, backend: str, work: Path, clients: list[int], seconds: flo
             data = work / f"data-{n}"
             data.mkdir()
             server = Registry(exe, data, env)
+            # More processes against the same database and storage (PostgreSQL + S3 only:
+            # the registry is stateless there), each with a data folder of its own.
+            more = [Registry(exe, work / f"data-{n}-p{p}", env) for p in range(1, processes)]
             try:
                 files = populate(server.url, server.token, data)
                 uploads = upload_bodies(data, 300)
-                load = asyncio.run(run_load(server.url, server.token, files, uploads, n, seconds))
+                urls = [server.url] + [m.url for m in more]
+                load = asyncio.run(run_load(urls, server.token, files, uploads, n, seconds))
                 load["after"] = after_load(server.url)
+                load["processes"] = processes
             finally:
                 server.stop()
+                for m in more:
+                    m.stop()
             out[str(n)] = load
             print(
                 f"{exe} {backend} {n} clients:",
@@ -315,6 +331,9 @@ def main() -> None:
     parser.add_argument("--exe", default=str(Path(sys.executable).parent / "partsbin"))
     parser.add_argument("--baseline", help="another build's `partsbin` executable, measured in the same run")
     parser.add_argument("--out", default="load")
+    parser.add_argument(
+        "--processes", type=int, nargs="+", default=[1], help="registry processes (PostgreSQL + S3 only beyond 1)"
+    )
     args = parser.parse_args()
     os.environ.update(S3_ENV)
     runs = [("this build", args.exe)] + ([("baseline", args.baseline)] if args.baseline else [])
@@ -322,9 +341,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="partsbin-load-") as tmp:
         for label, exe in runs:
             for backend in args.backends:
-                work = Path(tmp) / f"{label.replace(' ', '-')}-{backend}"
-                work.mkdir()
-                results["runs"].setdefault(label, {})[backend] = measure(exe, backend, work, args.clients, args.seconds)
+                for processes in args.processes:
+                    if processes > 1 and backend != "postgres-s3":
+                        continue
+                    key = backend if processes == 1 else f"{backend}, {processes} processes"
+                    work = Path(tmp) / f"{label.replace(' ', '-')}-{backend}-{processes}"
+                    work.mkdir()
+                    results["runs"].setdefault(label, {})[key] = measure(
+                        exe, backend, work, args.clients, args.seconds, processes
+                    )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.out}.json").write_text(json.dumps(results, indent=2))
     lines = [
