@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from partsbin.parts.names import InvalidName, parse_ref, validate_part
 
-__all__ = ["Transform", "DataSpec", "TaskSpec", "ArchChoice", "Settings", "TrainSpec", "PAIRS"]
+__all__ = ["Transform", "DataSpec", "TaskSpec", "ArchChoice", "Settings", "Distributed", "TrainSpec", "PAIRS"]
 
 # Two-domain pairs available by name (docs/architecture.md, "Data"); partsbin.parts.data builds them.
 PAIRS = ("fashion-mnist", "digits")
@@ -115,6 +115,36 @@ class ArchChoice(_Model):
         return self
 
 
+class Distributed(_Model):
+    """Data-parallel training over ``nproc_per_node`` × ``nnodes`` processes, launched by
+    PyTorch's own launcher (``torch.distributed.run``) with DistributedDataParallel: gloo
+    on CPU, NCCL on GPUs. The global batch stays ``settings.batch_size``, split evenly
+    over the processes, so a run's optimisation matches one process's."""
+
+    nproc_per_node: int = Field(default=2, ge=1, le=256, description="processes on this machine")
+    nnodes: int = Field(default=1, ge=1, le=1024, description="machines taking part")
+    rdzv_endpoint: str | None = Field(
+        default=None,
+        description="HOST:PORT of the c10d rendezvous every node reaches (needed with nnodes > 1)",
+        max_length=300,
+    )
+    rdzv_id: str = Field(
+        default="partsbin", max_length=100, description="rendezvous id, the same on every node of one run"
+    )
+
+    @property
+    def world_size(self) -> int:
+        return self.nproc_per_node * self.nnodes
+
+    @model_validator(mode="after")
+    def _endpoint(self) -> Distributed:
+        if self.nnodes > 1 and not self.rdzv_endpoint:
+            raise ValueError(
+                "nnodes > 1 needs rdzv_endpoint (HOST:PORT of a rendezvous every node reaches; see docs/distributed.md)"
+            )
+        return self
+
+
 class Settings(_Model):
     optimizer: Literal["sgd", "adam"] = "sgd"
     lr: float = Field(default=0.05, gt=0)
@@ -140,6 +170,18 @@ class Settings(_Model):
         default="batch", description="BatchNorm at evaluation (the paper uses batch)"
     )
     eval_batch_size: int = Field(default=256, ge=2)
+    distributed: Distributed | None = Field(
+        default=None, description="data-parallel training over several processes (torch.distributed)"
+    )
+
+    @model_validator(mode="after")
+    def _batch_splits(self) -> Settings:
+        if self.distributed is not None and self.batch_size % self.distributed.world_size:
+            raise ValueError(
+                f"batch_size {self.batch_size} does not split evenly over {self.distributed.world_size} processes "
+                "(nproc_per_node × nnodes): choose a multiple"
+            )
+        return self
 
 
 class TrainSpec(_Model):

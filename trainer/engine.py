@@ -237,6 +237,54 @@ def _optimizer(params: list[nn.Parameter], s: Settings) -> torch.optim.Optimizer
     return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay, nesterov=s.momentum > 0)
 
 
+class _StepLoss(nn.Module):
+    """The whole loss of one step of network ``i``: its task loss, plus RP through the
+    (shared, or in the upper bound its own) RP head and DCC through the shared DCC head."""
+
+    def __init__(
+        self, nets: list[Network], aux: AuxHeads, own_heads: list[nn.Module | None], to_dcc: list[torch.Tensor]
+    ) -> None:
+        super().__init__()
+        self.models = nn.ModuleList(n.model for n in nets)
+        self.own_rp = nn.ModuleList(h if h is not None else nn.Identity() for h in own_heads)
+        self.has_own_rp = [h is not None for h in own_heads]
+        self.rp = aux.rp
+        self.dcc = aux.dcc
+        self.to_dcc = to_dcc
+
+    def forward(self, i: int, x: torch.Tensor, y: torch.Tensor, rp_n: int) -> torch.Tensor:
+        model = self.models[i]
+        extractor, head = model.extractor(), model.head()
+        feats = extractor(x)
+        loss = task_loss(head, feats, y)
+        rp_head = self.own_rp[i] if self.has_own_rp[i] else self.rp
+        if rp_head is not None:
+            loss = loss + rp_loss(extractor, rp_head, x[:rp_n])
+        if self.dcc is not None:
+            loss = loss + dcc_loss(self.dcc, feats, y, self.to_dcc[i])
+        return loss
+
+
+def _rank_and_world() -> tuple[int, int]:
+    """This process's rank and the number of processes training together (1 outside a
+    torch.distributed launch)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _mean_over_ranks(value: torch.Tensor, world: int) -> float:
+    if world > 1:
+        import torch.distributed as dist
+
+        value = value.float().clone()
+        dist.all_reduce(value)
+        value /= world
+    return float(value)
+
+
 def train(
     nets: list[Network],
     aux: AuxHeads,
@@ -277,13 +325,30 @@ def train(
     ]
     aux_params = [p for m in aux.modules() for p in m.parameters() if p.requires_grad]
     aux_opt = _optimizer(aux_params, settings) if aux_params and not aux.frozen else None
+    # Every rank draws the same global batches (same seeds) and trains on its own slice
+    # of each: the union over ranks is exactly the one-process batch.
     batches = [_Batches(n.task.train, settings.batch_size, n.seed + 1, device) for n in nets]
     gens = [torch.Generator().manual_seed(n.seed + 2) for n in nets]
     to_dcc = [
         torch.tensor([aux.dcc_labels.index(c) if c in aux.dcc_labels else -1 for c in n.task.classes], device=device)
         for n in nets
     ]
-    rp_n = max(1, round(settings.batch_size * settings.rp_fraction))
+    losses = _StepLoss(nets, aux, own_heads, to_dcc)
+    rank, world = _rank_and_world()
+    step_loss: nn.Module = losses
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # One module computes a step's whole loss, so DDP sees one forward per backward;
+        # the other networks' parameters are unused in that step (find_unused_parameters).
+        # Frozen aux heads have no trainable parameter: DDP leaves them alone, and they
+        # stay bit-identical on every rank.
+        step_loss = DistributedDataParallel(
+            losses,
+            device_ids=[device.index] if cuda and device.index is not None else None,
+            find_unused_parameters=True,
+        )
+    rp_n = max(1, round(settings.batch_size // world * settings.rp_fraction))
 
     schedule = (
         [i for _ in range(settings.steps) for i in range(len(nets))]
@@ -306,17 +371,12 @@ def train(
         x, y = batches[i].next()
         if settings.augment:
             x = augment_batch(x.cpu(), gens[i]).to(device)
+        if world > 1:
+            x, y = torch.tensor_split(x, world)[rank], torch.tensor_split(y, world)[rank]
         if cuda:
             x = x.contiguous(memory_format=torch.channels_last)
-        extractor, head = net.extractor, net.head
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-            feats = extractor(x)
-            loss = task_loss(head, feats, y)
-            rp_head = own_heads[i] if own_rp else aux.rp
-            if rp_head is not None:
-                loss = loss + rp_loss(extractor, rp_head, x[:rp_n])
-            if aux.dcc is not None:
-                loss = loss + dcc_loss(aux.dcc, feats, y, to_dcc[i])
+            loss = step_loss(i, x, y, rp_n)
         opt.zero_grad(set_to_none=True)
         if aux_opt is not None:
             aux_opt.zero_grad(set_to_none=True)
@@ -325,9 +385,10 @@ def train(
         if aux_opt is not None:
             aux_opt.step()
         steps_done[i] += 1
-        images += x.shape[0] + (4 * rp_n if rp_head is not None else 0)
-        last_loss = float(loss.detach())
+        uses_rp = aux.rp is not None or own_rp
+        images += (x.shape[0] + (4 * rp_n if uses_rp else 0)) * world
         if (it + 1) % progress.every == 0 or it + 1 == len(schedule):
+            last_loss = _mean_over_ranks(loss.detach(), world)
             elapsed = time.perf_counter() - started
             info = {
                 "step": it + 1,

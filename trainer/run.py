@@ -56,11 +56,10 @@ def _library_versions() -> dict[str, str]:
     }
 
 
-def _pull_anchors(spec: TrainSpec, registry: Any) -> AuxHeads:
-    """Frozen aux heads from the registry, by reference."""
+def aux_from_components(components: list[Any]) -> AuxHeads:
+    """Frozen aux heads from pulled registry components (the incremental scheme's anchors)."""
     aux = AuxHeads()
-    for ref in spec.anchors:
-        comp = registry.pull(ref)
+    for comp in components:
         module = comp.build()
         if comp.role == "aux-rp":
             aux.rp = module
@@ -68,9 +67,52 @@ def _pull_anchors(spec: TrainSpec, registry: Any) -> AuxHeads:
             aux.dcc = module
             aux.dcc_labels = list(comp.card.interface.output.labels)
         else:
-            raise ValueError(f"anchor {ref} is a {comp.role}, not an aux head (aux-rp or aux-dcc)")
+            raise ValueError(f"anchor {comp.ref} is a {comp.role}, not an aux head (aux-rp or aux-dcc)")
         aux.anchors[comp.role] = comp.digest
     return freeze(aux)
+
+
+def prepare(
+    spec: TrainSpec, tasks: list[TaskData], init_state: dict[str, torch.Tensor] | None, pulled: AuxHeads | None
+) -> tuple[list[TaskData], list[Network], AuxHeads]:
+    """The untrained networks and aux heads of ``spec``'s scheme: what every rank of a
+    distributed run builds identically, and what the launching process loads rank 0's
+    trained weights into."""
+    common = dcc_label_set(spec, tasks)
+    if spec.scheme == "upper-bound":
+        # Each network on its own task restricted to the common classes (§4).
+        tasks = [_restrict(t, common) for t in tasks]
+    nets = build_networks(spec, tasks, init_state)
+    if spec.scheme in ("upper-bound", "independent"):
+        aux = AuxHeads()
+    elif spec.scheme == "incremental" and pulled is not None:
+        aux = pulled
+    else:
+        aux = build_aux_heads(spec, tasks, common)
+    return tasks, nets, aux
+
+
+def train_prepared(
+    spec: TrainSpec, nets: list[Network], aux: AuxHeads, device: torch.device, progress: Progress | None
+) -> dict[str, Any]:
+    """Train what :func:`prepare` built, by ``spec``'s scheme."""
+    s = spec.settings
+    if spec.scheme == "upper-bound":
+        return train(nets, aux, s, joint=False, device=device, progress=progress, own_rp=True)
+    if spec.scheme == "independent":
+        return train(nets, aux, s, joint=False, device=device, progress=progress)
+    if spec.scheme == "joint":
+        return train(nets, aux, s, joint=True, device=device, progress=progress)
+    if aux.frozen:  # incremental against pulled anchors
+        return train(nets, aux, s, joint=False, device=device, progress=progress)
+    # The first network learns the aux heads; they are then frozen and every later
+    # network trains against them without seeing the first one's data.
+    stats = train(nets[:1], aux, s, joint=False, device=device, progress=progress)
+    freeze(aux)
+    if len(nets) > 1:
+        more = train(nets[1:], aux, s, joint=False, device=device, progress=progress)
+        stats = {**more, "steps": stats["steps"] + more["steps"], "seconds": stats["seconds"] + more["seconds"]}
+    return stats
 
 
 def run(
@@ -87,48 +129,36 @@ def run(
         raise ValueError("this spec needs a registry (to pull anchors or init weights, or to publish)")
     tasks = [load_task(t) for t in spec.tasks]
 
-    init_state = None
+    init_state, init_path = None, None
     if spec.init is not None:
         comp = registry.pull(spec.init)
         if comp.role != "init":
             raise ValueError(
                 f"init {spec.init} is a {comp.role}; IIW starts from a component of role 'init' (untrained weights)"
             )
+        init_path = comp.path
         init_state = load_state_dict(comp.path)
-    common = dcc_label_set(spec, tasks)
-    scheme = spec.scheme
-    if scheme == "upper-bound":
-        # Each network on its own task restricted to the common classes (§4).
-        tasks = [_restrict(t, common) for t in tasks]
-    nets = build_networks(spec, tasks, init_state)
+    anchors = [registry.pull(ref) for ref in spec.anchors] if spec.scheme == "incremental" else []
+    pulled = aux_from_components(anchors) if anchors else None
+    tasks, nets, aux = prepare(spec, tasks, init_state, pulled)
+    distributed = None
+    if s.distributed is not None:
+        from partsbin.trainer.distributed import train_distributed
 
-    if scheme == "upper-bound":
-        aux = AuxHeads()
-        stats = train(nets, aux, s, joint=False, device=device, progress=progress, own_rp=True)
-    elif scheme == "independent":
-        aux = AuxHeads()
-        stats = train(nets, aux, s, joint=False, device=device, progress=progress)
-    elif scheme == "joint":
-        aux = build_aux_heads(spec, tasks, common)
-        stats = train(nets, aux, s, joint=True, device=device, progress=progress)
-    else:  # incremental
-        if spec.anchors:
-            aux = _pull_anchors(spec, registry)
-            stats = train(nets, aux, s, joint=False, device=device, progress=progress)
-        else:
-            # The first network learns the aux heads; they are then frozen and every
-            # later network trains against them without seeing the first one's data.
-            aux = build_aux_heads(spec, tasks, common)
-            stats = train(nets[:1], aux, s, joint=False, device=device, progress=progress)
-            freeze(aux)
-            if len(nets) > 1:
-                more = train(nets[1:], aux, s, joint=False, device=device, progress=progress)
-                stats = {**more, "steps": stats["steps"] + more["steps"], "seconds": stats["seconds"] + more["seconds"]}
+        # PyTorch's launcher starts the ranks; they train, rank 0 hands back the weights
+        # and this process evaluates and publishes them (it holds the token and the lease).
+        stats, distributed = train_distributed(spec, nets, aux, init_path=init_path, anchors=anchors, progress=progress)
+        if distributed.get("this_node_publishes") is False:
+            return RunResult(lines=[distributed["message"]], metrics={"train": {"distributed": distributed}})
+    else:
+        stats = train_prepared(spec, nets, aux, device, progress)
 
     result = RunResult(networks=nets, aux=aux)
     result.metrics = {
         "train": {**{k: v for k, v in stats.items() if k != "history"}, "threads": torch.get_num_threads()}
     }
+    if distributed is not None:
+        result.metrics["train"]["distributed"] = distributed
     # The benchmark's own routine, so that a card's own-task figure is the one `partsbin
     # bench` measures for the same pair (the task's classes are all common to its head).
     evaluation = EvalSettings(bn_mode=s.bn_eval, batch_size=s.eval_batch_size)
