@@ -18,7 +18,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -253,7 +253,7 @@ class _StepLoss(nn.Module):
         self.to_dcc = to_dcc
 
     def forward(self, i: int, x: torch.Tensor, y: torch.Tensor, rp_n: int) -> torch.Tensor:
-        model = self.models[i]
+        model = cast(SplitNetwork, self.models[i])
         extractor, head = model.extractor(), model.head()
         feats = extractor(x)
         loss = task_loss(head, feats, y)
