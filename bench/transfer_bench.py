@@ -44,15 +44,26 @@ def _free_port() -> int:
 
 
 def _component(path: Path, megabytes: int) -> Path:
-    """A Wide ResNet head of about ``megabytes`` MB (its size grows with widen²)."""
+    """A Wide ResNet head of about ``megabytes`` MB: the narrowest, shallowest config that
+    reaches it (size grows with widen² and with depth; widen is capped at 32)."""
     import torch
 
     from partsbin.parts.archs import build
 
-    widen = max(1, round((megabytes / 8.4) ** 0.5 * 4))
-    cfg = {"depth": 16, "widen": widen, "in_chans": 1, "num_classes": 10}
-    with torch.device("meta"):
-        meta = build("wide_resnet", **cfg).head()
+    def size(cfg: dict[str, int]) -> tuple[int, torch.nn.Module]:
+        with torch.device("meta"):
+            head = build("wide_resnet", **cfg).head()
+        return sum(v.numel() * v.element_size() for v in head.state_dict().values()), head
+
+    for depth in (16, 22, 28, 40, 52):
+        for widen in range(1, 33):
+            cfg = {"depth": depth, "widen": widen, "in_chans": 1, "num_classes": 10}
+            nbytes, meta = size(cfg)
+            if nbytes >= 0.95 * megabytes * 1e6:
+                break
+        else:
+            continue
+        break
     state = {k: torch.zeros(v.shape, dtype=v.dtype) for k, v in meta.state_dict().items()}
     card = card_for(
         name=f"bench/head-{megabytes}mb",
