@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from partsbin.client.registry import Component, Registry
     from partsbin.parts.data import Images
 
-__all__ = ["BenchResult", "Cell", "bench", "cross_correlation", "recalibrate_bn", "test_set"]
+__all__ = ["BenchResult", "Cell", "bench", "cross_correlation", "recalibrate_bn", "recorded_test_spec", "test_set"]
 
 BenchBN = Literal["batch", "running", "recalibrate"]
 
@@ -215,6 +215,23 @@ def test_set(comp: Component, given: Any = None) -> tuple[str, Images]:
 
 # Keys of a card's recorded test set that are not part of the data spec.
 _NOT_SPEC = frozenset({"test_limit", "source_digest"})
+
+
+def recorded_test_spec(comp: Component) -> Any:
+    """The test set ``comp``'s card records, as a data spec (its ``test_limit`` as ``limit``).
+
+    ``partsbin bench --head-task`` measures every extractor on its head's task this way:
+    an updated head (``update-head``) records the new task, with all of its classes, while
+    each extractor's card records the task it was trained on."""
+    from partsbin.parts.training_spec import DataSpec
+
+    ds = comp.card.provenance.dataset
+    recorded = getattr(ds, "test", None) if ds is not None else None
+    if not isinstance(recorded, dict):
+        raise UsageError(f"{comp.ref}'s card does not record a test set (provenance.dataset.test)")
+    spec = DataSpec.model_validate({k: v for k, v in recorded.items() if k not in _NOT_SPEC})
+    limit = recorded.get("test_limit")
+    return spec.model_copy(update={"limit": limit}) if limit else spec
 
 
 def _given(data: dict[str, Any] | None, comp: Component) -> Any:

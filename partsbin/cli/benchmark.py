@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -32,6 +32,13 @@ def bench_cmd(
             help="a local copy of a task's test data (checked against its card; repeatable)",
         ),
     ] = None,
+    head_task: Annotated[
+        bool,
+        typer.Option(
+            "--head-task",
+            help="measure every extractor on the test set the (first) head's card records, e.g. an updated head's new task",
+        ),
+    ] = False,
     correlation: Annotated[bool, typer.Option(help="feature cross-correlation between the extractors")] = False,
     latency: Annotated[bool, typer.Option(help="latency and throughput of each assembled model")] = False,
     json_out: Annotated[
@@ -53,13 +60,20 @@ def bench_cmd(
     for target in (Path(json_out) if json_out not in (None, "-") else None, heatmap):
         if target is not None and not target.parent.is_dir():
             raise fail(f"cannot write {target}: the folder {target.parent} does not exist")
-    copies = {}
+    copies: dict[str, Any] = {}
     for item in data or []:
         task, sep, path = item.partition("=")
         if not sep or not task or not path:
             raise fail(f"--data takes TASK=PATH (a task name, or an extractor's name or ref), got {item!r}")
         copies[task] = path
     with open_registry(url, token) as reg:
+        if head_task:
+            if copies:
+                raise fail("--head-task and --data both say where the test data is: give one")
+            from partsbin.client.bench import recorded_test_spec
+
+            task = recorded_test_spec(reg.info(head[0]))
+            copies = {e: task for e in extractor}
         result = reg.bench(
             extractor,
             head,

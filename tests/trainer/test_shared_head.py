@@ -7,6 +7,7 @@ with a 16-channel junction projection, against a MobileNetV2 ×0.25 head after b
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -213,3 +214,55 @@ def test_train_and_update_through_the_worker(live, client_for):
     assert job["status"] == "succeeded", job["error"]
     assert job["result_refs"] == ["lab/multi-shared-head@2"]
     assert len(admin.compatible(head="lab/multi-shared-head@2")) == 3
+
+
+def test_cli_update_head_then_bench_every_extractor_on_the_new_task(trained, live, tmp_path):
+    from tests.client.test_cli import cli
+
+    reg, result = trained
+    head_ref, *ext_refs = result.refs
+    env = {"PARTSBIN_URL": live.url, "PARTSBIN_TOKEN": live.token("admin")}
+    done = cli(
+        "update-head",
+        "--head",
+        head_ref,
+        "--reference-extractor",
+        "lab/multi-wrn-extractor@1",
+        "--data",
+        '{"source": "digits"}',
+        "--classes",
+        ",".join(ALL),
+        "--test-limit",
+        "600",
+        "--steps",
+        "60",
+        "--threads",
+        "1",
+        "--lr",
+        "0.02",
+        "--batch-size",
+        "32",
+        "--local",
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "lab/multi-shared-head@2" in done.stdout
+    args = ["bench", "--head", "lab/multi-shared-head@2", "--head-task", "--latency", "--batch-size", "64"]
+    args += ["--threads", "1"]
+    for ref in ext_refs:
+        args += ["--extractor", ref]
+    out = tmp_path / "bench.json"
+    done = cli(*args, "--json", str(out), env=env)
+    assert done.returncode == 0, done.stderr
+    cells = json.loads(out.read_text())["cells"]
+    assert {c["extractor"] for c in cells} == set(ext_refs)
+    for c in cells:
+        # The full new task: every class of the updated head, the test images of all ten.
+        assert c["classes"] == 10 and c["samples"] == 600, c
+        assert c["latency_ms"] > 0 and c["images_per_s"] > 0
+    by = {c["extractor"]: c["accuracy"] for c in cells}
+    assert by["lab/multi-wrn-extractor@1"] > 0.5, by  # 60 steps: 76-81% measured
+    assert "ms per batch of 64" in done.stdout
+    # A mismatched --data/--head-task pair is refused in one line.
+    bad = cli(*args, "--data", "x=y", env=env)
+    assert bad.returncode != 0 and "--head-task and --data" in bad.stderr
