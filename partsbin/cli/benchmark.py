@@ -41,6 +41,9 @@ def bench_cmd(
     ] = False,
     correlation: Annotated[bool, typer.Option(help="feature cross-correlation between the extractors")] = False,
     latency: Annotated[bool, typer.Option(help="latency and throughput of each assembled model")] = False,
+    latency_device: Annotated[
+        str, typer.Option(help="--latency: where to time the models (cpu, cuda, cuda:1...)")
+    ] = "cpu",
     json_out: Annotated[
         str | None, typer.Option("--json", metavar="FILE", help="write the results as JSON to FILE ('-': stdout)")
     ] = None,
@@ -85,6 +88,7 @@ def bench_cmd(
             threads=threads,
             correlation=correlation,
             latency=latency,
+            latency_device=latency_device,
             post=post,
             distributed=distributed,
             heads_per_job=heads_per_job,
@@ -108,7 +112,7 @@ def bench_cmd(
         if latency:
             for c in result.cells:
                 console.print(
-                    f"{c.extractor} + {c.head}: {c.latency_ms:.1f} ms per batch of {batch_size}, "
+                    f"{c.extractor} + {c.head}: {c.latency_ms:.1f} ms per batch of {batch_size} on {latency_device}, "
                     f"{c.images_per_s:.0f} images/s"
                 )
     if result.post_error:
