@@ -236,6 +236,8 @@ def main() -> None:
             with runs_file.open("a") as fh:
                 fh.write(json.dumps(r) + "\n")
             print(json.dumps(r), flush=True)
+            # After every seed, so that a run cut short still leaves its tables.
+            write_results(name, {**setting, "seeds": [r["seed"] for r in runs]}, runs, out)
     write_results(name, setting, runs, out)
 
 
