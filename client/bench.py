@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from partsbin.client.registry import Component, Registry
     from partsbin.parts.data import Images
 
-__all__ = ["BenchResult", "Cell", "bench", "cross_correlation", "recalibrate_bn", "test_set"]
+__all__ = ["BenchResult", "Cell", "bench", "cross_correlation", "recalibrate_bn", "recorded_test_spec", "test_set"]
 
 BenchBN = Literal["batch", "running", "recalibrate"]
 
@@ -217,6 +217,23 @@ def test_set(comp: Component, given: Any = None) -> tuple[str, Images]:
 _NOT_SPEC = frozenset({"test_limit", "source_digest"})
 
 
+def recorded_test_spec(comp: Component) -> Any:
+    """The test set ``comp``'s card records, as a data spec (its ``test_limit`` as ``limit``).
+
+    ``partsbin bench --head-task`` measures every extractor on its head's task this way:
+    an updated head (``update-head``) records the new task, with all of its classes, while
+    each extractor's card records the task it was trained on."""
+    from partsbin.parts.training_spec import DataSpec
+
+    ds = comp.card.provenance.dataset
+    recorded = getattr(ds, "test", None) if ds is not None else None
+    if not isinstance(recorded, dict):
+        raise UsageError(f"{comp.ref}'s card does not record a test set (provenance.dataset.test)")
+    spec = DataSpec.model_validate({k: v for k, v in recorded.items() if k not in _NOT_SPEC})
+    limit = recorded.get("test_limit")
+    return spec.model_copy(update={"limit": limit}) if limit else spec
+
+
 def _given(data: dict[str, Any] | None, comp: Component) -> Any:
     """What ``data`` says for this extractor: by ref, by name, or by its task's name."""
     if not data:
@@ -272,14 +289,19 @@ def cross_correlation(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
     return direct, float(corr[rows, cols].mean())
 
 
-def _latency(model: AssembledModel, x: torch.Tensor, batch_size: int) -> tuple[float, float]:
-    batch = x[:batch_size]
+def _latency(model: AssembledModel, x: torch.Tensor, batch_size: int, device: str = "cpu") -> tuple[float, float]:
+    model.to(device)
+    batch = x[:batch_size].to(device)
+    # CUDA runs asynchronously: time from a synchronised start to a synchronised end.
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     with torch.no_grad():
         model(batch)  # warm-up
+        sync()
         times = []
         for _ in range(5):
             t = time.perf_counter()
             model(batch)
+            sync()
             times.append(time.perf_counter() - t)
     best = min(times)
     return best * 1000, len(batch) / best
@@ -298,6 +320,7 @@ def bench(
     threads: int | None = None,
     correlation: bool = False,
     latency: bool = False,
+    latency_device: str = "cpu",
     post: bool = True,
     distributed: bool = False,
     heads_per_job: int = 8,
@@ -310,7 +333,8 @@ def bench(
     failure in ``result.post_error``.
 
     ``data`` points an extractor (by ref, name or task name) at its test data: a path to
-    a local copy of the data its card records, or a whole ``DataSpec``. Batches hold
+    a local copy of the data its card records, or a whole ``DataSpec``. ``latency`` times
+    each assembled pair on ``latency_device`` ("cpu", "cuda"...); accuracy is measured on the CPU. Batches hold
     ``batch_composition`` images (default: only the classes the pair shares, the paper's
     measure), shuffled with ``shuffle_seed``. torch uses ``threads`` CPU threads during
     the benchmark (default: the CPUs available to this process).
@@ -360,7 +384,13 @@ def bench(
         cells = []
         for e in exts:
             cells += measure_row(
-                e, hds, test_sets[e.ref], settings, recalibrate=bn_mode == "recalibrate", latency=latency
+                e,
+                hds,
+                test_sets[e.ref],
+                settings,
+                recalibrate=bn_mode == "recalibrate",
+                latency=latency,
+                latency_device=latency_device,
             )
         result = BenchResult(
             [e.ref for e in exts],
@@ -395,6 +425,7 @@ def measure_row(
     *,
     recalibrate: bool = False,
     latency: bool = False,
+    latency_device: str = "cpu",
 ) -> list[Cell]:
     """One extractor against many heads: one row of the matrix (also what a distributed
     benchmark's ``evaluate`` job measures). Without recalibration the extractor's
@@ -421,7 +452,7 @@ def measure_row(
         cell.classes = len(shared_classes(images.classes, h.card.labels))
         if latency:
             model = AssembledModel(ext.build(), head, bn_mode=settings.bn_mode)
-            cell.latency_ms, cell.images_per_s = _latency(model, images.x, settings.batch_size)
+            cell.latency_ms, cell.images_per_s = _latency(model, images.x, settings.batch_size, latency_device)
         cells.append(cell)
     return cells
 

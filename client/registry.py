@@ -462,6 +462,37 @@ class Registry:
 
         return bench(self, extractors, heads, **kw)
 
+    def update_head(
+        self,
+        head: str,
+        reference_extractor: str,
+        *,
+        data: dict[str, Any],
+        classes: builtins.list[str],
+        wait: bool = True,
+        poll_seconds: float = 1.0,
+        **spec: Any,
+    ) -> Component | dict[str, Any]:
+        """Submit an ``update-head`` job (paper §5.2; :class:`partsbin.parts.shared_head_spec.UpdateHeadSpec`):
+        extend ``head`` to ``classes``, fine-tuned on ``data`` through the frozen
+        ``reference_extractor``, published as the head's next version. Other spec fields
+        (``test``, ``test_limit``, ``settings``, ``reference_bn``, ``namespace``...) pass
+        through. With ``wait`` (default) returns the new version once a worker has
+        published it; otherwise the submitted job."""
+        from partsbin.client.errors import ServerError
+
+        body = {"kind": "update-head", "head": head, "reference_extractor": reference_extractor}
+        job = self.jobs.submit({**body, "data": data, "classes": classes, **spec})
+        if not wait:
+            return job
+        while job["status"] not in ("succeeded", "failed", "cancelled"):
+            time.sleep(poll_seconds)
+            job = self.jobs.get(job["id"])
+        if job["status"] != "succeeded":
+            last = (job.get("error") or "").strip().splitlines()[-1:] or [job["status"]]
+            raise ServerError(f"update-head job {job['id']} {job['status']}: {last[0]}")
+        return self.info(job["result_refs"][0])
+
     # -- recombination -----------------------------------------------------------------
     def assemble(
         self,

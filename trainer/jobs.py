@@ -14,12 +14,19 @@ from typing import Any
 
 from partsbin.trainer.engine import Progress
 from partsbin.trainer.evaluate import run_evaluate
+from partsbin.trainer.multiarch import run_multiarch
 from partsbin.trainer.run import RunResult, run
+from partsbin.trainer.update_head import run_update_head
 
 __all__ = ["RUNNERS", "run_job"]
 
 
-RUNNERS: dict[str, Callable[..., RunResult]] = {"train": run, "evaluate": run_evaluate}
+RUNNERS: dict[str, Callable[..., RunResult]] = {
+    "train": run,
+    "evaluate": run_evaluate,
+    "train-multiarch": run_multiarch,
+    "update-head": run_update_head,
+}
 
 
 def run_job(

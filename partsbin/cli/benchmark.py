@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -32,8 +32,18 @@ def bench_cmd(
             help="a local copy of a task's test data (checked against its card; repeatable)",
         ),
     ] = None,
+    head_task: Annotated[
+        bool,
+        typer.Option(
+            "--head-task",
+            help="measure every extractor on the test set the (first) head's card records, e.g. an updated head's new task",
+        ),
+    ] = False,
     correlation: Annotated[bool, typer.Option(help="feature cross-correlation between the extractors")] = False,
     latency: Annotated[bool, typer.Option(help="latency and throughput of each assembled model")] = False,
+    latency_device: Annotated[
+        str, typer.Option(help="--latency: where to time the models (cpu, cuda, cuda:1...)")
+    ] = "cpu",
     json_out: Annotated[
         str | None, typer.Option("--json", metavar="FILE", help="write the results as JSON to FILE ('-': stdout)")
     ] = None,
@@ -53,13 +63,20 @@ def bench_cmd(
     for target in (Path(json_out) if json_out not in (None, "-") else None, heatmap):
         if target is not None and not target.parent.is_dir():
             raise fail(f"cannot write {target}: the folder {target.parent} does not exist")
-    copies = {}
+    copies: dict[str, Any] = {}
     for item in data or []:
         task, sep, path = item.partition("=")
         if not sep or not task or not path:
             raise fail(f"--data takes TASK=PATH (a task name, or an extractor's name or ref), got {item!r}")
         copies[task] = path
     with open_registry(url, token) as reg:
+        if head_task:
+            if copies:
+                raise fail("--head-task and --data both say where the test data is: give one")
+            from partsbin.client.bench import recorded_test_spec
+
+            task = recorded_test_spec(reg.info(head[0]))
+            copies = {e: task for e in extractor}
         result = reg.bench(
             extractor,
             head,
@@ -71,6 +88,7 @@ def bench_cmd(
             threads=threads,
             correlation=correlation,
             latency=latency,
+            latency_device=latency_device,
             post=post,
             distributed=distributed,
             heads_per_job=heads_per_job,
@@ -94,7 +112,7 @@ def bench_cmd(
         if latency:
             for c in result.cells:
                 console.print(
-                    f"{c.extractor} + {c.head}: {c.latency_ms:.1f} ms per batch of {batch_size}, "
+                    f"{c.extractor} + {c.head}: {c.latency_ms:.1f} ms per batch of {batch_size} on {latency_device}, "
                     f"{c.images_per_s:.0f} images/s"
                 )
     if result.post_error:
