@@ -12,12 +12,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from partsbin.parts.application_specs import AdaptSpec, TransferSpec
 from partsbin.parts.evaluation_spec import EvaluateSpec
 from partsbin.parts.training_spec import TrainSpec
 
 __all__ = ["JOB_KINDS", "UnknownJobKind", "parse_job_spec", "job_specs_schema"]
 
 JOB_KINDS: dict[str, type[BaseModel]] = {"train": TrainSpec, "evaluate": EvaluateSpec}
+JOB_KINDS |= {"adapt": AdaptSpec, "transfer": TransferSpec}
 
 
 class UnknownJobKind(ValueError):

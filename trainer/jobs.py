@@ -12,14 +12,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from partsbin.trainer.adapt import run_adapt
 from partsbin.trainer.engine import Progress
 from partsbin.trainer.evaluate import run_evaluate
 from partsbin.trainer.run import RunResult, run
+from partsbin.trainer.transfer import run_transfer
 
 __all__ = ["RUNNERS", "run_job"]
 
 
 RUNNERS: dict[str, Callable[..., RunResult]] = {"train": run, "evaluate": run_evaluate}
+RUNNERS |= {"adapt": run_adapt, "transfer": run_transfer}
 
 
 def run_job(
