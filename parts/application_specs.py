@@ -26,7 +26,8 @@ __all__ = ["AdaptSpec", "TransferSpec", "UDA_ROWS", "adapt_defaults", "transfer_
 #: data: the source model as is (stored running BatchNorm statistics), with test-time
 #: BatchNorm (the test batch's statistics), with BatchNorm recalibrated on the target
 #: images (AdaBN), and the adapted extractor with the source head.
-UDA_ROWS = ("as-is", "test-bn", "recalibrated", "adapted")
+UdaRow = Literal["as-is", "test-bn", "recalibrated", "adapted"]
+UDA_ROWS: tuple[UdaRow, ...] = ("as-is", "test-bn", "recalibrated", "adapted")
 
 
 def adapt_defaults() -> Settings:
@@ -84,9 +85,7 @@ class AdaptSpec(_Spec):
     )
     settings: Settings = Field(default_factory=adapt_defaults)
     evaluate: bool = Field(default=True, description="measure the rows of Table 2 on the target test data")
-    bn_modes: list[Literal["as-is", "test-bn", "recalibrated", "adapted"]] = Field(
-        default_factory=lambda: list(UDA_ROWS), description="which rows to measure"
-    )
+    bn_modes: list[UdaRow] = Field(default_factory=lambda: list(UDA_ROWS), description="which rows to measure")
 
     @field_validator("extractor", "rp_head", "head")
     @classmethod
