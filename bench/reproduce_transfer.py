@@ -118,6 +118,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train-steps", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--smoke", action="store_true", help="a few steps of everything, no results written")
     args = parser.parse_args()
     started = time.perf_counter()
     s, steps = args.seed, args.train_steps
@@ -145,6 +146,8 @@ def main() -> None:
             n = len(load_split(DataSpec.model_validate(data), "train"))
             epoch = math.ceil(n / 64)
             points = sorted({0, 1, 3, 10, 30, epoch, 100, 300})
+            if args.smoke:
+                points = [0, 1, epoch]
             labels = reg.info(target["t-head"]).card.labels
             fresh = _fresh_head(reg, f"{name}-fresh-head", labels, s + 30 + i)
             curves = {
@@ -168,11 +171,17 @@ def main() -> None:
                 ),
                 flush=True,
             )
+            # Written after every target: an interrupted reproduction keeps what it measured.
+            if not args.smoke:
+                write_results(results, (time.perf_counter() - started) / 60, args, quiet=True)
+    if args.smoke:
+        plot(Path(tempfile.mkdtemp()) / "smoke.png", results)
+        return
     minutes = (time.perf_counter() - started) / 60
     write_results(results, minutes, args)
 
 
-def write_results(results: dict[str, Any], minutes: float, args: argparse.Namespace) -> None:
+def write_results(results: dict[str, Any], minutes: float, args: argparse.Namespace, quiet: bool = False) -> None:
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     lines = [
@@ -205,7 +214,8 @@ def write_results(results: dict[str, Any], minutes: float, args: argparse.Namesp
         json.dumps({"minutes": minutes, "seed": args.seed, "results": results}, indent=2) + "\n"
     )
     plot(out / "transfer_quick.png", results)
-    print("\n".join(lines))
+    if not quiet:
+        print("\n".join(lines))
 
 
 def plot(path: Path, results: dict[str, Any]) -> None:
@@ -214,7 +224,10 @@ def plot(path: Path, results: dict[str, Any]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.6), sharey=True, layout="constrained")
+    fig, grid = plt.subplots(
+        1, len(results), figsize=(4.2 * len(results), 3.6), sharey=True, layout="constrained", squeeze=False
+    )
+    axes = grid[0]
     for ax, (name, r) in zip(axes, results.items(), strict=True):
         for method, curve in r["curves"].items():
             ax.plot(
