@@ -93,8 +93,14 @@ def _out(ev: Evaluation, ext: Component, head: Component) -> EvaluationOut:
         posted_by=ev.created_by,
         trust=ev.trust,  # type: ignore[arg-type]
         job_id=ev.job_id,
-        finetune_steps=(ev.details or {}).get("finetune_steps"),
+        finetune_steps=_finetune_steps(ev.details or {}),
     )
+
+
+def _finetune_steps(details: dict[str, Any]) -> int | None:
+    # Checked at posting; a value stored before that check is not answered as a count.
+    steps = details.get("finetune_steps")
+    return steps if isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0 else None
 
 
 def _resolve(session, ref: str) -> Component:
