@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from partsbin.client.errors import UsageError
-from partsbin.parts.application_specs import adapt_defaults, transfer_defaults
 
 if TYPE_CHECKING:
     from partsbin.client.registry import Registry
@@ -112,7 +111,8 @@ def adapt(
         "data": _data(data),
         "test": _data(test),
         "head": registry.info(head).ref if head else None,
-        "settings": {**adapt_defaults().model_dump(mode="json"), "steps": steps, **(settings or {})},
+        # The spec fills what is not given with adapt's defaults (AdaptSpec).
+        "settings": {"steps": steps, **(settings or {})},
         "evaluate": evaluate,
     }
     job = _submit_and_wait(registry, spec, wait, poll_seconds)
@@ -155,7 +155,7 @@ def transfer(
         "data": _data(data),
         "test": _data(test),
         "steps": list(steps),
-        "settings": {**transfer_defaults().model_dump(mode="json"), **(settings or {})},
+        "settings": dict(settings or {}),
         "publish": publish,
     }
     job = _submit_and_wait(registry, spec, wait, poll_seconds)

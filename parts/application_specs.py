@@ -13,7 +13,7 @@ the registry validates them at submission without importing the trainer.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -92,6 +92,12 @@ class AdaptSpec(_Spec):
     def _refs(cls, v: str | None) -> str | None:
         return _ref(v)
 
+    @field_validator("settings", mode="before")
+    @classmethod
+    def _adapt_defaults(cls, v: Any) -> Any:
+        # Settings given in part keep this kind's defaults for the rest, not training's.
+        return {**adapt_defaults().model_dump(), **v} if isinstance(v, dict) else v
+
 
 class TransferSpec(_Spec):
     """Recombine ``extractor`` with ``head``, fine-tune both on ``data`` (labelled, the
@@ -117,6 +123,11 @@ class TransferSpec(_Spec):
     @classmethod
     def _refs(cls, v: str) -> str:
         return _ref(v) or v
+
+    @field_validator("settings", mode="before")
+    @classmethod
+    def _transfer_defaults(cls, v: Any) -> Any:
+        return {**transfer_defaults().model_dump(), **v} if isinstance(v, dict) else v
 
     @field_validator("steps")
     @classmethod

@@ -158,7 +158,8 @@ def run_transfer(
     curve, stats = finetune_curve(
         extractor, head, train, test, labels, spec.steps, s, evaluation, device=device, progress=progress
     )
-    extractor.cpu(), head.cpu()
+    extractor.cpu()
+    head.cpu()
     dataset = f"{test_spec.source}:{spec.name}:test"
     result = RunResult(
         metrics={

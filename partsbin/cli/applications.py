@@ -106,7 +106,6 @@ def adapt(
     settings = _settings(steps, lr, batch_size, threads)
     if local:
         from partsbin.client.applications import _name
-        from partsbin.parts.application_specs import adapt_defaults
 
         spec = {
             "kind": "adapt",
@@ -117,7 +116,7 @@ def adapt(
             "data": target,
             "test": test_spec,
             "head": head,
-            "settings": {**adapt_defaults().model_dump(mode="json"), **settings},
+            "settings": settings,
         }
         result = _run_local(spec, url, token)
         if json_out:
@@ -187,7 +186,6 @@ def transfer(
     settings = _settings(None, lr, batch_size, threads)
     if local:
         from partsbin.client.applications import _name
-        from partsbin.parts.application_specs import transfer_defaults
 
         spec = {
             "kind": "transfer",
@@ -198,7 +196,7 @@ def transfer(
             "data": target,
             "test": test_spec,
             "steps": points,
-            "settings": {**transfer_defaults().model_dump(mode="json"), **settings},
+            "settings": settings,
             "publish": publish,
         }
         result = _run_local(spec, url, token)

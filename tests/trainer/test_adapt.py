@@ -78,6 +78,12 @@ def test_adapt_spec_is_checked_at_the_edge():
         }
     )
     assert spec.settings.steps == 1000 and spec.bn_modes == ["as-is", "test-bn", "recalibrated", "adapted"]
+    # Settings given in part keep adapt's defaults (fine-tuning), not training's.
+    partial = parse_job_spec(
+        {"kind": "adapt", "name": "a", "namespace": "lab", "extractor": "lab/e", "rp_head": "lab/rp",
+         "data": SHIFTED_DIGITS, "settings": {"steps": 5}}
+    )  # fmt: skip
+    assert (partial.settings.steps, partial.settings.lr, partial.settings.schedule) == (5, 0.01, "constant")
     with pytest.raises(ValueError, match="rp_head"):
         parse_job_spec({"kind": "adapt", "name": "a", "namespace": "lab", "extractor": "lab/e", "data": SHIFTED_DIGITS})
 
