@@ -151,9 +151,10 @@ def main() -> None:
             data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="partsbin-uda-")))
             emb = stack.enter_context(embedded_registry(Settings(data_dir=data)))
             reg = stack.enter_context(Registry(url=emb.url, token=emb.token, cache_dir=data / "cache"))
-        for name in args.shifts:
-            for source_shifted in (False, True):
-                for seed in args.seeds:
+        # Seed by seed, so that a run cut short by its time limit has every shift and direction once.
+        for seed in args.seeds:
+            for name in args.shifts:
+                for source_shifted in (False, True):
                     r = one_run(reg, name, SHIFTS[name], source_shifted, seed)
                     results.append(r)
                     # Written after every run: an interrupted reproduction keeps what it measured.
