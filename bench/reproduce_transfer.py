@@ -237,11 +237,12 @@ def plot(path: Path, results: dict[str, Any]) -> None:
         ax.text(r["epoch_steps"], 2, " 1 epoch", fontsize=8, color="#666")
         ax.axhline(100 / r["classes"], color="#ccc", lw=0.8)
         ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlim(0, 1.3 * max(p["finetune_steps"] for c in r["curves"].values() for p in c))
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("fine-tuning steps (log scale)")
         ax.set_ylim(0, 100)
     axes[0].set_ylabel("target test accuracy (%)")
-    axes[0].legend(fontsize=8, loc="lower right")
+    axes[0].legend(fontsize=8, loc="upper left")
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
