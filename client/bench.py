@@ -134,36 +134,55 @@ class BenchResult:
         return table
 
     def heatmap(self, path: str | Path) -> Path:
+        """Write the matrix as a PNG heatmap (see :meth:`heatmap_figure`)."""
+        fig = self.heatmap_figure()
+        import matplotlib.pyplot as plt
+
+        path = Path(path)
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return path
+
+    def heatmap_figure(self) -> Any:
+        """The heatmap as a matplotlib figure. Readable at 8×8 and beyond: names lose the
+        prefix they all share (it moves to the title), the figure grows with the matrix
+        so that cells stay square and their figures fit, and the labels never overlap."""
         matplotlib = require("matplotlib", "train", "the benchmark's heatmap")
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        prefix = shared_prefix([*self.extractors, *self.heads])
+        short = {n: n.removeprefix(prefix) for n in [*self.extractors, *self.heads]}
+        rows, cols = len(self.extractors), len(self.heads)
+        longest = max((len(short[n]) for n in [*self.extractors, *self.heads]), default=1)
+        label_in = min(4.0, 0.5 + 0.075 * longest)  # room for the longest name, in inches
+        cell_in = 0.8
+        fig, ax = plt.subplots(
+            figsize=(label_in + cell_in * cols + 1.6, label_in * 0.75 + cell_in * rows + 1.2), layout="constrained"
+        )
         data = [[self.cell(e, h).accuracy for h in self.heads] for e in self.extractors]
-        fig, ax = plt.subplots(figsize=(3.6 + 1.6 * len(self.heads), 2.4 + 1.0 * len(self.extractors)))
         im = ax.imshow(data, vmin=0, vmax=1, cmap="viridis")
-        ax.set_xticks(range(len(self.heads)), [h.split("/")[-1] for h in self.heads], rotation=30, ha="right")
-        ax.set_yticks(range(len(self.extractors)), [e.split("/")[-1] for e in self.extractors])
+        ax.set_xticks(range(cols), [short[h] for h in self.heads], rotation=40, ha="right", fontsize=9)
+        ax.set_yticks(range(rows), [short[e] for e in self.extractors], fontsize=9)
         for i, e in enumerate(self.extractors):
             for j, h in enumerate(self.heads):
                 c = self.cell(e, h)
                 ax.text(
                     j,
                     i,
-                    f"{c.accuracy:.0%}{'*' if c.own_task else ''}",
+                    f"{c.accuracy:.0%}{'*' if c.own_task else ''}" if c.samples else "–",
                     ha="center",
                     va="center",
+                    fontsize=9,
                     color="w" if c.accuracy < 0.6 else "k",
                 )
         ax.set_xlabel("head")
         ax.set_ylabel("extractor")
-        ax.set_title(f"recombination accuracy\n(BatchNorm: {self.bn_mode} statistics; * own task)", fontsize=10)
+        title = f"recombination accuracy (BatchNorm: {self.bn_mode}; * own task)"
+        ax.set_title(title + (f"\nnames after {prefix}" if prefix else ""), fontsize=10)
         fig.colorbar(im, ax=ax, fraction=0.046)
-        fig.tight_layout()
-        path = Path(path)
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        return path
+        return fig
 
 
 def _task_of(comp: Component) -> str:

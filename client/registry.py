@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from partsbin.client.applications import AdaptResult, TransferResult
     from partsbin.client.assemble import AssembledModel
     from partsbin.client.bench import BenchResult
 
@@ -411,10 +412,13 @@ class Registry:
         details: dict[str, Any] | None = None,
         classes: int | None = None,
         job: tuple[int, str] | None = None,
+        finetune_steps: int | None = None,
     ) -> dict[str, Any]:
         """Record a measured recombination. ``classes``: how many classes the prediction
         was over (chance level is 1/classes). ``job``: (job id, lease id) when a worker
-        measured it for a job it holds."""
+        measured it for a job it holds. ``finetune_steps``: how many steps the pair was
+        fine-tuned for after recombining (a ``transfer`` curve's point; stored in
+        ``details`` and answered as the evaluation's ``finetune_steps``)."""
         body = {
             "extractor": extractor,
             "head": head,
@@ -425,7 +429,7 @@ class Registry:
             "bn_mode": bn_mode,
             "batch_size": batch_size,
             "classes": classes,
-            "details": details or {},
+            "details": {**(details or {}), **({} if finetune_steps is None else {"finetune_steps": finetune_steps})},
         }
         if job is not None:
             body["job_id"], body["lease_id"] = job
@@ -492,6 +496,20 @@ class Registry:
             last = (job.get("error") or "").strip().splitlines()[-1:] or [job["status"]]
             raise ServerError(f"update-head job {job['id']} {job['status']}: {last[0]}")
         return self.info(job["result_refs"][0])
+
+    def adapt(self, extractor: str, rp_head: str, data: Any, **kw: Any) -> AdaptResult:
+        """Adapt an extractor to unlabelled target images through its frozen RP head (paper
+        §5.1), as an ``adapt`` job; see :func:`partsbin.client.applications.adapt`."""
+        from partsbin.client.applications import adapt
+
+        return adapt(self, extractor, rp_head, data, **kw)
+
+    def transfer(self, extractor: str, head: str, data: Any, **kw: Any) -> TransferResult:
+        """Recombine, fine-tune and measure after each of ``steps`` (paper §5.3), as a
+        ``transfer`` job; see :func:`partsbin.client.applications.transfer`."""
+        from partsbin.client.applications import transfer
+
+        return transfer(self, extractor, head, data, **kw)
 
     # -- recombination -----------------------------------------------------------------
     def assemble(

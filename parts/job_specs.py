@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from partsbin.parts.application_specs import AdaptSpec, TransferSpec
 from partsbin.parts.evaluation_spec import EvaluateSpec
 from partsbin.parts.shared_head_spec import MultiArchSpec, UpdateHeadSpec
 from partsbin.parts.training_spec import TrainSpec
@@ -23,6 +24,8 @@ JOB_KINDS: dict[str, type[BaseModel]] = {
     "evaluate": EvaluateSpec,
     "train-multiarch": MultiArchSpec,
     "update-head": UpdateHeadSpec,
+    "adapt": AdaptSpec,
+    "transfer": TransferSpec,
 }
 
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from partsbin.trainer.adapt import run_adapt
 from partsbin.trainer.engine import Progress
 from partsbin.trainer.evaluate import run_evaluate
 from partsbin.trainer.multiarch import run_multiarch
 from partsbin.trainer.run import RunResult, run
+from partsbin.trainer.transfer import run_transfer
 from partsbin.trainer.update_head import run_update_head
 
 __all__ = ["RUNNERS", "run_job"]
@@ -26,6 +28,8 @@ RUNNERS: dict[str, Callable[..., RunResult]] = {
     "evaluate": run_evaluate,
     "train-multiarch": run_multiarch,
     "update-head": run_update_head,
+    "adapt": run_adapt,
+    "transfer": run_transfer,
 }
 
 

@@ -187,13 +187,18 @@ def load_folder(path: Path, split: str) -> Images:
 
 def load_npz(path: Path, split: str) -> Images:
     """``.npz`` with ``x_<split>``/``y_<split>`` (or ``x``/``y``), optional ``classes``.
-    Images N×H×W, N×H×W×C or N×C×H×W; uint8 (0–255) or float (0–1). Loaded without pickle."""
+    Images N×H×W, N×H×W×C or N×C×H×W; uint8 (0–255) or float (0–1). Loaded without pickle.
+    Without ``y`` the images are unlabelled (what ``adapt`` needs): every label is -1 and
+    there are no classes."""
     if not path.is_file():
         raise DataMissing(f"{path} not found")
     with np.load(path, allow_pickle=False) as d:
         x = d[f"x_{split}"] if f"x_{split}" in d else d["x"]
-        y = d[f"y_{split}"] if f"y_{split}" in d else d["y"]
-        classes = [str(c) for c in d["classes"]] if "classes" in d else [str(i) for i in range(int(y.max()) + 1)]
+        y = d[f"y_{split}"] if f"y_{split}" in d else (d["y"] if "y" in d else np.full(len(x), -1))
+        if "classes" in d:
+            classes = [str(c) for c in d["classes"]]
+        else:
+            classes = [str(i) for i in range(int(y.max()) + 1)] if len(y) and y.max() >= 0 else []
     if x.ndim == 3:
         x = x[:, None]
     elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):

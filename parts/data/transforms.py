@@ -20,6 +20,8 @@ def select(images: Images, spec: DataSpec) -> Images:
         start = 0 if spec.indices == "even" else 1
         out = out.subset(torch.arange(start, len(out), 2))
     if spec.classes is not None:
+        if not out.classes:
+            raise ValueError("these images have no labels: a class selection needs labelled data")
         unknown = [c for c in spec.classes if c not in out.classes]
         if unknown:
             raise ValueError(f"classes {unknown} are not in this data set; it has: {', '.join(out.classes)}")

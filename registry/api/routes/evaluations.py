@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from partsbin.parts.jsonlimits import JsonObject
 from partsbin.parts.names import INT64_MAX, InvalidName, parse_ref
@@ -44,6 +44,14 @@ class EvaluationIn(Body):
     lease_id: str | None = Field(default=None, max_length=64, description="a worker: its lease of that job")
     details: JsonObject = Field(default_factory=dict)
 
+    @field_validator("details")
+    @classmethod
+    def _finetune_steps(cls, v: dict[str, Any]) -> dict[str, Any]:
+        steps = v.get("finetune_steps")
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= INT32_MAX):
+            raise ValueError("details.finetune_steps counts fine-tuning steps after recombining: an integer, 0 or more")
+        return v
+
 
 class EvaluationOut(BaseModel):
     id: int
@@ -63,6 +71,9 @@ class EvaluationOut(BaseModel):
         description="who vouches for it; only third-party evaluations do not rank /compatible"
     )
     job_id: int | None
+    finetune_steps: int | None = Field(
+        default=None, description="steps of fine-tuning after recombining (a transfer curve's point; from details)"
+    )
 
 
 def _out(ev: Evaluation, ext: Component, head: Component) -> EvaluationOut:
@@ -82,7 +93,14 @@ def _out(ev: Evaluation, ext: Component, head: Component) -> EvaluationOut:
         posted_by=ev.created_by,
         trust=ev.trust,  # type: ignore[arg-type]
         job_id=ev.job_id,
+        finetune_steps=_finetune_steps(ev.details or {}),
     )
+
+
+def _finetune_steps(details: dict[str, Any]) -> int | None:
+    # Checked at posting; a value stored before that check is not answered as a count.
+    steps = details.get("finetune_steps")
+    return steps if isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0 else None
 
 
 def _resolve(session, ref: str) -> Component:
