@@ -13,11 +13,12 @@ from typing import Any
 from pydantic import BaseModel
 
 from partsbin.parts.evaluation_spec import EvaluateSpec
+from partsbin.parts.stitch_spec import StitchSpec
 from partsbin.parts.training_spec import TrainSpec
 
 __all__ = ["JOB_KINDS", "UnknownJobKind", "parse_job_spec", "job_specs_schema"]
 
-JOB_KINDS: dict[str, type[BaseModel]] = {"train": TrainSpec, "evaluate": EvaluateSpec}
+JOB_KINDS: dict[str, type[BaseModel]] = {"train": TrainSpec, "evaluate": EvaluateSpec, "stitch": StitchSpec}
 
 
 class UnknownJobKind(ValueError):

@@ -15,11 +15,12 @@ from typing import Any
 from partsbin.trainer.engine import Progress
 from partsbin.trainer.evaluate import run_evaluate
 from partsbin.trainer.run import RunResult, run
+from partsbin.trainer.stitch import run_stitch
 
 __all__ = ["RUNNERS", "run_job"]
 
 
-RUNNERS: dict[str, Callable[..., RunResult]] = {"train": run, "evaluate": run_evaluate}
+RUNNERS: dict[str, Callable[..., RunResult]] = {"train": run, "evaluate": run_evaluate, "stitch": run_stitch}
 
 
 def run_job(
