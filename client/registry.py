@@ -455,6 +455,21 @@ class Registry:
     def evaluations(self, *, extractor: str | None = None, head: str | None = None) -> builtins.list[dict[str, Any]]:
         return self._get("/evaluations", extractor=extractor, head=head)
 
+    def paths(self, *, extractor: str, head: str, max_bridges: int | None = None) -> dict[str, Any]:
+        """Ways from ``extractor`` to ``head``, best first (``GET /paths``): direct through a
+        shared group, or through bridges (adapters, transforms); each step says why."""
+        return self._get("/paths", extractor=extractor, head=head, max_bridges=max_bridges)
+
+    def stitch(self, extractor: str, head: str, name: str, **kw: Any) -> dict[str, Any]:
+        """Submit a ``stitch`` job: an adapter ``name`` (NAMESPACE/NAME) from ``extractor``'s
+        features to ``head``, both frozen; ``data``, ``steps``, ``method`` ("trained",
+        "least-squares", "procrustes"), ``to_group`` and the other fields of
+        :class:`~partsbin.parts.stitch_spec.StitchSpec`. Returns the job; a worker runs it
+        (or ``partsbin stitch --local`` runs it here)."""
+        from partsbin.client.bridges import stitch_spec
+
+        return self.jobs.submit(stitch_spec(extractor, head, name, **kw))
+
     def bench(self, extractors: builtins.list[str], heads: builtins.list[str], **kw: Any) -> BenchResult:
         """The recombination matrix of ``extractors`` × ``heads`` (see :func:`partsbin.client.bench.bench`);
         posts each cell as an evaluation unless ``post=False``."""
@@ -470,10 +485,15 @@ class Registry:
         *,
         bn_mode: Literal["batch", "running"] = "batch",
         device: str | torch.device = "cpu",
+        via: str | builtins.list[str] | None = None,
     ) -> AssembledModel:
         """``head(extractor(x))`` from two stored parts. Refuses parts whose feature
         interfaces differ. BatchNorm uses batch statistics by default (the paper's
-        choice for recombined networks, §4); ``bn_mode="running"`` uses stored ones."""
+        choice for recombined networks, §4); ``bn_mode="running"`` uses stored ones.
+
+        ``via="auto"`` goes through the best path ``/paths`` finds (direct, or through
+        bridges: ``head(bridge_n(...bridge_1(extractor(x))))``), raising
+        :class:`Incompatible` when there is none; a list of bridge refs names the chain."""
         ext = (
             extractor
             if isinstance(extractor, Component) and extractor.path
@@ -486,6 +506,21 @@ class Registry:
         )
         from partsbin.client.assemble import AssembledModel, check_junctions
 
+        if via is not None:
+            from partsbin.client.bridges import bridged_extractor, resolve_via
+
+            bridges = resolve_via(self, ext, hd, via)
+            if bridges:
+                model = AssembledModel(
+                    bridged_extractor(self, ext, bridges, device),
+                    hd.build(device),
+                    bn_mode=bn_mode,
+                    extractor_ref=ext.ref,
+                    head_ref=hd.ref,
+                    labels=hd.card.interface.output.labels if hd.card.interface.output else None,
+                )
+                model.via = [b.ref for b in bridges]
+                return model
         check_junctions(ext.ref, ext.card, hd.ref, hd.card)
         return AssembledModel(
             ext.build(device),

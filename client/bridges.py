@@ -1,0 +1,112 @@
+"""Bridges on the client side: ``Registry.paths``, ``Registry.stitch`` and the chain that
+``Registry.assemble(..., via=...)`` builds (DESIGN.md, "Bridges" and "Paths")."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from partsbin.client.errors import Incompatible, UsageError
+from partsbin.parts.card import BRIDGE_ROLES, Card, Junction
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from partsbin.client.registry import Component, Registry
+
+__all__ = ["stitch_spec", "no_path", "check_chain", "bridged_extractor"]
+
+
+def stitch_spec(
+    extractor: str,
+    head: str,
+    name: str,
+    *,
+    data: Any = None,
+    steps: int = 200,
+    method: str = "trained",
+    to_group: bool = False,
+    **options: Any,
+) -> dict[str, Any]:
+    """The ``stitch`` job spec that :meth:`Registry.stitch` submits (checked here first)."""
+    from partsbin.parts.job_specs import parse_job_spec
+
+    if "/" not in name:
+        raise UsageError(f"name the adapter NAMESPACE/NAME, not {name!r}")
+    namespace, short = name.split("/", 1)
+    if hasattr(data, "model_dump"):
+        data = data.model_dump(mode="json")
+    raw = {
+        "kind": "stitch",
+        "name": short,
+        "namespace": namespace,
+        "extractor": extractor,
+        "head": head,
+        "steps": steps,
+        "method": method,
+        "bridge_to": "group" if to_group else "head",
+        **({"data": data} if data is not None else {}),
+        **options,
+    }
+    return dict(parse_job_spec(raw).model_dump(mode="json"))
+
+
+def _describe(j: Junction) -> str:
+    size = "any size" if j.spatial == "any" else f"{j.spatial}x{j.spatial}"
+    return f"{j.channels} channels at {size}"
+
+
+def no_path(ext: Component, head: Component) -> Incompatible:
+    return Incompatible(
+        f"no path from extractor {ext.ref} ({_describe(ext.card.interface.junction)}) to head {head.ref} "
+        f"(takes {_describe(head.card.interface.junction)}): they share no group and no bridge is known; "
+        f"make one with `partsbin stitch --extractor {ext.ref} --head {head.ref} --name NS/NAME` "
+        "(Registry.stitch)"
+    )
+
+
+def check_chain(ext: Component, head: Component, bridges: list[Component]) -> None:
+    """Each bridge starts where the previous one ended (the first at the extractor), and
+    the last ends at the head, a group the head belongs to, or an extractor's space."""
+    where = ext.digest
+    for b in bridges:
+        card: Card = b.card
+        if card.role not in BRIDGE_ROLES or card.bridge is None:
+            raise Incompatible(f"{b.ref} is a {card.role}, not a bridge (an adapter or transform)")
+        if card.bridge.source != where:
+            raise Incompatible(f"{b.ref} bridges from {card.bridge.source}, not from {where}: the chain is broken")
+        if card.bridge.side_info is not None:
+            raise Incompatible(
+                f"{b.ref} takes side-information: use Registry.transform_gallery on stored embeddings instead"
+            )
+        where = card.bridge.to
+    if where != head.digest and where not in head.card.compat.anchors:
+        # Into another extractor's space: fine when that space meets the head; the registry's
+        # /paths says whether it does (a shared group), so only the interface is checked here.
+        j, h = bridges[-1].card.interface.junction, head.card.interface.junction
+        if j.channels != h.channels:
+            raise Incompatible(
+                f"the last bridge {bridges[-1].ref} gives {_describe(j)}; {head.ref} takes {_describe(h)}"
+            )
+
+
+def bridged_extractor(registry: Registry, ext: Component, bridges: list[Component], device: Any) -> nn.Module:
+    from torch import nn
+
+    return nn.Sequential(ext.build(device), *(b.build(device) for b in bridges))
+
+
+def resolve_via(registry: Registry, ext: Component, head: Component, via: Any) -> list[Component]:
+    """The bridges of ``via``: ``"auto"`` takes the best path /paths lists; a list names them."""
+    if via == "auto":
+        found = registry.paths(extractor=ext.ref, head=head.ref)["paths"]
+        if not found:
+            raise no_path(ext, head)
+        refs = found[0]["bridges"]
+    elif isinstance(via, (list, tuple)):
+        refs = list(via)
+    else:
+        raise UsageError(f"via is 'auto' or a list of bridge refs, not {via!r}")
+    bridges = [registry.pull(r) for r in refs]
+    if bridges:
+        check_chain(ext, head, bridges)
+    return bridges

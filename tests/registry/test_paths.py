@@ -1,0 +1,107 @@
+"""/paths and assemble(via=...): ways from an extractor to a head through bridges."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from partsbin.client.errors import Incompatible
+from partsbin.parts.archs import build
+from partsbin.parts.describe import card_for
+from tests.helpers import aux_rp, extractor_card, head_card, network
+
+
+def _adapter(reg, name: str, source: str, to: str, seed: int = 0):
+    torch.manual_seed(seed)
+    module = build("stitch", in_chans=8, out_chans=8)
+    card = card_for(
+        name=name,
+        role="adapter",
+        arch="stitch",
+        config={"in_chans": 8, "out_chans": 8},
+        split="adapter",
+        input_size=8,
+        bridge={"from": source, "to": to},
+    )
+    return reg.push(module, card)
+
+
+@pytest.fixture
+def graph(live, client_for):
+    """X (no group) -A1-> X3 (no group) -A2-> group G of head H; X -A0-> H; X -T-> X2 in G."""
+    reg = client_for(live, live.token("admin"))
+    rp_module, rp_card = aux_rp(0)
+    rp = reg.push(rp_module, rp_card)
+    x = reg.push(network(1).extractor(), extractor_card("lab/x"))
+    x2 = reg.push(network(2).extractor(), extractor_card("lab/x2", anchors=[rp.digest]))
+    x3 = reg.push(network(3).extractor(), extractor_card("lab/x3"))
+    h = reg.push(network(4).head(), head_card("lab/h", anchors=[rp.digest]))
+    lone = reg.push(network(5).head(), head_card("lab/lone"))
+    a0 = _adapter(reg, "lab/a0", x.digest, h.digest)
+    a1 = _adapter(reg, "lab/a1", x.digest, x3.digest)
+    a2 = _adapter(reg, "lab/a2", x3.digest, rp.digest)
+    t = _adapter(reg, "lab/t", x.digest, x2.digest)
+    return reg, {"x": x, "x2": x2, "x3": x3, "h": h, "lone": lone, "a0": a0, "a1": a1, "a2": a2, "t": t, "rp": rp}
+
+
+def test_paths_finds_a_two_hop_path_and_ranks_measured_first(graph):
+    reg, c = graph
+    found = reg.paths(extractor=c["x"].ref, head=c["h"].ref)["paths"]
+    chains = [p["bridges"] for p in found]
+    assert [c["a1"].ref, c["a2"].ref] in chains, chains
+    assert [c["a0"].ref] in chains and [c["t"].ref] in chains
+    assert all(p["status"] == "unmeasured" for p in found)
+    # Unmeasured: fewest bridges first.
+    assert len(found[0]["bridges"]) == 1 and found[-1]["bridges"] == [c["a1"].ref, c["a2"].ref]
+    two = found[-1]
+    assert [s["kind"] for s in two["steps"]] == ["adapter", "adapter"]
+    assert "group of aux head" in two["steps"][-1]["why"] and c["h"].ref in two["steps"][-1]["why"]
+    via_t = next(p for p in found if p["bridges"] == [c["t"].ref])
+    assert [s["kind"] for s in via_t["steps"]] == ["adapter", "group"]
+
+    # A trusted measurement of the two-hop path puts it first.
+    reg.post_evaluation(
+        extractor=c["x"].ref,
+        head=c["h"].ref,
+        dataset="digits:a:test",
+        value=0.8,
+        samples=500,
+        bn_mode="batch",
+        metric="bridged_recombination_accuracy",
+        details={"via": [c["a1"].digest, c["a2"].digest]},
+        classes=3,
+    )
+    found = reg.paths(extractor=c["x"].ref, head=c["h"].ref)["paths"]
+    assert found[0]["bridges"] == [c["a1"].ref, c["a2"].ref]
+    assert found[0]["status"] == "measured" and found[0]["measured_accuracy"] == pytest.approx(0.8)
+    assert all(p["status"] == "unmeasured" for p in found[1:])
+    # A bridged measurement never ranks /compatible as if the pair recombined directly.
+    assert all(i["component"]["name"] != "h" or i["status"] != "measured" for i in reg.compatible(extractor=c["x"].ref))
+
+    # The chain length is bounded.
+    short = reg.paths(extractor=c["x"].ref, head=c["h"].ref, max_bridges=1)["paths"]
+    assert all(len(p["bridges"]) <= 1 for p in short) and len(short) == 2
+
+
+def test_assemble_through_bridges(graph):
+    reg, c = graph
+    model = reg.assemble(c["x"].ref, c["h"].ref, via="auto")
+    assert len(model.via) == 1  # the best (shortest, all unmeasured) path
+    out = model(torch.randn(4, 1, 16, 16))
+    assert out.shape == (4, 3)
+    chained = reg.assemble(c["x"].ref, c["h"].ref, via=[c["a1"].ref, c["a2"].ref])
+    assert chained.via == [c["a1"].ref, c["a2"].ref] and chained(torch.randn(4, 1, 16, 16)).shape == (4, 3)
+    with pytest.raises(Incompatible, match="chain is broken"):
+        reg.assemble(c["x"].ref, c["h"].ref, via=[c["a2"].ref])
+    direct = reg.assemble(c["x2"].ref, c["h"].ref, via="auto")
+    assert direct.via == []
+
+
+def test_no_path_says_so_and_suggests_stitch(graph):
+    reg, c = graph
+    assert reg.paths(extractor=c["x"].ref, head=c["lone"].ref)["paths"] == []
+    with pytest.raises(Incompatible) as info:
+        reg.assemble(c["x"].ref, c["lone"].ref, via="auto")
+    message = str(info.value)
+    assert "no bridge is known" in message and "partsbin stitch" in message
+    assert "8 channels at 8x8" in message and "8 channels at any size" in message
