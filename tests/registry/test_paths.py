@@ -76,7 +76,8 @@ def test_paths_finds_a_two_hop_path_and_ranks_measured_first(graph):
     assert found[0]["status"] == "measured" and found[0]["measured_accuracy"] == pytest.approx(0.8)
     assert all(p["status"] == "unmeasured" for p in found[1:])
     # A bridged measurement never ranks /compatible as if the pair recombined directly.
-    assert all(i["component"]["name"] != "h" or i["status"] != "measured" for i in reg.compatible(extractor=c["x"].ref))
+    listed = reg.compatible(extractor=c["x"].ref)
+    assert all(i["component"].digest != c["h"].digest or i["status"] != "measured" for i in listed)
 
     # The chain length is bounded.
     short = reg.paths(extractor=c["x"].ref, head=c["h"].ref, max_bridges=1)["paths"]
@@ -105,3 +106,17 @@ def test_no_path_says_so_and_suggests_stitch(graph):
     message = str(info.value)
     assert "no bridge is known" in message and "partsbin stitch" in message
     assert "8 channels at 8x8" in message and "8 channels at any size" in message
+
+
+def test_compatible_lists_bridged_parts_with_via(graph):
+    reg, c = graph
+    heads = reg.compatible(extractor=c["x"].ref)
+    bridged = [i for i in heads if i.get("via")]
+    assert {(i["component"].digest, tuple(i["via"])) for i in bridged} == {(c["h"].digest, (c["a0"].ref,))}
+    assert all("via" not in i or i["via"] is None for i in heads if not i.get("via"))
+    extractors = reg.compatible(head=c["h"].ref)
+    direct = [i for i in extractors if not i.get("via")]
+    assert [i["component"].digest for i in direct] == [c["x2"].digest]
+    via = {tuple(i["via"]) for i in extractors if i.get("via")}
+    # Into h itself (a0) and into its group (a2, from x3).
+    assert via == {(c["a0"].ref,), (c["a2"].ref,)}
