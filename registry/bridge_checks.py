@@ -21,11 +21,9 @@ def check_bridge(session: Session, card: Card, fail: type[Exception]) -> None:
     def find(field: str, digest: str, roles: set[str], what: str) -> Component:
         found = find_by_digest(session, digest.removeprefix("sha256:"))
         if found is None:
-            raise fail("bridge", f"bridge.{field} names {digest}, which is not in this registry: publish {what} first")  # type: ignore[call-arg]
+            raise fail("bridge", f"bridge.{field} names {digest}, which is not in this registry: publish {what} first")
         if found.role not in roles:
-            raise fail(  # type: ignore[call-arg]
-                "bridge", f"bridge.{field} names {digest} ({found.ref}), which is a {found.role}, not {what}"
-            )
+            raise fail("bridge", f"bridge.{field} names {digest} ({found.ref}), which is a {found.role}, not {what}")
         return found
 
     source = find("from", bridge.source, {"extractor"}, "an extractor")
@@ -37,7 +35,7 @@ def check_bridge(session: Session, card: Card, fail: type[Exception]) -> None:
     src = Junction.model_validate(source.card["interface"]["junction"])
     given = card.interface.input
     if given is None or given.channels != src.channels or given.size != src.spatial:
-        raise fail(  # type: ignore[call-arg]
+        raise fail(
             "bridge",
             f"the {card.role} takes {given.channels if given else '?'} channels at {given.size if given else '?'}, "
             f"but bridge.from {source.ref} gives {src.channels} channels at {src.spatial}x{src.spatial}",
@@ -46,7 +44,7 @@ def check_bridge(session: Session, card: Card, fail: type[Exception]) -> None:
     mine = card.interface.junction
     spatial_ok = dst.spatial == "any" or target.role in AUX_ROLES or dst.spatial == mine.spatial
     if dst.channels != mine.channels or not spatial_ok:
-        raise fail(  # type: ignore[call-arg]
+        raise fail(
             "bridge",
             f"the {card.role} gives {mine.channels} channels at {mine.spatial}, but bridge.to {target.ref} "
             f"({target.role}) takes {dst.channels} channels at {dst.spatial}",

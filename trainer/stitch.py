@@ -62,7 +62,7 @@ def recorded_data(card: Any, split: str) -> DataSpec:
             raise ValueError(f"{card.name}'s card does not record its test set: give the stitch job 'test_data'")
         return DataSpec.model_validate({k: v for k, v in test.items() if k not in ("test_limit", "source_digest")})
     return DataSpec(
-        source=ds.name,  # type: ignore[arg-type]
+        source=ds.name,
         classes=ds.classes,
         indices=getattr(ds, "indices", None),
         transforms=[Transform.model_validate(t) for t in (ds.transform or [])],
@@ -151,7 +151,8 @@ def adapter_from_linear(
     for batches like ``source``, approximately that with batch statistics."""
     out_chans, in_chans = w.shape
     net = build("stitch", in_chans=in_chans, out_chans=out_chans, batchnorm=batchnorm)
-    conv = net.adapter[0]
+    layers: Any = net.adapter
+    conv = layers[0]
     conv.weight.copy_(w[:, :, None, None])
     if not batchnorm:
         conv.bias.copy_(b)
@@ -160,7 +161,7 @@ def adapter_from_linear(
         raise ValueError("a BatchNorm adapter needs the source features to set its statistics")
     z = F.conv2d(source, conv.weight)
     mean, var = z.mean((0, 2, 3)), z.var((0, 2, 3), unbiased=False)
-    bn = net.adapter[1]
+    bn = layers[1]
     bn.running_mean.copy_(mean)
     bn.running_var.copy_(var)
     bn.weight.copy_(torch.sqrt(var + bn.eps))

@@ -136,7 +136,7 @@ def find_paths(session: Session, extractor: Component, head: Component, *, max_b
         into = _by_digest(session, targets - {head.digest} - head_anchors)
         nxt: list[_Space] = []
         for source_digest, bridge in rows:
-            space = by_digest[source_digest]
+            space = by_digest[str(source_digest)]
             if any(b.id == bridge.id for b in space.bridges):
                 continue
             to = (bridge.card.get("bridge") or {}).get("to", "").removeprefix("sha256:")
@@ -200,13 +200,13 @@ def _measure(session: Session, extractor: Component, head: Component, paths: lis
         via = tuple((ev.details or {}).get("via") or ()) if ev.metric == BRIDGED_METRIC else ()
         best.setdefault(via, ev)
     for p in paths:
-        ev = best.get(tuple(p.via))
-        if ev is not None:
-            p.evaluation = ev
-            p.at_chance = at_chance(ev, head)
+        measured = best.get(tuple(p.via))
+        if measured is not None:
+            p.evaluation = measured
+            p.at_chance = at_chance(measured, head)
     if () in best and not any(not p.bridges for p in paths):
         # A direct pair with no shared group, measured: a path only where it works.
-        ev = best[()]
-        if not at_chance(ev, head) and _meets(extractor, head):
-            why = f"measured: {extractor.ref} + {head.ref} recombine at {ev.value:.1%} on {ev.samples} images"
-            paths.append(Path([], [Step("measured", why)], ev))
+        direct = best[()]
+        if not at_chance(direct, head) and _meets(extractor, head):
+            why = f"measured: {extractor.ref} + {head.ref} recombine at {direct.value:.1%} on {direct.samples} images"
+            paths.append(Path([], [Step("measured", why)], direct))

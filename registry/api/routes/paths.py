@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from partsbin.parts.names import InvalidName, parse_ref
+from partsbin.parts.names import InvalidName, Ref, parse_ref
 from partsbin.registry.api.deps import SettingsDep
 from partsbin.registry.api.responses import errors
 from partsbin.registry.crud.components import resolve_ref
@@ -65,7 +65,7 @@ async def paths(
     return await run_in_threadpool(_answer, request.app.state.read_sessionmaker, ext_ref, head_ref, limit)
 
 
-def _answer(factory: sessionmaker[Session], ext_ref, head_ref, max_bridges: int) -> PathsOut:  # type: ignore[no-untyped-def]
+def _answer(factory: sessionmaker[Session], ext_ref: Ref, head_ref: Ref, max_bridges: int) -> PathsOut:
     with factory() as session:
         ext, hd = resolve_ref(session, ext_ref), resolve_ref(session, head_ref)
         if ext.role != "extractor":
