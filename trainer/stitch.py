@@ -34,6 +34,7 @@ from partsbin.parts.evaluation import EvalSettings, evaluate_pair
 from partsbin.parts.stitch_spec import StitchSpec
 from partsbin.parts.training_spec import DataSpec, Transform
 from partsbin.trainer.engine import Progress, StopRequested
+from partsbin.trainer.lease import current_lease
 from partsbin.trainer.run import RunResult, _library_versions
 
 __all__ = [
@@ -48,6 +49,8 @@ __all__ = [
 ]
 
 FEATURE_BATCH = 256
+#: The metric of a measured path through bridges (registry/crud/paths.py).
+BRIDGED_METRIC = "bridged_recombination_accuracy"
 
 
 # -- data ---------------------------------------------------------------------------------
@@ -333,7 +336,29 @@ def run_stitch(
         f"head {metrics['head_parameters']})"
     ]
     if spec.publish:
-        result.refs = [_publish(spec, registry, adapter, ext, head, train_spec, metrics, steps, job_id)]
+        pushed = _publish(spec, registry, adapter, ext, head, train_spec, metrics, steps, job_id)
+        result.refs = [pushed.ref]
+        # The path through this adapter is measured: /paths ranks it by this evaluation.
+        # A bridged metric, so that it never ranks /compatible as a direct pair.
+        registry.post_evaluation(
+            extractor=ext.ref,
+            head=head.ref,
+            dataset=f"{test_spec.source}:test",
+            value=with_adapter.restricted,
+            samples=with_adapter.n,
+            bn_mode="batch",
+            batch_size=settings.batch_size,
+            metric=BRIDGED_METRIC,
+            details={
+                "via": [pushed.digest],
+                "job": job_id,
+                "adapter_free_accuracy": metrics["adapter_free_accuracy"],
+                "unrestricted": with_adapter.unrestricted,
+                "evaluation": settings.as_dict(),
+            },
+            classes=len(set(test.classes) & set(labels)),
+            job=current_lease.get(),
+        )
     return result
 
 
@@ -347,7 +372,7 @@ def _publish(
     metrics: dict[str, Any],
     steps: int,
     job_id: str | None,
-) -> str:
+) -> Any:
     if spec.bridge_to == "group":
         if not head.card.compat.anchors:
             raise ValueError(f"{head.ref} belongs to no group (its card names no anchors): use bridge_to='head'")
@@ -391,7 +416,7 @@ def _publish(
         metrics=metrics,
         tags=["partsbin-trainer", "stitch", spec.method],
     )
-    return str(registry.push(adapter, card).ref)
+    return registry.push(adapter, card)
 
 
 def _spec_extra(data: DataSpec) -> dict[str, Any]:

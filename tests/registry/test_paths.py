@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -120,3 +122,37 @@ def test_compatible_lists_bridged_parts_with_via(graph):
     via = {tuple(i["via"]) for i in extractors if i.get("via")}
     # Into h itself (a0) and into its group (a2, from x3).
     assert via == {(c["a0"].ref,), (c["a2"].ref,)}
+
+
+def test_cli_paths_and_stitch_submission(graph, live):
+    from tests.client.test_cli import cli
+
+    reg, c = graph
+    env = {"PARTSBIN_URL": live.url, "PARTSBIN_TOKEN": live.token("admin")}
+    done = cli("paths", "--extractor", c["x"].ref, "--head", c["h"].ref, "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)["paths"]) == 3
+    shown = cli("paths", "--extractor", c["x"].ref, "--head", c["h"].ref, env=env)
+    assert "1. bridged (1 bridges, unmeasured)" in shown.stdout and c["a1"].ref in shown.stdout
+    done = cli(
+        "stitch",
+        "--extractor",
+        c["x"].ref,
+        "--head",
+        c["lone"].ref,
+        "--name",
+        "lab/x-to-lone",
+        "--steps",
+        "20",
+        "--data",
+        '{"source": "digits", "classes": ["0", "1", "2"]}',
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    (job,) = reg.jobs.list()
+    assert job["spec"]["kind"] == "stitch" and job["spec"]["steps"] == 20
+    assert job["spec"]["data"]["classes"] == ["0", "1", "2"]
+    bad = cli(
+        "stitch", "--extractor", c["x"].ref, "--head", c["h"].ref, "--name", "lab/y", "--method", "magic", env=env
+    )
+    assert bad.returncode != 0 and "method" in bad.stderr

@@ -11,6 +11,7 @@ from partsbin.parts.training_spec import TrainSpec
 from partsbin.trainer.jobs import run_job
 from partsbin.trainer.run import run
 from partsbin.trainer.stitch import adapter_from_linear, feature_mse, features, fit_closed_form
+from partsbin.trainer.worker import Worker
 
 
 def _independent(registry, name: str, task: str, seed: int):
@@ -36,11 +37,14 @@ def pair(live, client_for):
 
 def test_trained_adapter_lifts_an_independent_pair_from_chance(pair):
     reg, ext_a, _head_a, _ext_b, head_b = pair
-    spec = parse_job_spec(
-        {"kind": "stitch", "name": "a-to-b", "namespace": "lab", "extractor": ext_a, "head": head_b, "steps": 150}
-    )
-    result = run_job(spec, reg)
-    m = result.metrics
+    # Through the queue, as a user would: Registry.stitch submits, a worker runs it.
+    job = reg.stitch(ext_a, head_b, "lab/a-to-b", steps=150)
+    assert Worker(reg, name="w", poll_seconds=0.1).run(exit_when_idle=True) == 1
+    done = reg.jobs.get(job["id"])
+    assert done["status"] == "succeeded", done["error"]
+    (ref,) = done["result_refs"]
+    card = reg.info(ref).card
+    m = card.metrics
     # Measured (digits, ResNet-8 width 8, 80 training steps, 150 stitch steps, seeds 0/1):
     # adapter-free 24% (chance 11% over the 9 classes task a's test set shares with head b;
     # independent pairs measured 7-13% in test_compatibility), with the adapter 95%.
@@ -48,11 +52,14 @@ def test_trained_adapter_lifts_an_independent_pair_from_chance(pair):
     assert m["recombination_accuracy"] > 0.75
     assert m["recombination_accuracy"] - m["adapter_free_accuracy"] > 0.35
     assert m["adapter_parameters"] == 16 * 16 + 2 * 16  # 1×1 conv (no bias) + BatchNorm at 16 channels
-    (ref,) = result.refs
-    card = reg.info(ref).card
     assert card.role == "adapter"
     assert card.bridge.source == reg.info(ext_a).digest and card.bridge.to == reg.info(head_b).digest
     assert card.provenance.settings["steps"] == 150 and card.provenance.dataset.name == "digits"
+    assert card.provenance.job == str(job["id"])
+    # The job measured the path through its adapter: /paths lists it, measured, first.
+    (path,) = reg.paths(extractor=ext_a, head=head_b)["paths"]
+    assert path["bridges"] == [ref] and path["status"] == "measured"
+    assert path["measured_accuracy"] == pytest.approx(m["recombination_accuracy"])
 
     # The closed-form edge between the same parts, fitted on the features of head b's own
     # extractor for the same images (seen through b's domain shift): no training.
