@@ -110,3 +110,23 @@ def resolve_via(registry: Registry, ext: Component, head: Component, via: Any) -
     if bridges:
         check_chain(ext, head, bridges)
     return bridges
+
+
+def transform_embeddings(transform: nn.Module, old: Any, side: Any = None, batch_size: int = 4096) -> Any:
+    """FCT without backfilling: new-space embeddings from stored old embeddings (and their
+    side-information), in batches, with no backbone run. Accepts (N, C) or (N, C, 1, 1);
+    returns the same rank. BatchNorm uses the transform's running statistics, so that an
+    embedding never depends on the batch it was transformed in."""
+    import torch
+
+    flat = old.dim() == 2
+    x = old[:, :, None, None] if flat else old
+    if side is not None:
+        s = side[:, :, None, None] if side.dim() == 2 else side
+        if len(s) != len(x):
+            raise UsageError(f"{len(x)} embeddings but {len(s)} side-information vectors")
+        x = torch.cat([x, s], 1)
+    transform.eval()
+    with torch.no_grad():
+        out = torch.cat([transform(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+    return out[:, :, 0, 0] if flat else out

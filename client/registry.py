@@ -460,6 +460,26 @@ class Registry:
         shared group, or through bridges (adapters, transforms); each step says why."""
         return self._get("/paths", extractor=extractor, head=head, max_bridges=max_bridges)
 
+    def transform_gallery(
+        self, transform: str, old_embeddings: torch.Tensor, side_info: torch.Tensor | None = None, **kw: Any
+    ) -> torch.Tensor:
+        """FCT: map a stored gallery of old embeddings (and their side-information vectors)
+        into the new model's space through a stored ``transform``, in batches, without
+        running any backbone (no backfilling). (N, C) or (N, C, 1, 1) in, the same out."""
+        from partsbin.client.bridges import transform_embeddings
+
+        comp = self.pull(transform)
+        if comp.card.role != "transform":
+            raise UsageError(f"{comp.ref} is a {comp.card.role}, not a transform")
+        config = comp.card.arch.config
+        takes = int(config.get("in_chans", 0)) + int(config.get("side_chans", 0) or 0)
+        given = int(old_embeddings.shape[1]) + (int(side_info.shape[1]) if side_info is not None else 0)
+        if takes != given:
+            raise UsageError(
+                f"{comp.ref} takes {takes} channels (old embedding + side-information); these give {given}"
+            )
+        return transform_embeddings(comp.build(), old_embeddings, side_info, **kw)
+
     def stitch(self, extractor: str, head: str, name: str, **kw: Any) -> dict[str, Any]:
         """Submit a ``stitch`` job: an adapter ``name`` (NAMESPACE/NAME) from ``extractor``'s
         features to ``head``, both frozen; ``data``, ``steps``, ``method`` ("trained",

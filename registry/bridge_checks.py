@@ -29,11 +29,33 @@ def check_bridge(session: Session, card: Card, fail: type[Exception]) -> None:
     source = find("from", bridge.source, {"extractor"}, "an extractor")
     out_roles = {"extractor", *HEAD_ROLES}
     target = find("to", bridge.to, out_roles, "a head, an aux head (a group) or an extractor")
+    side = 0
     if bridge.side_info is not None:
-        find("side_info", bridge.side_info, {"side-info"}, "a side-info model")
+        side_model = find("side_info", bridge.side_info, {"side-info"}, "a side-info model")
+        side = int(side_model.card["interface"]["junction"]["channels"])
 
     src = Junction.model_validate(source.card["interface"]["junction"])
     given = card.interface.input
+    if card.role == "transform":
+        # FCT's transform works on globally pooled embeddings (+ side-information), so
+        # only channels are compared, not spatial sizes.
+        dst = Junction.model_validate(target.card["interface"]["junction"])
+        takes_side = int(card.arch.config.get("side_chans", 0) or 0)
+        if (
+            given is None
+            or given.channels != src.channels
+            or takes_side != side
+            or card.interface.junction.channels != dst.channels
+        ):
+            raise fail(
+                "bridge",
+                f"the transform takes {given.channels if given else '?'} channels (+ {takes_side} of side-information) "
+                f"and gives {card.interface.junction.channels}; bridge.from {source.ref} gives {src.channels}, "
+                f"bridge.side_info gives {side} and bridge.to {target.ref} takes {dst.channels}",
+            )
+        return
+    if side:
+        raise fail("bridge", "only a transform takes side-information (bridge.side_info)")
     if given is None or given.channels != src.channels or given.size != src.spatial:
         raise fail(
             "bridge",
