@@ -141,6 +141,8 @@ class FCTSettings:
     batch_size: int = 64
     seed: int = 0
     test_limit: int | None = None
+    #: The transform trains on this many new training images (the first, shuffled by seed 0).
+    transform_images: int | None = None
     bct: bool = False
     threads: int | None = None
 
@@ -219,8 +221,12 @@ def run_fct_experiment(registry: Any, s: FCTSettings) -> dict[str, Any]:
     side_seconds = time.perf_counter() - started
 
     # The transformation, trained on the new data (every class) with an L2 loss.
-    old_tr, new_tr = embeddings(old_net, train_all.x), embeddings(new_net, train_all.x)
-    side_tr = side_vectors(side_net, train_all.x)
+    fit_x = train_all.x
+    if s.transform_images:
+        pick = torch.randperm(len(fit_x), generator=torch.Generator().manual_seed(0))[: s.transform_images]
+        fit_x = fit_x[pick]
+    old_tr, new_tr = embeddings(old_net, fit_x), embeddings(new_net, fit_x)
+    side_tr = side_vectors(side_net, fit_x)
     transforms: dict[str, str] = {}
     for with_side in (True, False):
         t = train_transform(
