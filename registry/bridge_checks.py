@@ -12,6 +12,10 @@ from partsbin.registry.db.models import Component
 __all__ = ["check_bridge"]
 
 
+def _a(word: str) -> str:
+    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
+
+
 def check_bridge(session: Session, card: Card, fail: type[Exception]) -> None:
     """Raise ``fail("bridge", detail)`` unless ``card.bridge`` names existing, fitting endpoints."""
     bridge = card.bridge
@@ -23,7 +27,7 @@ def check_bridge(session: Session, card: Card, fail: type[Exception]) -> None:
         if found is None:
             raise fail("bridge", f"bridge.{field} names {digest}, which is not in this registry: publish {what} first")
         if found.role not in roles:
-            raise fail("bridge", f"bridge.{field} names {digest} ({found.ref}), which is a {found.role}, not {what}")
+            raise fail("bridge", f"bridge.{field} names {digest} ({found.ref}), which is {_a(found.role)}, not {what}")
         return found
 
     source = find("from", bridge.source, {"extractor"}, "an extractor")

@@ -30,8 +30,11 @@ def _adapter(reg, name: str, source: str, to: str, seed: int = 0):
 
 @pytest.fixture
 def graph(live, client_for):
+    return _graph(client_for(live, live.token("admin")))
+
+
+def _graph(reg):
     """X (no group) -A1-> X3 (no group) -A2-> group G of head H; X -A0-> H; X -T-> X2 in G."""
-    reg = client_for(live, live.token("admin"))
     rp_module, rp_card = aux_rp(0)
     rp = reg.push(rp_module, rp_card)
     x = reg.push(network(1).extractor(), extractor_card("lab/x"))
@@ -84,6 +87,17 @@ def test_paths_finds_a_two_hop_path_and_ranks_measured_first(graph):
     # The chain length is bounded.
     short = reg.paths(extractor=c["x"].ref, head=c["h"].ref, max_bridges=1)["paths"]
     assert all(len(p["bridges"]) <= 1 for p in short) and len(short) == 2
+
+
+@pytest.mark.postgres
+def test_paths_on_postgres(make_registry, postgres_url, client_for):
+    live = make_registry(database_url=postgres_url)
+    reg, c = _graph(client_for(live, live.token("admin")))
+    found = reg.paths(extractor=c["x"].ref, head=c["h"].ref)["paths"]
+    assert sorted(len(p["bridges"]) for p in found) == [1, 1, 2]
+    assert found[-1]["bridges"] == [c["a1"].ref, c["a2"].ref]
+    via = {tuple(i["via"]) for i in reg.compatible(head=c["h"].ref) if i.get("via")}
+    assert via == {(c["a0"].ref,), (c["a2"].ref,)}
 
 
 def test_assemble_through_bridges(graph):
@@ -156,3 +170,58 @@ def test_cli_paths_and_stitch_submission(graph, live):
         "stitch", "--extractor", c["x"].ref, "--head", c["h"].ref, "--name", "lab/y", "--method", "magic", env=env
     )
     assert bad.returncode != 0 and "method" in bad.stderr
+
+
+def test_a_bridge_must_name_existing_fitting_endpoints(graph, live):
+    """An adapter's card must name existing endpoints of the right kinds and interfaces:
+    otherwise a 4xx that says which, and nothing is stored."""
+    import httpx
+
+    from tests.helpers import write_component
+
+    reg, c = graph
+    good = {"from": c["x"].digest, "to": c["h"].digest}
+    token = live.token("admin")
+    rows, blobs = live.row_count(), live.blob_count()
+    cases = [
+        ({**good, "to": "sha256:" + "ab" * 32}, 8, "not in this registry: publish"),
+        ({**good, "from": "sha256:" + "cd" * 32}, 8, "not in this registry: publish an extractor first"),
+        ({"from": c["h"].digest, "to": c["h"].digest}, 8, "which is a head, not an extractor"),
+        ({**good, "to": c["a0"].digest}, 8, "which is an adapter, not a head"),
+        (good, 16, "takes 16 channels at 8, but bridge.from lab/x@1 gives 8 channels at 8x8"),
+        ({**good, "side_info": c["x2"].digest}, 8, "not a side-info model"),
+    ]
+    for i, (bridge, chans, message) in enumerate(cases):
+        module = build("stitch", in_chans=chans, out_chans=8)
+        card = card_for(
+            name=f"lab/bad{i}",
+            role="adapter",
+            arch="stitch",
+            config={"in_chans": chans, "out_chans": 8},
+            split="adapter",
+            input_size=8,
+            bridge=bridge,
+        )
+        path = write_component(live.settings.data_dir / f"bad{i}.safetensors", module, card)
+        r = httpx.post(
+            f"{live.url}/components",
+            files={"file": path.read_bytes()},
+            data={"card": card.model_dump_json()},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert r.status_code == 422, r.text
+        assert message in r.json()["detail"], r.json()["detail"]
+        assert r.headers["X-Upload-Check"] == "bridge"
+    assert live.row_count() == rows and live.blob_count() == blobs
+    # A card of another role may not name a bridge, and a bridge must name one.
+    with pytest.raises(ValueError, match="only an adapter or transform names a 'bridge'"):
+        extractor_card("lab/y").model_copy().model_validate({**extractor_card("lab/y").embedded(), "bridge": good})
+    with pytest.raises(ValueError, match="must name what it joins"):
+        card_for(
+            name="lab/z",
+            role="adapter",
+            arch="stitch",
+            config={"in_chans": 8, "out_chans": 8},
+            split="adapter",
+            input_size=8,
+        )
