@@ -130,3 +130,61 @@ def transform_embeddings(transform: nn.Module, old: Any, side: Any = None, batch
     with torch.no_grad():
         out = torch.cat([transform(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
     return out[:, :, 0, 0] if flat else out
+
+
+def bench_path(
+    registry: Registry,
+    extractor: str,
+    head: str,
+    via: Any = "auto",
+    *,
+    data: Any = None,
+    batch_size: int = 256,
+    shuffle_seed: int = 0,
+    post: bool = True,
+) -> dict[str, Any]:
+    """Measure a composed path as the benchmark measures a direct pair: the extractor's
+    test set, batch-statistics BatchNorm, batches of the classes the pair shares. Posted
+    (``post``) as metric ``bridged_recombination_accuracy`` with ``details.via`` naming
+    the bridges' digests, which is how ``/paths`` finds the measurement."""
+    from torch import nn
+
+    from partsbin.client.bench import test_set
+    from partsbin.parts.evaluation import EvalSettings, evaluate_pair
+    from partsbin.parts.metrics import shared_classes
+
+    ext, hd = registry.pull(extractor), registry.pull(head)
+    bridges = resolve_via(registry, ext, hd, via)
+    if not bridges:
+        raise UsageError(f"{ext.ref} meets {hd.ref} directly: measure it with Registry.bench")
+    if post:
+        registry.check_can_publish(None, "posting the result as an evaluation (post=False to skip)")
+    dataset, images = test_set(ext, data)
+    settings = EvalSettings(batch_size=batch_size, shuffle_seed=shuffle_seed)
+    labels = hd.card.labels
+    acc = evaluate_pair(
+        nn.Sequential(bridged_extractor(registry, ext, bridges, "cpu")), hd.build(), images, labels, settings
+    )
+    result = {
+        "extractor": ext.ref,
+        "head": hd.ref,
+        "via": [b.ref for b in bridges],
+        "accuracy": acc.restricted,
+        "unrestricted": acc.unrestricted,
+        "samples": acc.n,
+        "dataset": dataset,
+    }
+    if post:
+        registry.post_evaluation(
+            extractor=ext.ref,
+            head=hd.ref,
+            dataset=dataset,
+            value=acc.restricted,
+            samples=acc.n,
+            bn_mode="batch",
+            batch_size=batch_size,
+            metric="bridged_recombination_accuracy",
+            details={"via": [b.digest for b in bridges], "unrestricted": acc.unrestricted, **settings.as_dict()},
+            classes=len(shared_classes(images.classes, labels)),
+        )
+    return result

@@ -480,6 +480,16 @@ class Registry:
             )
         return transform_embeddings(comp.build(), old_embeddings, side_info, **kw)
 
+    def bench_path(
+        self, extractor: str, head: str, via: str | builtins.list[str] = "auto", **kw: Any
+    ) -> dict[str, Any]:
+        """Measure the path from ``extractor`` to ``head`` through bridges (``via``: "auto" or
+        their refs) like a direct pair, and post it so that ``/paths`` ranks it
+        (:func:`partsbin.client.bridges.bench_path`)."""
+        from partsbin.client.bridges import bench_path
+
+        return bench_path(self, extractor, head, via, **kw)
+
     def stitch(self, extractor: str, head: str, name: str, **kw: Any) -> dict[str, Any]:
         """Submit a ``stitch`` job: an adapter ``name`` (NAMESPACE/NAME) from ``extractor``'s
         features to ``head``, both frozen; ``data``, ``steps``, ``method`` ("trained",

@@ -59,6 +59,10 @@ def test_trained_adapter_lifts_an_independent_pair_from_chance(pair):
     (path,) = reg.paths(extractor=ext_a, head=head_b)["paths"]
     assert path["bridges"] == [ref] and path["status"] == "measured"
     assert path["measured_accuracy"] == pytest.approx(m["recombination_accuracy"])
+    # The client benchmark measures the composed path like a direct pair.
+    measured = reg.bench_path(ext_a, head_b, via="auto", post=False)
+    assert measured["via"] == [ref] and measured["samples"] == m["test_images"]
+    assert measured["accuracy"] == pytest.approx(m["recombination_accuracy"], abs=0.03)
 
     # The closed-form edge between the same parts, fitted on the features of head b's own
     # extractor for the same images (seen through b's domain shift): no training.
