@@ -225,3 +225,13 @@ def test_a_bridge_must_name_existing_fitting_endpoints(graph, live):
             split="adapter",
             input_size=8,
         )
+
+
+def test_pages_show_bridges(graph, live):
+    import httpx
+
+    reg, c = graph
+    page = httpx.get(f"{live.url}/ui/components/lab/a1")
+    assert page.status_code == 200
+    assert "bridge from" in page.text and "bridge to" in page.text
+    assert httpx.get(f"{live.url}/ui/components/lab/x").status_code == 200
