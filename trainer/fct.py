@@ -191,7 +191,9 @@ def run_fct_experiment(registry: Any, s: FCTSettings) -> dict[str, Any]:
     old_cls = classes[: s.old_classes]
     # With BCT the old run also learns a DCC head over the old classes (then frozen): the
     # classifier the BCT network is trained against.
-    old_how: dict[str, Any] = {"scheme": "incremental", "methods": ["DCC"]} if s.bct else {"scheme": "independent"}
+    old_how: dict[str, Any] = (
+        {"scheme": "incremental", "methods": ["DCC"], "dcc_labels": old_cls} if s.bct else {"scheme": "independent"}
+    )
     old_run = _train(registry, s, "old", old_cls, s.arch, s.old_steps, **old_how)
     new_run = _train(registry, s, "new", classes, s.new_arch or s.arch, s.new_steps, scheme="independent")
     old_ext = registry.pull(_ref_of(old_run.refs, "extractor"))
