@@ -81,7 +81,21 @@ def test_trained_adapter_lifts_an_independent_pair_from_chance(pair):
     c = closed.metrics
     assert c["method"] == "least-squares" and c["fit_images"] == 300 and c["feature_mse"] > 0
     assert c["adapter_free_accuracy"] == m["adapter_free_accuracy"]
-    print(m, c)
+    spec = parse_job_spec(
+        {
+            "kind": "stitch",
+            "name": "a-to-b-procrustes",
+            "namespace": "lab",
+            "extractor": ext_a,
+            "head": head_b,
+            "method": "procrustes",
+            "fit_images": 300,
+            "publish": False,
+        }
+    )
+    p = run_job(spec, reg).metrics
+    print({k: (m[k], c[k], p[k]) for k in ("adapter_free_accuracy", "recombination_accuracy", "adapter_parameters")})
+    print("feature mse", c["feature_mse"], p["feature_mse"])
     assert closed.refs and reg.info(closed.refs[0]).card.provenance.settings["steps"] == 0
 
 
