@@ -62,7 +62,7 @@ QUICK = {
     "new_steps": 400,
     "side_steps": 300,
     "transform_steps": 800,
-    "hidden": 128,
+    "hidden": 256,
     "batch_size": 64,
     "test_limit": 2000,
     "transform_images": 20000,
