@@ -74,9 +74,10 @@ def check_chain(ext: Component, head: Component, bridges: list[Component]) -> No
             raise Incompatible(f"{b.ref} is a {card.role}, not a bridge (an adapter or transform)")
         if card.bridge.source != where:
             raise Incompatible(f"{b.ref} bridges from {card.bridge.source}, not from {where}: the chain is broken")
-        if card.bridge.side_info is not None:
+        if card.role == "transform":
             raise Incompatible(
-                f"{b.ref} takes side-information: use Registry.transform_gallery on stored embeddings instead"
+                f"{b.ref} is an FCT transform: it maps pooled embeddings (with side-information), not the junction "
+                "features a head takes; use Registry.transform_gallery on stored embeddings"
             )
         where = card.bridge.to
     if where != head.digest and where not in head.card.compat.anchors:
@@ -101,7 +102,14 @@ def resolve_via(registry: Registry, ext: Component, head: Component, via: Any) -
         found = registry.paths(extractor=ext.ref, head=head.ref)["paths"]
         if not found:
             raise no_path(ext, head)
-        refs = found[0]["bridges"]
+        usable = [p for p in found if p.get("composable", True)]
+        if not usable:
+            raise Incompatible(
+                f"{ext.ref} reaches {head.ref} only through FCT transforms, which map pooled embeddings for "
+                "retrieval (Registry.transform_gallery), not junction features a head takes; make an adapter "
+                f"with `partsbin stitch --extractor {ext.ref} --head {head.ref} --name NS/NAME`"
+            )
+        refs = usable[0]["bridges"]
     elif isinstance(via, (list, tuple)):
         refs = list(via)
     else:

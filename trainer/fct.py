@@ -291,6 +291,7 @@ def run_fct_experiment(registry: Any, s: FCTSettings) -> dict[str, Any]:
         "refs": {
             "old": old_ext.ref,
             "new": new_ext.ref,
+            "new_head": _ref_of(new_run.refs, "head"),
             "side_info": side_comp.ref,
             "transform_side": transforms["side"],
             "transform": transforms["plain"],

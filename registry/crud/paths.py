@@ -52,6 +52,12 @@ class Path:
         return [f"sha256:{b.digest}" for b in self.bridges]
 
     @property
+    def composable(self) -> bool:
+        """Whether ``assemble`` can build it as one module: adapters map junction features;
+        FCT transforms map pooled embeddings (and take side-information), for retrieval."""
+        return all(b.role == "adapter" for b in self.bridges)
+
+    @property
     def kind(self) -> str:
         return "direct" if not self.bridges else "bridged"
 
@@ -159,11 +165,10 @@ def find_paths(session: Session, extractor: Component, head: Component, *, max_b
                 found.append(Path(chain, [*space.steps, step]))
             elif to in into and into[to].role == "extractor" and to not in seen:
                 new = into[to]
-                step = Step(
-                    bridge.role,
-                    f"{bridge.role} {bridge.ref} maps {space.extractor.ref}'s features into {new.ref}'s",
-                    bridge,
-                )
+                why = f"{bridge.role} {bridge.ref} maps {space.extractor.ref}'s features into {new.ref}'s"
+                if bridge.role == "transform":
+                    why += " (pooled embeddings, FCT: for retrieval through Registry.transform_gallery)"
+                step = Step(bridge.role, why, bridge)
                 nxt.append(_Space(new, chain, [*space.steps, step]))
         seen.update(s.extractor.digest for s in nxt)
         frontier = nxt

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from partsbin.client.errors import UsageError
+from partsbin.client.errors import Incompatible, UsageError
 from partsbin.trainer.fct import FCTSettings, run_fct_experiment
 
 
@@ -31,3 +31,10 @@ def test_fct_transform_with_side_info_lands_between_old_and_new(live, client_for
         reg.transform_gallery(out["refs"]["transform_side"], torch.zeros(3, 16))
     plain = reg.transform_gallery(out["refs"]["transform"], torch.zeros(3, 16))
     assert plain.shape == (3, 16)
+    # The transforms are edges between the two extractors' spaces: /paths lists the way from
+    # the old extractor to the new model's head through each, not composable into one module.
+    found = reg.paths(extractor=out["refs"]["old"], head=out["refs"]["new_head"])["paths"]
+    assert sorted(p["bridges"][0] for p in found) == sorted([out["refs"]["transform"], out["refs"]["transform_side"]])
+    assert not any(p["composable"] for p in found) and "for retrieval" in found[0]["steps"][0]["why"]
+    with pytest.raises(Incompatible, match="only through FCT transforms"):
+        reg.assemble(out["refs"]["old"], out["refs"]["new_head"], via="auto")

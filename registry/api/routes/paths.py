@@ -33,6 +33,9 @@ class PathOut(BaseModel):
     via: list[str] = Field(description="their digests: what an evaluation of this path names in details.via")
     steps: list[PathStep]
     status: Literal["measured", "unmeasured", "measured: not compatible"]
+    composable: bool = Field(
+        description="assemble() can build it as one module (adapters only; FCT transforms map pooled embeddings)"
+    )
     measured_accuracy: float | None = None
     evaluation_id: int | None = None
 
@@ -96,6 +99,7 @@ def _out(p: Path) -> PathOut:
             for s in p.steps
         ],
         status=status,
+        composable=p.composable,
         measured_accuracy=ev.value if ev is not None else None,
         evaluation_id=ev.id if ev is not None else None,
     )
