@@ -101,7 +101,8 @@ def main() -> None:
             out["seconds"] = time.perf_counter() - t0
             runs.append(out)
             print(json.dumps({"seed": seed, "rows": out["rows"], "seconds": out["seconds"]}), flush=True)
-    write_results(name, args.setting, setting, runs, (time.perf_counter() - started) / 60)
+        # After every seed, so that a run stopped by its time limit keeps what it measured.
+        write_results(name, args.setting, setting, runs, (time.perf_counter() - started) / 60)
 
 
 def write_results(
