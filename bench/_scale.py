@@ -1,6 +1,7 @@
 """The scale mode of the registry benchmark: lookups with a million components.
 
     python bench/registry_bench.py --scale     # writes bench/results/registry_scale.{json,md}
+    python bench/registry_bench.py --scale --bridges 10000   # and times /paths among 10,000 bridges
 
 Bulk-loads GROUPS groups of MEMBERS components each (an RP aux head anchoring half
 extractors, half task heads), plus the groups' anchors, through the registry's own
@@ -86,12 +87,58 @@ def _values(card: Any, name: str, digest: str) -> dict[str, Any]:
     return values
 
 
-def populate(url: str, groups: int, members: int) -> dict[str, Any]:
+def _bridge_rows(
+    groups: int, members: int, bridges: int
+) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]], tuple[str, str, int] | None]]:
+    """``bridges`` adapters between random groups: (component row, its two lineage edges,
+    (extractor ref, head ref, bridges on the path) for a pair it connects, or None).
+
+    A third lead into a head, a third into another group's anchor (every head of it), a
+    third into another extractor's space; those chain, so that /paths walks two hops. Rows
+    are made as the registry makes them (``component_values``; the lineage edges the
+    publish path records for ``bridge.from`` / ``bridge.to``)."""
+    rng = random.Random(1)
+    # Extractors are the even members of each group, heads the odd ones (see _rows).
+    ext_m = [m for m in range(members) if m % 2 == 0]
+    head_m = [m for m in range(members) if m % 2 == 1]
+    for b in range(bridges):
+        g_from, g_to = rng.randrange(groups), rng.randrange(groups)
+        m_from = rng.choice(ext_m)
+        source = _digest(f"{g_from}/{m_from}")
+        kind = b % 3
+        if kind == 0:
+            m_to = rng.choice(head_m)
+            to, pair = _digest(f"{g_to}/{m_to}"), (f"g{g_from}/ext{m_from}@1", f"g{g_to}/head{m_to}@1", 1)
+        elif kind == 1:
+            to, pair = _digest(f"aux{g_to}"), (f"g{g_from}/ext{m_from}@1", f"g{g_to}/head{rng.choice(head_m)}@1", 1)
+        else:
+            m_to = rng.choice(ext_m)
+            to, pair = _digest(f"{g_to}/{m_to}"), None  # into another space: /paths walks on
+        card = card_for(
+            name="b0/adapter",
+            role="adapter",
+            arch="stitch",
+            config={"in_chans": 8, "out_chans": 8},
+            split="adapter",
+            input_size=8,
+            bridge={"from": f"sha256:{source}", "to": f"sha256:{to}"},
+        )
+        digest = _digest(f"bridge{b}")
+        values = _values(card, f"bridges/a{b}", digest)
+        edges = [
+            {"kind": "bridge_from", "target": f"sha256:{source}", "target_digest": source},
+            {"kind": "bridge_to", "target": f"sha256:{to}", "target_digest": to},
+        ]
+        yield values, edges, pair
+
+
+def populate(url: str, groups: int, members: int, bridges: int = 0) -> dict[str, Any]:
     engine = make_engine(url)
     upgrade(engine)
     tables = Base.metadata.tables
     comp_cols = [c.name for c in tables["components"].columns]
     memb_cols = [c.name for c in tables["memberships"].columns]
+    edge_cols = [c.name for c in tables["lineage_edges"].columns]
     group_cols = [c.name for c in tables["groups"].columns]
     now = time.strftime("%Y-%m-%d %H:%M:%S+00")
     heads, extractors, anchors = [], [], []
@@ -100,30 +147,29 @@ def populate(url: str, groups: int, members: int) -> dict[str, Any]:
     raw = engine.raw_connection()
     try:
         cur = raw.cursor()
-        comp_rows, memb_rows, group_rows = [], [], []
+        comp_rows, memb_rows, group_rows, edge_rows = [], [], [], []
+        tables_rows = (
+            ("components", comp_cols, comp_rows),
+            ("memberships", memb_cols, memb_rows),
+            ("groups", group_cols, group_rows),
+            ("lineage_edges", edge_cols, edge_rows),
+        )
 
         def flush() -> None:
             if postgres:
-                for table, cols, rows in (
-                    ("components", comp_cols, comp_rows),
-                    ("memberships", memb_cols, memb_rows),
-                    ("groups", group_cols, group_rows),
-                ):
+                for table, cols, rows in tables_rows:
                     with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:  # type: ignore[attr-defined]
                         for row in rows:
                             copy.write_row(row)
             else:
-                for table, cols, rows in (
-                    ("components", comp_cols, comp_rows),
-                    ("memberships", memb_cols, memb_rows),
-                    ("groups", group_cols, group_rows),
-                ):
+                for table, cols, rows in tables_rows:
+                    if not rows:
+                        continue
                     marks = ", ".join("?" for _ in cols)
                     cur.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks})", rows)
             raw.commit()
-            comp_rows.clear()
-            memb_rows.clear()
-            group_rows.clear()
+            for _table, _cols, rows in tables_rows:
+                rows.clear()
 
         for cid, (kind, values, memberships, anchor) in enumerate(_rows(groups, members), start=1):
             values = {**values, "id": cid, "created_at": now, "card": json.dumps(values["card"])}
@@ -145,8 +191,26 @@ def populate(url: str, groups: int, members: int) -> dict[str, Any]:
             if len(comp_rows) >= 20_000:
                 flush()
         flush()
+        path_pairs: list[tuple[str, str, int]] = []
+        edge_id = 0
+        for values, edges, pair in _bridge_rows(groups, members, bridges):
+            cid += 1
+            values = {**values, "id": cid, "created_at": now, "card": json.dumps(values["card"])}
+            comp_rows.append(tuple(values.get(c) for c in comp_cols))
+            for e in edges:
+                edge_id += 1
+                edge_rows.append(tuple({**e, "id": edge_id, "component_id": cid}.get(c) for c in edge_cols))
+            if pair is not None:
+                path_pairs.append(pair)
+            if len(comp_rows) >= 20_000:
+                flush()
+        flush()
         if postgres:
             cur.execute("SELECT setval(pg_get_serial_sequence('components', 'id'), (SELECT max(id) FROM components))")
+            if edge_id:
+                cur.execute(
+                    "SELECT setval(pg_get_serial_sequence('lineage_edges', 'id'), (SELECT max(id) FROM lineage_edges))"
+                )
             raw.commit()
     finally:
         raw.close()
@@ -159,7 +223,15 @@ def populate(url: str, groups: int, members: int) -> dict[str, Any]:
         else:
             size = Path(str(engine.url.database)).stat().st_size
     engine.dispose()
-    return {"heads": heads, "extractors": extractors, "anchors": anchors, "load_s": loaded, "db_bytes": size}
+    return {
+        "heads": heads,
+        "extractors": extractors,
+        "anchors": anchors,
+        "path_pairs": path_pairs,
+        "bridges": bridges,
+        "load_s": loaded,
+        "db_bytes": size,
+    }
 
 
 def _time(http: httpx.Client, requests: list[tuple[str, dict[str, Any]]]) -> dict[str, float]:
@@ -202,6 +274,16 @@ def measure(
         ],
         "GET /groups/{digest}": [(f"/groups/{rng.choice(anchors)}", {"limit": 50}) for _ in range(REQUESTS)],
     }
+    pairs = loaded.get("path_pairs") or []
+    if pairs:
+        # Pairs a bridge connects (one hop, and through a group), and random pairs (mostly
+        # no path: the search walks its full depth before answering "none").
+        routes["GET /paths?extractor=…&head=… (bridged pairs)"] = [
+            ("/paths", {"extractor": e, "head": h}) for e, h, _n in (rng.choice(pairs) for _ in range(REQUESTS))
+        ]
+        routes["GET /paths?extractor=…&head=… (random pairs)"] = [
+            ("/paths", {"extractor": rng.choice(exts), "head": rng.choice(heads)}) for _ in range(REQUESTS)
+        ]
     routes.update(extra or {})
     out = {}
     with httpx.Client(base_url=server_url, timeout=60) as http:
@@ -226,7 +308,8 @@ def markdown(result: dict[str, Any]) -> str:
         if not r:
             continue
         lines += [
-            f"## {r['label']}: {r['components']:,} components in {r['groups']:,} groups",
+            f"## {r['label']}: {r['components']:,} components in {r['groups']:,} groups"
+            + (f", {r['bridges']:,} bridges" if r.get("bridges") else ""),
             "",
             f"Loaded in {r['load_s']:.0f} s; database {r['db_bytes'] / 1e9:.2f} GB.",
             "",

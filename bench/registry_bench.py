@@ -305,7 +305,7 @@ def publish_rate(work: Path, n: int = 200) -> dict:
     return {"components": n, "bytes_each": size, "per_second": n / elapsed}
 
 
-def scale(groups_pg: int, groups_sqlite: int, members: int = 100) -> None:
+def scale(groups_pg: int, groups_sqlite: int, members: int = 100, bridges: int = 0) -> None:
     """The scale mode (see bench/_scale.py): PostgreSQL with groups_pg × (members + 1)
     components, SQLite with groups_sqlite × (members + 1)."""
     import _scale
@@ -330,7 +330,7 @@ def scale(groups_pg: int, groups_sqlite: int, members: int = 100) -> None:
                 (work / key / "data").mkdir(parents=True, exist_ok=True)
                 db = url or f"sqlite:///{(work / key / 'data' / 'registry.db').resolve()}"
                 print(f"{label}: loading {groups * (members + 1):,} components", flush=True)
-                loaded = _scale.populate(db, groups, members)
+                loaded = _scale.populate(db, groups, members, bridges)
                 server = Server(work / key, **_scale.env_for(url))
                 try:
                     routes = _scale.measure(server.url, loaded)
@@ -338,8 +338,9 @@ def scale(groups_pg: int, groups_sqlite: int, members: int = 100) -> None:
                     server.stop()
                 out[key] = {
                     "label": label,
-                    "components": groups * (members + 1),
+                    "components": groups * (members + 1) + bridges,
                     "groups": groups,
+                    "bridges": bridges,
                     "load_s": loaded["load_s"],
                     "db_bytes": loaded["db_bytes"],
                     "routes": routes,
@@ -362,9 +363,12 @@ def main() -> None:
     )
     parser.add_argument("--groups", type=int, default=10_000, help="--scale: groups of 101 components on PostgreSQL")
     parser.add_argument("--sqlite-groups", type=int, default=1_000, help="--scale: groups on SQLite")
+    parser.add_argument(
+        "--bridges", type=int, default=0, help="--scale: adapters between random groups, and /paths timed among them"
+    )
     args = parser.parse_args()
     if args.scale:
-        scale(args.groups, args.sqlite_groups)
+        scale(args.groups, args.sqlite_groups, bridges=args.bridges)
         return
     RESULTS.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="partsbin-bench-"))

@@ -53,6 +53,8 @@ class AssembledModel(nn.Module):
         self.extractor_ref = extractor_ref
         self.head_ref = head_ref
         self.labels = labels
+        #: The bridges between extractor and head, by ref (empty when direct).
+        self.via: list[str] = []
         self.bn_mode: BNMode = bn_mode
         self.set_bn_mode(bn_mode)
         self.eval()

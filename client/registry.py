@@ -459,6 +459,51 @@ class Registry:
     def evaluations(self, *, extractor: str | None = None, head: str | None = None) -> builtins.list[dict[str, Any]]:
         return self._get("/evaluations", extractor=extractor, head=head)
 
+    def paths(self, *, extractor: str, head: str, max_bridges: int | None = None) -> dict[str, Any]:
+        """Ways from ``extractor`` to ``head``, best first (``GET /paths``): direct through a
+        shared group, or through bridges (adapters, transforms); each step says why."""
+        return self._get("/paths", extractor=extractor, head=head, max_bridges=max_bridges)
+
+    def transform_gallery(
+        self, transform: str, old_embeddings: torch.Tensor, side_info: torch.Tensor | None = None, **kw: Any
+    ) -> torch.Tensor:
+        """FCT: map a stored gallery of old embeddings (and their side-information vectors)
+        into the new model's space through a stored ``transform``, in batches, without
+        running any backbone (no backfilling). (N, C) or (N, C, 1, 1) in, the same out."""
+        from partsbin.client.bridges import transform_embeddings
+
+        comp = self.pull(transform)
+        if comp.card.role != "transform":
+            raise UsageError(f"{comp.ref} is a {comp.card.role}, not a transform")
+        config = comp.card.arch.config
+        takes = int(config.get("in_chans", 0)) + int(config.get("side_chans", 0) or 0)
+        given = int(old_embeddings.shape[1]) + (int(side_info.shape[1]) if side_info is not None else 0)
+        if takes != given:
+            raise UsageError(
+                f"{comp.ref} takes {takes} channels (old embedding + side-information); these give {given}"
+            )
+        return transform_embeddings(comp.build(), old_embeddings, side_info, **kw)
+
+    def bench_path(
+        self, extractor: str, head: str, via: str | builtins.list[str] = "auto", **kw: Any
+    ) -> dict[str, Any]:
+        """Measure the path from ``extractor`` to ``head`` through bridges (``via``: "auto" or
+        their refs) like a direct pair, and post it so that ``/paths`` ranks it
+        (:func:`partsbin.client.bridges.bench_path`)."""
+        from partsbin.client.bridges import bench_path
+
+        return bench_path(self, extractor, head, via, **kw)
+
+    def stitch(self, extractor: str, head: str, name: str, **kw: Any) -> dict[str, Any]:
+        """Submit a ``stitch`` job: an adapter ``name`` (NAMESPACE/NAME) from ``extractor``'s
+        features to ``head``, both frozen; ``data``, ``steps``, ``method`` ("trained",
+        "least-squares", "procrustes"), ``to_group`` and the other fields of
+        :class:`~partsbin.parts.stitch_spec.StitchSpec`. Returns the job; a worker runs it
+        (or ``partsbin stitch --local`` runs it here)."""
+        from partsbin.client.bridges import stitch_spec
+
+        return self.jobs.submit(stitch_spec(extractor, head, name, **kw))
+
     def bench(self, extractors: builtins.list[str], heads: builtins.list[str], **kw: Any) -> BenchResult:
         """The recombination matrix of ``extractors`` × ``heads`` (see :func:`partsbin.client.bench.bench`);
         posts each cell as an evaluation unless ``post=False``."""
@@ -519,10 +564,15 @@ class Registry:
         *,
         bn_mode: Literal["batch", "running"] = "batch",
         device: str | torch.device = "cpu",
+        via: str | builtins.list[str] | None = None,
     ) -> AssembledModel:
         """``head(extractor(x))`` from two stored parts. Refuses parts whose feature
         interfaces differ. BatchNorm uses batch statistics by default (the paper's
-        choice for recombined networks, §4); ``bn_mode="running"`` uses stored ones."""
+        choice for recombined networks, §4); ``bn_mode="running"`` uses stored ones.
+
+        ``via="auto"`` goes through the best path ``/paths`` finds (direct, or through
+        bridges: ``head(bridge_n(...bridge_1(extractor(x))))``), raising
+        :class:`Incompatible` when there is none; a list of bridge refs names the chain."""
         ext = (
             extractor
             if isinstance(extractor, Component) and extractor.path
@@ -535,6 +585,21 @@ class Registry:
         )
         from partsbin.client.assemble import AssembledModel, check_junctions
 
+        if via is not None:
+            from partsbin.client.bridges import bridged_extractor, resolve_via
+
+            bridges = resolve_via(self, ext, hd, via)
+            if bridges:
+                model = AssembledModel(
+                    bridged_extractor(self, ext, bridges, device),
+                    hd.build(device),
+                    bn_mode=bn_mode,
+                    extractor_ref=ext.ref,
+                    head_ref=hd.ref,
+                    labels=hd.card.interface.output.labels if hd.card.interface.output else None,
+                )
+                model.via = [b.ref for b in bridges]
+                return model
         check_junctions(ext.ref, ext.card, hd.ref, hd.card)
         return AssembledModel(
             ext.build(device),

@@ -11,7 +11,16 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from partsbin.parts.names import InvalidName, parse_digest, parse_ref, validate_name
 
@@ -27,16 +36,29 @@ __all__ = [
     "Dataset",
     "Provenance",
     "Card",
+    "Bridge",
+    "BRIDGE_ROLES",
     "junctions_compatible",
 ]
 
 CARD_METADATA_KEY = "partsbin.card"
 REGISTRY_FIELDS = frozenset({"version", "digest", "size"})
 
-Role = Literal["extractor", "head", "aux-rp", "aux-dcc", "init"]
+Role = Literal["extractor", "head", "aux-rp", "aux-dcc", "init", "adapter", "transform", "side-info"]
 HEAD_ROLES: frozenset[str] = frozenset({"head", "aux-rp", "aux-dcc"})
 AUX_ROLES: frozenset[str] = frozenset({"aux-rp", "aux-dcc"})
-_PART_OF_ROLE = {"extractor": "extractor", "head": "head", "aux-rp": "head", "aux-dcc": "head", "init": "full"}
+#: Bridges join parts trained apart (DESIGN.md, "Using compatible parts"): their card names both ends.
+BRIDGE_ROLES: frozenset[str] = frozenset({"adapter", "transform"})
+_PART_OF_ROLE = {
+    "extractor": "extractor",
+    "head": "head",
+    "aux-rp": "head",
+    "aux-dcc": "head",
+    "init": "full",
+    "adapter": "full",
+    "transform": "full",
+    "side-info": "full",
+}
 
 
 class _Model(BaseModel):
@@ -149,6 +171,28 @@ class Provenance(_Model):
     libraries: dict[str, str] = Field(default_factory=dict)
 
 
+class Bridge(_Model):
+    """What a bridge joins, by digest: ``from`` an extractor's feature space ``to`` a head,
+    a group (an aux head's digest: every head of the group), or another extractor's space.
+    A transform with side-information also names the ``side-info`` model it takes."""
+
+    # "from" is a Python keyword: the field is ``source`` in code and "from" in JSON, always.
+    model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
+    source: str = Field(alias="from", description="'sha256:HEX' of the extractor whose features go in")
+    to: str = Field(description="'sha256:HEX' of the head, group anchor or extractor whose input space comes out")
+    side_info: str | None = Field(default=None, description="'sha256:HEX' of the side-info model (FCT)")
+
+    @field_validator("source", "to", "side_info")
+    @classmethod
+    def _digest(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            return "sha256:" + parse_digest(v)
+        except InvalidName as exc:
+            raise ValueError(f"bridge: {exc}") from None
+
+
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 
 
@@ -164,6 +208,7 @@ class Card(_Model):
     compat: Compat = Field(default_factory=Compat)
     provenance: Provenance = Field(default_factory=Provenance)
     metrics: dict[str, Any] = Field(default_factory=dict)
+    bridge: Bridge | None = Field(default=None, description="for an adapter or transform: what it joins")
     description: str = ""
     license: str | None = None
     # Bounded so that the registry can index them (one row per tag; ?tag= filters).
@@ -187,9 +232,24 @@ class Card(_Model):
             raise ValueError(f"a component of role {self.role!r} must declare interface.input (channels, size)")
         if self.role in HEAD_ROLES and self.interface.output is None:
             raise ValueError(f"a component of role {self.role!r} must declare interface.output.labels")
+        if (self.role in BRIDGE_ROLES) != (self.bridge is not None):
+            raise ValueError(
+                f"a component of role {self.role!r} must name what it joins in 'bridge' ({{from, to}})"
+                if self.role in BRIDGE_ROLES
+                else f"only an adapter or transform names a 'bridge', not a {self.role}"
+            )
         if self.role == "extractor" and self.interface.junction.spatial == "any":
             raise ValueError("an extractor's junction has a fixed spatial size for its input size, not 'any'")
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_empty_bridge(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Cards of the other roles keep the exact JSON (and so the bytes embedded in
+        # their files) they had before bridges existed.
+        out = handler(self)
+        if isinstance(out, dict) and out.get("bridge", 0) is None:
+            del out["bridge"]
+        return out
 
     @property
     def labels(self) -> list[str]:

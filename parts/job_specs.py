@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from partsbin.parts.application_specs import AdaptSpec, TransferSpec
 from partsbin.parts.evaluation_spec import EvaluateSpec
 from partsbin.parts.shared_head_spec import MultiArchSpec, UpdateHeadSpec
+from partsbin.parts.stitch_spec import StitchSpec
 from partsbin.parts.training_spec import TrainSpec
 
 __all__ = ["JOB_KINDS", "UnknownJobKind", "parse_job_spec", "job_specs_schema"]
@@ -26,6 +27,7 @@ JOB_KINDS: dict[str, type[BaseModel]] = {
     "update-head": UpdateHeadSpec,
     "adapt": AdaptSpec,
     "transfer": TransferSpec,
+    "stitch": StitchSpec,
 }
 
 

@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(default=16 * 1024**2, ge=1024)
     anonymous_read: bool = Field(default=True, description="allow reads without a token")
     page_size: int = Field(default=50, ge=1, le=1000)
+    max_bridges: int = Field(default=3, ge=0, le=8, description="/paths: the longest chain of bridges searched")
     log_format: Literal["text", "json"] = Field(default="text", description="json: one JSON object per line")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     host: str = "127.0.0.1"

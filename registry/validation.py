@@ -19,6 +19,7 @@ from partsbin.parts.card import (
 )
 from partsbin.parts.messages import describe_validation_error
 from partsbin.parts.safetensors_format import SafetensorsError, check_tensors_match, read_header
+from partsbin.registry.bridge_checks import check_bridge
 from partsbin.registry.crud.components import find_by_digest
 from partsbin.registry.errors import InvalidUpload
 
@@ -132,4 +133,5 @@ def validate_upload(*, session: Session, path: Path, size: int, form_card: str |
                 f"feature interface {declared.model_dump()} does not meet anchor {anchor} ({found.ref}), "
                 f"which takes {anchor_junction.model_dump()}",
             )
+    check_bridge(session, card, UploadCheckFailed)
     return card

@@ -17,6 +17,7 @@ from partsbin.trainer.engine import Progress
 from partsbin.trainer.evaluate import run_evaluate
 from partsbin.trainer.multiarch import run_multiarch
 from partsbin.trainer.run import RunResult, run
+from partsbin.trainer.stitch import run_stitch
 from partsbin.trainer.transfer import run_transfer
 from partsbin.trainer.update_head import run_update_head
 
@@ -30,6 +31,7 @@ RUNNERS: dict[str, Callable[..., RunResult]] = {
     "update-head": run_update_head,
     "adapt": run_adapt,
     "transfer": run_transfer,
+    "stitch": run_stitch,
 }
 
 

@@ -1,10 +1,10 @@
 """Architectures that split into a feature extractor and a task head.
 
-Importing this package registers ``resnet_cifar``, ``wide_resnet`` and
+Importing this package registers ``resnet_cifar``, ``wide_resnet``, ``stitch`` and
 ``mobilenetv2_cifar``; :func:`build` rebuilds any of them from a card's ``arch``.
 """
 
-from partsbin.parts.archs import mobilenetv2, resnet, wide_resnet  # noqa: F401  (registration side effect)
+from partsbin.parts.archs import bridges, mobilenetv2, resnet, wide_resnet  # noqa: F401  (registration side effect)
 from partsbin.parts.archs._registry import (
     ArchConfig,
     ArchError,

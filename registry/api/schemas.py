@@ -75,6 +75,9 @@ class CompatibleItem(BaseModel):
     reasons: list[Reason]
     measured_accuracy: float | None = None
     evaluation_id: int | None = Field(default=None, description="the evaluation the measured accuracy comes from")
+    via: list[str] | None = Field(
+        default=None, description="the bridges (refs) needed between the two parts; absent when they meet directly"
+    )
 
 
 class CompatiblePage(BaseModel):

@@ -13,6 +13,7 @@ from partsbin.registry.api.deps import SettingsDep
 from partsbin.registry.api.params import Limit
 from partsbin.registry.api.responses import errors
 from partsbin.registry.api.schemas import CompatibleItem, CompatiblePage, ComponentOut, Reason
+from partsbin.registry.crud.bridged import bridged_matches
 from partsbin.registry.crud.compatible import compatible_with, target_anchors
 from partsbin.registry.crud.components import resolve_ref
 from partsbin.registry.db.models import Component, Evaluation
@@ -99,6 +100,21 @@ def compatible_page(session: Session, target: Component, *, cursor: str | None, 
                 evaluation_id=ev.id if ev is not None else None,
             )
         )
+    if next_cursor is None:
+        # After the direct matches: what meets the target through one bridge (/paths has them all).
+        listed = {i.component.digest for i in items}
+        for other, bridge in bridged_matches(session, target, list(refs), limit=limit):
+            if f"sha256:{other.digest}" in listed or other.id == target.id:
+                continue
+            items.append(
+                CompatibleItem(
+                    component=ComponentOut.of(other),
+                    role=other.role,
+                    reasons=[Reason(kind="declared", detail=f"through {bridge.role} {bridge.ref} (a bridge)")],
+                    status="declared, unmeasured",
+                    via=[bridge.ref],
+                )
+            )
     return CompatiblePage(query=target.ref, items=items, next_cursor=next_cursor)
 
 

@@ -1,0 +1,116 @@
+"""Bridge commands: ``stitch`` (an adapter between parts trained apart) and ``paths``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from partsbin.cli._app import PANEL_TRAINING, JsonOpt, TokenOpt, UrlOpt, app, console, fail, open_registry, print_json
+
+
+def _data_spec(text: str | None) -> dict[str, Any] | None:
+    """A data spec: inline JSON, or a path to a JSON/YAML file."""
+    if text is None:
+        return None
+    if text.lstrip().startswith("{"):
+        try:
+            return dict(json.loads(text))
+        except ValueError as exc:
+            raise fail(f"--data is not valid JSON: {exc}") from None
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(text).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise fail(f"cannot read --data {text}: {exc}") from None
+    if not isinstance(data, dict):
+        raise fail(f"--data {text} must hold a data spec (a mapping: source, classes, indices, transforms)")
+    return data
+
+
+@app.command(rich_help_panel=PANEL_TRAINING)
+def stitch(
+    extractor: Annotated[str, typer.Option("--extractor", help="ref of the extractor (the bridge's 'from')")],
+    head: Annotated[str, typer.Option("--head", help="ref of the head its features go to")],
+    name: Annotated[str, typer.Option("--name", help="the adapter's name, NAMESPACE/NAME")],
+    data: Annotated[
+        str | None,
+        typer.Option("--data", help="labelled training data: a data spec as JSON or a file (default: the extractor's)"),
+    ] = None,
+    steps: Annotated[int, typer.Option("--steps", help="training steps (method 'trained')")] = 200,
+    method: Annotated[str, typer.Option("--method", help="trained, least-squares or procrustes")] = "trained",
+    to_group: Annotated[
+        bool, typer.Option("--to-group", help="bridge to the head's group, not the head alone")
+    ] = False,
+    local: Annotated[bool, typer.Option("--local", help="run here instead of submitting a job")] = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Make an adapter (a 1×1 convolution + BatchNorm) from EXTRACTOR's features to HEAD, both frozen."""
+    from pydantic import ValidationError
+
+    from partsbin.parts.job_specs import parse_job_spec
+    from partsbin.parts.messages import describe_validation_error
+
+    if "/" not in name:
+        raise fail("--name is NAMESPACE/NAME")
+    namespace, short = name.split("/", 1)
+    raw: dict[str, Any] = {
+        "kind": "stitch",
+        "name": short,
+        "namespace": namespace,
+        "extractor": extractor,
+        "head": head,
+        "steps": steps,
+        "method": method,
+        "bridge_to": "group" if to_group else "head",
+    }
+    if data is not None:
+        raw["data"] = _data_spec(data)
+    try:
+        spec = parse_job_spec(raw)
+    except ValidationError as exc:
+        raise fail(f"invalid stitch: {describe_validation_error(exc)}") from None
+    if not local:
+        with open_registry(url, token) as reg:
+            job = reg.jobs.submit(spec.model_dump(mode="json"))
+        console.print(f"submitted job {job['id']} ({job['status']}); follow it with `partsbin jobs show {job['id']}`")
+        return
+    from partsbin.cli.training import publishing_registry
+    from partsbin.trainer.jobs import run_job
+
+    with publishing_registry(url, token) as reg:
+        reg.check_can_publish(spec.namespace, f"publishing the adapter {name}")
+        result = run_job(spec, reg)
+    for line in result.lines:
+        console.print(line)
+    for ref in result.refs:
+        console.print(f"published {ref}")
+
+
+@app.command(rich_help_panel=PANEL_TRAINING)
+def paths(
+    extractor: Annotated[str, typer.Option("--extractor", help="ref of the extractor")],
+    head: Annotated[str, typer.Option("--head", help="ref of the head")],
+    max_bridges: Annotated[int | None, typer.Option("--max-bridges", help="longest chain of bridges")] = None,
+    json_out: JsonOpt = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Ways from EXTRACTOR to HEAD: direct (a shared group), or through bridges; best first."""
+    with open_registry(url, token) as reg:
+        found = reg.paths(extractor=extractor, head=head, max_bridges=max_bridges)
+    if json_out:
+        print_json(found)
+        return
+    if not found["paths"]:
+        console.print(f"no path from {extractor} to {head}: no shared group and no bridge is known")
+        return
+    for i, p in enumerate(found["paths"], 1):
+        acc = "unmeasured" if p["measured_accuracy"] is None else f"measured {p['measured_accuracy']:.1%}"
+        console.print(f"{i}. {p['kind']} ({len(p['bridges'])} bridges, {acc})")
+        for step in p["steps"]:
+            console.print(f"   - {step['why']}")

@@ -1,0 +1,341 @@
+"""Forward Compatible Training (Ramanujan et al., CVPR 2022) in partsbin's terms.
+
+- **Side-information** (role ``side-info``): a small network trained on the *old* data
+  with a self-supervised objective, giving a low-dimensional vector per image that is
+  stored beside each old embedding. We use rotation prediction rather than FCT's
+  contrastive objective: partsbin already trains RP heads (the same rotations and loss),
+  and a contrastive objective needs large batches and a strong augmentation pipeline that
+  a 2-core CPU run cannot afford. What matters for FCT is that the vector keeps
+  information the old model's class-trained embedding threw away, and a self-supervised
+  objective does not depend on the old classes.
+- **Transformation** (role ``transform``): old embedding (+ side-information) to the new
+  model's embedding: two 1×1-conv projections, concatenated, mixed by a 1×1-conv MLP with
+  BatchNorm (``fct_transform``), trained with an L2 loss on the *new* training data. The
+  new model's training is not changed.
+
+Embeddings are the globally pooled junction features (what the heads see, pooled).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from partsbin.parts.archs import SplitNetwork, build
+from partsbin.parts.cpus import use_threads
+from partsbin.parts.retrieval import pooled
+from partsbin.trainer.rotation import rotate_batch
+from partsbin.trainer.stitch import features
+
+__all__ = [
+    "embeddings",
+    "train_side_info",
+    "side_vectors",
+    "train_transform",
+    "apply_transform",
+    "FCTSettings",
+    "run_fct_experiment",
+]
+
+
+@torch.no_grad()
+def embeddings(extractor: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """(N, C, 1, 1): the pooled junction features, with batch statistics as elsewhere."""
+    return pooled(features(extractor, x))[:, :, None, None]
+
+
+def train_side_info(
+    x: torch.Tensor,
+    *,
+    width: int = 8,
+    dim: int = 16,
+    steps: int = 300,
+    batch_size: int = 64,
+    lr: float = 3e-3,
+    seed: int = 0,
+) -> SplitNetwork:
+    """The side-information network, trained by rotation prediction on ``x`` (old images)."""
+    torch.manual_seed(seed)
+    net = build("side_info", in_chans=int(x.shape[1]), width=width, dim=dim)
+    rp = nn.Linear(dim, 4)
+    opt = torch.optim.Adam([*net.parameters(), *rp.parameters()], lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    net.train()
+    for _ in range(steps):
+        batch = x[torch.randint(0, len(x), (min(batch_size, len(x)),), generator=gen)]
+        rotated, labels = rotate_batch(batch)
+        loss = F.cross_entropy(rp(net(rotated).flatten(1)), labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return net.eval()
+
+
+@torch.no_grad()
+def side_vectors(side: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """(N, dim, 1, 1), with the side-info model's own running statistics: one image's
+    vector never depends on the batch it was stored in."""
+    side.eval()
+    return torch.cat([side(x[s : s + batch_size]) for s in range(0, len(x), batch_size)])
+
+
+def train_transform(
+    old: torch.Tensor,
+    new: torch.Tensor,
+    side: torch.Tensor | None = None,
+    *,
+    hidden: int = 128,
+    steps: int = 600,
+    batch_size: int = 128,
+    lr: float = 3e-3,
+    seed: int = 0,
+) -> SplitNetwork:
+    """Fit old (+ side) → new embeddings with an L2 loss (FCT's transformation)."""
+    torch.manual_seed(seed)
+    side_chans = 0 if side is None else int(side.shape[1])
+    net = build(
+        "fct_transform", in_chans=int(old.shape[1]), side_chans=side_chans, out_chans=int(new.shape[1]), hidden=hidden
+    )
+    inputs = old if side is None else torch.cat([old, side], 1)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
+    gen = torch.Generator().manual_seed(seed)
+    net.train()
+    for _ in range(steps):
+        idx = torch.randint(0, len(inputs), (min(batch_size, len(inputs)),), generator=gen)
+        loss = F.mse_loss(net(inputs[idx]), new[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    return net.eval()
+
+
+@torch.no_grad()
+def apply_transform(transform: nn.Module, old: torch.Tensor, side: torch.Tensor | None = None) -> torch.Tensor:
+    """New-space embeddings from stored old ones (running statistics: a fixed map)."""
+    from partsbin.client.bridges import transform_embeddings
+
+    return transform_embeddings(transform, old, side)
+
+
+@dataclass
+class FCTSettings:
+    """One FCT run: old model on the first ``old_classes`` classes, new on all of them."""
+
+    source: str = "digits"
+    namespace: str = "fct"
+    old_classes: int = 5
+    arch: dict[str, Any] = field(default_factory=lambda: {"name": "resnet_cifar", "config": {"depth": 8, "width": 8}})
+    new_arch: dict[str, Any] | None = None
+    old_steps: int = 150
+    new_steps: int = 300
+    side_steps: int = 300
+    side_dim: int = 16
+    transform_steps: int = 600
+    hidden: int = 128
+    batch_size: int = 64
+    seed: int = 0
+    test_limit: int | None = None
+    #: The transform trains on this many new training images (the first, shuffled by seed 0).
+    transform_images: int | None = None
+    bct: bool = False
+    threads: int | None = None
+
+
+def _train(
+    registry: Any, s: FCTSettings, name: str, classes: list[str], arch: dict[str, Any], steps: int, **extra: Any
+) -> Any:
+    from partsbin.parts.training_spec import TrainSpec
+    from partsbin.trainer.run import run
+
+    spec = TrainSpec.model_validate(
+        {
+            "name": name,
+            "namespace": s.namespace,
+            "arch": arch,
+            "tasks": [{"name": name, "train": {"source": s.source, "classes": classes}}],
+            "settings": {"steps": steps, "batch_size": s.batch_size, "lr": 0.05, "seed": s.seed, "threads": s.threads},
+            **extra,
+        }
+    )
+    return run(spec, registry)
+
+
+def _ref_of(refs: list[str], role: str) -> str:
+    return next(r for r in refs if r.split("@")[0].endswith(f"-{role}"))
+
+
+def run_fct_experiment(registry: Any, s: FCTSettings) -> dict[str, Any]:
+    """Train old, new (and BCT) networks through the trainer, side-info and transforms here;
+    publish all of them; measure retrieval on the test split through the registry's parts
+    (``Registry.transform_gallery`` for the transformed gallery). Returns the table's rows."""
+    import time
+
+    from partsbin.parts.data import load_split
+    from partsbin.parts.describe import card_for
+    from partsbin.parts.retrieval import retrieval_metrics
+    from partsbin.parts.training_spec import DataSpec
+    from partsbin.trainer.run import _library_versions
+
+    use_threads(s.threads)
+    train_all = load_split(DataSpec(source=s.source), "train")  # type: ignore[arg-type]
+    test = load_split(DataSpec(source=s.source), "test")  # type: ignore[arg-type]
+    if s.test_limit:
+        test = test.subset(range(min(s.test_limit, len(test))))
+    classes = train_all.classes
+    old_cls = classes[: s.old_classes]
+    # With BCT the old run also learns a DCC head over the old classes (then frozen): the
+    # classifier the BCT network is trained against.
+    old_how: dict[str, Any] = (
+        {"scheme": "incremental", "methods": ["DCC"], "dcc_labels": old_cls} if s.bct else {"scheme": "independent"}
+    )
+    old_run = _train(registry, s, "old", old_cls, s.arch, s.old_steps, **old_how)
+    new_run = _train(registry, s, "new", classes, s.new_arch or s.arch, s.new_steps, scheme="independent")
+    old_ext = registry.pull(_ref_of(old_run.refs, "extractor"))
+    new_ext = registry.pull(_ref_of(new_run.refs, "extractor"))
+    old_net, new_net = old_ext.build(), new_ext.build()
+    old_x = train_all.x[torch.isin(train_all.y, torch.arange(s.old_classes))]
+
+    # Side-information: self-supervised on the old data only.
+    started = time.perf_counter()
+    side_net = train_side_info(old_x, dim=s.side_dim, steps=s.side_steps, batch_size=s.batch_size, seed=s.seed)
+    side_card = card_for(
+        name=f"{s.namespace}/side-info",
+        role="side-info",
+        arch="side_info",
+        config={"in_chans": int(old_x.shape[1]), "width": 8, "dim": s.side_dim},
+        split="embed",
+        input_size=int(old_x.shape[-1]),
+        description="FCT side-information: rotation prediction on the old training data",
+        provenance={
+            "dataset": {"name": s.source, "split": "train", "classes": old_cls},
+            "settings": {"objective": "rotation prediction", "steps": s.side_steps},
+            "seed": s.seed,
+            "libraries": _library_versions(),
+        },
+    )
+    side_comp = registry.push(side_net, side_card)
+    side_seconds = time.perf_counter() - started
+
+    # The transformation, trained on the new data (every class) with an L2 loss.
+    fit_x = train_all.x
+    if s.transform_images:
+        pick = torch.randperm(len(fit_x), generator=torch.Generator().manual_seed(0))[: s.transform_images]
+        fit_x = fit_x[pick]
+    old_tr, new_tr = embeddings(old_net, fit_x), embeddings(new_net, fit_x)
+    side_tr = side_vectors(side_net, fit_x)
+    transforms: dict[str, str] = {}
+    for with_side in (True, False):
+        t = train_transform(
+            old_tr, new_tr, side_tr if with_side else None, hidden=s.hidden, steps=s.transform_steps, seed=s.seed
+        )
+        cfg = {
+            "in_chans": int(old_tr.shape[1]),
+            "side_chans": s.side_dim if with_side else 0,
+            "out_chans": int(new_tr.shape[1]),
+            "hidden": s.hidden,
+        }
+        card = card_for(
+            name=f"{s.namespace}/transform{'-side' if with_side else ''}",
+            role="transform",
+            arch="fct_transform",
+            config=cfg,
+            split="transform",
+            input_size=1,
+            bridge={"from": old_ext.digest, "to": new_ext.digest, "side_info": side_comp.digest if with_side else None},
+            description="FCT transformation, old embedding" + (" + side-information" if with_side else "") + " to new",
+            provenance={
+                "dataset": {"name": s.source, "split": "train", "classes": classes},
+                "settings": {"steps": s.transform_steps, "loss": "L2", "hidden": s.hidden},
+                "seed": s.seed,
+                "libraries": _library_versions(),
+            },
+        )
+        transforms["side" if with_side else "plain"] = registry.push(t, card).ref
+
+    # Retrieval on the test split, leave-one-out. The gallery is "stored": old embeddings
+    # and side-information vectors, computed once by the old system.
+    y = test.y
+    old_te, new_te = embeddings(old_net, test.x), embeddings(new_net, test.x)
+    side_te = side_vectors(side_net, test.x)
+    rows: dict[str, Any] = {
+        "old/old": retrieval_metrics(old_te, y, old_te, y, exclude_self=True).as_dict(),
+        "new/new": retrieval_metrics(new_te, y, new_te, y, exclude_self=True).as_dict(),
+    }
+    moved_side = registry.transform_gallery(transforms["side"], old_te, side_te)
+    moved = registry.transform_gallery(transforms["plain"], old_te)
+    rows["new/FCT(old+side)"] = retrieval_metrics(new_te, y, moved_side, y, exclude_self=True).as_dict()
+    rows["new/FCT(old, no side-info)"] = retrieval_metrics(new_te, y, moved, y, exclude_self=True).as_dict()
+    if s.bct:
+        rows.update(_bct_rows(registry, s, old_run, classes, test, old_te))
+    # Throughput: transforming stored embeddings against running the new backbone on the
+    # images (backfilling); both modules already built, best of three runs each.
+    from partsbin.client.bridges import transform_embeddings
+
+    stored = registry.pull(transforms["side"]).build()
+    backbone_seconds = transform_seconds = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        embeddings(new_net, test.x)
+        backbone_seconds = min(backbone_seconds, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        transform_embeddings(stored, old_te, side_te)
+        transform_seconds = min(transform_seconds, time.perf_counter() - t0)
+    return {
+        "rows": rows,
+        "refs": {
+            "old": old_ext.ref,
+            "new": new_ext.ref,
+            "new_head": _ref_of(new_run.refs, "head"),
+            "side_info": side_comp.ref,
+            "transform_side": transforms["side"],
+            "transform": transforms["plain"],
+        },
+        "own_task": {
+            "old": old_run.metrics["old"]["own_task_accuracy"],
+            "new": new_run.metrics["new"]["own_task_accuracy"],
+        },
+        "throughput": {
+            "images": len(test),
+            "transform_images_per_s": len(test) / max(transform_seconds, 1e-9),
+            "backbone_images_per_s": len(test) / max(backbone_seconds, 1e-9),
+        },
+        "side_info_seconds": side_seconds,
+        "settings": {k: v for k, v in asdict(s).items()},
+    }
+
+
+def _bct_rows(
+    registry: Any, s: FCTSettings, old_run: Any, classes: list[str], test: Any, old_te: torch.Tensor
+) -> dict[str, Any]:
+    """BCT (Shen et al. 2020) through partsbin's incremental scheme: the new network trained
+    against the old run's frozen DCC head (a classifier over the old classes, learnt with
+    the old network) as an extra loss; its queries are compared with the old gallery."""
+    from partsbin.parts.retrieval import retrieval_metrics
+
+    dcc = next((r for r in old_run.refs if r.split("@")[0].endswith("-aux-dcc")), None)
+    if dcc is None:
+        return {}
+    bct = _train(
+        registry,
+        s,
+        "bct",
+        classes,
+        s.new_arch or s.arch,
+        s.new_steps,
+        scheme="incremental",
+        methods=["DCC"],
+        anchors=[dcc],
+    )
+    bct_net = registry.pull(_ref_of(bct.refs, "extractor")).build()
+    bct_te = embeddings(bct_net, test.x)
+    y = test.y
+    return {
+        "BCT/old": retrieval_metrics(bct_te, y, old_te, y, exclude_self=True).as_dict(),
+        "BCT/BCT": retrieval_metrics(bct_te, y, bct_te, y, exclude_self=True).as_dict(),
+    }

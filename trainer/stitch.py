@@ -1,0 +1,427 @@
+"""The ``stitch`` job: an adapter (a 1×1 convolution + BatchNorm) from an extractor to a
+head that were trained apart, published as a bridge.
+
+Two ways to make the same edge:
+
+- **trained** (Bansal et al. 2021): the extractor and the head stay frozen; the adapter
+  learns with the head's task loss on labelled images of the classes the head knows.
+- **closed form** (Maiorca et al. 2023): least squares, or orthogonal Procrustes, fitted
+  per spatial position on the features both sides give for the same images: the
+  extractor's, and those of the extractor the head expects (its sibling). No gradient.
+
+A stitch with enough capacity can hide an incompatibility, so the result reports the
+adapter-free recombination, the adapter's and the adapter's parameter count side by side.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from partsbin.parts.archs import SplitNetwork, build
+from partsbin.parts.batchnorm import evaluating
+from partsbin.parts.card import junctions_compatible
+from partsbin.parts.cpus import use_threads
+from partsbin.parts.data import Images
+from partsbin.parts.data.transforms import apply_transforms, select
+from partsbin.parts.describe import card_for
+from partsbin.parts.evaluation import EvalSettings, evaluate_pair
+from partsbin.parts.stitch_spec import StitchSpec
+from partsbin.parts.training_spec import DataSpec, Transform
+from partsbin.trainer.engine import Progress, StopRequested
+from partsbin.trainer.lease import current_lease
+from partsbin.trainer.run import RunResult, _library_versions
+
+__all__ = [
+    "StitchData",
+    "recorded_data",
+    "features",
+    "fit_closed_form",
+    "adapter_from_linear",
+    "feature_mse",
+    "train_adapter",
+    "run_stitch",
+]
+
+FEATURE_BATCH = 256
+#: The metric of a measured path through bridges (registry/crud/paths.py).
+BRIDGED_METRIC = "bridged_recombination_accuracy"
+
+
+# -- data ---------------------------------------------------------------------------------
+def recorded_data(card: Any, split: str) -> DataSpec:
+    """The data spec a trainer-published card records: its training data, or its test set."""
+    ds = card.provenance.dataset
+    if ds is None:
+        raise ValueError(f"{card.name}'s card does not record its data: give the stitch job 'data'")
+    if split == "test":
+        test = getattr(ds, "test", None)
+        if test is None:
+            raise ValueError(f"{card.name}'s card does not record its test set: give the stitch job 'test_data'")
+        return DataSpec.model_validate({k: v for k, v in test.items() if k not in ("test_limit", "source_digest")})
+    return DataSpec(
+        source=ds.name,
+        classes=ds.classes,
+        indices=getattr(ds, "indices", None),
+        transforms=[Transform.model_validate(t) for t in (ds.transform or [])],
+    )
+
+
+@dataclass
+class StitchData:
+    """The extractor's images of the classes the head knows, labelled with the head's
+    indices; ``target`` holds the same images seen as the head's own extractor saw its data."""
+
+    images: Images
+    target: Images | None = None
+
+
+def _paired(
+    spec: DataSpec, split: str, head_labels: list[str], target_transforms: list[Transform] | None
+) -> StitchData:
+    classes = [c for c in (spec.classes or []) if c in head_labels] if spec.classes else None
+    raw_spec = spec.model_copy(update={"transforms": [], "classes": classes})
+    from partsbin.parts.data.sources import load_source
+
+    raw = select(load_source(spec.source, split, spec.path), raw_spec)
+    keep = [c for c in raw.classes if c in head_labels]
+    if not keep:
+        raise ValueError(f"the data has none of the head's classes ({', '.join(head_labels[:10])})")
+    raw = select(raw, DataSpec(source=spec.source, classes=keep))
+    # The head's indices, by label name (never by position).
+    raw = Images(raw.x, torch.tensor([head_labels.index(c) for c in keep])[raw.y], list(head_labels), raw.source_digest)
+    target = apply_transforms(raw, target_transforms) if target_transforms is not None else None
+    return StitchData(apply_transforms(raw, spec.transforms), target)
+
+
+# -- features and closed-form fits -------------------------------------------------------------
+@torch.no_grad()
+def features(extractor: nn.Module, x: torch.Tensor, batch_size: int = FEATURE_BATCH) -> torch.Tensor:
+    """The junction features, with batch statistics (the regime of recombined parts)."""
+    with evaluating(extractor, "batch"):
+        return torch.cat([extractor(x[s : s + batch_size]) for s in range(0, len(x), batch_size)])
+
+
+def _rows(a: torch.Tensor, size: int) -> torch.Tensor:
+    if a.shape[-1] != size:
+        a = F.adaptive_avg_pool2d(a, size)
+    return a.permute(0, 2, 3, 1).reshape(-1, a.shape[1]).double()
+
+
+@torch.no_grad()
+def fit_closed_form(source: torch.Tensor, target: torch.Tensor, method: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(W, b)`` with ``target ≈ W·source + b`` at every spatial position (a 1×1 convolution).
+
+    ``least-squares``: the minimum-norm solution over all linear maps plus a bias.
+    ``procrustes``: after centring both sides, an orthogonal map times one scale (the
+    optimal isotropic scale; the map itself only rotates), so it cannot stretch the source
+    space to fit noise; it needs equal channel counts. Where the spatial sizes differ,
+    both sides are average-pooled to the smaller one first.
+    """
+    size = min(source.shape[-1], target.shape[-1])
+    x, y = _rows(source, size), _rows(target, size)
+    mx, my = x.mean(0), y.mean(0)
+    if method == "least-squares":
+        ones = torch.ones(len(x), 1, dtype=x.dtype)
+        sol = torch.linalg.lstsq(torch.cat([x - mx, ones], 1), y, driver="gelsd").solution
+        w = sol[:-1].T
+        b = sol[-1] - w @ mx
+    elif method == "procrustes":
+        if x.shape[1] != y.shape[1]:
+            raise ValueError(f"procrustes needs equal channel counts ({x.shape[1]} vs {y.shape[1]}): use least-squares")
+        xc, yc = x - mx, y - my
+        u, s, vt = torch.linalg.svd(xc.T @ yc)
+        r = u @ vt  # argmin ||xc r - yc|| over orthogonal r
+        scale = s.sum() / xc.pow(2).sum().clamp_min(1e-12)
+        w = (scale * r).T
+        b = my - w @ mx
+    else:
+        raise ValueError(f"unknown closed-form method {method!r}: least-squares or procrustes")
+    return w.float(), b.float()
+
+
+@torch.no_grad()
+def adapter_from_linear(
+    w: torch.Tensor, b: torch.Tensor, *, batchnorm: bool, source: torch.Tensor | None = None
+) -> SplitNetwork:
+    """A ``stitch`` network computing ``W·x + b``. With BatchNorm, its running statistics
+    and affine parameters are set so that it computes exactly that in running mode and,
+    for batches like ``source``, approximately that with batch statistics."""
+    out_chans, in_chans = w.shape
+    net = build("stitch", in_chans=in_chans, out_chans=out_chans, batchnorm=batchnorm)
+    layers: Any = net.adapter
+    conv = layers[0]
+    conv.weight.copy_(w[:, :, None, None])
+    if not batchnorm:
+        conv.bias.copy_(b)
+        return net.eval()
+    if source is None:
+        raise ValueError("a BatchNorm adapter needs the source features to set its statistics")
+    z = F.conv2d(source, conv.weight)
+    mean, var = z.mean((0, 2, 3)), z.var((0, 2, 3), unbiased=False)
+    bn = layers[1]
+    bn.running_mean.copy_(mean)
+    bn.running_var.copy_(var)
+    bn.weight.copy_(torch.sqrt(var + bn.eps))
+    bn.bias.copy_(mean + b)
+    return net.eval()
+
+
+@torch.no_grad()
+def feature_mse(adapter: nn.Module, source: torch.Tensor, target: torch.Tensor, bn_mode: str = "batch") -> float:
+    """Mean squared error between the adapted source features and the target features
+    (pooled to a common spatial size where they differ)."""
+    with evaluating(adapter, bn_mode):  # type: ignore[arg-type]
+        out = adapter(source)
+    size = min(out.shape[-1], target.shape[-1])
+    return float(F.mse_loss(F.adaptive_avg_pool2d(out, size), F.adaptive_avg_pool2d(target, size)))
+
+
+# -- training ------------------------------------------------------------------------------------
+def train_adapter(
+    adapter: nn.Module,
+    head: nn.Module,
+    feats: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    progress: Progress | None = None,
+) -> list[float]:
+    """Train ``adapter`` with ``head``'s task loss on the frozen extractor's ``feats``.
+
+    The head is frozen (no gradient, no optimiser state) and normalises with the batch's
+    statistics, as recombined parts are evaluated; only the adapter learns. Features
+    are computed once: the extractor is frozen, so they are the same every epoch.
+    """
+    progress = progress or Progress()
+    for p in head.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.Adam(adapter.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    n = len(feats)
+    batch_size = min(batch_size, n)
+    losses: list[float] = []
+    started = time.perf_counter()
+    adapter.train()
+    with evaluating(head, "batch"):
+        for step in range(steps):
+            idx = torch.randint(0, n, (batch_size,), generator=gen)
+            loss = F.cross_entropy(head(adapter(feats[idx])), labels[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            if (step + 1) % progress.every == 0 or step + 1 == steps:
+                seconds = time.perf_counter() - started
+                progress.on_step(
+                    {
+                        "step": step + 1,
+                        "total": steps,
+                        "loss": losses[-1],
+                        "images_per_s": (step + 1) * batch_size / max(seconds, 1e-9),
+                    }
+                )
+                if progress.should_stop():
+                    raise StopRequested()
+    adapter.eval()
+    return losses
+
+
+def _params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+# -- the job -------------------------------------------------------------------------------------
+def run_stitch(
+    spec: StitchSpec, registry: Any, *, progress: Progress | None = None, job_id: str | None = None
+) -> RunResult:
+    if registry is None:
+        raise ValueError("a stitch job needs a registry to pull the extractor and the head from")
+    use_threads(spec.threads)
+    torch.manual_seed(spec.seed)
+    ext = registry.pull(spec.extractor)
+    head = registry.pull(spec.head)
+    if ext.card.role != "extractor":
+        raise ValueError(f"{ext.ref} is a {ext.card.role}, not an extractor")
+    if head.card.arch.part != "head":
+        raise ValueError(f"{head.ref} is a {head.card.role}, not a head")
+    labels = head.card.labels
+    src_j, dst_j = ext.card.interface.junction, head.card.interface.junction
+
+    target_ext = None
+    if spec.method != "trained":
+        ref = spec.target_extractor or head.card.compat.sibling
+        if ref is None:
+            raise ValueError(
+                f"a closed-form fit needs the features {head.ref} expects: its card names no sibling extractor, "
+                "so give target_extractor"
+            )
+        target_ext = registry.pull(ref)
+    train_spec = spec.data or recorded_data(ext.card, "train")
+    test_spec = spec.test_data or recorded_data(ext.card, "test")
+    target_tf = None
+    if target_ext is not None:
+        # The same images, as the head's own extractor saw its data (a domain shift).
+        target_tf = recorded_data(target_ext.card, "train").transforms
+    train = _paired(train_spec, "train", labels, target_tf)
+    test = _paired(test_spec, "test", labels, None).images
+    if spec.test_limit:
+        test = test.subset(range(min(spec.test_limit, len(test))))
+
+    extractor, head_net = ext.build().eval(), head.build().eval()
+    for p in [*extractor.parameters(), *head_net.parameters()]:
+        p.requires_grad_(False)
+    started = time.perf_counter()
+    feats = features(extractor, train.images.x)
+    out_chans = dst_j.channels
+    metrics: dict[str, Any] = {"method": spec.method}
+    if spec.method == "trained":
+        adapter: nn.Module = build("stitch", in_chans=src_j.channels, out_chans=out_chans, batchnorm=spec.batchnorm)
+        losses = train_adapter(
+            adapter,
+            head_net,
+            feats,
+            train.images.y,
+            steps=spec.steps,
+            batch_size=spec.batch_size,
+            lr=spec.lr,
+            seed=spec.seed,
+            progress=progress,
+        )
+        metrics["train_loss"] = {"first": losses[0] if losses else None, "last": losses[-1] if losses else None}
+        steps = spec.steps
+    else:
+        assert target_ext is not None and train.target is not None
+        n = min(spec.fit_images, len(train.images))
+        tgt = features(target_ext.build().eval(), train.target.x[:n])
+        w, b = fit_closed_form(feats[:n], tgt, spec.method)
+        adapter = adapter_from_linear(w, b, batchnorm=spec.batchnorm, source=feats[:n])
+        metrics["fit_images"] = n
+        metrics["feature_mse"] = feature_mse(adapter, feats[:n], tgt)
+        steps = 0
+    seconds = time.perf_counter() - started
+
+    settings = EvalSettings()
+    with_adapter = evaluate_pair(nn.Sequential(extractor, adapter), head_net, test, labels, settings)
+    without = None
+    if junctions_compatible(src_j, dst_j):
+        without = evaluate_pair(extractor, head_net, test, labels, settings)
+    metrics.update(
+        {
+            "recombination_accuracy": with_adapter.restricted,
+            "adapter_free_accuracy": without.restricted if without is not None else None,
+            "adapter_parameters": _params(adapter),
+            "extractor_parameters": _params(extractor),
+            "head_parameters": _params(head_net),
+            "test_images": with_adapter.n,
+            "chance": 1 / len(set(test.classes) & set(labels)),
+            "evaluation": settings.as_dict(),
+            "seconds": seconds,
+        }
+    )
+    result = RunResult(metrics=metrics)
+    free = "n/a (interfaces differ)" if without is None else f"{without.restricted:.1%}"
+    result.lines = [
+        f"{ext.ref} → {head.ref} on {with_adapter.n} test images: adapter-free {free}, "
+        f"with the {spec.method} adapter {with_adapter.restricted:.1%} "
+        f"({metrics['adapter_parameters']} adapter parameters; extractor {metrics['extractor_parameters']}, "
+        f"head {metrics['head_parameters']})"
+    ]
+    if spec.publish:
+        pushed = _publish(spec, registry, adapter, ext, head, train_spec, metrics, steps, job_id)
+        result.refs = [pushed.ref]
+        # The path through this adapter is measured: /paths ranks it by this evaluation.
+        # A bridged metric, so that it never ranks /compatible as a direct pair.
+        registry.post_evaluation(
+            extractor=ext.ref,
+            head=head.ref,
+            dataset=f"{test_spec.source}:test",
+            value=with_adapter.restricted,
+            samples=with_adapter.n,
+            bn_mode="batch",
+            batch_size=settings.batch_size,
+            metric=BRIDGED_METRIC,
+            details={
+                "via": [pushed.digest],
+                "job": job_id,
+                "adapter_free_accuracy": metrics["adapter_free_accuracy"],
+                "unrestricted": with_adapter.unrestricted,
+                "evaluation": settings.as_dict(),
+            },
+            classes=len(set(test.classes) & set(labels)),
+            job=current_lease.get(),
+        )
+    return result
+
+
+def _publish(
+    spec: StitchSpec,
+    registry: Any,
+    adapter: nn.Module,
+    ext: Any,
+    head: Any,
+    data: DataSpec,
+    metrics: dict[str, Any],
+    steps: int,
+    job_id: str | None,
+) -> Any:
+    if spec.bridge_to == "group":
+        if not head.card.compat.anchors:
+            raise ValueError(f"{head.ref} belongs to no group (its card names no anchors): use bridge_to='head'")
+        to = head.card.compat.anchors[0]
+    else:
+        to = head.digest
+    src = ext.card.interface.junction
+    card = card_for(
+        name=f"{spec.namespace}/{spec.name}",
+        role="adapter",
+        arch="stitch",
+        config={
+            "in_chans": src.channels,
+            "out_chans": head.card.interface.junction.channels,
+            "batchnorm": spec.batchnorm,
+        },
+        split="adapter",
+        input_size=int(src.spatial),  # an extractor's junction always has a size
+        bridge={"from": ext.digest, "to": to},
+        description=(
+            f"{spec.method} stitching adapter from {ext.ref} to {head.ref}"
+            f"{' (its group)' if spec.bridge_to == 'group' else ''}"
+        ),
+        provenance={
+            "dataset": {"name": data.source, "split": "train", "classes": data.classes, **_spec_extra(data)},
+            "settings": {
+                "method": spec.method,
+                "steps": steps,
+                "batch_size": spec.batch_size,
+                "lr": spec.lr,
+                "batchnorm": spec.batchnorm,
+                "fit_images": spec.fit_images,
+                "extractor": ext.ref,
+                "head": head.ref,
+                "target_extractor": spec.target_extractor or head.card.compat.sibling,
+            },
+            "seed": spec.seed,
+            "job": job_id,
+            "libraries": _library_versions(),
+        },
+        metrics=metrics,
+        tags=["partsbin-trainer", "stitch", spec.method],
+    )
+    return registry.push(adapter, card)
+
+
+def _spec_extra(data: DataSpec) -> dict[str, Any]:
+    return {
+        "indices": data.indices,
+        "transform": [t.model_dump(mode="json") for t in data.transforms],
+        "spec": data.model_dump(mode="json"),
+    }
