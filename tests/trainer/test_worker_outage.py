@@ -89,7 +89,9 @@ def _close(*sockets: socket.socket) -> None:
 
 def test_worker_rides_out_a_registry_outage(live, client_for):
     admin = client_for(live, live.token("admin"))
-    job = admin.jobs.submit(tiny_spec("blip", settings={"steps": 300, "batch_size": 16, "threads": 1}))
+    # Long enough (a few seconds) that the outage starts while it trains, even when a
+    # loaded machine delays the first heartbeat.
+    job = admin.jobs.submit(tiny_spec("blip", settings={"steps": 1000, "batch_size": 16, "threads": 1}))
     proxy = FlakyProxy(live.url)
     try:
         through_proxy = Registry(url=proxy.url, token=live.token("publish", ["jobs"]))
@@ -104,7 +106,8 @@ def test_worker_rides_out_a_registry_outage(live, client_for):
         # registry (which had already finished the job) answers the same.
         proxy.swallow = b"/complete"
         proxy.outage(1.5)  # heartbeats fail meanwhile, and are retried within the lease
-        assert thread.is_alive() and admin.jobs.get(job["id"])["status"] == "running"
+        during = admin.jobs.get(job["id"])
+        assert thread.is_alive() and during["status"] == "running", during
         thread.join(120)
         assert not thread.is_alive(), "the worker finished its job and stopped"
     finally:
