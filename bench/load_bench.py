@@ -190,7 +190,9 @@ async def run_load(
             elif route == "list":
                 r = await http.get("/components", params={"limit": 20})
             elif route == "file":
-                r = await http.get(rng.choice(files))
+                # With S3 the registry answers a redirect to a presigned URL: follow it,
+                # as a client does, so the figure is the whole download.
+                r = await http.get(rng.choice(files), follow_redirects=True)
             else:
                 body = uploads[next(upload_index) % len(uploads)]
                 r = await http.post("/components", files={"file": ("c", body)}, headers=auth)
