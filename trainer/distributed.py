@@ -152,15 +152,18 @@ def train_distributed(
 
 def _follow(proc: subprocess.Popen[bytes], progress_file: Path, progress: Progress) -> None:
     """Relay rank 0's progress lines until the launcher exits; stop it when asked to."""
-    seen = 0
+    offset = 0
     while True:
         done = proc.poll() is not None
         if progress_file.exists():
-            lines = progress_file.read_text().splitlines()
-            complete = lines if done else lines[:-1]  # the last line may be half written
-            for line in complete[seen:]:
+            with progress_file.open("rb") as fh:
+                fh.seek(offset)
+                chunk = fh.read()
+            # Only whole lines: the last one may still be being written.
+            complete = chunk[: chunk.rfind(b"\n") + 1]
+            offset += len(complete)
+            for line in complete.splitlines():
                 progress.on_step(json.loads(line))
-            seen = max(seen, len(complete))
         if done:
             return
         if progress.should_stop():

@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from partsbin.parts.training_spec import TrainSpec
 from partsbin.trainer.distributed import state_sha256
@@ -77,3 +81,30 @@ def test_distributed_incremental_run_publishes_parts_that_recombine(live, client
     # Chance over the 8 common classes is 12.5%; one process with this spec gives 27% and
     # 57% (40 steps of a width-4 ResNet-8), two gave 25% and 51%.
     assert len(cross) == 2 and min(cross) > 0.2 and max(cross) > 0.4, cross
+
+
+def test_a_stop_request_ends_every_rank():
+    """A worker asked to stop (SIGTERM, a cancelled job) stops the launcher and its ranks."""
+    from partsbin.trainer.engine import StopRequested
+
+    seen: list[dict[str, Any]] = []
+    spec = _spec("stop", 2, methods=["RP"], scheme="joint")
+    spec = spec.model_copy(update={"settings": spec.settings.model_copy(update={"steps": 100_000})})
+    before = _ranks()
+    with pytest.raises(StopRequested):
+        run(spec, progress=Progress(on_step=seen.append, should_stop=lambda: bool(seen), every=1))
+    assert seen, "it trained before it was stopped"
+    time.sleep(1)
+    assert not _ranks() - before, "a rank outlived the stop"
+
+
+def _ranks() -> set[int]:
+    """Processes running a rank (Linux: their command lines under /proc)."""
+    found = set()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if b"partsbin.trainer.distributed" in cmdline.read_bytes():
+                found.add(int(cmdline.parent.name))
+        except OSError:
+            pass  # the process ended meanwhile
+    return found
