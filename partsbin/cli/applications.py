@@ -53,7 +53,8 @@ def parse_data_spec(value: str, option: str = "--data") -> dict[str, Any]:
         raise fail(f"{option}: {describe_validation_error(exc)}") from None
 
 
-def _run_local(spec_data: dict[str, Any], url: str | None, token: str | None) -> Any:
+def _run_local(spec_data: dict[str, Any], url: str | None, token: str | None, json_out: bool) -> None:
+    """Run the job in this process and print what it did (JSON for scripts with --json)."""
     from pydantic import ValidationError
 
     from partsbin.cli.training import _TrainingProgress, publishing_registry
@@ -69,7 +70,12 @@ def _run_local(spec_data: dict[str, Any], url: str | None, token: str | None) ->
     with publishing_registry(url, token) as reg:
         reg.check_can_publish(spec.namespace, f"the {spec.kind} job {spec.name}")
         with _TrainingProgress(spec.name) as shown:
-            return run_job(spec, reg, progress=Progress(on_step=shown.on_step))
+            result = run_job(spec, reg, progress=Progress(on_step=shown.on_step))
+    if json_out:
+        print(json.dumps({"refs": result.refs, "metrics": result.metrics}, indent=2, default=str))
+        return
+    for line in result.lines:
+        console.print(line)
 
 
 def _settings(steps: int | None, lr: float | None, batch_size: int | None, threads: int | None) -> dict[str, Any]:
@@ -118,12 +124,7 @@ def adapt(
             "head": head,
             "settings": settings,
         }
-        result = _run_local(spec, url, token)
-        if json_out:
-            print(json.dumps({"refs": result.refs, "metrics": result.metrics}, indent=2, default=str))
-            return
-        for line in result.lines:
-            console.print(line)
+        _run_local(spec, url, token, json_out)
         return
     with open_registry(url, token) as reg:
         out = reg.adapt(
@@ -199,12 +200,7 @@ def transfer(
             "settings": settings,
             "publish": publish,
         }
-        result = _run_local(spec, url, token)
-        if json_out:
-            print(json.dumps({"refs": result.refs, "metrics": result.metrics}, indent=2, default=str))
-            return
-        for line in result.lines:
-            console.print(line)
+        _run_local(spec, url, token, json_out)
         return
     with open_registry(url, token) as reg:
         out = reg.transfer(

@@ -52,28 +52,26 @@ def stitch(
     """Make an adapter (a 1×1 convolution + BatchNorm) from EXTRACTOR's features to HEAD, both frozen."""
     from pydantic import ValidationError
 
+    from partsbin.client.bridges import stitch_spec
     from partsbin.parts.job_specs import parse_job_spec
     from partsbin.parts.messages import describe_validation_error
 
     if "/" not in name:
         raise fail("--name is NAMESPACE/NAME")
-    namespace, short = name.split("/", 1)
-    raw: dict[str, Any] = {
-        "kind": "stitch",
-        "name": short,
-        "namespace": namespace,
-        "extractor": extractor,
-        "head": head,
-        "steps": steps,
-        "method": method,
-        "bridge_to": "group" if to_group else "head",
-    }
-    if data is not None:
-        raw["data"] = _data_spec(data)
     try:
-        spec = parse_job_spec(raw)
+        # The same spec Registry.stitch submits.
+        raw = stitch_spec(
+            extractor,
+            head,
+            name,
+            data=_data_spec(data) if data is not None else None,
+            steps=steps,
+            method=method,
+            to_group=to_group,
+        )
     except ValidationError as exc:
         raise fail(f"invalid stitch: {describe_validation_error(exc)}") from None
+    spec = parse_job_spec(raw)
     if not local:
         with open_registry(url, token) as reg:
             job = reg.jobs.submit(spec.model_dump(mode="json"))
