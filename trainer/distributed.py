@@ -116,7 +116,8 @@ def train_distributed(
             )
             _follow(proc, out / "progress.jsonl", progress)
         if proc.returncode != 0:
-            tail = log.read_text(errors="replace").strip().splitlines()[-25:]
+            # The ranks' own errors come before the launcher's summary.
+            tail = log.read_text(errors="replace").strip().splitlines()[-80:]
             raise RuntimeError(
                 f"distributed training failed (torch.distributed.run exited with {proc.returncode}):\n"
                 + "\n".join(tail)
