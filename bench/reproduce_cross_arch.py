@@ -82,6 +82,24 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "test_limit": 500,
         "seeds": [0, 1],
     },
+    # The CPU setting: the tiny networks, 5x the steps, a 1,000-image test subset;
+    # sized to finish within 90 minutes on 2 CPU cores.
+    "cpu": {
+        "archs": {
+            "resnet": {"name": "resnet_cifar", "config": {"depth": 8, "width": 16}},
+            "wrn": {"name": "wide_resnet", "config": {"depth": 10, "widen": 2}},
+            "mnv2": {"name": "mobilenetv2_cifar", "config": {"width_mult": 0.5}},
+        },
+        "head": {"name": "mobilenetv2_cifar", "config": {"width_mult": 0.5}, "split": "block11"},
+        "junction": 64,
+        "steps": 500,
+        "update_steps": 300,
+        "batch_size": 64,
+        "lr": 0.05,
+        "update_lr": 0.02,
+        "test_limit": 1000,
+        "seeds": [0, 1],
+    },
     "quick": {
         "archs": {
             "resnet": {"name": "resnet_cifar", "config": {"depth": 20, "width": 16}},

@@ -6,14 +6,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from partsbin.client.errors import Incompatible, UsageError
-from partsbin.parts.card import BRIDGE_ROLES, Card, Junction
+from partsbin.parts.card import BRIDGE_ROLES, Card, Junction, bridge_space
 
 if TYPE_CHECKING:
     from torch import nn
 
     from partsbin.client.registry import Component, Registry
 
-__all__ = ["stitch_spec", "no_path", "check_chain", "bridged_extractor"]
+__all__ = ["stitch_spec", "fct_spec", "no_path", "check_chain", "bridged_extractor"]
 
 
 def stitch_spec(
@@ -50,6 +50,39 @@ def stitch_spec(
     return dict(parse_job_spec(raw).model_dump(mode="json"))
 
 
+def fct_spec(
+    old_extractor: str,
+    new_extractor: str,
+    name: str,
+    *,
+    space: str = "embedding",
+    side_info: bool | str = True,
+    data: Any = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """The ``fct`` job spec that :meth:`Registry.fct` submits (checked here first)."""
+    from partsbin.parts.job_specs import parse_job_spec
+
+    if "/" not in name:
+        raise UsageError(f"name the transform NAMESPACE/NAME, not {name!r}")
+    namespace, short = name.split("/", 1)
+    options = {k: (v.model_dump(mode="json") if hasattr(v, "model_dump") else v) for k, v in options.items()}
+    if hasattr(data, "model_dump"):
+        data = data.model_dump(mode="json")
+    raw = {
+        "kind": "fct",
+        "name": short,
+        "namespace": namespace,
+        "old_extractor": old_extractor,
+        "new_extractor": new_extractor,
+        "space": space,
+        "side_info": side_info,
+        **({"data": data} if data is not None else {}),
+        **options,
+    }
+    return dict(parse_job_spec(raw).model_dump(mode="json"))
+
+
 def _describe(j: Junction) -> str:
     size = "any size" if j.spatial == "any" else f"{j.spatial}x{j.spatial}"
     return f"{j.channels} channels at {size}"
@@ -74,10 +107,11 @@ def check_chain(ext: Component, head: Component, bridges: list[Component]) -> No
             raise Incompatible(f"{b.ref} is a {card.role}, not a bridge (an adapter or transform)")
         if card.bridge.source != where:
             raise Incompatible(f"{b.ref} bridges from {card.bridge.source}, not from {where}: the chain is broken")
-        if card.role == "transform":
+        if bridge_space(card.role, card.bridge) == "embedding":
             raise Incompatible(
-                f"{b.ref} is an FCT transform: it maps pooled embeddings (with side-information), not the junction "
-                "features a head takes; use Registry.transform_gallery on stored embeddings"
+                f"{b.ref} is an FCT transform of pooled embeddings (for a stored gallery), not of the junction "
+                "features a head takes; use Registry.transform_gallery on stored embeddings, or make a transform "
+                "of junction features (`partsbin fct --space junction`)"
             )
         where = card.bridge.to
     if where != head.digest and where not in head.card.compat.anchors:
@@ -91,9 +125,22 @@ def check_chain(ext: Component, head: Component, bridges: list[Component]) -> No
 
 
 def bridged_extractor(registry: Registry, ext: Component, bridges: list[Component], device: Any) -> nn.Module:
+    """The extractor followed by its bridges, as one module from images to the features
+    the head takes. A transform with side-information also runs its side-info model on
+    the images (FCT's side-information is computed from the image, not the features)."""
     from torch import nn
 
-    return nn.Sequential(ext.build(device), *(b.build(device) for b in bridges))
+    from partsbin.parts.archs.bridges import WithSideInfo
+
+    stages: list[nn.Module] = [ext.build(device)]
+    for b in bridges:
+        side = b.card.bridge.side_info if b.card.bridge is not None else None
+        if side is None:
+            stages.append(b.build(device))
+            continue
+        before = stages[0] if len(stages) == 1 else nn.Sequential(*stages)
+        stages = [WithSideInfo(before, registry.pull(side).build(device).eval(), b.build(device))]
+    return stages[0] if len(stages) == 1 else nn.Sequential(*stages)
 
 
 def resolve_via(registry: Registry, ext: Component, head: Component, via: Any) -> list[Component]:
@@ -105,9 +152,10 @@ def resolve_via(registry: Registry, ext: Component, head: Component, via: Any) -
         usable = [p for p in found if p.get("composable", True)]
         if not usable:
             raise Incompatible(
-                f"{ext.ref} reaches {head.ref} only through FCT transforms, which map pooled embeddings for "
+                f"{ext.ref} reaches {head.ref} only through FCT transforms of pooled embeddings, which are for "
                 "retrieval (Registry.transform_gallery), not junction features a head takes; make an adapter "
-                f"with `partsbin stitch --extractor {ext.ref} --head {head.ref} --name NS/NAME`"
+                f"with `partsbin stitch --extractor {ext.ref} --head {head.ref} --name NS/NAME`, or a transform "
+                "of junction features with `partsbin fct --space junction`"
             )
         refs = usable[0]["bridges"]
     elif isinstance(via, (list, tuple)):
@@ -122,10 +170,13 @@ def resolve_via(registry: Registry, ext: Component, head: Component, via: Any) -
 
 def transform_embeddings(transform: nn.Module, old: Any, side: Any = None, batch_size: int = 4096) -> Any:
     """FCT without backfilling: new-space embeddings from stored old embeddings (and their
-    side-information), in batches, with no backbone run. Accepts (N, C) or (N, C, 1, 1);
-    returns the same rank. BatchNorm uses the transform's running statistics, so that an
+    side-information), in batches, with no backbone run. Accepts (N, C) or (N, C, 1, 1),
+    or junction features (N, C, H, W) for a transform of junction features; returns the
+    same rank. BatchNorm uses the transform's running statistics, so that an
     embedding never depends on the batch it was transformed in."""
     import torch
+
+    from partsbin.parts.archs.bridges import with_side_info
 
     flat = old.dim() == 2
     x = old[:, :, None, None] if flat else old
@@ -133,7 +184,7 @@ def transform_embeddings(transform: nn.Module, old: Any, side: Any = None, batch
         s = side[:, :, None, None] if side.dim() == 2 else side
         if len(s) != len(x):
             raise UsageError(f"{len(x)} embeddings but {len(s)} side-information vectors")
-        x = torch.cat([x, s], 1)
+        x = with_side_info(x, s)
     transform.eval()
     with torch.no_grad():
         out = torch.cat([transform(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])

@@ -504,6 +504,19 @@ class Registry:
 
         return self.jobs.submit(stitch_spec(extractor, head, name, **kw))
 
+    def fct(self, old_extractor: str, new_extractor: str, name: str, **kw: Any) -> dict[str, Any]:
+        """Submit an ``fct`` job: a Forward Compatible Training transformation ``name``
+        (NAMESPACE/NAME) from ``old_extractor``'s features to ``new_extractor``'s, with a
+        side-information model trained on the old data (``side_info=True``), a stored one
+        (its ref) or none; ``space`` "embedding" (a stored gallery,
+        :meth:`transform_gallery`) or "junction" (for the new model's head:
+        ``assemble(old, new_head, via=[transform])``); the other fields of
+        :class:`~partsbin.parts.fct_spec.FCTSpec`. Returns the job; a worker runs it (or
+        ``partsbin fct --local`` runs it here)."""
+        from partsbin.client.bridges import fct_spec
+
+        return self.jobs.submit(fct_spec(old_extractor, new_extractor, name, **kw))
+
     def bench(self, extractors: builtins.list[str], heads: builtins.list[str], **kw: Any) -> BenchResult:
         """The recombination matrix of ``extractors`` × ``heads`` (see :func:`partsbin.client.bench.bench`);
         posts each cell as an evaluation unless ``post=False``."""

@@ -38,6 +38,7 @@ __all__ = [
     "Card",
     "Bridge",
     "BRIDGE_ROLES",
+    "bridge_space",
     "junctions_compatible",
 ]
 
@@ -181,6 +182,14 @@ class Bridge(_Model):
     source: str = Field(alias="from", description="'sha256:HEX' of the extractor whose features go in")
     to: str = Field(description="'sha256:HEX' of the head, group anchor or extractor whose input space comes out")
     side_info: str | None = Field(default=None, description="'sha256:HEX' of the side-info model (FCT)")
+    space: Literal["junction", "embedding"] | None = Field(
+        default=None,
+        description=(
+            "what the bridge maps: 'junction' features at every spatial position (what a head takes: the bridge "
+            "composes into a network), or globally pooled 'embedding's (an FCT transform for a stored gallery). "
+            "Unset: 'junction' for an adapter, 'embedding' for a transform"
+        ),
+    )
 
     @field_validator("source", "to", "side_info")
     @classmethod
@@ -191,6 +200,13 @@ class Bridge(_Model):
             return "sha256:" + parse_digest(v)
         except InvalidName as exc:
             raise ValueError(f"bridge: {exc}") from None
+
+
+def bridge_space(role: str, bridge: Bridge | dict[str, Any]) -> str:
+    """'junction' or 'embedding': what a bridge of ``role`` maps (its card's ``bridge.space``,
+    else the role's: transforms were made for pooled embeddings before the field existed)."""
+    space = bridge.get("space") if isinstance(bridge, dict) else bridge.space
+    return space or ("embedding" if role == "transform" else "junction")
 
 
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from partsbin.parts.application_specs import AdaptSpec, TransferSpec
 from partsbin.parts.evaluation_spec import EvaluateSpec
+from partsbin.parts.fct_spec import FCTSpec
 from partsbin.parts.shared_head_spec import MultiArchSpec, UpdateHeadSpec
 from partsbin.parts.stitch_spec import StitchSpec
 from partsbin.parts.training_spec import TrainSpec
@@ -28,6 +29,7 @@ JOB_KINDS: dict[str, type[BaseModel]] = {
     "adapt": AdaptSpec,
     "transfer": TransferSpec,
     "stitch": StitchSpec,
+    "fct": FCTSpec,
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from partsbin.parts.card import AUX_ROLES, HEAD_ROLES, Card, Junction
+from partsbin.parts.card import AUX_ROLES, HEAD_ROLES, Card, Junction, bridge_space
 from partsbin.registry.crud.components import find_by_digest
 from partsbin.registry.db.models import Component
 
@@ -40,9 +40,19 @@ def check_bridge(session: Session, card: Card, fail: type[Exception]) -> None:
 
     src = Junction.model_validate(source.card["interface"]["junction"])
     given = card.interface.input
+    space = bridge_space(card.role, bridge)
+    if card.role == "adapter" and space != "junction":
+        raise fail("bridge", "an adapter maps junction features: bridge.space must be 'junction' (or left out)")
+    if card.role == "transform" and space == "junction" and (given is None or given.size != src.spatial):
+        raise fail(
+            "bridge",
+            f"a transform of junction features takes them at {given.size if given else '?'}x"
+            f"{given.size if given else '?'}, but bridge.from {source.ref} gives them at {src.spatial}x{src.spatial}",
+        )
     if card.role == "transform":
-        # FCT's transform works on globally pooled embeddings (+ side-information), so
-        # only channels are compared, not spatial sizes.
+        # FCT's transform is 1x1 convolutions: on pooled embeddings (+ side-information) or
+        # on junction features at every position (sizes checked above), so only channels
+        # are compared here.
         dst = Junction.model_validate(target.card["interface"]["junction"])
         takes_side = int(card.arch.config.get("side_chans", 0) or 0)
         if (

@@ -18,6 +18,7 @@ Embeddings are the globally pooled junction features (what the heads see, pooled
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,8 +27,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from partsbin.parts.archs import SplitNetwork, build
+from partsbin.parts.archs.bridges import with_side_info
 from partsbin.parts.cpus import use_threads
 from partsbin.parts.retrieval import pooled
+from partsbin.trainer.engine import Progress, StopRequested
 from partsbin.trainer.rotation import rotate_batch
 from partsbin.trainer.stitch import features
 
@@ -93,25 +96,45 @@ def train_transform(
     batch_size: int = 128,
     lr: float = 3e-3,
     seed: int = 0,
+    progress: Progress | None = None,
 ) -> SplitNetwork:
-    """Fit old (+ side) → new embeddings with an L2 loss (FCT's transformation)."""
+    """Fit old (+ side) → new features with an L2 loss (FCT's transformation). ``old`` and
+    ``new`` are pooled embeddings (N, C, 1, 1) or junction features (N, C, H, W): the
+    transform is 1×1 convolutions, the same at every position; ``side`` is (N, D, 1, 1),
+    repeated at every position."""
+    progress = progress or Progress()
     torch.manual_seed(seed)
     side_chans = 0 if side is None else int(side.shape[1])
     net = build(
         "fct_transform", in_chans=int(old.shape[1]), side_chans=side_chans, out_chans=int(new.shape[1]), hidden=hidden
     )
-    inputs = old if side is None else torch.cat([old, side], 1)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
     gen = torch.Generator().manual_seed(seed)
+    n = len(old)
+    batch_size = min(batch_size, n)
+    started = time.perf_counter()
     net.train()
-    for _ in range(steps):
-        idx = torch.randint(0, len(inputs), (min(batch_size, len(inputs)),), generator=gen)
-        loss = F.mse_loss(net(inputs[idx]), new[idx])
+    for step in range(steps):
+        idx = torch.randint(0, n, (batch_size,), generator=gen)
+        inputs = old[idx] if side is None else with_side_info(old[idx], side[idx])
+        loss = F.mse_loss(net(inputs), new[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
+        if (step + 1) % progress.every == 0 or step + 1 == steps:
+            seconds = time.perf_counter() - started
+            progress.on_step(
+                {
+                    "step": step + 1,
+                    "total": steps,
+                    "loss": loss.item(),
+                    "images_per_s": (step + 1) * batch_size / max(seconds, 1e-9),
+                }
+            )
+            if progress.should_stop():
+                raise StopRequested()
     return net.eval()
 
 
@@ -121,6 +144,10 @@ def apply_transform(transform: nn.Module, old: torch.Tensor, side: torch.Tensor 
     from partsbin.client.bridges import transform_embeddings
 
     return transform_embeddings(transform, old, side)
+
+
+#: The new (and BCT) networks' seed is the run's seed plus this.
+NEW_SEED_OFFSET = 1000
 
 
 @dataclass
@@ -141,14 +168,23 @@ class FCTSettings:
     batch_size: int = 64
     seed: int = 0
     test_limit: int | None = None
-    #: The transform trains on this many new training images (the first, shuffled by seed 0).
+    #: The transform trains on this many new training images (chosen by the seed).
     transform_images: int | None = None
+    #: The same for the transforms of junction features (H x W times the memory per image).
+    junction_images: int | None = 5000
     bct: bool = False
     threads: int | None = None
 
 
 def _train(
-    registry: Any, s: FCTSettings, name: str, classes: list[str], arch: dict[str, Any], steps: int, **extra: Any
+    registry: Any,
+    s: FCTSettings,
+    name: str,
+    classes: list[str],
+    arch: dict[str, Any],
+    steps: int,
+    seed_offset: int = 0,
+    **extra: Any,
 ) -> Any:
     from partsbin.parts.training_spec import TrainSpec
     from partsbin.trainer.run import run
@@ -159,7 +195,13 @@ def _train(
             "namespace": s.namespace,
             "arch": arch,
             "tasks": [{"name": name, "train": {"source": s.source, "classes": classes}}],
-            "settings": {"steps": steps, "batch_size": s.batch_size, "lr": 0.05, "seed": s.seed, "threads": s.threads},
+            "settings": {
+                "steps": steps,
+                "batch_size": s.batch_size,
+                "lr": 0.05,
+                "seed": s.seed + seed_offset,
+                "threads": s.threads,
+            },
             **extra,
         }
     )
@@ -170,24 +212,47 @@ def _ref_of(refs: list[str], role: str) -> str:
     return next(r for r in refs if r.split("@")[0].endswith(f"-{role}"))
 
 
-def run_fct_experiment(registry: Any, s: FCTSettings) -> dict[str, Any]:
-    """Train old, new (and BCT) networks through the trainer, side-info and transforms here;
-    publish all of them; measure retrieval on the test split through the registry's parts
-    (``Registry.transform_gallery`` for the transformed gallery). Returns the table's rows."""
-    import time
+def _fct_job(
+    registry: Any, s: FCTSettings, name: str, old: str, new: str, space: str, side: bool | str, head: str | None = None
+) -> Any:
+    from partsbin.parts.fct_spec import FCTSpec
+    from partsbin.trainer.fct_job import run_fct
 
+    spec = FCTSpec(
+        name=name,
+        namespace=s.namespace,
+        old_extractor=old,
+        new_extractor=new,
+        new_head=head,
+        space=space,  # type: ignore[arg-type]
+        side_info=side,
+        side_dim=s.side_dim,
+        side_steps=s.side_steps,
+        images=s.transform_images if space == "embedding" else s.junction_images,
+        hidden=s.hidden,
+        steps=s.transform_steps,
+        test_limit=s.test_limit,
+        seed=s.seed,
+        threads=s.threads,
+    )
+    return run_fct(spec, registry)
+
+
+def run_fct_experiment(registry: Any, s: FCTSettings) -> dict[str, Any]:
+    """Train old, new (and BCT) networks through the trainer; side-info models and
+    transforms through ``fct`` jobs, which publish them; measure retrieval on the test split
+    through the registry's parts (``Registry.transform_gallery`` for the transformed
+    gallery) and classification by the new head on transformed old junction features
+    through ``Registry.bench_path``. Returns the table's rows."""
     from partsbin.parts.data import load_split
-    from partsbin.parts.describe import card_for
     from partsbin.parts.retrieval import retrieval_metrics
     from partsbin.parts.training_spec import DataSpec
-    from partsbin.trainer.run import _library_versions
 
     use_threads(s.threads)
-    train_all = load_split(DataSpec(source=s.source), "train")  # type: ignore[arg-type]
     test = load_split(DataSpec(source=s.source), "test")  # type: ignore[arg-type]
     if s.test_limit:
         test = test.subset(range(min(s.test_limit, len(test))))
-    classes = train_all.classes
+    classes = test.classes
     old_cls = classes[: s.old_classes]
     # With BCT the old run also learns a DCC head over the old classes (then frozen): the
     # classifier the BCT network is trained against.
@@ -195,68 +260,33 @@ def run_fct_experiment(registry: Any, s: FCTSettings) -> dict[str, Any]:
         {"scheme": "incremental", "methods": ["DCC"], "dcc_labels": old_cls} if s.bct else {"scheme": "independent"}
     )
     old_run = _train(registry, s, "old", old_cls, s.arch, s.old_steps, **old_how)
-    new_run = _train(registry, s, "new", classes, s.new_arch or s.arch, s.new_steps, scheme="independent")
-    old_ext = registry.pull(_ref_of(old_run.refs, "extractor"))
-    new_ext = registry.pull(_ref_of(new_run.refs, "extractor"))
-    old_net, new_net = old_ext.build(), new_ext.build()
-    old_x = train_all.x[torch.isin(train_all.y, torch.arange(s.old_classes))]
-
-    # Side-information: self-supervised on the old data only.
-    started = time.perf_counter()
-    side_net = train_side_info(old_x, dim=s.side_dim, steps=s.side_steps, batch_size=s.batch_size, seed=s.seed)
-    side_card = card_for(
-        name=f"{s.namespace}/side-info",
-        role="side-info",
-        arch="side_info",
-        config={"in_chans": int(old_x.shape[1]), "width": 8, "dim": s.side_dim},
-        split="embed",
-        input_size=int(old_x.shape[-1]),
-        description="FCT side-information: rotation prediction on the old training data",
-        provenance={
-            "dataset": {"name": s.source, "split": "train", "classes": old_cls},
-            "settings": {"objective": "rotation prediction", "steps": s.side_steps},
-            "seed": s.seed,
-            "libraries": _library_versions(),
-        },
+    # The new model is trained apart from the old one: from other initial weights too (the
+    # same seed would give identical initial weights, which alone makes parts compatible).
+    new_run = _train(
+        registry,
+        s,
+        "new",
+        classes,
+        s.new_arch or s.arch,
+        s.new_steps,
+        seed_offset=NEW_SEED_OFFSET,
+        scheme="independent",
     )
-    side_comp = registry.push(side_net, side_card)
-    side_seconds = time.perf_counter() - started
+    old_ref, new_ref = _ref_of(old_run.refs, "extractor"), _ref_of(new_run.refs, "extractor")
+    new_head = _ref_of(new_run.refs, "head")
+    old_net, new_net = registry.pull(old_ref).build(), registry.pull(new_ref).build()
 
-    # The transformation, trained on the new data (every class) with an L2 loss.
-    fit_x = train_all.x
-    if s.transform_images:
-        pick = torch.randperm(len(fit_x), generator=torch.Generator().manual_seed(0))[: s.transform_images]
-        fit_x = fit_x[pick]
-    old_tr, new_tr = embeddings(old_net, fit_x), embeddings(new_net, fit_x)
-    side_tr = side_vectors(side_net, fit_x)
-    transforms: dict[str, str] = {}
-    for with_side in (True, False):
-        t = train_transform(
-            old_tr, new_tr, side_tr if with_side else None, hidden=s.hidden, steps=s.transform_steps, seed=s.seed
-        )
-        cfg = {
-            "in_chans": int(old_tr.shape[1]),
-            "side_chans": s.side_dim if with_side else 0,
-            "out_chans": int(new_tr.shape[1]),
-            "hidden": s.hidden,
-        }
-        card = card_for(
-            name=f"{s.namespace}/transform{'-side' if with_side else ''}",
-            role="transform",
-            arch="fct_transform",
-            config=cfg,
-            split="transform",
-            input_size=1,
-            bridge={"from": old_ext.digest, "to": new_ext.digest, "side_info": side_comp.digest if with_side else None},
-            description="FCT transformation, old embedding" + (" + side-information" if with_side else "") + " to new",
-            provenance={
-                "dataset": {"name": s.source, "split": "train", "classes": classes},
-                "settings": {"steps": s.transform_steps, "loss": "L2", "hidden": s.hidden},
-                "seed": s.seed,
-                "libraries": _library_versions(),
-            },
-        )
-        transforms["side" if with_side else "plain"] = registry.push(t, card).ref
+    # The side-info model is trained (on the old data) by the first job and reused by the others.
+    started = time.perf_counter()
+    with_side = _fct_job(registry, s, "transform-side", old_ref, new_ref, "embedding", True)
+    side_ref, transform_side = with_side.refs
+    side_seconds = time.perf_counter() - started
+    transform = _fct_job(registry, s, "transform", old_ref, new_ref, "embedding", False).refs[0]
+    junction = {
+        "side": _fct_job(registry, s, "junction-side", old_ref, new_ref, "junction", side_ref, new_head),
+        "plain": _fct_job(registry, s, "junction", old_ref, new_ref, "junction", False, new_head),
+    }
+    side_net = registry.pull(side_ref).build()
 
     # Retrieval on the test split, leave-one-out. The gallery is "stored": old embeddings
     # and side-information vectors, computed once by the old system.
@@ -267,17 +297,28 @@ def run_fct_experiment(registry: Any, s: FCTSettings) -> dict[str, Any]:
         "old/old": retrieval_metrics(old_te, y, old_te, y, exclude_self=True).as_dict(),
         "new/new": retrieval_metrics(new_te, y, new_te, y, exclude_self=True).as_dict(),
     }
-    moved_side = registry.transform_gallery(transforms["side"], old_te, side_te)
-    moved = registry.transform_gallery(transforms["plain"], old_te)
+    moved_side = registry.transform_gallery(transform_side, old_te, side_te)
+    moved = registry.transform_gallery(transform, old_te)
     rows["new/FCT(old+side)"] = retrieval_metrics(new_te, y, moved_side, y, exclude_self=True).as_dict()
     rows["new/FCT(old, no side-info)"] = retrieval_metrics(new_te, y, moved, y, exclude_self=True).as_dict()
     if s.bct:
         rows.update(_bct_rows(registry, s, old_run, classes, test, old_te))
+
+    # Classification: the new head on transformed old junction features, measured as the
+    # benchmark measures a path through bridges (and posted, so /paths ranks it).
+    test_data = {"source": s.source, "limit": s.test_limit} if s.test_limit else {"source": s.source}
+    classification = {
+        "new head on new features": junction["side"].metrics["classification"]["new"],
+        "new head on old features, no bridge": junction["side"].metrics["classification"]["no_bridge"],
+    }
+    for key, label in (("side", "new head on FCT(old+side)"), ("plain", "new head on FCT(old, no side-info)")):
+        measured = registry.bench_path(old_ref, new_head, via=[junction[key].refs[-1]], data=test_data)
+        classification[label] = measured["accuracy"]
     # Throughput: transforming stored embeddings against running the new backbone on the
     # images (backfilling); both modules already built, best of three runs each.
     from partsbin.client.bridges import transform_embeddings
 
-    stored = registry.pull(transforms["side"]).build()
+    stored = registry.pull(transform_side).build()
     backbone_seconds = transform_seconds = float("inf")
     for _ in range(3):
         t0 = time.perf_counter()
@@ -288,13 +329,16 @@ def run_fct_experiment(registry: Any, s: FCTSettings) -> dict[str, Any]:
         transform_seconds = min(transform_seconds, time.perf_counter() - t0)
     return {
         "rows": rows,
+        "classification": classification,
         "refs": {
-            "old": old_ext.ref,
-            "new": new_ext.ref,
-            "new_head": _ref_of(new_run.refs, "head"),
-            "side_info": side_comp.ref,
-            "transform_side": transforms["side"],
-            "transform": transforms["plain"],
+            "old": old_ref,
+            "new": new_ref,
+            "new_head": new_head,
+            "side_info": side_ref,
+            "transform_side": transform_side,
+            "transform": transform,
+            "junction_side": junction["side"].refs[-1],
+            "junction": junction["plain"].refs[-1],
         },
         "own_task": {
             "old": old_run.metrics["old"]["own_task_accuracy"],
@@ -328,6 +372,7 @@ def _bct_rows(
         classes,
         s.new_arch or s.arch,
         s.new_steps,
+        seed_offset=NEW_SEED_OFFSET,
         scheme="incremental",
         methods=["DCC"],
         anchors=[dcc],

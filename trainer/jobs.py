@@ -15,6 +15,7 @@ from typing import Any
 from partsbin.trainer.adapt import run_adapt
 from partsbin.trainer.engine import Progress
 from partsbin.trainer.evaluate import run_evaluate
+from partsbin.trainer.fct_job import run_fct
 from partsbin.trainer.multiarch import run_multiarch
 from partsbin.trainer.run import RunResult, run
 from partsbin.trainer.stitch import run_stitch
@@ -32,6 +33,7 @@ RUNNERS: dict[str, Callable[..., RunResult]] = {
     "adapt": run_adapt,
     "transfer": run_transfer,
     "stitch": run_stitch,
+    "fct": run_fct,
 }
 
 

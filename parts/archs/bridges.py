@@ -16,7 +16,16 @@ from torch import nn
 
 from partsbin.parts.archs._registry import ArchConfig, FeatureInfo, SplitNetwork, register
 
-__all__ = ["StitchConfig", "stitch", "FCTTransformConfig", "fct_transform", "SideInfoConfig", "side_info"]
+__all__ = [
+    "StitchConfig",
+    "stitch",
+    "FCTTransformConfig",
+    "fct_transform",
+    "SideInfoConfig",
+    "side_info",
+    "with_side_info",
+    "WithSideInfo",
+]
 
 MAX_CHANNELS = 8192
 # A globally pooled output has spatial size 1 whatever the input's: a reduction as large
@@ -85,6 +94,26 @@ def fct_transform(
     net = OrderedDict(transform=_FCTMix(in_chans, side_chans, out_chans, hidden), out=nn.Identity())
     info = [FeatureInfo("transform", out_chans, 1), FeatureInfo("out", out_chans, 1)]
     return SplitNetwork(net, info, split, split_points=("transform",))
+
+
+def with_side_info(features: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
+    """Features and side-information as one tensor, the input of a transform: the (N, D, 1, 1)
+    side vector is repeated at every position of (N, C, H, W) features (for pooled
+    embeddings, H = W = 1 and nothing is repeated)."""
+    return torch.cat([features, side.expand(-1, -1, *features.shape[2:])], 1)
+
+
+class WithSideInfo(nn.Module):
+    """``transform(features(x) ++ side_info(x))``: a transform that takes side-information,
+    composed with the extractor it follows into one module from images. Its BatchNorm
+    layers follow the mode the whole module is evaluated in, like the extractor's."""
+
+    def __init__(self, features: nn.Module, side_info: nn.Module, transform: nn.Module) -> None:
+        super().__init__()
+        self.features, self.side_info, self.transform = features, side_info, transform
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.transform(with_side_info(self.features(x), self.side_info(x)))
 
 
 class SideInfoConfig(ArchConfig):

@@ -1,4 +1,5 @@
-"""Bridge commands: ``stitch`` (an adapter between parts trained apart) and ``paths``."""
+"""Bridge commands: ``stitch`` (an adapter between parts trained apart), ``fct`` (a Forward
+Compatible Training transform) and ``paths``."""
 
 from __future__ import annotations
 
@@ -71,7 +72,11 @@ def stitch(
         )
     except ValidationError as exc:
         raise fail(f"invalid stitch: {describe_validation_error(exc)}") from None
-    spec = parse_job_spec(raw)
+    _submit_or_run(parse_job_spec(raw), local, url, token, f"publishing the adapter {name}")
+
+
+def _submit_or_run(spec: Any, local: bool, url: str | None, token: str | None, action: str) -> None:
+    """Submit ``spec`` as a job, or (``--local``) run it here and publish what it makes."""
     if not local:
         with open_registry(url, token) as reg:
             job = reg.jobs.submit(spec.model_dump(mode="json"))
@@ -81,12 +86,67 @@ def stitch(
     from partsbin.trainer.jobs import run_job
 
     with publishing_registry(url, token) as reg:
-        reg.check_can_publish(spec.namespace, f"publishing the adapter {name}")
+        reg.check_can_publish(spec.namespace, action)
         result = run_job(spec, reg)
     for line in result.lines:
         console.print(line)
     for ref in result.refs:
         console.print(f"published {ref}")
+
+
+@app.command(rich_help_panel=PANEL_TRAINING)
+def fct(
+    old: Annotated[str, typer.Option("--old", help="ref of the old extractor (the bridge's 'from')")],
+    new: Annotated[str, typer.Option("--new", help="ref of the new extractor (the bridge's 'to')")],
+    name: Annotated[str, typer.Option("--name", help="the transform's name, NAMESPACE/NAME")],
+    space: Annotated[
+        str,
+        typer.Option(
+            "--space", help="embedding (a stored gallery of pooled features) or junction (for the new model's head)"
+        ),
+    ] = "embedding",
+    side_info: Annotated[
+        str,
+        typer.Option("--side-info", help="'train' (on the old data), 'none', or the ref of a stored side-info model"),
+    ] = "train",
+    data: Annotated[
+        str | None,
+        typer.Option("--data", help="the transform's training images: a data spec as JSON or a file (default: new's)"),
+    ] = None,
+    new_head: Annotated[
+        str | None,
+        typer.Option("--new-head", help="junction space: the new model's head, measured on transformed old features"),
+    ] = None,
+    steps: Annotated[int, typer.Option("--steps", help="transform training steps")] = 800,
+    local: Annotated[bool, typer.Option("--local", help="run here instead of submitting a job")] = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Make a Forward Compatible Training transform from OLD's features (+ side-information) to NEW's."""
+    from pydantic import ValidationError
+
+    from partsbin.client.bridges import fct_spec
+    from partsbin.parts.job_specs import parse_job_spec
+    from partsbin.parts.messages import describe_validation_error
+
+    if "/" not in name:
+        raise fail("--name is NAMESPACE/NAME")
+    side: bool | str = {"train": True, "none": False}.get(side_info, side_info)
+    try:
+        # The same spec Registry.fct submits.
+        raw = fct_spec(
+            old,
+            new,
+            name,
+            space=space,
+            side_info=side,
+            data=_data_spec(data) if data is not None else None,
+            steps=steps,
+            new_head=new_head,
+        )
+    except ValidationError as exc:
+        raise fail(f"invalid fct: {describe_validation_error(exc)}") from None
+    _submit_or_run(parse_job_spec(raw), local, url, token, f"publishing the transform {name}")
 
 
 @app.command(rich_help_panel=PANEL_TRAINING)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from partsbin.parts.card import BRIDGE_ROLES
+from partsbin.parts.card import BRIDGE_ROLES, bridge_space
 from partsbin.registry.crud.evaluations import TRUSTED, at_chance
 from partsbin.registry.db.models import Component, Evaluation, LineageEdge, Membership
 
@@ -53,9 +53,10 @@ class Path:
 
     @property
     def composable(self) -> bool:
-        """Whether ``assemble`` can build it as one module: adapters map junction features;
-        FCT transforms map pooled embeddings (and take side-information), for retrieval."""
-        return all(b.role == "adapter" for b in self.bridges)
+        """Whether ``assemble`` can build it as one module: adapters, and FCT transforms of
+        junction features, map what a head takes; FCT transforms of pooled embeddings are
+        for retrieval over a stored gallery (``Registry.transform_gallery``)."""
+        return all(bridge_space(b.role, b.card.get("bridge") or {}) == "junction" for b in self.bridges)
 
     @property
     def kind(self) -> str:
@@ -166,8 +167,10 @@ def find_paths(session: Session, extractor: Component, head: Component, *, max_b
             elif to in into and into[to].role == "extractor" and to not in seen:
                 new = into[to]
                 why = f"{bridge.role} {bridge.ref} maps {space.extractor.ref}'s features into {new.ref}'s"
-                if bridge.role == "transform":
+                if bridge_space(bridge.role, bridge.card.get("bridge") or {}) == "embedding":
                     why += " (pooled embeddings, FCT: for retrieval through Registry.transform_gallery)"
+                elif bridge.role == "transform":
+                    why += " (junction features, FCT: with its side-information model, if any)"
                 step = Step(bridge.role, why, bridge)
                 nxt.append(_Space(new, chain, [*space.steps, step]))
         seen.update(s.extractor.digest for s in nxt)

@@ -170,6 +170,15 @@ def test_cli_paths_and_stitch_submission(graph, live):
         "stitch", "--extractor", c["x"].ref, "--head", c["h"].ref, "--name", "lab/y", "--method", "magic", env=env
     )
     assert bad.returncode != 0 and "method" in bad.stderr
+    # fct submits the spec Registry.fct would: a transform of junction features, measured with the new head.
+    args = ["fct", "--old", c["x"].ref, "--new", c["x2"].ref, "--name", "lab/fct"]
+    done = cli(*args, "--space", "junction", "--new-head", c["h"].ref, "--side-info", "none", env=env)
+    assert done.returncode == 0, done.stderr
+    (spec,) = [j["spec"] for j in reg.jobs.list() if j["spec"]["kind"] == "fct"]
+    assert spec["kind"] == "fct" and spec["space"] == "junction" and spec["side_info"] is False
+    assert spec["new_head"] == c["h"].ref
+    bad = cli(*args, "--space", "pixels", env=env)
+    assert bad.returncode != 0 and "space" in bad.stderr
 
 
 def test_a_bridge_must_name_existing_fitting_endpoints(graph, live):
@@ -190,6 +199,7 @@ def test_a_bridge_must_name_existing_fitting_endpoints(graph, live):
         ({**good, "to": c["a0"].digest}, 8, "which is an adapter, not a head"),
         (good, 16, "takes 16 channels at 8, but bridge.from lab/x@1 gives 8 channels at 8x8"),
         ({**good, "side_info": c["x2"].digest}, 8, "not a side-info model"),
+        ({**good, "space": "embedding"}, 8, "an adapter maps junction features"),
     ]
     for i, (bridge, chans, message) in enumerate(cases):
         module = build("stitch", in_chans=chans, out_chans=8)
@@ -212,6 +222,25 @@ def test_a_bridge_must_name_existing_fitting_endpoints(graph, live):
         assert r.status_code == 422, r.text
         assert message in r.json()["detail"], r.json()["detail"]
         assert r.headers["X-Upload-Check"] == "bridge"
+    # A transform of junction features must take them at the size the old extractor gives.
+    transform = build("fct_transform", in_chans=8, out_chans=8, hidden=4)
+    card = card_for(
+        name="lab/badt",
+        role="transform",
+        arch="fct_transform",
+        config={"in_chans": 8, "out_chans": 8, "hidden": 4},
+        split="transform",
+        input_size=4,
+        bridge={"from": c["x"].digest, "to": c["x2"].digest, "space": "junction"},
+    )
+    path = write_component(live.settings.data_dir / "badt.safetensors", transform, card)
+    r = httpx.post(
+        f"{live.url}/components",
+        files={"file": path.read_bytes()},
+        data={"card": card.model_dump_json()},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert r.status_code == 422 and "takes them at 4x4, but bridge.from lab/x@1 gives them at 8x8" in r.text, r.text
     assert live.row_count() == rows and live.blob_count() == blobs
     # A card of another role may not name a bridge, and a bridge must name one.
     with pytest.raises(ValueError, match="only an adapter or transform names a 'bridge'"):

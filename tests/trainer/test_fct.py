@@ -12,7 +12,7 @@ from partsbin.trainer.fct import FCTSettings, run_fct_experiment
 
 def test_fct_transform_with_side_info_lands_between_old_and_new(live, client_for):
     reg = client_for(live, live.token("admin"))
-    s = FCTSettings(old_steps=60, new_steps=150, side_steps=100, transform_steps=300, hidden=64, threads=1)
+    s = FCTSettings(old_steps=60, new_steps=150, side_steps=100, transform_steps=300, hidden=256, threads=1)
     out = run_fct_experiment(reg, s)
     rows = out["rows"]
     old, new, fct = rows["old/old"]["top1"], rows["new/new"]["top1"], rows["new/FCT(old+side)"]["top1"]
@@ -32,9 +32,28 @@ def test_fct_transform_with_side_info_lands_between_old_and_new(live, client_for
     plain = reg.transform_gallery(out["refs"]["transform"], torch.zeros(3, 16))
     assert plain.shape == (3, 16)
     # The transforms are edges between the two extractors' spaces: /paths lists the way from
-    # the old extractor to the new model's head through each, not composable into one module.
+    # the old extractor to the new model's head through each. Transforms of pooled embeddings
+    # are for galleries, not composable; those of junction features compose, and theirs are
+    # measured (the fct job and bench_path post the new head on transformed old features).
     found = reg.paths(extractor=out["refs"]["old"], head=out["refs"]["new_head"])["paths"]
-    assert sorted(p["bridges"][0] for p in found) == sorted([out["refs"]["transform"], out["refs"]["transform_side"]])
-    assert not any(p["composable"] for p in found) and "for retrieval" in found[0]["steps"][0]["why"]
-    with pytest.raises(Incompatible, match="only through FCT transforms"):
-        reg.assemble(out["refs"]["old"], out["refs"]["new_head"], via="auto")
+    refs = out["refs"]
+    assert sorted(p["bridges"][0] for p in found) == sorted(
+        [refs["transform"], refs["transform_side"], refs["junction"], refs["junction_side"]]
+    )
+    by_bridge = {p["bridges"][0]: p for p in found}
+    assert (
+        not by_bridge[refs["transform"]]["composable"]
+        and "for retrieval" in by_bridge[refs["transform"]]["steps"][0]["why"]
+    )
+    assert by_bridge[refs["junction_side"]]["composable"] and by_bridge[refs["junction_side"]]["measured_accuracy"]
+    assert found[0]["bridges"][0] in (refs["junction"], refs["junction_side"])  # measured ranks first
+    # The new head classifies transformed old features far better than the old features fed
+    # to it directly (same interface, no bridge).
+    c = out["classification"]
+    print(c)
+    assert c["new head on FCT(old+side)"] > c["new head on old features, no bridge"] + 0.2
+    # assemble composes the path: old extractor, side-info model, transform, new head.
+    net = reg.assemble(refs["old"], refs["new_head"], via=[refs["junction_side"]])
+    assert net(torch.zeros(4, 1, 8, 8)).shape == (4, 10)
+    with pytest.raises(Incompatible, match="pooled embeddings"):
+        reg.assemble(refs["old"], refs["new_head"], via=[refs["transform"]])

@@ -1,0 +1,97 @@
+"""The ``fct`` job: a Forward Compatible Training transformation (Ramanujan et al., CVPR 2022)
+from an old extractor's features to a new extractor's, published as a bridge (role
+``transform``), with the side-information model it takes (role ``side-info``).
+
+The new extractor is trained as usual, with no change for compatibility; the old one is
+whatever was deployed. The side-information model is trained here on the *old* training
+data by rotation prediction (or an existing one is named). The transform learns, with an
+L2 loss on the new training data, to map old features (+ side-information) to new ones.
+
+``space`` says which features: ``embedding`` (FCT's: globally pooled, for a gallery of
+stored embeddings, :meth:`Registry.transform_gallery`) or ``junction`` (every spatial
+position of the junction, so that the new model's head can classify transformed old
+features: ``Registry.assemble(old, new_head, via=[transform])``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from partsbin.parts.names import InvalidName, parse_ref, validate_part
+from partsbin.parts.training_spec import DataSpec
+
+__all__ = ["FCTSpec"]
+
+
+class FCTSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["fct"] = "fct"
+    name: str = Field(description="the transform's name inside the namespace (the side-info model gets NAME-side-info)")
+    namespace: str = Field(description="where the transform (and side-info model) are published")
+    old_extractor: str = Field(description="ref of the old extractor (bridge.from)")
+    new_extractor: str = Field(description="ref of the new extractor (bridge.to)")
+    new_head: str | None = Field(
+        default=None,
+        description="junction space: the new model's head, to measure it on transformed old features (and post that)",
+    )
+    space: Literal["embedding", "junction"] = Field(
+        default="embedding", description="map pooled embeddings (a stored gallery) or junction features (for heads)"
+    )
+    side_info: bool | str = Field(
+        default=True,
+        description="train a side-info model on the old data (true), use a stored one (its ref), or none (false)",
+    )
+    side_data: DataSpec | None = Field(
+        default=None, description="the side-info model's (old) training images (default: the old extractor's data)"
+    )
+    side_dim: int = Field(default=16, ge=1, le=4096, description="length of the side-information vector")
+    side_width: int = Field(default=8, ge=1, le=256, description="width of the side-info network")
+    side_steps: int = Field(default=300, ge=0, le=1_000_000, description="rotation-prediction steps")
+    data: DataSpec | None = Field(
+        default=None, description="the transform's (new) training images (default: the new extractor's data)"
+    )
+    images: int | None = Field(
+        default=20000, ge=2, le=10_000_000, description="fit on at most this many training images (all: null)"
+    )
+    hidden: int = Field(default=256, ge=1, le=8192, description="width of the transform's projections and MLP")
+    steps: int = Field(default=800, ge=0, le=1_000_000)
+    batch_size: int = Field(default=128, ge=2, le=65536)
+    lr: float = Field(default=3e-3, gt=0, le=10)
+    test_data: DataSpec | None = Field(
+        default=None, description="retrieval / classification test images (default: the new extractor's test set)"
+    )
+    test_limit: int | None = Field(default=2000, ge=2, description="measure on the first N test images (all: null)")
+    seed: int = 0
+    threads: int | None = Field(default=None, ge=1, le=1024)
+    publish: bool = True
+
+    @field_validator("name", "namespace")
+    @classmethod
+    def _part(cls, v: str) -> str:
+        try:
+            return validate_part(v)
+        except InvalidName as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("old_extractor", "new_extractor", "new_head")
+    @classmethod
+    def _ref(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                parse_ref(v)
+            except InvalidName as exc:
+                raise ValueError(str(exc)) from None
+        return v
+
+    @field_validator("side_info")
+    @classmethod
+    def _side(cls, v: bool | str) -> bool | str:
+        if isinstance(v, str):
+            try:
+                parse_ref(v)
+            except InvalidName as exc:
+                raise ValueError(f"side_info is true, false or a side-info model's ref: {exc}") from None
+        return v
