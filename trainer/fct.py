@@ -42,6 +42,7 @@ __all__ = [
     "apply_transform",
     "FCTSettings",
     "run_fct_experiment",
+    "top1_by_group",
 ]
 
 
@@ -163,6 +164,7 @@ class FCTSettings:
     new_steps: int = 300
     side_steps: int = 300
     side_dim: int = 16
+    side_width: int = 8
     transform_steps: int = 600
     hidden: int = 128
     batch_size: int = 64
@@ -227,6 +229,7 @@ def _fct_job(
         space=space,  # type: ignore[arg-type]
         side_info=side,
         side_dim=s.side_dim,
+        side_width=s.side_width,
         side_steps=s.side_steps,
         images=s.transform_images if space == "embedding" else s.junction_images,
         hidden=s.hidden,
@@ -303,6 +306,17 @@ def run_fct_experiment(registry: Any, s: FCTSettings) -> dict[str, Any]:
     rows["new/FCT(old, no side-info)"] = retrieval_metrics(new_te, y, moved, y, exclude_self=True).as_dict()
     if s.bct:
         rows.update(_bct_rows(registry, s, old_run, classes, test, old_te))
+    # Why side-information helps or not: what the side vectors alone retrieve, and each row
+    # on the old classes and on the classes the old model never saw.
+    rows["side-info alone"] = retrieval_metrics(side_te, y, side_te, y, exclude_self=True).as_dict()
+    galleries = {
+        "old/old": (old_te, old_te),
+        "new/new": (new_te, new_te),
+        "new/FCT(old+side)": (new_te, moved_side),
+        "new/FCT(old, no side-info)": (new_te, moved),
+        "side-info alone": (side_te, side_te),
+    }
+    by_group = {row: top1_by_group(q, g, y, s.old_classes) for row, (q, g) in galleries.items()}
 
     # Classification: the new head on transformed old junction features, measured as the
     # benchmark measures a path through bridges (and posted, so /paths ranks it).
@@ -329,6 +343,7 @@ def run_fct_experiment(registry: Any, s: FCTSettings) -> dict[str, Any]:
         transform_seconds = min(transform_seconds, time.perf_counter() - t0)
     return {
         "rows": rows,
+        "top1_by_group": by_group,
         "classification": classification,
         "refs": {
             "old": old_ref,
@@ -352,6 +367,22 @@ def run_fct_experiment(registry: Any, s: FCTSettings) -> dict[str, Any]:
         "side_info_seconds": side_seconds,
         "settings": {k: v for k, v in asdict(s).items()},
     }
+
+
+@torch.no_grad()
+def top1_by_group(query: torch.Tensor, gallery: torch.Tensor, y: torch.Tensor, old_classes: int) -> dict[str, float]:
+    """Leave-one-out top-1 of queries of the old classes (label < ``old_classes``) and of
+    the new ones, over the whole gallery: where a gap between two rows comes from."""
+    q = F.normalize(pooled(query).float(), dim=1)
+    g = F.normalize(pooled(gallery).float(), dim=1)
+    hit = torch.empty(len(q), dtype=torch.bool)
+    for start in range(0, len(q), 1024):
+        sims = q[start : start + 1024] @ g.T
+        rows = torch.arange(len(sims))
+        sims[rows, rows + start] = -float("inf")
+        hit[start : start + len(sims)] = y[sims.argmax(1)] == y[start : start + len(sims)]
+    old = y < old_classes
+    return {"old classes": float(hit[old].float().mean()), "new classes": float(hit[~old].float().mean())}
 
 
 def _bct_rows(
