@@ -50,7 +50,7 @@ TINY = {
     "new_steps": 150,
     "side_steps": 100,
     "transform_steps": 300,
-    "hidden": 64,
+    "hidden": 256,
     "batch_size": 64,
     "bct": True,
     "threads": 2,
