@@ -161,6 +161,18 @@ class Settings(_Model):
         description="fraction of each batch rotated for RP: an unbiased estimate of the RP term at a fraction of its cost",
     )
     augment: bool = Field(default=False, description="random crop with padding and horizontal flip")
+    aux_lr_scale: float = Field(
+        default=1.0,
+        gt=0,
+        le=100,
+        description="the shared aux heads learn at this multiple of the networks' learning rate (the paper: 1)",
+    )
+    alternate_every: int = Field(
+        default=1,
+        ge=1,
+        le=1_000_000,
+        description="joint scheme: steps of one network before the next takes over (the paper alternates minibatches: 1)",
+    )
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(

@@ -39,6 +39,7 @@ __all__ = [
     "resolve_device",
     "build_networks",
     "build_aux_heads",
+    "joint_schedule",
     "freeze",
     "train",
     "dcc_label_set",
@@ -175,6 +176,16 @@ def freeze(aux: AuxHeads) -> AuxHeads:
         use_batch_statistics(m)
     aux.frozen = True
     return aux
+
+
+def joint_schedule(networks: int, steps: int, every: int = 1) -> list[int]:
+    """Which network takes each step of joint training: ``every`` steps of one, then the
+    next, round and round, until each has had ``steps``."""
+    order: list[int] = []
+    for start in range(0, steps, every):
+        n = min(every, steps - start)
+        order += [i for i in range(networks) for _ in range(n)]
+    return order
 
 
 # -- losses ----------------------------------------------------------------------------------
@@ -351,7 +362,7 @@ def train(
     rp_n = max(1, round(settings.batch_size // world * settings.rp_fraction))
 
     schedule = (
-        [i for _ in range(settings.steps) for i in range(len(nets))]
+        joint_schedule(len(nets), settings.steps, settings.alternate_every)
         if joint
         else [i for i in range(len(nets)) for _ in range(settings.steps)]
     )
@@ -367,7 +378,7 @@ def train(
             group["lr"] = lr
         if aux_opt is not None:
             for group in aux_opt.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * settings.aux_lr_scale
         x, y = batches[i].next()
         if settings.augment:
             x = augment_batch(x.cpu(), gens[i]).to(device)

@@ -1,0 +1,44 @@
+"""Joint training's knobs: how networks alternate, and how fast the shared aux heads learn."""
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from partsbin.parts.data import load_task
+from partsbin.parts.training_spec import Settings, TrainSpec
+from partsbin.trainer.engine import build_aux_heads, build_networks, joint_schedule, resolve_device, train
+
+
+def test_joint_schedule_alternates_in_blocks_and_gives_each_network_its_steps():
+    assert joint_schedule(2, 3) == [0, 1, 0, 1, 0, 1]  # the paper: alternate minibatches
+    assert joint_schedule(2, 5, every=2) == [0, 0, 1, 1, 0, 0, 1, 1, 0, 1]
+    assert joint_schedule(3, 4, every=10) == [0] * 4 + [1] * 4 + [2] * 4
+    with pytest.raises(ValidationError, match="alternate_every"):
+        Settings(alternate_every=0)
+    with pytest.raises(ValidationError, match="aux_lr_scale"):
+        Settings(aux_lr_scale=0)
+
+
+def _aux_change(scale: float) -> float:
+    spec = TrainSpec(
+        name="t",
+        methods=["RP"],
+        scheme="joint",
+        arch={"name": "resnet_cifar", "config": {"depth": 8, "width": 4}},
+        tasks=[{"name": "a", "pair": "digits", "pair_task": "a"}, {"name": "b", "pair": "digits", "pair_task": "b"}],
+        settings={"steps": 3, "batch_size": 16, "aux_lr_scale": scale, "optimizer": "sgd", "momentum": 0},
+        publish=False,
+    )
+    tasks = [load_task(t) for t in spec.tasks]
+    torch.manual_seed(0)
+    nets = build_networks(spec, tasks)
+    aux = build_aux_heads(spec, tasks, [])
+    before = [p.detach().clone() for p in aux.rp.parameters()]
+    train(nets, aux, spec.settings, joint=True, device=resolve_device(spec.settings))
+    return sum(float((p.detach() - b).abs().sum()) for p, b in zip(aux.rp.parameters(), before, strict=True))
+
+
+def test_aux_lr_scale_sets_how_far_the_shared_heads_move():
+    # Plain SGD without momentum: the heads' step is proportional to their learning rate.
+    slow, normal = _aux_change(0.01), _aux_change(1.0)
+    assert 0 < slow < normal / 20
