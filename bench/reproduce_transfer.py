@@ -2,6 +2,9 @@
 
     flock /tmp/heavy.lock python bench/reproduce_transfer.py      # quick: 2 CPU cores, a few minutes
 
+Curves: compatible parts (RP+IIW, as partsbin's other reproductions; and RP alone, the
+paper's §5.3 setting), the source extractor with a fresh head, independent components.
+
 The paper's setting: a frozen RP head learnt on a third task; a source network and each
 target network trained incrementally against it (RP, and IIW from shared initial weights);
 the source extractor is recombined with each target head and fine-tuned on the target
@@ -15,7 +18,7 @@ which posts one evaluation per point with ``finetune_steps``.
 Departures from the paper (ILSVRC-12 → CIFAR-10 / STL-10 / CIFAR-100, ResNet-56 trained for
 many epochs, RP head from CIFAR-100): all tasks are 8×8 grey images (scikit-learn's digits
 and Fashion-MNIST downsampled to 8×8) so that a CPU finishes in minutes; ResNet-8 width 8;
-300 training steps per network; one seed.
+300 training steps per network; three seeds.
 
 - third task (learns the RP head): Fashion-MNIST 8×8, even-indexed, first 6,000 images;
 - source: digits, even-indexed (10 classes);
@@ -29,6 +32,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import tempfile
 import time
 from contextlib import ExitStack
@@ -114,15 +118,62 @@ def _curve(reg: Registry, name: str, ext: str, head: str, data: dict[str, Any], 
     return run_job(spec, reg).metrics["curve"]
 
 
+COMPAT = "compatible (RP+IIW, recombined)"
+RP_ONLY = "compatible (RP only, recombined)"
+FRESH = "source extractor + fresh head"
+INDEPENDENT = "independent components"
+
+
+def one_seed(reg: Registry, s: int, steps: int, smoke: bool) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    # The third task learns the RP head (and publishes the shared initial weights).
+    third = _train(reg, f"third-s{s}", RP_TASK, s, steps, methods=["RP", "IIW"], scheme="incremental")
+    rp, init = third["aux-rp"], third["init"]
+    compat = {"methods": ["RP", "IIW"], "scheme": "incremental", "anchors": [rp], "init": init}
+    # RP alone, as the paper's §5.3 states it: the same frozen RP head, no shared initial weights.
+    rp_only = {"methods": ["RP"], "scheme": "incremental", "anchors": [rp]}
+    source = _train(reg, f"source-s{s}", SOURCE, s + 1, steps, **compat)
+    source_rp = _train(reg, f"source-rp-s{s}", SOURCE, s + 3, steps, **rp_only)
+    # Independent components: each with its own randomly initialised RP head, own seed.
+    source_ind = _train(reg, f"source-ind-s{s}", SOURCE, s + 2, steps, scheme="upper-bound")
+    for i, (name, data) in enumerate(TARGETS.items()):
+        target = _train(reg, f"{name}-s{s}", data, s + 10 + i, steps, **compat)
+        target_rp = _train(reg, f"{name}-rp-s{s}", data, s + 40 + i, steps, **rp_only)
+        target_ind = _train(reg, f"{name}-ind-s{s}", data, s + 20 + i, steps, scheme="upper-bound")
+        n = len(load_split(DataSpec.model_validate(data), "train"))
+        epoch = math.ceil(n / 64)
+        points = sorted({0, 1, 3, 10, 30, epoch, 100, 300})
+        if smoke:
+            points = [0, 1, epoch]
+        labels = reg.info(target["t-head"]).card.labels
+        fresh = _fresh_head(reg, f"{name}-fresh-head-s{s}", labels, s + 30 + i)
+        curves = {
+            COMPAT: _curve(reg, f"{name}-compat-s{s}", source["t-extractor"], target["t-head"], data, points),
+            RP_ONLY: _curve(reg, f"{name}-rp-s{s}", source_rp["t-extractor"], target_rp["t-head"], data, points),
+            FRESH: _curve(reg, f"{name}-fresh-s{s}", source["t-extractor"], fresh, data, points),
+            INDEPENDENT: _curve(reg, f"{name}-ind-s{s}", source_ind["t-extractor"], target_ind["t-head"], data, points),
+        }
+        results[name] = {"train_images": n, "epoch_steps": epoch, "classes": len(labels), "curves": curves}
+        print(
+            f"seed {s}, {name}: "
+            + "; ".join(
+                f"{k}: {c[0]['accuracy']:.1%} at 0, "
+                f"{next(p['accuracy'] for p in c if p['finetune_steps'] == epoch):.1%} after one epoch"
+                for k, c in curves.items()
+            ),
+            flush=True,
+        )
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train-steps", type=int, default=300)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--smoke", action="store_true", help="a few steps of everything, no results written")
     args = parser.parse_args()
     started = time.perf_counter()
-    s, steps = args.seed, args.train_steps
-    results: dict[str, Any] = {}
+    runs: dict[int, Any] = {}
     with ExitStack() as stack:
         if os.environ.get("PARTSBIN_URL"):
             reg = stack.enter_context(Registry())
@@ -133,74 +184,54 @@ def main() -> None:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="partsbin-transfer-")))
             emb = stack.enter_context(embedded_registry(Settings(data_dir=folder)))
             reg = stack.enter_context(Registry(url=emb.url, token=emb.token, cache_dir=folder / "cache"))
-        # The third task learns the RP head (and publishes the shared initial weights).
-        third = _train(reg, "third", RP_TASK, s, steps, methods=["RP", "IIW"], scheme="incremental")
-        rp, init = third["aux-rp"], third["init"]
-        compat = {"methods": ["RP", "IIW"], "scheme": "incremental", "anchors": [rp], "init": init}
-        source = _train(reg, "source", SOURCE, s + 1, steps, **compat)
-        # Independent components: each with its own randomly initialised RP head, own seed.
-        source_ind = _train(reg, "source-ind", SOURCE, s + 2, steps, scheme="upper-bound")
-        for i, (name, data) in enumerate(TARGETS.items()):
-            target = _train(reg, f"{name}", data, s + 10 + i, steps, **compat)
-            target_ind = _train(reg, f"{name}-ind", data, s + 20 + i, steps, scheme="upper-bound")
-            n = len(load_split(DataSpec.model_validate(data), "train"))
-            epoch = math.ceil(n / 64)
-            points = sorted({0, 1, 3, 10, 30, epoch, 100, 300})
-            if args.smoke:
-                points = [0, 1, epoch]
-            labels = reg.info(target["t-head"]).card.labels
-            fresh = _fresh_head(reg, f"{name}-fresh-head", labels, s + 30 + i)
-            curves = {
-                "compatible (RP+IIW, recombined)": _curve(
-                    reg, f"{name}-compat", source["t-extractor"], target["t-head"], data, points
-                ),
-                "source extractor + fresh head": _curve(
-                    reg, f"{name}-fresh", source["t-extractor"], fresh, data, points
-                ),
-                "independent components": _curve(
-                    reg, f"{name}-ind", source_ind["t-extractor"], target_ind["t-head"], data, points
-                ),
-            }
-            results[name] = {"train_images": n, "epoch_steps": epoch, "classes": len(labels), "curves": curves}
-            print(
-                f"{name}: "
-                + "; ".join(
-                    f"{k}: {c[0]['accuracy']:.1%} at 0, "
-                    f"{next(p['accuracy'] for p in c if p['finetune_steps'] == epoch):.1%} after one epoch"
-                    for k, c in curves.items()
-                ),
-                flush=True,
-            )
-            # Written after every target: an interrupted reproduction keeps what it measured.
+        for seed in args.seeds:
+            # Seeds 100 apart: each seed's networks (seed + 0..42) never share initial weights with another's.
+            runs[seed] = one_seed(reg, 100 * seed, args.train_steps, args.smoke)
+            # Written after every seed: an interrupted reproduction keeps what it measured.
             if not args.smoke:
-                write_results(results, (time.perf_counter() - started) / 60, args, quiet=True)
+                write_results(runs, (time.perf_counter() - started) / 60, args, quiet=True)
     if args.smoke:
-        plot(Path(tempfile.mkdtemp()) / "smoke.png", results)
+        plot(Path(tempfile.mkdtemp()) / "smoke.png", runs)
         return
-    minutes = (time.perf_counter() - started) / 60
-    write_results(results, minutes, args)
+    write_results(runs, (time.perf_counter() - started) / 60, args)
 
 
-def write_results(results: dict[str, Any], minutes: float, args: argparse.Namespace, quiet: bool = False) -> None:
+def _at(runs: dict[int, Any], name: str, method: str, step: int) -> list[float]:
+    out = []
+    for r in runs.values():
+        at = {p["finetune_steps"]: p["accuracy"] for p in r[name]["curves"][method]}
+        if step in at:
+            out.append(at[step])
+    return out
+
+
+def _ms(v: list[float]) -> str:
+    if not v:
+        return "—"
+    return f"{statistics.mean(v):.1%} ± {statistics.stdev(v) if len(v) > 1 else 0:.1%}"
+
+
+def write_results(runs: dict[int, Any], minutes: float, args: argparse.Namespace, quiet: bool = False) -> None:
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
+    first = next(iter(runs.values()))
     lines = [
         "# Figure 5 (faster transfer: recombine, then fine-tune), quick setting",
         "",
-        f"`flock /tmp/heavy.lock python bench/reproduce_transfer.py`: seed {args.seed}, {args.train_steps} training "
-        f"steps per network (ResNet-8 width 8, 8×8 grey images), fine-tuning SGD lr 0.01 constant at batch 64; "
-        f"{minutes:.1f} minutes on this machine (2 shared CPU cores). Accuracy on the target test set (first "
-        f"{TEST_LIMIT} images), batch-statistics BatchNorm, chance = 10%.",
+        f"`flock /tmp/heavy.lock python bench/reproduce_transfer.py --seeds {' '.join(map(str, runs))}`: "
+        f"{len(runs)} seeds, {args.train_steps} training steps per network (ResNet-8 width 8, 8×8 grey images), "
+        f"fine-tuning SGD lr 0.01 constant at batch 64; {minutes:.1f} minutes on this machine (2 shared CPU "
+        f"cores). Accuracy on the target test set (first {TEST_LIMIT} images), batch-statistics BatchNorm, "
+        "chance = 10%; mean ± std over seeds.",
         "",
         "| target | train images (1 epoch = steps) | method | 0 steps | 1 epoch | 100 steps | 300 steps |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name, r in results.items():
-        for method, curve in r["curves"].items():
-            at = {p["finetune_steps"]: p["accuracy"] for p in curve}
+    for name, r in first.items():
+        for method in r["curves"]:
+            cells = [_ms(_at(runs, name, method, k)) for k in (0, r["epoch_steps"], 100, 300)]
             lines.append(
-                f"| {name} | {r['train_images']} ({r['epoch_steps']}) | {method} | {at[0]:.1%} | "
-                f"{at[r['epoch_steps']]:.1%} | {at.get(100, float('nan')):.1%} | {at.get(300, float('nan')):.1%} |"
+                f"| {name} | {r['train_images']} ({r['epoch_steps']}) | {method} | " + " | ".join(cells) + " |"
             )
     lines += [
         "",
@@ -208,31 +239,38 @@ def write_results(results: dict[str, Any], minutes: float, args: argparse.Namesp
         "recombination for the compatible components, both baselines at chance; still ahead after one epoch; all "
         "converge after several epochs.",
         "",
+        "![transfer curves](transfer_quick.png)",
+        "",
     ]
     (out / "transfer_quick.md").write_text("\n".join(lines) + "\n")
     (out / "transfer_quick.json").write_text(
-        json.dumps({"minutes": minutes, "seed": args.seed, "results": results}, indent=2) + "\n"
+        json.dumps({"minutes": minutes, "seeds": list(runs), "runs": runs}, indent=2) + "\n"
     )
-    plot(out / "transfer_quick.png", results)
+    plot(out / "transfer_quick.png", runs)
     if not quiet:
         print("\n".join(lines))
 
 
-def plot(path: Path, results: dict[str, Any]) -> None:
+def plot(path: Path, runs: dict[int, Any]) -> None:
+    """One panel per target, one curve per method: the mean over seeds, the band min-max."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    first = next(iter(runs.values()))
     fig, grid = plt.subplots(
-        1, len(results), figsize=(4.2 * len(results), 3.6), sharey=True, layout="constrained", squeeze=False
+        1, len(first), figsize=(4.2 * len(first), 3.6), sharey=True, layout="constrained", squeeze=False
     )
     axes = grid[0]
-    for ax, (name, r) in zip(axes, results.items(), strict=True):
+    for ax, (name, r) in zip(axes, first.items(), strict=True):
         for method, curve in r["curves"].items():
-            ax.plot(
-                [p["finetune_steps"] for p in curve], [100 * p["accuracy"] for p in curve], marker="o", label=method
-            )
+            xs = [p["finetune_steps"] for p in curve]
+            per = [[100 * a for a in _at(runs, name, method, x)] for x in xs]
+            mean = [statistics.mean(v) for v in per]
+            line = ax.plot(xs, mean, marker="o", markersize=3, label=method)[0]
+            if len(runs) > 1:
+                ax.fill_between(xs, [min(v) for v in per], [max(v) for v in per], color=line.get_color(), alpha=0.15)
         ax.axvline(r["epoch_steps"], color="#999", lw=0.8, ls="--")
         ax.text(r["epoch_steps"], 2, " 1 epoch", fontsize=8, color="#666")
         ax.axhline(100 / r["classes"], color="#ccc", lw=0.8)
@@ -242,7 +280,7 @@ def plot(path: Path, results: dict[str, Any]) -> None:
         ax.set_xlabel("fine-tuning steps (log scale)")
         ax.set_ylim(0, 100)
     axes[0].set_ylabel("target test accuracy (%)")
-    axes[0].legend(fontsize=8, loc="upper left")
+    axes[0].legend(fontsize=7, loc="upper left")
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
