@@ -187,7 +187,12 @@ def write_results(
     for row in runs[0]["top1_by_group"]:
         g = {k: statistics.mean(r["top1_by_group"][row][k] for r in runs) for k in ("old classes", "new classes")}
         lines.append(f"| {row} | {g['old classes']:.1%} | {g['new classes']:.1%} |")
-    cls = {k: statistics.mean(r["classification"][k] for r in runs) for k in runs[0]["classification"]}
+    # "no bridge" is None where the old junction does not meet the new head: left out.
+    cls = {
+        k: statistics.mean(r["classification"][k] for r in runs)
+        for k in runs[0]["classification"]
+        if all(r["classification"][k] is not None for r in runs)
+    }
     lines += [
         "",
         "Classification with the new model's head (10 classes, the benchmark's settings: batch statistics, "

@@ -469,12 +469,23 @@ class Registry:
     ) -> torch.Tensor:
         """FCT: map a stored gallery of old embeddings (and their side-information vectors)
         into the new model's space through a stored ``transform``, in batches, without
-        running any backbone (no backfilling). (N, C) or (N, C, 1, 1) in, the same out."""
+        running any backbone (no backfilling). (N, C) or (N, C, 1, 1) in, the same out;
+        junction features (N, C, H, W) for a transform of junction features."""
         from partsbin.client.bridges import transform_embeddings
+        from partsbin.parts.card import bridge_space
 
         comp = self.pull(transform)
         if comp.card.role != "transform":
             raise UsageError(f"{comp.ref} is a {comp.card.role}, not a transform")
+        # The MLP's ReLUs do not commute with pooling: each transform maps what it was fitted on.
+        maps = old_embeddings.dim() == 4 and old_embeddings.shape[2:].numel() > 1
+        space = bridge_space("transform", comp.card.bridge) if comp.card.bridge is not None else "embedding"
+        if maps != (space == "junction"):
+            kind = "junction features (N, C, H, W)" if maps else "pooled embeddings"
+            raise UsageError(
+                f"{comp.ref} is a transform of {'junction features' if space == 'junction' else 'pooled embeddings'}; "
+                f"these are {kind}"
+            )
         config = comp.card.arch.config
         takes = int(config.get("in_chans", 0)) + int(config.get("side_chans", 0) or 0)
         given = int(old_embeddings.shape[1]) + (int(side_info.shape[1]) if side_info is not None else 0)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from partsbin.parts.names import InvalidName, parse_ref, validate_part
 from partsbin.parts.training_spec import DataSpec
@@ -54,7 +54,13 @@ class FCTSpec(BaseModel):
         default=None, description="the transform's (new) training images (default: the new extractor's data)"
     )
     images: int | None = Field(
-        default=20000, ge=2, le=10_000_000, description="fit on at most this many training images (all: null)"
+        default=None,
+        ge=2,
+        le=10_000_000,
+        description=(
+            "fit on at most this many training images (default: 20,000 pooled embeddings, or 5,000 images' junction "
+            "features, which take H x W times the memory)"
+        ),
     )
     hidden: int = Field(default=256, ge=1, le=8192, description="width of the transform's projections and MLP")
     steps: int = Field(default=800, ge=0, le=1_000_000)
@@ -85,6 +91,30 @@ class FCTSpec(BaseModel):
             except InvalidName as exc:
                 raise ValueError(str(exc)) from None
         return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FCTSpec:
+        if self.new_head is not None and self.space != "junction":
+            raise ValueError("new_head measures a transform of junction features: set space to 'junction'")
+        if self.side_info is not True:
+            # Compared with the defaults, not with the fields given: a stored spec is
+            # dumped whole and validated again when a worker runs it.
+            fields = type(self).model_fields
+            unused = [
+                k
+                for k in ("side_data", "side_dim", "side_width", "side_steps")
+                if getattr(self, k) != fields[k].default
+            ]
+            if unused:
+                raise ValueError(
+                    f"{', '.join(unused)} describe(s) a side-info model trained here; with side_info "
+                    f"{self.side_info!r} none is trained: leave them out"
+                )
+        return self
+
+    @property
+    def fit_images(self) -> int:
+        return self.images if self.images is not None else (20000 if self.space == "embedding" else 5000)
 
     @field_validator("side_info")
     @classmethod

@@ -92,6 +92,11 @@ class MultiArchSpec(_Model):
                     f"{self.junction_channels}: every extractor meets the shared head at the same channel count "
                     "(leave it out of the arch config)"
                 )
+        # The shared head learns at the networks' rate after each network's step; these
+        # knobs of the train kind's joint scheme are not implemented here.
+        for knob in ("aux_lr_scale", "alternate_every"):
+            if getattr(self.settings, knob) != 1:
+                raise ValueError(f"settings.{knob} is not used by train-multiarch: leave it out")
         return self
 
 

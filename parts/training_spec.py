@@ -243,6 +243,10 @@ class TrainSpec(_Model):
             raise ValueError(f"scheme {self.scheme!r} trains no shared aux head: leave RP and DCC out of 'methods'")
         if self.anchors and self.scheme != "incremental":
             raise ValueError("'anchors' (frozen aux heads) belong to the incremental scheme")
+        if self.settings.alternate_every != 1 and self.scheme != "joint":
+            raise ValueError(
+                "settings.alternate_every belongs to the joint scheme (the others train one network at a time)"
+            )
         if "DCC" in self.methods and len(self.tasks) == 1 and self.dcc_labels is None and not self.anchors:
             # With one task the default ("the labels all tasks share") is every class of
             # that task, which later tasks will not share: the DCC head would be wrong.

@@ -39,8 +39,8 @@ __all__ = ["run_fct"]
 
 def _fit_images(spec: FCTSpec, data: DataSpec) -> Images:
     images = load_split(data, "train")
-    if spec.images is not None and spec.images < len(images):
-        pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(spec.seed))[: spec.images]
+    if spec.fit_images < len(images):
+        pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(spec.seed))[: spec.fit_images]
         images = images.subset(pick)
     return images
 
@@ -54,13 +54,18 @@ def _side_model(spec: FCTSpec, registry: Any, old: Any, progress: Progress) -> t
         if comp.card.role != "side-info":
             raise ValueError(f"side_info names {comp.ref}, which is a {comp.card.role}, not a side-info model")
         return comp.build().eval(), comp, None
-    data = spec.side_data or recorded_data(old.card, "train")
+    data = spec.side_data or recorded_data(old.card, "train", job="fct", field="side_data")
     x = load_split(data, "train").x
-    progress.on_step({"phase": "side-info", "images": len(x)})
     net = train_side_info(
-        x, width=spec.side_width, dim=spec.side_dim, steps=spec.side_steps, batch_size=64, seed=spec.seed
+        x,
+        width=spec.side_width,
+        dim=spec.side_dim,
+        steps=spec.side_steps,
+        batch_size=64,
+        seed=spec.seed,
+        progress=progress,
     )
-    return net, None, data
+    return net, None, (data, x)
 
 
 def _space_features(net: nn.Module, x: torch.Tensor, space: str) -> torch.Tensor:
@@ -82,15 +87,32 @@ def run_fct(spec: FCTSpec, registry: Any, *, progress: Progress | None = None, j
             f"the old extractor {old.ref} takes {i_old.channels}-channel {i_old.size}x{i_old.size} images and the new "
             f"one {new.ref} {i_new.channels}-channel {i_new.size}x{i_new.size}: FCT maps features of the same images"
         )
+    src_j, dst_j = old.card.interface.junction, new.card.interface.junction
+    if spec.space == "junction" and src_j.spatial != dst_j.spatial:
+        raise ValueError(
+            f"a transform of junction features maps each position: {old.ref} gives them at "
+            f"{src_j.spatial}x{src_j.spatial} and {new.ref} at {dst_j.spatial}x{dst_j.spatial}; use space 'embedding'"
+        )
+    head = None
+    if spec.new_head is not None:
+        head = registry.pull(spec.new_head)
+        if head.card.arch.part != "head":
+            raise ValueError(f"new_head names {head.ref}, which is a {head.card.role}, not a head")
+        if not junctions_compatible(dst_j, head.card.interface.junction):
+            hj = head.card.interface.junction
+            raise ValueError(
+                f"new_head {head.ref} takes {hj.channels} channels at {hj.spatial}; the new extractor {new.ref} "
+                f"gives {dst_j.channels} at {dst_j.spatial}x{dst_j.spatial}: name the head trained with it"
+            )
     old_net, new_net = old.build().eval(), new.build().eval()
-    side_net, side_comp, side_data = _side_model(spec, registry, old, progress)
+    side_net, side_comp, side_made = _side_model(spec, registry, old, progress)
     if side_net is not None and i_old is not None:
         side_in = side_comp.card.interface.input if side_comp is not None else None
         if side_in is not None and (side_in.channels, side_in.size) != (i_old.channels, i_old.size):
             raise ValueError(f"the side-info model {side_comp.ref} takes other images than {old.ref}")
 
     started = time.perf_counter()
-    data = spec.data or recorded_data(new.card, "train")
+    data = spec.data or recorded_data(new.card, "train", job="fct", field="data")
     fit = _fit_images(spec, data)
     old_tr, new_tr = _space_features(old_net, fit.x, spec.space), _space_features(new_net, fit.x, spec.space)
     side_tr = side_vectors(side_net, fit.x) if side_net is not None else None
@@ -108,19 +130,13 @@ def run_fct(spec: FCTSpec, registry: Any, *, progress: Progress | None = None, j
     seconds = time.perf_counter() - started
     del old_tr, new_tr, side_tr
 
-    test_spec = spec.test_data or recorded_data(new.card, "test")
+    test_spec = spec.test_data or recorded_data(new.card, "test", job="fct", field="test_data")
     test = load_split(test_spec, "test")
     if spec.test_limit:
         test = test.subset(range(min(spec.test_limit, len(test))))
     metrics: dict[str, Any] = {"space": spec.space, "fit_images": len(fit), "seconds": seconds}
     metrics.update(_retrieval(old_net, new_net, side_net, transform, test, spec.space))
-    head = None
-    if spec.new_head is not None:
-        if spec.space != "junction":
-            raise ValueError("new_head measures a transform of junction features: set space to 'junction'")
-        head = registry.pull(spec.new_head)
-        if head.card.arch.part != "head":
-            raise ValueError(f"new_head names {head.ref}, which is a {head.card.role}, not a head")
+    if head is not None:
         metrics["classification"] = _classification(old_net, new_net, side_net, transform, head, old, test)
     result = RunResult(metrics=metrics)
     r = metrics["retrieval"]
@@ -139,7 +155,7 @@ def run_fct(spec: FCTSpec, registry: Any, *, progress: Progress | None = None, j
     if not spec.publish:
         return result
     if side_net is not None and side_comp is None:
-        side_comp = _publish_side_info(spec, registry, side_net, old, side_data, job_id)
+        side_comp = _publish_side_info(spec, registry, side_net, old, side_made, job_id)
         result.refs.append(side_comp.ref)
     pushed = _publish_transform(spec, registry, transform, old, new, side_comp, data, metrics, job_id)
     result.refs.append(pushed.ref)
@@ -222,16 +238,16 @@ def _classification(
 
 
 def _publish_side_info(
-    spec: FCTSpec, registry: Any, net: nn.Module, old: Any, data: DataSpec, job_id: str | None
+    spec: FCTSpec, registry: Any, net: nn.Module, old: Any, made: tuple[DataSpec, torch.Tensor], job_id: str | None
 ) -> Any:
-    i = old.card.interface.input
+    data, x = made  # the images it was trained on say what it takes
     card = card_for(
         name=f"{spec.namespace}/{spec.name}-side-info",
         role="side-info",
         arch="side_info",
-        config={"in_chans": i.channels if i else 1, "width": spec.side_width, "dim": spec.side_dim},
+        config={"in_chans": int(x.shape[1]), "width": spec.side_width, "dim": spec.side_dim},
         split="embed",
-        input_size=i.size if i else 28,
+        input_size=int(x.shape[-1]),
         description=f"FCT side-information for {old.ref}'s gallery: rotation prediction on the old training data",
         provenance={
             "dataset": {"name": data.source, "split": "train", "classes": data.classes, **_spec_extra(data)},
@@ -270,7 +286,9 @@ def _publish_transform(
             "from": old.digest,
             "to": new.digest,
             "side_info": side.digest if side is not None else None,
-            "space": spec.space,
+            # Written only where it differs from a transform's default, so that clients
+            # from before the field existed still read embedding transforms.
+            **({"space": "junction"} if spec.space == "junction" else {}),
         },
         description=(
             f"FCT transformation of {old.ref}'s {spec.space} features"

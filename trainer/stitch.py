@@ -54,15 +54,18 @@ BRIDGED_METRIC = "bridged_recombination_accuracy"
 
 
 # -- data ---------------------------------------------------------------------------------
-def recorded_data(card: Any, split: str) -> DataSpec:
-    """The data spec a trainer-published card records: its training data, or its test set."""
+def recorded_data(card: Any, split: str, *, job: str = "stitch", field: str | None = None) -> DataSpec:
+    """The data spec a trainer-published card records: its training data, or its test set.
+    ``job`` and ``field`` name what to give instead when the card records none."""
     ds = card.provenance.dataset
     if ds is None:
-        raise ValueError(f"{card.name}'s card does not record its data: give the stitch job 'data'")
+        raise ValueError(f"{card.name}'s card does not record its data: give the {job} job '{field or 'data'}'")
     if split == "test":
         test = getattr(ds, "test", None)
         if test is None:
-            raise ValueError(f"{card.name}'s card does not record its test set: give the stitch job 'test_data'")
+            raise ValueError(
+                f"{card.name}'s card does not record its test set: give the {job} job '{field or 'test_data'}'"
+            )
         return DataSpec.model_validate({k: v for k, v in test.items() if k not in ("test_limit", "source_digest")})
     return DataSpec(
         source=ds.name,

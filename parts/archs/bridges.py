@@ -105,15 +105,21 @@ def with_side_info(features: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
 
 class WithSideInfo(nn.Module):
     """``transform(features(x) ++ side_info(x))``: a transform that takes side-information,
-    composed with the extractor it follows into one module from images. Its BatchNorm
-    layers follow the mode the whole module is evaluated in, like the extractor's."""
+    composed with the extractor it follows into one module from images. The side-info
+    model always normalises with its running statistics, whatever mode the whole module is
+    evaluated in: that is how the stored vectors the transform was fitted on were made
+    (one image's vector never depends on its batch)."""
 
     def __init__(self, features: nn.Module, side_info: nn.Module, transform: nn.Module) -> None:
         super().__init__()
         self.features, self.side_info, self.transform = features, side_info, transform
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.transform(with_side_info(self.features(x), self.side_info(x)))
+        from partsbin.parts.batchnorm import evaluating
+
+        with evaluating(self.side_info, "running"):
+            side = self.side_info(x)
+        return self.transform(with_side_info(self.features(x), side))
 
 
 class SideInfoConfig(ArchConfig):

@@ -118,6 +118,11 @@ def fct(
         typer.Option("--new-head", help="junction space: the new model's head, measured on transformed old features"),
     ] = None,
     steps: Annotated[int, typer.Option("--steps", help="transform training steps")] = 800,
+    images: Annotated[
+        int | None,
+        typer.Option("--images", help="fit on this many training images (default: 20,000; junction space 5,000)"),
+    ] = None,
+    test_limit: Annotated[int, typer.Option("--test-limit", help="measure on the first N test images")] = 2000,
     local: Annotated[bool, typer.Option("--local", help="run here instead of submitting a job")] = False,
     url: UrlOpt = None,
     token: TokenOpt = None,
@@ -131,7 +136,7 @@ def fct(
 
     if "/" not in name:
         raise fail("--name is NAMESPACE/NAME")
-    side: bool | str = {"train": True, "none": False}.get(side_info, side_info)
+    side: bool | str = {"train": True, "true": True, "none": False, "false": False}.get(side_info.lower(), side_info)
     try:
         # The same spec Registry.fct submits.
         raw = fct_spec(
@@ -143,6 +148,8 @@ def fct(
             data=_data_spec(data) if data is not None else None,
             steps=steps,
             new_head=new_head,
+            images=images,
+            test_limit=test_limit,
         )
     except ValidationError as exc:
         raise fail(f"invalid fct: {describe_validation_error(exc)}") from None

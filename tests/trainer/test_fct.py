@@ -50,10 +50,44 @@ def test_fct_transform_with_side_info_lands_between_old_and_new(live, client_for
     # The new head classifies transformed old features far better than the old features fed
     # to it directly (same interface, no bridge).
     c = out["classification"]
-    print(c)
     assert c["new head on FCT(old+side)"] > c["new head on old features, no bridge"] + 0.2
     # assemble composes the path: old extractor, side-info model, transform, new head.
     net = reg.assemble(refs["old"], refs["new_head"], via=[refs["junction_side"]])
     assert net(torch.zeros(4, 1, 8, 8)).shape == (4, 10)
     with pytest.raises(Incompatible, match="pooled embeddings"):
         reg.assemble(refs["old"], refs["new_head"], via=[refs["transform"]])
+    # Each transform maps what it was fitted on: pooled embeddings are refused by a junction one.
+    with pytest.raises(UsageError, match="transform of junction features; these are pooled embeddings"):
+        reg.transform_gallery(refs["junction"], torch.zeros(3, 16))
+    assert reg.transform_gallery(refs["junction"], torch.zeros(3, 16, 4, 4)).shape == (3, 16, 4, 4)
+
+
+def test_composed_side_info_uses_its_running_statistics_in_any_mode():
+    """In a composed path the side-info model gives the vectors the transform was fitted on
+    (running statistics), even when the whole network is evaluated with batch statistics."""
+    from torch import nn
+
+    from partsbin.parts.archs import build
+    from partsbin.parts.archs.bridges import WithSideInfo
+    from partsbin.parts.batchnorm import evaluating
+    from partsbin.trainer.fct import side_vectors
+
+    torch.manual_seed(0)
+    side = build("side_info", in_chans=1, width=4, dim=3)
+    side.train()
+    for _ in range(5):  # running statistics that differ from any one batch's
+        side(torch.randn(16, 1, 8, 8) * 3 + 1)
+    seen = {}
+
+    class Spy(nn.Module):
+        def forward(self, x):
+            seen["x"] = x
+            return x
+
+    x = torch.randn(8, 1, 8, 8)
+    before = {k: v.clone() for k, v in side.state_dict().items()}
+    composed = WithSideInfo(nn.Conv2d(1, 2, 1), side, Spy())
+    with evaluating(composed, "batch"), torch.no_grad():
+        composed(x)
+    assert torch.allclose(seen["x"][:, 2:, 0, 0], side_vectors(side, x)[:, :, 0, 0], atol=1e-6)
+    assert all(torch.equal(v, before[k]) for k, v in side.state_dict().items())

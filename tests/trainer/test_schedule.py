@@ -42,3 +42,37 @@ def test_aux_lr_scale_sets_how_far_the_shared_heads_move():
     # Plain SGD without momentum: the heads' step is proportional to their learning rate.
     slow, normal = _aux_change(0.01), _aux_change(1.0)
     assert 0 < slow < normal / 20
+
+
+def test_knobs_are_refused_where_nothing_uses_them():
+    from partsbin.parts.shared_head_spec import MultiArchSpec
+
+    base = {
+        "name": "t",
+        "arch": {"name": "resnet_cifar", "config": {"depth": 8, "width": 4}},
+        "tasks": [{"name": "a", "pair": "digits", "pair_task": "a"}],
+    }
+    with pytest.raises(ValidationError, match="alternate_every belongs to the joint scheme"):
+        TrainSpec.model_validate({**base, "scheme": "independent", "settings": {"alternate_every": 5}})
+    with pytest.raises(ValidationError, match="not used by train-multiarch"):
+        MultiArchSpec.model_validate(
+            {
+                "name": "m",
+                "namespace": "ns",
+                "task": {"name": "a", "pair": "digits", "pair_task": "a"},
+                "networks": [{"name": "r", "arch": {"name": "resnet_cifar", "config": {"depth": 8}}}],
+                "settings": {"aux_lr_scale": 0.5},
+            }
+        )
+
+
+def test_fct_spec_refuses_fields_it_would_ignore():
+    from partsbin.parts.fct_spec import FCTSpec
+
+    base = {"name": "t", "namespace": "ns", "old_extractor": "ns/old", "new_extractor": "ns/new"}
+    with pytest.raises(ValidationError, match="set space to 'junction'"):
+        FCTSpec.model_validate({**base, "new_head": "ns/head"})
+    with pytest.raises(ValidationError, match="side_dim describe"):
+        FCTSpec.model_validate({**base, "side_info": False, "side_dim": 32})
+    assert FCTSpec.model_validate(base).fit_images == 20000
+    assert FCTSpec.model_validate({**base, "space": "junction"}).fit_images == 5000

@@ -34,7 +34,10 @@ class PathOut(BaseModel):
     steps: list[PathStep]
     status: Literal["measured", "unmeasured", "measured: not compatible"]
     composable: bool = Field(
-        description="assemble() can build it as one module (adapters only; FCT transforms map pooled embeddings)"
+        description=(
+            "assemble() can build it as one module: adapters and transforms of junction features (FCT transforms "
+            "of pooled embeddings are for a stored gallery: Registry.transform_gallery)"
+        )
     )
     measured_accuracy: float | None = None
     evaluation_id: int | None = None
