@@ -124,6 +124,11 @@ class UpdateHeadSpec(_Model):
         description="BatchNorm of the frozen reference extractor: 'batch' (the batch's statistics, the regime the "
         "head was trained in and the benchmark's default; running buffers untouched) or 'running' (its stored ones)",
     )
+    train_layers: Literal["all", "classifier"] = Field(
+        default="all",
+        description="'all' of the head is fine-tuned (the paper), or only its 'classifier' (the extended layer): "
+        "the rest stays as every extractor was trained against it",
+    )
     settings: Settings = Field(
         default_factory=lambda: Settings(steps=300, lr=0.01, schedule="cosine"),
         description="optimiser settings of the fine-tuning (steps, lr, batch size...)",

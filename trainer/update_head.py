@@ -53,9 +53,10 @@ def updated_labels(old: list[str], classes: list[str]) -> list[str]:
     return old + [c for c in classes if c not in old]
 
 
-def extend_classifier(old_state: dict[str, torch.Tensor], new: nn.Module, n_old: int) -> None:
+def extend_classifier(old_state: dict[str, torch.Tensor], new: nn.Module, n_old: int) -> list[str]:
     """Load ``old_state`` into ``new`` (built for more classes): equal tensors are copied,
-    the classifier's first ``n_old`` rows come from the old one, its new rows keep ``new``'s init."""
+    the classifier's first ``n_old`` rows come from the old one, its new rows keep ``new``'s init.
+    Returns the names of the extended tensors (the classifier's)."""
     state = new.state_dict()
     merged, extended = {}, []
     for k, v in state.items():
@@ -74,6 +75,7 @@ def extend_classifier(old_state: dict[str, torch.Tensor], new: nn.Module, n_old:
     if not extended:
         raise ValueError("no classifier rows to extend: the head gained no output")
     new.load_state_dict(merged, strict=True)
+    return extended
 
 
 def frozen_reference(module: nn.Module, bn: str) -> nn.Module:
@@ -101,7 +103,7 @@ def fine_tune_head(
     progress = progress or Progress()
     s = settings
     head.to(device).train()
-    opt = _optimizer(list(head.parameters()), s)
+    opt = _optimizer([p for p in head.parameters() if p.requires_grad], s)
     batches = _Batches(train, s.batch_size, s.seed + 1, device)
     started, last_loss = time.perf_counter(), float("nan")
     for step in range(s.steps):
@@ -155,7 +157,13 @@ def run_update_head(
     a = old.card.arch
     torch.manual_seed(s.seed)
     head = build_part(a.name, {**a.config, "num_classes": len(labels)}, "head", a.split)
-    extend_classifier(load_state_dict(old.path), head, len(old_labels))
+    extended = extend_classifier(load_state_dict(old.path), head, len(old_labels))
+    if spec.train_layers == "classifier":
+        # Only the classifier learns; the rest of the head stays bit-identical, buffers
+        # included (batch statistics, the regime it was trained in, without updating them).
+        for name, p in head.named_parameters():
+            p.requires_grad_(name in extended)
+        use_batch_statistics(head)
     extractor = frozen_reference(ref_ext.build(), spec.reference_bn).to(device)
     old_head = old.build()
 
@@ -222,6 +230,7 @@ def _updated_card(
         "updated_from": old.digest,
         "updated_from_ref": old.ref,
         "reference_extractor": {"ref": ref_ext.ref, "digest": ref_ext.digest, "bn": spec.reference_bn},
+        "train_layers": spec.train_layers,
         "labels_before": old_labels,
         "labels_added": labels[len(old_labels) :],
         "dataset": {

@@ -138,6 +138,19 @@ def test_update_head_publishes_a_new_version_in_the_group(trained):
         assert reg.assemble(ref, "lab/multi-shared-head@2")(torch.rand(16, 1, 8, 8)).shape == (16, 10)
 
 
+def test_update_of_the_classifier_only_leaves_the_rest_of_the_head_bit_identical(trained):
+    from partsbin.parts.safetensors_format import load_state_dict
+
+    reg, result = trained
+    old = reg.pull(result.refs[0])
+    out = run_update_head(UpdateHeadSpec.model_validate(update_spec(steps=40, train_layers="classifier")), reg)
+    new = reg.pull(out.refs[0])
+    before, after = load_state_dict(old.path), load_state_dict(new.path)
+    changed = {k for k in after if before[k].shape != after[k].shape or not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("classifier") or k.startswith("fc") for k in changed), changed
+    assert new.card.provenance.model_dump()["train_layers"] == "classifier"
+
+
 def test_assemble_refuses_a_different_junction_naming_both_interfaces(trained):
     reg, result = trained
     net = build("resnet_cifar", depth=8, width=8, in_chans=1, num_classes=5, junction_channels=8)
