@@ -1,6 +1,7 @@
 """When does RP make parts compatible, and why does incremental beat joint here?
 
     flock /tmp/heavy.lock python bench/rp_conditions.py     # writes bench/results/rp_conditions.{md,json}
+    python bench/rp_conditions.py --report                   # the tables from the runs recorded so far
 
 Issue 10, part 4. The quick setting of ``reproduce_fig2.py`` (ResNet-8 width 16, 500 steps
 per network, batch 64, a quarter of each batch rotated, 2,000 test images, seeds 0 and 1),
@@ -163,6 +164,9 @@ def main() -> None:
         if RUNS.exists()
         else {}
     )
+    if "--report" in sys.argv:  # the tables from the runs recorded so far, nothing trained
+        write_results(done, sum(r["seconds"] for r in done.values()) / 60)
+        return
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="partsbin-rpcond-") as tmp:
         data = Path(tmp)
@@ -215,7 +219,7 @@ def write_results(done: dict[tuple[str, str, int], dict[str, Any]], minutes: flo
         "# When RP gives compatibility, and joint against incremental (issue 10, part 4)",
         "",
         "`python bench/rp_conditions.py`: the quick setting of `reproduce_fig2.py`, one knob changed at a time, "
-        f"seeds {SEEDS}; {minutes:.0f} minutes for the runs not already recorded. Recombination accuracy (mean of "
+        f"seeds {SEEDS}; {minutes:.0f} minutes of training and measuring. Recombination accuracy (mean of "
         "both directions, common-class batches, batch statistics), mean ± std over seeds. P1: DESIGN.md's pair "
         "(8 common classes, chance 12.5%; task B downsampled and inverted); P2: classes 0-6 / 3-9, task B "
         "downsampled only (4 common classes, chance 25%). P1's independent and quick-setting RP figures are the "
