@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from partsbin.parts.names import InvalidName, parse_ref, validate_part
+from partsbin.parts.spec_fields import ComponentRef, PartName
 from partsbin.parts.training_spec import DataSpec, Settings
 
 __all__ = ["AdaptSpec", "TransferSpec", "UDA_ROWS", "adapt_defaults", "transfer_defaults"]
@@ -40,29 +40,12 @@ def transfer_defaults() -> Settings:
     return Settings(steps=1, lr=0.01, schedule="constant")
 
 
-def _ref(v: str | None) -> str | None:
-    if v is not None:
-        try:
-            parse_ref(v)
-        except InvalidName as exc:
-            raise ValueError(str(exc)) from None
-    return v
-
-
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="run name; a published extractor is NAMESPACE/NAME-extractor")
-    namespace: str = Field(description="the namespace it publishes into (and workers claim by)")
+    name: PartName = Field(description="run name; a published extractor is NAMESPACE/NAME-extractor")
+    namespace: PartName = Field(description="the namespace it publishes into (and workers claim by)")
     publish: bool = True
-
-    @field_validator("name", "namespace")
-    @classmethod
-    def _part(cls, v: str) -> str:
-        try:
-            return validate_part(v)
-        except InvalidName as exc:
-            raise ValueError(str(exc)) from None
 
 
 class AdaptSpec(_Spec):
@@ -76,21 +59,18 @@ class AdaptSpec(_Spec):
     """
 
     kind: Literal["adapt"] = "adapt"
-    extractor: str = Field(description="ref of the source extractor")
-    rp_head: str = Field(description="ref of the RP aux head the extractor was trained against (one of its anchors)")
+    extractor: ComponentRef = Field(description="ref of the source extractor")
+    rp_head: ComponentRef = Field(
+        description="ref of the RP aux head the extractor was trained against (one of its anchors)"
+    )
     data: DataSpec = Field(description="the target domain's training images (read from the train split)")
     test: DataSpec | None = Field(default=None, description="labelled target test data for the evaluations")
-    head: str | None = Field(
+    head: ComponentRef | None = Field(
         default=None, description="the source task head, for the evaluations (default: the extractor's sibling)"
     )
     settings: Settings = Field(default_factory=adapt_defaults)
     evaluate: bool = Field(default=True, description="measure the rows of Table 2 on the target test data")
     bn_modes: list[UdaRow] = Field(default_factory=lambda: list(UDA_ROWS), description="which rows to measure")
-
-    @field_validator("extractor", "rp_head", "head")
-    @classmethod
-    def _refs(cls, v: str | None) -> str | None:
-        return _ref(v)
 
     @field_validator("settings", mode="before")
     @classmethod
@@ -106,8 +86,8 @@ class TransferSpec(_Spec):
     the head's outputs by class name, and images of classes the head lacks are left out."""
 
     kind: Literal["transfer"] = "transfer"
-    extractor: str = Field(description="ref of the source extractor")
-    head: str = Field(description="ref of the target task head")
+    extractor: ComponentRef = Field(description="ref of the source extractor")
+    head: ComponentRef = Field(description="ref of the target task head")
     data: DataSpec = Field(description="the target task's training data (train split; labels by class name)")
     test: DataSpec | None = Field(default=None, description="the target task's test data")
     steps: list[int] = Field(
@@ -118,11 +98,6 @@ class TransferSpec(_Spec):
 
     publish: bool = Field(default=False, description="publish the fine-tuned extractor and head")
     post: bool = Field(default=True, description="post each point as an evaluation (finetune_steps)")
-
-    @field_validator("extractor", "head")
-    @classmethod
-    def _refs(cls, v: str) -> str:
-        return _ref(v) or v
 
     @field_validator("settings", mode="before")
     @classmethod

@@ -19,7 +19,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from partsbin.parts.names import InvalidName, parse_ref, validate_part
+from partsbin.parts.names import InvalidName, parse_ref
+from partsbin.parts.spec_fields import ComponentRef, PartName
 from partsbin.parts.training_spec import DataSpec
 
 __all__ = ["FCTSpec"]
@@ -29,11 +30,13 @@ class FCTSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["fct"] = "fct"
-    name: str = Field(description="the transform's name inside the namespace (the side-info model gets NAME-side-info)")
-    namespace: str = Field(description="where the transform (and side-info model) are published")
-    old_extractor: str = Field(description="ref of the old extractor (bridge.from)")
-    new_extractor: str = Field(description="ref of the new extractor (bridge.to)")
-    new_head: str | None = Field(
+    name: PartName = Field(
+        description="the transform's name inside the namespace (the side-info model gets NAME-side-info)"
+    )
+    namespace: PartName = Field(description="where the transform (and side-info model) are published")
+    old_extractor: ComponentRef = Field(description="ref of the old extractor (bridge.from)")
+    new_extractor: ComponentRef = Field(description="ref of the new extractor (bridge.to)")
+    new_head: ComponentRef | None = Field(
         default=None,
         description="junction space: the new model's head, to measure it on transformed old features (and post that)",
     )
@@ -73,24 +76,6 @@ class FCTSpec(BaseModel):
     seed: int = 0
     threads: int | None = Field(default=None, ge=1, le=1024)
     publish: bool = True
-
-    @field_validator("name", "namespace")
-    @classmethod
-    def _part(cls, v: str) -> str:
-        try:
-            return validate_part(v)
-        except InvalidName as exc:
-            raise ValueError(str(exc)) from None
-
-    @field_validator("old_extractor", "new_extractor", "new_head")
-    @classmethod
-    def _ref(cls, v: str | None) -> str | None:
-        if v is not None:
-            try:
-                parse_ref(v)
-            except InvalidName as exc:
-                raise ValueError(str(exc)) from None
-        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> FCTSpec:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from partsbin.parts.names import InvalidName, parse_ref, validate_part
+from partsbin.parts.spec_fields import ComponentRef, PartName
 from partsbin.parts.training_spec import DataSpec
 
 __all__ = ["StitchSpec", "STITCH_METHODS"]
@@ -27,15 +27,15 @@ class StitchSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["stitch"] = "stitch"
-    name: str = Field(description="the adapter's name inside the namespace")
-    namespace: str = Field(description="where the adapter is published")
-    extractor: str = Field(description="ref of the extractor whose features go in (bridge.from)")
-    head: str = Field(description="ref of the head they are fed to")
+    name: PartName = Field(description="the adapter's name inside the namespace")
+    namespace: PartName = Field(description="where the adapter is published")
+    extractor: ComponentRef = Field(description="ref of the extractor whose features go in (bridge.from)")
+    head: ComponentRef = Field(description="ref of the head they are fed to")
     bridge_to: Literal["head", "group"] = Field(
         default="head", description="the card's bridge.to: the head's digest, or its group's anchor (every head of it)"
     )
     method: Literal["trained", "least-squares", "procrustes"] = "trained"
-    target_extractor: str | None = Field(
+    target_extractor: ComponentRef | None = Field(
         default=None,
         description="closed-form fits: the extractor whose features the head expects (default: its sibling)",
     )
@@ -52,21 +52,3 @@ class StitchSpec(BaseModel):
     seed: int = 0
     threads: int | None = Field(default=None, ge=1, le=1024)
     publish: bool = True
-
-    @field_validator("name", "namespace")
-    @classmethod
-    def _part(cls, v: str) -> str:
-        try:
-            return validate_part(v)
-        except InvalidName as exc:
-            raise ValueError(str(exc)) from None
-
-    @field_validator("extractor", "head", "target_extractor")
-    @classmethod
-    def _ref(cls, v: str | None) -> str | None:
-        if v is not None:
-            try:
-                parse_ref(v)
-            except InvalidName as exc:
-                raise ValueError(str(exc)) from None
-        return v

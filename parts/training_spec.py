@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from partsbin.parts.names import InvalidName, parse_ref, validate_part
+from partsbin.parts.spec_fields import ComponentRef, PartName
 
 __all__ = ["Transform", "DataSpec", "TaskSpec", "ArchChoice", "Settings", "Distributed", "TrainSpec", "PAIRS"]
 
@@ -200,8 +201,8 @@ class TrainSpec(_Model):
     """One training run: one or two networks, the compatibility methods and the scheme."""
 
     kind: Literal["train"] = "train"
-    name: str = Field(description="run name; published components are NAMESPACE/NAME-TASK-extractor, ...")
-    namespace: str = "local"
+    name: PartName = Field(description="run name; published components are NAMESPACE/NAME-TASK-extractor, ...")
+    namespace: PartName = "local"
     arch: ArchChoice = Field(default_factory=ArchChoice)
     tasks: list[TaskSpec] = Field(min_length=1, max_length=8)
     methods: list[Literal["RP", "DCC", "IIW"]] = Field(default_factory=list)
@@ -209,30 +210,12 @@ class TrainSpec(_Model):
     dcc_labels: list[str] | None = Field(
         default=None, description="DCC's label set by name; default: the labels all tasks share"
     )
-    anchors: list[str] = Field(
+    anchors: list[ComponentRef] = Field(
         default_factory=list, description="incremental: refs of frozen aux heads to train against"
     )
     init: str | None = Field(default=None, description="IIW from a registered component of role 'init' (ref)")
     settings: Settings = Field(default_factory=Settings)
     publish: bool = True
-
-    @field_validator("name", "namespace")
-    @classmethod
-    def _part(cls, v: str) -> str:
-        try:
-            return validate_part(v)
-        except InvalidName as exc:
-            raise ValueError(str(exc)) from None
-
-    @field_validator("anchors")
-    @classmethod
-    def _refs(cls, v: list[str]) -> list[str]:
-        for ref in v:
-            try:
-                parse_ref(ref)
-            except InvalidName as exc:
-                raise ValueError(str(exc)) from None
-        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainSpec:
