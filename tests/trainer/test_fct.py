@@ -3,11 +3,14 @@ into the new model's space without running any backbone."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 
 from partsbin.client.errors import Incompatible, UsageError
-from partsbin.trainer.fct import FCTSettings, run_fct_experiment
+from partsbin.trainer.fct import FCTSettings, _train, run_fct_experiment
+from partsbin.trainer.worker import Worker
 
 
 def test_fct_transform_with_side_info_lands_between_old_and_new(live, client_for):
@@ -91,3 +94,40 @@ def test_composed_side_info_uses_its_running_statistics_in_any_mode():
         composed(x)
     assert torch.allclose(seen["x"][:, 2:, 0, 0], side_vectors(side, x)[:, :, 0, 0], atol=1e-6)
     assert all(torch.equal(v, before[k]) for k, v in side.state_dict().items())
+
+
+def test_a_worker_runs_an_fct_job_and_publishes_the_bridge(live, client_for):
+    reg = client_for(live, live.token("publish", ["lab"]))
+    s = FCTSettings(namespace="lab", threads=1)
+    classes = [str(i) for i in range(10)]
+    old = _train(reg, s, "old", classes[:5], s.arch, steps=10).refs
+    new = _train(reg, s, "new", classes, s.arch, steps=10, seed_offset=1000).refs
+    old_ext, new_ext, new_head = old[0], new[0], new[1]
+    assert new_head.split("@")[0].endswith("-head")
+    job = reg.fct(
+        old_ext,
+        new_ext,
+        "lab/old-to-new",
+        space="junction",
+        new_head=new_head,
+        side_steps=5,
+        steps=5,
+        images=200,
+        test_limit=100,
+        threads=1,
+    )
+    worker = Worker(client_for(live, live.token("publish", ["lab"])), name="w", poll_seconds=0.1)
+    t = threading.Thread(target=worker.run, kwargs={"exit_when_idle": True})
+    t.start()
+    t.join(180)
+    done = reg.jobs.get(job["id"])
+    assert done["status"] == "succeeded" and done["worker"] == "w", done["error"]
+    assert done["result_refs"] == ["lab/old-to-new-side-info@1", "lab/old-to-new@1"]
+    side, transform = (reg.info(r) for r in done["result_refs"])
+    assert transform.card.bridge.source == reg.info(old_ext).digest
+    assert transform.card.bridge.to == reg.info(new_ext).digest
+    assert transform.card.bridge.side_info == side.digest and transform.card.bridge.space == "junction"
+    # The job measured the new head on transformed old features and posted it for the path.
+    posted = [e for e in reg.evaluations(extractor=old_ext, head=new_head) if e["details"].get("via")]
+    assert [e["details"]["via"] for e in posted] == [[transform.digest]]
+    assert reg.assemble(old_ext, new_head, via=[transform.ref])(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
