@@ -54,8 +54,15 @@ def tasks_without_inversion(limit: int | None) -> list[dict[str, Any]]:
 
 
 def quick_spec(
-    name: str, methods: list[str], scheme: str, seed: int, tasks: list[dict[str, Any]], **over: Any
+    name: str,
+    methods: list[str],
+    scheme: str,
+    seed: int,
+    tasks: list[dict[str, Any]],
+    namespace: str = "departures",
+    **over: Any,
 ) -> TrainSpec:
+    """The quick setting of ``reproduce_fig2.py`` for ``tasks``; ``over`` changes its settings."""
     setting = SETTINGS["quick"]
     settings = {
         "steps": setting["steps"],
@@ -67,7 +74,7 @@ def quick_spec(
         "weight_decay": 5e-4,
         **over,
     }
-    spec = {"name": name, "namespace": "departures", "arch": setting["arch"], "methods": methods, "scheme": scheme}
+    spec = {"name": name, "namespace": namespace, "arch": setting["arch"], "methods": methods, "scheme": scheme}
     return TrainSpec.model_validate({**spec, "tasks": tasks, "settings": settings})
 
 
