@@ -33,7 +33,9 @@ UDA_ROWS: tuple[UdaRow, ...] = ("as-is", "test-bn", "recalibrated", "adapted")
 def adapt_defaults() -> Settings:
     # The paper minimises the RP loss for 1000 steps; fine-tuning wants a smaller lr than
     # training from scratch, and no decay to zero over so few steps.
-    return Settings(steps=1000, lr=0.01, schedule="constant", weight_decay=0.0)
+    # RP is adaptation's only loss: every image rotated, as the paper (and the committed
+    # Table 2 results) do, whatever training's default fraction is.
+    return Settings(steps=1000, lr=0.01, schedule="constant", weight_decay=0.0, rp_fraction=1.0)
 
 
 def transfer_defaults() -> Settings:

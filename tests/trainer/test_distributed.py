@@ -19,7 +19,9 @@ ARCH = {"name": "resnet_cifar", "config": {"depth": 8, "width": 4}}
 
 
 def _spec(name: str, nproc: int | None, **overrides: Any) -> TrainSpec:
-    settings = {"steps": 40, "batch_size": 32, "threads": 1}
+    # Every image rotated: with a fraction each rank rotates the first share of its own
+    # half, other images than one process rotates, and the trajectories part for that alone.
+    settings = {"steps": 40, "batch_size": 32, "threads": 1, "rp_fraction": 1.0}
     if nproc:
         settings["distributed"] = {"nproc_per_node": nproc}
     data = {"name": name, "namespace": "lab", "arch": ARCH, "tasks": TASKS, "settings": settings, "publish": False}
