@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from partsbin.parts.names import InvalidName, parse_ref, validate_part
+from partsbin.parts.spec_fields import ComponentRef, PartName
 from partsbin.parts.training_spec import DataSpec
 
 __all__ = ["EvaluateSpec"]
@@ -17,10 +17,10 @@ class EvaluateSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["evaluate"] = "evaluate"
-    name: str = Field(description="a label for the job")
-    namespace: str = Field(description="the namespace the job belongs to (workers claim by namespace)")
-    extractor: str = Field(description="ref of the extractor")
-    heads: list[str] = Field(min_length=1, max_length=256, description="refs of the heads (task or aux)")
+    name: PartName = Field(description="a label for the job")
+    namespace: PartName = Field(description="the namespace the job belongs to (workers claim by namespace)")
+    extractor: ComponentRef = Field(description="ref of the extractor")
+    heads: list[ComponentRef] = Field(min_length=1, max_length=256, description="refs of the heads (task or aux)")
     bn_mode: Literal["batch", "running", "recalibrate"] = "batch"
     batch_size: int = Field(default=256, ge=2, le=65536)
     batch_composition: Literal["common-classes", "all-classes"] = "common-classes"
@@ -28,30 +28,3 @@ class EvaluateSpec(BaseModel):
     threads: int | None = Field(default=None, ge=1, le=1024, description="default: the CPUs the worker may use")
     data: DataSpec | None = Field(default=None, description="the extractor's test data, if not the card's")
     publish: bool = Field(default=True, description="post the results as evaluations")
-
-    @field_validator("name", "namespace")
-    @classmethod
-    def _part(cls, v: str) -> str:
-        try:
-            return validate_part(v)
-        except InvalidName as exc:
-            raise ValueError(str(exc)) from None
-
-    @field_validator("extractor")
-    @classmethod
-    def _ref(cls, v: str) -> str:
-        try:
-            parse_ref(v)
-        except InvalidName as exc:
-            raise ValueError(str(exc)) from None
-        return v
-
-    @field_validator("heads")
-    @classmethod
-    def _refs(cls, v: list[str]) -> list[str]:
-        for ref in v:
-            try:
-                parse_ref(ref)
-            except InvalidName as exc:
-                raise ValueError(str(exc)) from None
-        return v

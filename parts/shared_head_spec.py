@@ -16,7 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from partsbin.parts.names import InvalidName, parse_ref, validate_part
+from partsbin.parts.names import parse_ref
+from partsbin.parts.spec_fields import ComponentRef, PartName
 from partsbin.parts.training_spec import ArchChoice, DataSpec, Settings, TaskSpec
 
 __all__ = ["NetworkChoice", "MultiArchSpec", "UpdateHeadSpec", "DEFAULT_SHARED_HEAD"]
@@ -29,39 +30,19 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _part(v: str) -> str:
-    try:
-        return validate_part(v)
-    except InvalidName as exc:
-        raise ValueError(str(exc)) from None
-
-
-def _ref(v: str) -> str:
-    try:
-        parse_ref(v)
-    except InvalidName as exc:
-        raise ValueError(str(exc)) from None
-    return v
-
-
 class NetworkChoice(_Model):
     """One network of the run: a label (it names the published extractor) and its architecture."""
 
-    name: str = Field(description="label of this network; publishes NAMESPACE/RUN-NAME-extractor")
+    name: PartName = Field(description="label of this network; publishes NAMESPACE/RUN-NAME-extractor")
     arch: ArchChoice
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return _part(v)
 
 
 class MultiArchSpec(_Model):
     """Several architectures, one task, one shared DCC head (which is also the task head)."""
 
     kind: Literal["train-multiarch"] = "train-multiarch"
-    name: str = Field(description="run name")
-    namespace: str = "local"
+    name: PartName = Field(description="run name")
+    namespace: PartName = "local"
     task: TaskSpec
     networks: list[NetworkChoice] = Field(min_length=1, max_length=8)
     junction_channels: int = Field(
@@ -73,11 +54,6 @@ class MultiArchSpec(_Model):
     )
     settings: Settings = Field(default_factory=Settings)
     publish: bool = True
-
-    @field_validator("name", "namespace")
-    @classmethod
-    def _names(cls, v: str) -> str:
-        return _part(v)
 
     @model_validator(mode="after")
     def _consistent(self) -> MultiArchSpec:
@@ -105,12 +81,14 @@ class UpdateHeadSpec(_Model):
     ``reference_extractor``; published as the next version of the head's name."""
 
     kind: Literal["update-head"] = "update-head"
-    name: str = Field(default="update-head", description="a label for the job")
-    namespace: str | None = Field(
+    name: PartName = Field(default="update-head", description="a label for the job")
+    namespace: PartName | None = Field(
         default=None, description="where the new version is published: the head's namespace (default: from its ref)"
     )
-    head: str = Field(description="ref of the head to update (a task head or a DCC head)")
-    reference_extractor: str = Field(description="ref of the extractor whose features the head is fine-tuned on")
+    head: ComponentRef = Field(description="ref of the head to update (a task head or a DCC head)")
+    reference_extractor: ComponentRef = Field(
+        description="ref of the extractor whose features the head is fine-tuned on"
+    )
     data: DataSpec = Field(description="training data of the updated task (classes default to 'classes')")
     test: DataSpec | None = Field(default=None, description="test data (default: the test split of 'data')")
     test_limit: int | None = Field(default=None, ge=1, description="evaluate on the first N test images")
@@ -135,16 +113,6 @@ class UpdateHeadSpec(_Model):
     )
     publish: bool = True
 
-    @field_validator("name")
-    @classmethod
-    def _label(cls, v: str) -> str:
-        return _part(v)
-
-    @field_validator("head", "reference_extractor")
-    @classmethod
-    def _refs(cls, v: str) -> str:
-        return _ref(v)
-
     @field_validator("classes")
     @classmethod
     def _unique(cls, v: list[str]) -> list[str]:
@@ -158,8 +126,7 @@ class UpdateHeadSpec(_Model):
         if self.namespace is None:
             if ref.kind == "digest":
                 raise ValueError("give 'namespace' (the head's): a digest ref does not say where the new version goes")
-            self.namespace = ref.namespace
-        self.namespace = _part(self.namespace)
+            self.namespace = ref.namespace  # checked by parse_ref; a namespace given is checked as a field
         if ref.kind != "digest" and ref.namespace != self.namespace:
             raise ValueError(
                 f"the new version of {ref.full_name} is published under its name, in namespace {ref.namespace!r}, "
