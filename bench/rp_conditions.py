@@ -152,13 +152,6 @@ def rotation_accuracy_by_class(reg: Registry, refs: list[str], tasks: list[TaskS
     return out
 
 
-def needs_all_classes(record: dict[str, Any]) -> bool:
-    """P2's baselines were first measured with common-class batches only; they are run
-    again for the all-class figure the issue's first observation used."""
-    core = record["label"] in ("independent", "RP (quick setting)") and record["pair"] == "P2"
-    return core and "metrics_all_classes" not in record
-
-
 def main() -> None:
     done = (
         {(r["label"], r["pair"], r["seed"]): r for r in map(json.loads, RUNS.read_text().splitlines())}
@@ -177,7 +170,7 @@ def main() -> None:
             for label, methods, scheme, over, pairs in CONDITIONS:
                 for seed in SEEDS:  # every pair's first seed before any second one
                     for pair in pairs:
-                        if (label, pair, seed) in done and not needs_all_classes(done[(label, pair, seed)]):
+                        if (label, pair, seed) in done:
                             continue
                         t0 = time.perf_counter()
                         s = spec(label, pair, methods, scheme, seed, over)
