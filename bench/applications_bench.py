@@ -29,8 +29,9 @@ import torch.nn.functional as F
 from partsbin.parts.archs import build
 from partsbin.parts.batchnorm import use_batch_statistics
 from partsbin.parts.data import load_split
+from partsbin.parts.data.spec import DataSpec
 from partsbin.parts.evaluation import EvalSettings
-from partsbin.parts.training_spec import DataSpec, Settings
+from partsbin.parts.jobs.settings import Settings
 from partsbin.trainer.adapt import adapt_extractor
 from partsbin.trainer.transfer import finetune_curve
 

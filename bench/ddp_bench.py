@@ -25,7 +25,7 @@ import torch
 from _machine import machine_info
 
 from partsbin.parts.cpus import available_cpus
-from partsbin.parts.training_spec import TrainSpec
+from partsbin.parts.jobs.train import TrainSpec
 from partsbin.trainer.run import run
 
 ROOT = Path(__file__).resolve().parents[1]

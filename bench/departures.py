@@ -27,7 +27,7 @@ from reproduce_fig2 import SETTINGS, measure
 
 from partsbin import Registry
 from partsbin.parts.data.pairs import pair_data
-from partsbin.parts.training_spec import TrainSpec
+from partsbin.parts.jobs.train import TrainSpec
 from partsbin.registry.config import Settings
 from partsbin.registry.embedded import embedded_registry
 from partsbin.trainer.run import run

@@ -17,8 +17,9 @@ import torch
 
 from partsbin.client.bridges import transform_embeddings
 from partsbin.parts.data import load_split
+from partsbin.parts.data.spec import DataSpec
+from partsbin.parts.jobs.train import TrainSpec
 from partsbin.parts.retrieval import retrieval_metrics
-from partsbin.parts.training_spec import DataSpec, TrainSpec
 from partsbin.trainer.fct import embeddings, side_vectors, train_side_info, train_transform
 from partsbin.trainer.run import run
 
@@ -30,7 +31,7 @@ def extractor(classes: list[str], steps: int) -> torch.nn.Module:
             "scheme": "independent",
             "publish": False,
             "arch": {"name": "resnet_cifar", "config": {"depth": 8, "width": 8}},
-            "tasks": [{"name": "t", "train": {"source": "digits", "classes": classes}}],
+            "tasks": [{"name": "t", "data": {"source": "digits", "classes": classes}}],
             "settings": {"steps": steps, "batch_size": 64, "lr": 0.05, "seed": 0, "threads": 1},
         }
     )

@@ -49,8 +49,8 @@ from typing import Any
 from partsbin import Registry
 from partsbin.client.bench import recorded_test_spec
 from partsbin.parts.data.sources import FASHION_MNIST_CLASSES
-from partsbin.parts.shared_head_spec import MultiArchSpec, UpdateHeadSpec
-from partsbin.parts.training_spec import TrainSpec
+from partsbin.parts.jobs.shared_head import MultiArchSpec, UpdateHeadSpec
+from partsbin.parts.jobs.train import TrainSpec
 from partsbin.trainer.multiarch import run_multiarch
 from partsbin.trainer.run import run
 from partsbin.trainer.update_head import run_update_head
@@ -124,7 +124,7 @@ def _settings(setting: dict[str, Any], seed: int, steps: int, lr: float) -> dict
 
 
 def _task(name: str, classes: list[str], limit: int | None) -> dict[str, Any]:
-    return {"name": name, "train": {"source": "fashion-mnist", "classes": classes}, "test_limit": limit}
+    return {"name": name, "data": {"source": "fashion-mnist", "classes": classes}, "test_limit": limit}
 
 
 def one_seed(

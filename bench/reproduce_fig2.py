@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from partsbin import Registry
-from partsbin.parts.training_spec import TrainSpec
+from partsbin.parts.jobs.train import TrainSpec
 from partsbin.trainer.run import run
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -42,11 +42,12 @@ from typing import Any
 import torch
 
 from partsbin import Registry
-from partsbin.parts.application_specs import TransferSpec
 from partsbin.parts.archs import build
 from partsbin.parts.data import load_split
+from partsbin.parts.data.spec import DataSpec
 from partsbin.parts.describe import card_for
-from partsbin.parts.training_spec import DataSpec, TrainSpec
+from partsbin.parts.jobs.applications import TransferSpec
+from partsbin.parts.jobs.train import TrainSpec
 from partsbin.trainer.jobs import run_job
 from partsbin.trainer.run import run
 

@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from partsbin import Registry
-from partsbin.parts.application_specs import AdaptSpec
-from partsbin.parts.training_spec import TrainSpec
+from partsbin.parts.jobs.applications import AdaptSpec
+from partsbin.parts.jobs.train import TrainSpec
 from partsbin.trainer.jobs import run_job
 from partsbin.trainer.run import run
 

@@ -44,7 +44,8 @@ from partsbin import Registry
 from partsbin.parts.data import load_split
 from partsbin.parts.data.pairs import pair_data
 from partsbin.parts.data.sources import FASHION_MNIST_CLASSES
-from partsbin.parts.training_spec import DataSpec, TaskSpec, TrainSpec, Transform
+from partsbin.parts.data.spec import DataSpec, Transform
+from partsbin.parts.jobs.train import TaskSpec, TrainSpec
 from partsbin.registry.config import Settings
 from partsbin.registry.embedded import embedded_registry
 from partsbin.trainer.run import run

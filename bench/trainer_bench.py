@@ -23,8 +23,10 @@ import torch.nn.functional as F
 
 from partsbin.parts.archs import build
 from partsbin.parts.data import load_task
-from partsbin.parts.training_spec import Settings, TaskSpec, TrainSpec
-from partsbin.trainer.engine import AuxHeads, build_networks, resolve_device, train
+from partsbin.parts.jobs.settings import Settings
+from partsbin.parts.jobs.train import TaskSpec, TrainSpec
+from partsbin.trainer.engine import AuxHeads, build_networks, train
+from partsbin.trainer.loop import resolve_device
 
 ROOT = Path(__file__).resolve().parents[1]
 

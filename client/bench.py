@@ -195,7 +195,7 @@ def test_set(comp: Component, given: Any = None) -> tuple[str, Images]:
     it under ``provenance.dataset.test``), or from ``given``: a path to a local copy of the
     recorded data (checked against the recorded content digest), or a whole data spec."""
     from partsbin.parts.data import DataMissing, load_split
-    from partsbin.parts.training_spec import DataSpec
+    from partsbin.parts.data.spec import DataSpec
 
     task = _task_of(comp)
     ds = comp.card.provenance.dataset
@@ -242,7 +242,7 @@ def recorded_test_spec(comp: Component) -> Any:
     ``partsbin bench --head-task`` measures every extractor on its head's task this way:
     an updated head (``update-head``) records the new task, with all of its classes, while
     each extractor's card records the task it was trained on."""
-    from partsbin.parts.training_spec import DataSpec
+    from partsbin.parts.data.spec import DataSpec
 
     ds = comp.card.provenance.dataset
     recorded = getattr(ds, "test", None) if ds is not None else None
@@ -564,12 +564,11 @@ def _bench_distributed(
                 "extractor": e,
                 "heads": chunk,
                 "bn_mode": bn_mode,
-                "batch_size": batch_size,
                 "batch_composition": batch_composition,
                 "shuffle_seed": shuffle_seed,
-                "threads": threads,
+                "settings": {"eval_batch_size": batch_size, **({"threads": threads} if threads else {})},
             }
-            jobs[registry.jobs.submit(spec)["id"]] = (e, chunk)
+            jobs[registry.submit(spec).id] = (e, chunk)
     _wait_for_jobs(registry, list(jobs), poll_seconds)
     found: dict[tuple[str, str], dict[str, Any]] = {}
     for e in exts:

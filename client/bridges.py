@@ -13,74 +13,7 @@ if TYPE_CHECKING:
 
     from partsbin.client.registry import Component, Registry
 
-__all__ = ["stitch_spec", "fct_spec", "no_path", "check_chain", "bridged_extractor"]
-
-
-def stitch_spec(
-    extractor: str,
-    head: str,
-    name: str,
-    *,
-    data: Any = None,
-    steps: int = 200,
-    method: str = "trained",
-    to_group: bool = False,
-    **options: Any,
-) -> dict[str, Any]:
-    """The ``stitch`` job spec that :meth:`Registry.stitch` submits (checked here first)."""
-    from partsbin.parts.job_specs import parse_job_spec
-
-    if "/" not in name:
-        raise UsageError(f"name the adapter NAMESPACE/NAME, not {name!r}")
-    namespace, short = name.split("/", 1)
-    if hasattr(data, "model_dump"):
-        data = data.model_dump(mode="json")
-    raw = {
-        "kind": "stitch",
-        "name": short,
-        "namespace": namespace,
-        "extractor": extractor,
-        "head": head,
-        "steps": steps,
-        "method": method,
-        "bridge_to": "group" if to_group else "head",
-        **({"data": data} if data is not None else {}),
-        **options,
-    }
-    return dict(parse_job_spec(raw).model_dump(mode="json"))
-
-
-def fct_spec(
-    old_extractor: str,
-    new_extractor: str,
-    name: str,
-    *,
-    space: str = "embedding",
-    side_info: bool | str = True,
-    data: Any = None,
-    **options: Any,
-) -> dict[str, Any]:
-    """The ``fct`` job spec that :meth:`Registry.fct` submits (checked here first)."""
-    from partsbin.parts.job_specs import parse_job_spec
-
-    if "/" not in name:
-        raise UsageError(f"name the transform NAMESPACE/NAME, not {name!r}")
-    namespace, short = name.split("/", 1)
-    options = {k: (v.model_dump(mode="json") if hasattr(v, "model_dump") else v) for k, v in options.items()}
-    if hasattr(data, "model_dump"):
-        data = data.model_dump(mode="json")
-    raw = {
-        "kind": "fct",
-        "name": short,
-        "namespace": namespace,
-        "old_extractor": old_extractor,
-        "new_extractor": new_extractor,
-        "space": space,
-        "side_info": side_info,
-        **({"data": data} if data is not None else {}),
-        **options,
-    }
-    return dict(parse_job_spec(raw).model_dump(mode="json"))
+__all__ = ["no_path", "check_chain", "bridged_extractor"]
 
 
 def _describe(j: Junction) -> str:

@@ -11,6 +11,9 @@ errors also inherit the built-in that fits, so ``except LookupError`` works too:
     ├── MissingFile         (also FileNotFoundError) a local file or folder that is not there
     ├── NotCached           (also LookupError)       offline (PARTSBIN_OFFLINE=1) and not in the cache
     ├── OfflineMode         (also ConnectionError)   offline, and the call needs the registry
+    ├── InvalidSpec         (also ValueError)        a job spec that does not validate (each bad field named)
+    ├── JobFailed                                    a job that failed or was cancelled (``Job.wait``)
+    ├── JobTimeout          (also TimeoutError)      ``Job.wait(timeout=...)`` gave up first
     ├── RegistryError                                the registry answered with an error
     │   ├── ComponentNotFound  (also LookupError)      404 not_found
     │   ├── Unauthorized       (also PermissionError)  401 / 403
@@ -24,7 +27,10 @@ errors also inherit the built-in that fits, so ``except LookupError`` works too:
 
 from __future__ import annotations
 
+from typing import Any
+
 from partsbin.parts.errors import PartsbinError
+from partsbin.parts.jobs.kinds import InvalidSpec
 from partsbin.parts.names import InvalidName
 
 __all__ = [
@@ -36,6 +42,9 @@ __all__ = [
     "MissingFile",
     "NotCached",
     "OfflineMode",
+    "InvalidSpec",
+    "JobFailed",
+    "JobTimeout",
     "RegistryError",
     "ComponentNotFound",
     "Unauthorized",
@@ -69,6 +78,17 @@ class NotCached(PartsbinError, LookupError):
 
 
 class OfflineMode(PartsbinError, ConnectionError):
+    pass
+
+
+class JobFailed(PartsbinError):
+    def __init__(self, message: str, *, job: Any = None) -> None:
+        super().__init__(message)
+        #: The :class:`~partsbin.client.jobs.Job` as it ended.
+        self.job = job
+
+
+class JobTimeout(PartsbinError, TimeoutError):
     pass
 
 

@@ -7,7 +7,7 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -45,9 +45,12 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from partsbin.client.applications import AdaptResult, TransferResult
     from partsbin.client.assemble import AssembledModel
     from partsbin.client.bench import BenchResult
+    from partsbin.client.datasets import Dataset
+    from partsbin.client.jobs import Job
+    from partsbin.parts.data.access import LocalDataset
+    from partsbin.parts.jobs import JobSpec
 
 __all__ = ["Registry", "Component", "DEFAULT_URL"]
 
@@ -505,80 +508,327 @@ class Registry:
 
         return bench_path(self, extractor, head, via, **kw)
 
-    def stitch(self, extractor: str, head: str, name: str, **kw: Any) -> dict[str, Any]:
-        """Submit a ``stitch`` job: an adapter ``name`` (NAMESPACE/NAME) from ``extractor``'s
-        features to ``head``, both frozen; ``data``, ``steps``, ``method`` ("trained",
-        "least-squares", "procrustes"), ``to_group`` and the other fields of
-        :class:`~partsbin.parts.stitch_spec.StitchSpec`. Returns the job; a worker runs it
-        (or ``partsbin stitch --local`` runs it here)."""
-        from partsbin.client.bridges import stitch_spec
-
-        return self.jobs.submit(stitch_spec(extractor, head, name, **kw))
-
-    def fct(self, old_extractor: str, new_extractor: str, name: str, **kw: Any) -> dict[str, Any]:
-        """Submit an ``fct`` job: a Forward Compatible Training transformation ``name``
-        (NAMESPACE/NAME) from ``old_extractor``'s features to ``new_extractor``'s, with a
-        side-information model trained on the old data (``side_info=True``), a stored one
-        (its ref) or none; ``space`` "embedding" (a stored gallery,
-        :meth:`transform_gallery`) or "junction" (for the new model's head:
-        ``assemble(old, new_head, via=[transform])``); the other fields of
-        :class:`~partsbin.parts.fct_spec.FCTSpec`. Returns the job; a worker runs it (or
-        ``partsbin fct --local`` runs it here)."""
-        from partsbin.client.bridges import fct_spec
-
-        return self.jobs.submit(fct_spec(old_extractor, new_extractor, name, **kw))
-
     def bench(self, extractors: builtins.list[str], heads: builtins.list[str], **kw: Any) -> BenchResult:
         """The recombination matrix of ``extractors`` × ``heads`` (see :func:`partsbin.client.bench.bench`);
         posts each cell as an evaluation unless ``post=False``."""
         from partsbin.client.bench import bench
+        from partsbin.parts.data.access import DataAccess, data_access
 
-        return bench(self, extractors, heads, **kw)
+        # A test set recorded as a registered dataset is pulled (and verified) through this client.
+        with data_access(DataAccess(datasets=self.dataset_resolver())):
+            return bench(self, extractors, heads, **kw)
+
+    # -- jobs --------------------------------------------------------------------------
+    def submit(
+        self,
+        spec: dict[str, Any] | JobSpec,
+        *,
+        max_attempts: int = 3,
+        wait: bool = False,
+        timeout: float | None = None,
+        poll_seconds: float = 1.0,
+    ) -> Job:
+        """Submit a job of any kind to the registry's queue; a worker runs it.
+
+        Args:
+            spec: the job spec (a mapping or a spec model), of any kind ``partsbin train
+                --schema`` lists; checked here first, so a bad field is named at once.
+            max_attempts: how many times a job whose worker died or lost it is retried.
+            wait: follow the job until it ends (:meth:`Job.wait`).
+            timeout: with ``wait``, give up after this many seconds.
+            poll_seconds: with ``wait``, how often to ask.
+
+        Returns:
+            The :class:`~partsbin.client.jobs.Job`; succeeded (``job.result`` set) with ``wait``.
+
+        Raises:
+            InvalidSpec: the spec does not validate (each bad field named).
+            Unauthorized: the token may not publish into the spec's namespace.
+            InvalidUpload: the registry refused it (a path outside its data roots, a limit exceeded).
+            JobFailed: with ``wait``, the job failed or was cancelled.
+        """
+        from partsbin.client.jobs import Job
+        from partsbin.parts.jobs import parse_job_spec
+
+        parsed = parse_job_spec(spec)
+        self.check_can_publish(parsed.namespace, f"submitting a {parsed.kind} job into {parsed.namespace!r}")
+        job = Job(self, self.jobs.submit(parsed.model_dump(mode="json"), max_attempts))
+        return job.wait(timeout=timeout, poll_seconds=poll_seconds) if wait else job
+
+    def job(self, job_id: int) -> Job:
+        """The job ``job_id``, as the registry has it now.
+
+        Raises:
+            ComponentNotFound: no such job.
+        """
+        from partsbin.client.jobs import Job
+
+        return Job(self, self.jobs.get(job_id))
+
+    def adapt(
+        self,
+        extractor: str,
+        rp_head: str,
+        data: Any,
+        *,
+        test: Any = None,
+        head: str | None = None,
+        steps: int | None = None,
+        settings: dict[str, Any] | None = None,
+        name: str | None = None,
+        namespace: str | None = None,
+        evaluate: bool = True,
+        wait: bool = True,
+        poll_seconds: float = 1.0,
+    ) -> Job:
+        """Adapt ``extractor`` to the unlabelled images of ``data`` through its frozen RP
+        head (paper §5.1), as an ``adapt`` job.
+
+        Args:
+            extractor: ref of the source extractor.
+            rp_head: ref of the RP aux head it was trained against.
+            data: the target images (a data spec: mapping or ``DataSpec``).
+            test: labelled target test data (default: ``data``'s test split).
+            head: the source task head the rows are measured with (default: the extractor's sibling).
+            steps: adaptation steps (default 1000); ``settings`` sets the others.
+            name, namespace: what the adapted extractor is published as (default: after the extractor).
+            evaluate: measure Table 2's rows.
+            wait: follow the job until it ends.
+
+        Returns:
+            The job; ``job.result`` is an ``AdaptResult`` (``rows``, ``adapted``).
+
+        Raises:
+            InvalidSpec, Unauthorized, JobFailed: as :meth:`submit`.
+        """
+        spec = {
+            "kind": "adapt",
+            "name": name,
+            "namespace": namespace,
+            "extractor": extractor,
+            "rp_head": rp_head,
+            "data": _data(data),
+            "test": _data(test),
+            "head": head,
+            "evaluate": evaluate,
+            "settings": {**(settings or {}), **({"steps": steps} if steps is not None else {})},
+        }
+        return self.submit(_given(spec), wait=wait, poll_seconds=poll_seconds)
+
+    def transfer(
+        self,
+        extractor: str,
+        head: str,
+        data: Any,
+        *,
+        steps: builtins.list[int] | tuple[int, ...] = (0,),
+        test: Any = None,
+        settings: dict[str, Any] | None = None,
+        name: str | None = None,
+        namespace: str | None = None,
+        publish: bool = False,
+        wait: bool = True,
+        poll_seconds: float = 1.0,
+    ) -> Job:
+        """Recombine ``extractor`` with ``head``, fine-tune on ``data``, and measure after
+        each count of ``steps`` (paper §5.3), as a ``transfer`` job.
+
+        Returns:
+            The job; ``job.result`` is a ``TransferResult`` (``curve``).
+
+        Raises:
+            InvalidSpec, Unauthorized, JobFailed: as :meth:`submit`.
+        """
+        spec = {
+            "kind": "transfer",
+            "name": name,
+            "namespace": namespace,
+            "extractor": extractor,
+            "head": head,
+            "data": _data(data),
+            "test": _data(test),
+            "steps": list(steps),
+            "settings": dict(settings or {}),
+            "publish": publish,
+        }
+        return self.submit(_given(spec), wait=wait, poll_seconds=poll_seconds)
+
+    def stitch(
+        self,
+        extractor: str,
+        head: str,
+        name: str,
+        *,
+        method: str = "trained",
+        data: Any = None,
+        test: Any = None,
+        steps: int | None = None,
+        to_group: bool = False,
+        target_extractor: str | None = None,
+        settings: dict[str, Any] | None = None,
+        wait: bool = False,
+        poll_seconds: float = 1.0,
+    ) -> Job:
+        """An adapter ``name`` (``NAMESPACE/NAME``) from ``extractor``'s features to ``head``,
+        both frozen, as a ``stitch`` job: ``method`` "trained", "least-squares" or "procrustes".
+
+        Returns:
+            The job; ``job.result`` is a ``StitchResult`` (with and without the adapter).
+
+        Raises:
+            UsageError: ``name`` is not NAMESPACE/NAME. InvalidSpec, Unauthorized, JobFailed: as :meth:`submit`.
+        """
+        namespace, short = _split_name(name, "adapter")
+        spec = {
+            "kind": "stitch",
+            "name": short,
+            "namespace": namespace,
+            "extractor": extractor,
+            "head": head,
+            "method": method,
+            "bridge_to": "group" if to_group else "head",
+            "target_extractor": target_extractor,
+            "data": _data(data),
+            "test": _data(test),
+            "settings": {**(settings or {}), **({"steps": steps} if steps is not None else {})},
+        }
+        return self.submit(_given(spec), wait=wait, poll_seconds=poll_seconds)
+
+    def fct(
+        self,
+        old_extractor: str,
+        new_extractor: str,
+        name: str,
+        *,
+        space: str = "embedding",
+        side_info: bool | str = True,
+        data: Any = None,
+        test: Any = None,
+        new_head: str | None = None,
+        images: int | None = None,
+        steps: int | None = None,
+        settings: dict[str, Any] | None = None,
+        options: dict[str, Any] | None = None,
+        wait: bool = False,
+        poll_seconds: float = 1.0,
+    ) -> Job:
+        """A Forward Compatible Training transform ``name`` (``NAMESPACE/NAME``) from
+        ``old_extractor``'s features to ``new_extractor``'s, as an ``fct`` job: with a
+        side-info model trained on the old data (``side_info=True``), a stored one (its
+        ref) or none; ``space`` "embedding" (a stored gallery, :meth:`transform_gallery`)
+        or "junction" (for the new head: ``assemble(old, new_head, via=[transform])``).
+        ``options``: the spec's other fields (``hidden``, ``side_dim``...).
+
+        Returns:
+            The job; ``job.result`` is an ``FCTResult`` (retrieval, classification).
+
+        Raises:
+            UsageError: ``name`` is not NAMESPACE/NAME. InvalidSpec, Unauthorized, JobFailed: as :meth:`submit`.
+        """
+        namespace, short = _split_name(name, "transform")
+        spec = {
+            **(options or {}),
+            "kind": "fct",
+            "name": short,
+            "namespace": namespace,
+            "old_extractor": old_extractor,
+            "new_extractor": new_extractor,
+            "space": space,
+            "side_info": side_info,
+            "new_head": new_head,
+            "images": images,
+            "data": _data(data),
+            "test": _data(test),
+            "settings": {**(settings or {}), **({"steps": steps} if steps is not None else {})},
+        }
+        return self.submit(_given(spec), wait=wait, poll_seconds=poll_seconds)
 
     def update_head(
         self,
         head: str,
         reference_extractor: str,
         *,
-        data: dict[str, Any],
+        data: Any,
         classes: builtins.list[str],
+        test: Any = None,
+        reference_bn: str = "batch",
+        train_layers: str = "all",
+        settings: dict[str, Any] | None = None,
         wait: bool = True,
         poll_seconds: float = 1.0,
-        **spec: Any,
-    ) -> Component | dict[str, Any]:
-        """Submit an ``update-head`` job (paper §5.2; :class:`partsbin.parts.shared_head_spec.UpdateHeadSpec`):
-        extend ``head`` to ``classes``, fine-tuned on ``data`` through the frozen
-        ``reference_extractor``, published as the head's next version. Other spec fields
-        (``test``, ``test_limit``, ``settings``, ``reference_bn``, ``namespace``...) pass
-        through. With ``wait`` (default) returns the new version once a worker has
-        published it; otherwise the submitted job."""
-        from partsbin.client.errors import ServerError
+    ) -> Job:
+        """Extend ``head`` to ``classes``, fine-tuned on ``data`` through the frozen
+        ``reference_extractor``, published as the head's next version (paper §5.2), as an
+        ``update-head`` job.
 
-        body = {"kind": "update-head", "head": head, "reference_extractor": reference_extractor}
-        job = self.jobs.submit({**body, "data": data, "classes": classes, **spec})
-        if not wait:
-            return job
-        while job["status"] not in ("succeeded", "failed", "cancelled"):
-            time.sleep(poll_seconds)
-            job = self.jobs.get(job["id"])
-        if job["status"] != "succeeded":
-            last = (job.get("error") or "").strip().splitlines()[-1:] or [job["status"]]
-            raise ServerError(f"update-head job {job['id']} {job['status']}: {last[0]}")
-        return self.info(job["result_refs"][0])
+        Returns:
+            The job; ``job.result`` is an ``UpdateHeadResult`` and ``job.refs[0]`` the new version.
 
-    def adapt(self, extractor: str, rp_head: str, data: Any, **kw: Any) -> AdaptResult:
-        """Adapt an extractor to unlabelled target images through its frozen RP head (paper
-        §5.1), as an ``adapt`` job; see :func:`partsbin.client.applications.adapt`."""
-        from partsbin.client.applications import adapt
+        Raises:
+            InvalidSpec, Unauthorized, JobFailed: as :meth:`submit`.
+        """
+        spec = {
+            "kind": "update-head",
+            "head": head,
+            "reference_extractor": reference_extractor,
+            "data": _data(data),
+            "test": _data(test),
+            "classes": list(classes),
+            "reference_bn": reference_bn,
+            "train_layers": train_layers,
+            "settings": dict(settings or {}),
+        }
+        return self.submit(_given(spec), wait=wait, poll_seconds=poll_seconds)
 
-        return adapt(self, extractor, rp_head, data, **kw)
+    # -- datasets ------------------------------------------------------------------------
+    def push_data(
+        self,
+        path: str | Path,
+        *,
+        name: str,
+        description: str = "",
+        license: str | None = None,
+        source: str | None = None,
+        tags: builtins.list[str] | None = None,
+    ) -> Dataset:
+        """Register a dataset: an ``.npz`` of arrays, or a folder of ``<class>/<image>``
+        (``<split>/<class>/<image>``) packed as a tar; the registry reads its classes,
+        splits and image shape from the file.
 
-    def transfer(self, extractor: str, head: str, data: Any, **kw: Any) -> TransferResult:
-        """Recombine, fine-tune and measure after each of ``steps`` (paper §5.3), as a
-        ``transfer`` job; see :func:`partsbin.client.applications.transfer`."""
-        from partsbin.client.applications import transfer
+        Args:
+            path: the .npz, the tar, or the folder.
+            name: NAMESPACE/NAME it is registered as (the registry assigns the version).
+            description, license, source, tags: what the data card says for people.
 
-        return transfer(self, extractor, head, data, **kw)
+        Returns:
+            The :class:`~partsbin.client.datasets.Dataset` (``created`` False for bytes already there).
+
+        Raises:
+            MissingFile: ``path`` does not exist. UsageError: not a dataset file. Unauthorized, InvalidUpload.
+        """
+        from partsbin.client.datasets import push_data
+
+        return push_data(self, path, name=name, description=description, license=license, source=source, tags=tags)
+
+    def pull_data(self, ref: str) -> Dataset:
+        """Download a registered dataset into the cache (sha256 verified); ``path`` set.
+
+        Raises:
+            ComponentNotFound: no such dataset. DigestMismatch: the bytes did not hash to its digest.
+        """
+        from partsbin.client.datasets import pull_data
+
+        return pull_data(self, ref)
+
+    def datasets(self, *, namespace: str | None = None) -> builtins.list[Dataset]:
+        """Every registered dataset (of ``namespace``), oldest first."""
+        from partsbin.client.datasets import list_datasets
+
+        return list_datasets(self, namespace)
+
+    def dataset_resolver(self) -> Callable[[str], LocalDataset]:
+        """What a job's ``{"dataset": REF}`` data specs are read through: pull and verify."""
+        return lambda ref: self.pull_data(ref).local()
 
     # -- recombination -----------------------------------------------------------------
     def assemble(
@@ -698,3 +948,24 @@ def _multipart(path: Path, card_json: str | None, advance: Any) -> tuple[Iterato
         "Content-Length": str(len(head) + size + len(tail)),
     }
     return body(), headers
+
+
+def _data(data: Any) -> dict[str, Any] | None:
+    """A data spec as the job spec takes it (a ``DataSpec`` is dumped)."""
+    if data is None or isinstance(data, dict):
+        return data
+    if hasattr(data, "model_dump"):
+        return dict(data.model_dump(mode="json", exclude_none=True))
+    raise UsageError(f"a data spec is a mapping or a DataSpec, got {type(data).__name__}")
+
+
+def _given(spec: dict[str, Any]) -> dict[str, Any]:
+    """The fields given: a None leaves the kind's default (and an empty settings too)."""
+    return {k: v for k, v in spec.items() if v is not None and v != {}}
+
+
+def _split_name(name: str, what: str) -> tuple[str, str]:
+    if "/" not in name:
+        raise UsageError(f"name the {what} NAMESPACE/NAME, not {name!r}")
+    namespace, short = name.split("/", 1)
+    return namespace, short

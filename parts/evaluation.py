@@ -20,6 +20,7 @@ from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Literal
 
+from partsbin.parts.cancel import checkpoint
 from partsbin.parts.metrics import Accuracy, recombination_accuracy, shared_classes
 
 if TYPE_CHECKING:
@@ -111,6 +112,7 @@ def evaluate_heads(
             chosen = select_eval_images(images, heads[members[0]][1], settings)
             outs: dict[int, list[torch.Tensor]] = {i: [] for i in members}
             for start in range(0, len(chosen), settings.batch_size):
+                checkpoint()  # a cancelled job stops here too
                 feats = extractor(chosen.x[start : start + settings.batch_size].to(device))
                 for i in members:
                     outs[i].append(heads[i][0](feats).float().cpu())

@@ -29,6 +29,7 @@ _EXPORTS = {
     "Registry": "partsbin.client.registry",
     "Component": "partsbin.client.registry",
     "AssembledModel": "partsbin.client.assemble",
+    "Job": "partsbin.client.jobs",
     "PartsbinError": "partsbin.client.errors",
     "InvalidName": "partsbin.client.errors",
     "UsageError": "partsbin.client.errors",
@@ -37,6 +38,9 @@ _EXPORTS = {
     "MissingFile": "partsbin.client.errors",
     "NotCached": "partsbin.client.errors",
     "OfflineMode": "partsbin.client.errors",
+    "InvalidSpec": "partsbin.client.errors",
+    "JobFailed": "partsbin.client.errors",
+    "JobTimeout": "partsbin.client.errors",
     "RegistryError": "partsbin.client.errors",
     "ComponentNotFound": "partsbin.client.errors",
     "Unauthorized": "partsbin.client.errors",
@@ -53,6 +57,7 @@ __all__ = [
     "Registry",
     "Component",
     "AssembledModel",
+    "Job",
     "PartsbinError",
     "InvalidName",
     "UsageError",
@@ -61,6 +66,9 @@ __all__ = [
     "MissingFile",
     "NotCached",
     "OfflineMode",
+    "InvalidSpec",
+    "JobFailed",
+    "JobTimeout",
     "RegistryError",
     "ComponentNotFound",
     "Unauthorized",
@@ -83,7 +91,10 @@ if TYPE_CHECKING:
         InvalidCard,
         InvalidFile,
         InvalidName,
+        InvalidSpec,
         InvalidUpload,
+        JobFailed,
+        JobTimeout,
         MissingFile,
         NotCached,
         OfflineMode,
@@ -93,6 +104,7 @@ if TYPE_CHECKING:
         Unauthorized,
         UsageError,
     )
+    from partsbin.client.jobs import Job
     from partsbin.client.registry import Component, Registry
 
 

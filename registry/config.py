@@ -10,10 +10,15 @@ from urllib.parse import urlparse
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from partsbin.parts.jobs.limits import JobLimits
+
 __all__ = ["Settings"]
 
 
-class Settings(BaseSettings):
+class Settings(BaseSettings, JobLimits):
+    """The registry's settings. The limits on what a job may cost (``PARTSBIN_MAX_JOB_*``)
+    come from :class:`~partsbin.parts.jobs.limits.JobLimits`."""
+
     model_config = SettingsConfigDict(env_prefix="PARTSBIN_", extra="ignore")
 
     data_dir: Path = Field(default=Path("./partsbin-data"), description="embedded default: SQLite file and blob folder")
@@ -32,6 +37,14 @@ class Settings(BaseSettings):
     presign_expiry_seconds: int = Field(default=900, ge=10, le=7 * 24 * 3600, description="life of a presigned URL")
     max_upload_bytes: int = Field(default=2 * 1024**3, ge=1, description="larger uploads answer 413")
     max_header_bytes: int = Field(default=16 * 1024**2, ge=1024)
+    max_dataset_bytes: int = Field(default=8 * 1024**3, ge=1, description="larger dataset uploads answer 413")
+    data_roots: str = Field(
+        default="",
+        description=(
+            "folders (separated by os.pathsep) a job's data paths are relative to; the workers read the same "
+            "setting. Empty: jobs name built-in sources and registered datasets only"
+        ),
+    )
     anonymous_read: bool = Field(default=True, description="allow reads without a token")
     page_size: int = Field(default=50, ge=1, le=1000)
     max_bridges: int = Field(default=3, ge=0, le=8, description="/paths: the longest chain of bridges searched")
@@ -63,6 +76,12 @@ class Settings(BaseSettings):
                 "PARTSBIN_WORKER_THREADS to at most the pool size"
             )
         return self
+
+    @property
+    def data_root_list(self) -> list[str]:
+        import os
+
+        return [p for p in self.data_roots.split(os.pathsep) if p.strip()]
 
     @property
     def pool_size(self) -> int:

@@ -13,7 +13,6 @@ Labels never reach the loop: :func:`adapt_extractor` takes the images' tensor al
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import torch
@@ -21,26 +20,41 @@ from torch import nn
 
 from partsbin.client.assemble import check_junctions
 from partsbin.client.bench import Cell, measure_row, post_cells
-from partsbin.parts.application_specs import AdaptSpec
 from partsbin.parts.card import REGISTRY_FIELDS
-from partsbin.parts.cpus import use_threads
-from partsbin.parts.data import Images, augment_batch, load_split
+from partsbin.parts.data import Images, default_test, load_split
+from partsbin.parts.data.spec import DataSpec
 from partsbin.parts.evaluation import EvalSettings, evaluate_pair
-from partsbin.parts.training_spec import DataSpec, Settings
-from partsbin.trainer.engine import (
-    AuxHeads,
-    Progress,
-    StopRequested,
-    _optimizer,
-    freeze,
-    get_lr,
-    resolve_device,
-    rp_loss,
-)
+from partsbin.parts.jobs.applications import AdaptResult, AdaptSpec
+from partsbin.parts.jobs.settings import Settings
+from partsbin.parts.jobs.spec import TrainStats
+from partsbin.trainer.engine import AuxHeads, freeze, rp_loss
 from partsbin.trainer.lease import current_lease
-from partsbin.trainer.run import RunResult, _library_versions
+from partsbin.trainer.loop import (
+    EpochBatches,
+    Progress,
+    Track,
+    augmenting,
+    fit,
+    lr_schedule,
+    make_optimizer,
+    resolve_device,
+)
+from partsbin.trainer.publish import data_provenance, provenance, push
 
-__all__ = ["adapt_extractor", "run_adapt", "target_test_spec", "data_provenance"]
+__all__ = ["adapt_extractor", "run_adapt", "target_test_spec"]
+
+
+class _RotationLoss(nn.Module):
+    """Eq. 1's RP term alone, through the frozen RP head: adaptation's only loss."""
+
+    def __init__(self, extractor: nn.Module, rp_head: nn.Module, rp_n: int) -> None:
+        super().__init__()
+        self.extractor = extractor
+        self.rp_head = rp_head
+        self.rp_n = rp_n
+
+    def forward(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        return rp_loss(self.extractor, self.rp_head, x[: self.rp_n])
 
 
 def adapt_extractor(
@@ -54,82 +68,32 @@ def adapt_extractor(
 ) -> dict[str, Any]:
     """Fine-tune ``extractor`` in place to minimise the RP loss of ``images`` (N×C×H×W,
     no labels) through ``rp_head``, which is frozen here and never changes."""
-    progress = progress or Progress()
     freeze(AuxHeads(rp=rp_head))
-    extractor.to(device).train()
-    rp_head.to(device).train()  # frozen: its BatchNorm uses batch statistics either way
-    opt = _optimizer(list(extractor.parameters()), settings)
+    extractor.train()
+    rp_head.train()  # frozen: its BatchNorm uses batch statistics either way
     n = int(images.shape[0])
     if n == 0:
         raise ValueError("the target data has no images")
     batch_size = min(settings.batch_size, n)
     rp_n = max(1, round(batch_size * settings.rp_fraction))
-    gen = torch.Generator().manual_seed(settings.seed + 1)
-    aug_gen = torch.Generator().manual_seed(settings.seed + 2)
-    order, pos = torch.randperm(n, generator=gen), 0
-    x_all = images.to(device)
-    started, seen, last_loss = time.perf_counter(), 0, float("nan")
-    history: list[dict[str, Any]] = []
-    for step in range(settings.steps):
-        if progress.should_stop():
-            raise StopRequested()
-        if pos + batch_size > n:
-            order, pos = torch.randperm(n, generator=gen), 0
-        x = x_all[order[pos : pos + batch_size].to(device)]
-        pos += batch_size
-        if settings.augment:
-            x = augment_batch(x.cpu(), aug_gen).to(device)
-        lr = get_lr(settings, step)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        loss = rp_loss(extractor, rp_head, x[:rp_n])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        seen += 4 * rp_n
-        last_loss = float(loss.detach())
-        if (step + 1) % progress.every == 0 or step + 1 == settings.steps:
-            info = {
-                "step": step + 1,
-                "total": settings.steps,
-                "loss": last_loss,
-                "lr": lr,
-                "images_per_s": seen / max(time.perf_counter() - started, 1e-9),
-            }
-            history.append(info)
-            progress.on_step(info)
-    seconds = time.perf_counter() - started
-    return {
-        "steps": settings.steps,
-        "seconds": seconds,
-        "images_per_s": seen / max(seconds, 1e-9),
-        "final_loss": last_loss,
-        "history": history,
-    }
+    gen = torch.Generator().manual_seed(settings.seed + 2)
+    track = Track(
+        name="extractor",
+        batches=EpochBatches(images, batch_size=batch_size, seed=settings.seed + 1),
+        optimizers=[(make_optimizer(list(extractor.parameters()), settings), 1.0)],
+        steps=settings.steps,
+        lr=lr_schedule(settings),
+        images_per_step=4 * rp_n,
+        before=augmenting(gen) if settings.augment else None,
+    )
+    stats = fit(_RotationLoss(extractor, rp_head, rp_n), [track], device=device, progress=progress, phase="adapting")
+    return {**stats.as_dict(), "history": stats.history}
 
 
 def target_test_spec(data: DataSpec, test: DataSpec | None) -> DataSpec:
     """The target's test data: ``test``, or ``data`` without its index and size selections
     (how a task's test set is derived from its training spec)."""
-    return test if test is not None else data.model_copy(update={"indices": None, "limit": None})
-
-
-def data_provenance(task: str, data: DataSpec, images: Images, test: DataSpec, test_images: Images | None) -> dict:
-    """A card's ``provenance.dataset`` for target data: what it was, and how the benchmark
-    rebuilds its test set (``test``, as trainer-published cards record it)."""
-    return {
-        "name": data.source,
-        "split": "train",
-        "classes": images.classes or None,
-        "transform": [t.model_dump(mode="json") for t in data.transforms],
-        "indices": data.indices,
-        "task": task,
-        "source_digest": images.source_digest,
-        "test": {
-            **test.model_dump(mode="json"),
-            "source_digest": test_images.source_digest if test_images is not None else None,
-        },
-    }
+    return test if test is not None else default_test(data)
 
 
 def _check_input(ref: str, card: Any, images: Images) -> None:
@@ -153,11 +117,11 @@ def _sibling_head(registry: Any, ext: Any) -> str | None:
 
 def run_adapt(
     spec: AdaptSpec, registry: Any, *, progress: Progress | None = None, job_id: str | None = None
-) -> RunResult:
+) -> AdaptResult:
     if registry is None:
         raise ValueError("an adapt job needs a registry to pull the extractor and its RP head from")
+    progress = progress or Progress()
     s = spec.settings
-    use_threads(s.threads)
     device = resolve_device(s)
     ext = registry.pull(spec.extractor)
     rp = registry.pull(spec.rp_head)
@@ -172,48 +136,50 @@ def run_adapt(
             f"would break compatibility. Its anchors: {anchors}"
         )
     check_junctions(ext.ref, ext.card, rp.ref, rp.card)
+    progress.phase("loading data")
     target = load_split(spec.data, "train")
     _check_input(ext.ref, ext.card, target)
 
     extractor, rp_head = ext.build(), rp.build()
     stats = adapt_extractor(extractor, rp_head, target.x, s, device=device, progress=progress)
     extractor.cpu()
-
-    result = RunResult(
-        metrics={
-            "train": {**{k: v for k, v in stats.items() if k != "history"}, "threads": torch.get_num_threads()},
-            "target_images": len(target),
-        }
+    result = AdaptResult(
+        source=ext.ref,
+        target_images=len(target),
+        train=TrainStats(
+            **{k: stats[k] for k in ("steps", "seconds", "images_per_s", "final_loss")},
+            threads=torch.get_num_threads(),
+            device=device.type,
+        ),
     )
-    result.lines = [
-        f"adapted {ext.ref} on {len(target)} target images through {rp.ref}: {stats['steps']} steps, "
-        f"final RP loss {stats['final_loss']:.3f}, {stats['images_per_s']:.0f} images/s"
-    ]
     test_spec = target_test_spec(spec.data, spec.test)
-    test = _labelled_test(test_spec) if spec.evaluate else None
+    test = _labelled_test(test_spec, s.test_limit) if spec.evaluate else None
     adapted = None
     if spec.publish:
+        progress.phase("publishing")
         adapted = _publish(spec, registry, ext, rp, extractor, target, test_spec, test, stats, job_id)
         result.refs = [adapted.ref]
-        result.lines.append(f"published {adapted.ref} (adapted from {ext.ref})")
+        result.adapted = adapted.ref
     if test is None:
         if spec.evaluate:
-            result.lines.append("not evaluated: the target test data has no labels")
+            result.note = "not evaluated: the target test data has no labels"
         return result
     head_ref = spec.head or _sibling_head(registry, ext)
     if head_ref is None:
-        result.lines.append(f"not evaluated: give the source task head (no stored head names {ext.ref} as sibling)")
+        result.note = f"not evaluated: give the source task head (no stored head names {ext.ref} as sibling)"
         return result
     head = registry.pull(head_ref)
     check_junctions(ext.ref, ext.card, head.ref, head.card)
-    rows = _measure(spec, registry, ext, head, adapted, extractor, test_spec, test, job_id)
-    result.metrics["evaluation"] = {"head": head.ref, "rows": rows, "samples": len(test)}
-    result.lines += [f"{row}: {acc:.1%} on the target test set" for row, acc in rows.items()]
+    progress.phase("evaluating")
+    result.rows = _measure(spec, registry, ext, head, adapted, extractor, test_spec, test, job_id)
+    result.head, result.test_images = head.ref, len(test)
     return result
 
 
-def _labelled_test(spec: DataSpec) -> Images | None:
+def _labelled_test(spec: DataSpec, limit: int | None) -> Images | None:
     test = load_split(spec, "test")
+    if limit is not None:
+        test = test.subset(range(min(limit, len(test))))
     return test if test.classes else None
 
 
@@ -231,7 +197,7 @@ def _measure(
     """The rows of Table 2 through the benchmark's routines, posted as evaluations that
     say which row they are (``details.uda``) when the adapted extractor was published."""
     s = spec.settings
-    dataset = f"{test_spec.source}:{spec.name}:test"
+    dataset = f"{test_spec.label}:{spec.name}:test"
     batch = EvalSettings(bn_mode="batch", batch_size=s.eval_batch_size)
     running = EvalSettings(bn_mode="running", batch_size=s.eval_batch_size)
     rows: dict[str, float] = {}
@@ -277,14 +243,15 @@ def _publish(
     card["name"] = f"{spec.namespace}/{spec.name}-extractor"
     # Same arch, interface and compat (anchors included): the adapted extractor is in the
     # source's groups, so /compatible lists it for the source head.
-    card["provenance"] = {
-        "dataset": data_provenance(spec.name, spec.data, target, test_spec, test),
-        "settings": spec.settings.model_dump(mode="json"),
-        "seed": spec.settings.seed,
-        "job": job_id,
-        "libraries": _library_versions(),
-        "adapted_from": ext.digest,
-        "adaptation": {
+    card["provenance"] = provenance(
+        job=job_id,
+        seed=spec.settings.seed,
+        settings=spec.settings.model_dump(mode="json"),
+        dataset=data_provenance(
+            spec.data, target, task=spec.name, test=test_spec, test_images=test, test_limit=spec.settings.test_limit
+        ),
+        adapted_from=ext.digest,
+        adaptation={
             "method": "RP",
             "source": ext.ref,
             "rp_head": rp.digest,
@@ -293,11 +260,11 @@ def _publish(
             "target_images": len(target),
             "labels_read": False,
         },
-    }
+    )
     card["metrics"] = {"adaptation_final_rp_loss": stats["final_loss"]}
     card["description"] = (
-        f"{ext.ref} adapted without labels to {spec.data.source} "
+        f"{ext.ref} adapted without labels to {spec.data.label} "
         f"({', '.join(t.op for t in spec.data.transforms) or 'no shift'}) through its frozen RP head"
     )
     card["tags"] = sorted({*card.get("tags", []), "adapted"})
-    return registry.pull(registry.push(extractor, card).ref)
+    return registry.pull(push(registry, extractor, card).ref)

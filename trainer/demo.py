@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from partsbin.parts.training_spec import TrainSpec
-from partsbin.trainer.run import run
+from partsbin.parts.jobs.train import TrainResult, TrainSpec
+from partsbin.trainer.jobs import run_job
 
 __all__ = ["DemoResult", "run_demo"]
 
@@ -51,6 +51,12 @@ def _spec(name: str, tasks: list[str], **kw: Any) -> TrainSpec:
     )
 
 
+def _run(spec: TrainSpec, registry: Any) -> TrainResult:
+    result = run_job(spec, registry)
+    assert isinstance(result, TrainResult)
+    return result
+
+
 def run_demo(
     registry: Any, *, steps: int = 150, out_dir: Path = Path("."), console: Any = None, seed: int = 0
 ) -> DemoResult:
@@ -59,7 +65,7 @@ def run_demo(
     tag = time.strftime("%Y%m%d%H%M%S")
 
     say(f"[1/5] training network A on digits task A (classes 0-8) with RP + DCC over {len(COMMON)} common classes ...")
-    a = run(
+    a = _run(
         _spec(
             f"a-{tag}",
             ["a"],
@@ -75,12 +81,12 @@ def run_demo(
     init = next(r for r in a.refs if "-init@" in r)
     ext_a = next(r for r in a.refs if r.split("@")[0].endswith("-a-extractor"))
     head_a = next(r for r in a.refs if r.split("@")[0].endswith("-a-head"))
-    say(f"      published {', '.join(a.refs)}; own-task accuracy {a.metrics['a']['own_task_accuracy']:.1%}")
+    say(f"      published {', '.join(a.refs)}; own-task accuracy {a.tasks['a'].own_task_accuracy:.1%}")
 
     say(
         "[2/5] training network B on digits task B (odd indices, 8→4→8 blur, inverted) against A's frozen aux heads ..."
     )
-    b = run(
+    b = _run(
         _spec(
             f"b-{tag}",
             ["b"],
@@ -95,7 +101,7 @@ def run_demo(
     )
     ext_b = next(r for r in b.refs if r.split("@")[0].endswith("-b-extractor"))
     head_b = next(r for r in b.refs if r.split("@")[0].endswith("-b-head"))
-    say(f"      published {', '.join(b.refs)}; own-task accuracy {b.metrics['b']['own_task_accuracy']:.1%}")
+    say(f"      published {', '.join(b.refs)}; own-task accuracy {b.tasks['b'].own_task_accuracy:.1%}")
 
     say(f"[3/5] GET /compatible?head={head_b}")
     found = [item["component"].ref for item in registry.compatible(head=head_b)]
@@ -111,7 +117,7 @@ def run_demo(
     )
 
     say("[5/5] benchmarking against an independently trained pair ...")
-    ind = run(_spec(f"independent-{tag}", ["a", "b"], steps=steps, seed=seed + 2, scheme="independent"), registry)
+    ind = _run(_spec(f"independent-{tag}", ["a", "b"], steps=steps, seed=seed + 2, scheme="independent"), registry)
     ind_ext = [r for r in ind.refs if "extractor" in r]
     ind_head = [r for r in ind.refs if r.split("@")[0].endswith("-head")]
     compatible = registry.bench([ext_a, ext_b], [head_a, head_b], correlation=True)

@@ -32,10 +32,12 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
+from partsbin.parts.cancel import StopRequested, TimedOut
 from partsbin.parts.cpus import available_cpus
+from partsbin.parts.jobs.train import TrainSpec
 from partsbin.parts.safetensors_format import load_state_dict
-from partsbin.parts.training_spec import TrainSpec
-from partsbin.trainer.engine import AuxHeads, Network, Progress, StopRequested, freeze
+from partsbin.trainer.engine import AuxHeads, Network, freeze
+from partsbin.trainer.loop import Progress
 
 __all__ = ["train_distributed", "main"]
 
@@ -111,9 +113,14 @@ def train_distributed(
         # oversubscribe the machine N times over.
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         with log.open("wb") as log_fh:
-            proc = subprocess.Popen(
-                _launcher_command(spec, plan, out), stdout=log_fh, stderr=subprocess.STDOUT, env=env
-            )
+            try:
+                proc = subprocess.Popen(
+                    _launcher_command(spec, plan, out), stdout=log_fh, stderr=subprocess.STDOUT, env=env
+                )
+            except OSError as exc:
+                raise RuntimeError(
+                    f"this worker could not start the {d.world_size} training processes: {exc}"
+                ) from None
             _follow(proc, out / "progress.jsonl", progress)
         if proc.returncode != 0:
             # The ranks' own errors come before the launcher's summary.
@@ -167,14 +174,16 @@ def _follow(proc: subprocess.Popen[bytes], progress_file: Path, progress: Progre
                 progress.on_step(json.loads(line))
         if done:
             return
-        if progress.should_stop():
+        try:
+            progress.check()  # cancelled, or past the job's wall time
+        except (StopRequested, TimedOut):
             proc.terminate()  # the launcher passes SIGTERM on to every rank
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-            raise StopRequested()
+            raise
         time.sleep(0.2)
 
 
@@ -184,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from partsbin.client.registry import Component
     from partsbin.parts.data import load_task
-    from partsbin.trainer.engine import resolve_device
+    from partsbin.trainer.loop import resolve_device
     from partsbin.trainer.run import aux_from_components, prepare, train_prepared
 
     plan_path, out_dir = argv if argv is not None else sys.argv[1:]
@@ -200,7 +209,7 @@ def main(argv: list[str] | None = None) -> None:
     dist.init_process_group(backend)
     try:
         rank = dist.get_rank()
-        tasks = [load_task(t) for t in spec.tasks]
+        tasks = [load_task(t, spec.settings.test_limit) for t in spec.tasks]
         init_state = load_state_dict(plan["init"]) if plan["init"] else None
         anchors = []
         for a in plan["anchors"]:

@@ -14,8 +14,6 @@ aux heads (:func:`build_aux_heads`), the losses (:func:`task_loss`, :func:`rp_lo
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -26,37 +24,34 @@ from torch import nn
 
 from partsbin.parts.archs import SplitNetwork, build
 from partsbin.parts.batchnorm import use_batch_statistics
-from partsbin.parts.data import Images, TaskData, augment_batch
+from partsbin.parts.data import TaskData
+from partsbin.parts.jobs.settings import Settings
+from partsbin.parts.jobs.train import TrainSpec
 from partsbin.parts.metrics import shared_classes
-from partsbin.parts.training_spec import Settings, TrainSpec
+from partsbin.trainer.loop import (
+    EpochBatches,
+    Progress,
+    Track,
+    augmenting,
+    fit,
+    lr_schedule,
+    make_optimizer,
+    rank_and_world,
+)
 from partsbin.trainer.rotation import ROTATION_LABELS, rotate_batch
 
 __all__ = [
     "Network",
     "AuxHeads",
-    "StopRequested",
-    "Progress",
-    "resolve_device",
     "build_networks",
     "build_aux_heads",
-    "joint_schedule",
     "freeze",
     "train",
     "dcc_label_set",
+    "task_loss",
+    "rp_loss",
+    "dcc_loss",
 ]
-
-
-class StopRequested(Exception):
-    """Raised from the training loop when the progress callback asks to stop."""
-
-
-@dataclass
-class Progress:
-    """What the loop reports: called every ``every`` steps and at the end."""
-
-    on_step: Callable[[dict[str, Any]], None] = lambda info: None
-    should_stop: Callable[[], bool] = lambda: False
-    every: int = 20
 
 
 @dataclass
@@ -89,14 +84,6 @@ class AuxHeads:
 
     def modules(self) -> list[nn.Module]:
         return [m for m in (self.rp, self.dcc) if m is not None]
-
-
-def resolve_device(settings: Settings) -> torch.device:
-    if settings.device == "cuda" or (settings.device == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise RuntimeError("settings.device is 'cuda' but no CUDA device is available")
-        return torch.device("cuda")
-    return torch.device("cpu")
 
 
 def _arch_config(spec: TrainSpec, num_classes: int, in_chans: int) -> dict[str, Any]:
@@ -178,16 +165,6 @@ def freeze(aux: AuxHeads) -> AuxHeads:
     return aux
 
 
-def joint_schedule(networks: int, steps: int, every: int = 1) -> list[int]:
-    """Which network takes each step of joint training: ``every`` steps of one, then the
-    next, round and round, until each has had ``steps``."""
-    order: list[int] = []
-    for start in range(0, steps, every):
-        n = min(every, steps - start)
-        order += [i for i in range(networks) for _ in range(n)]
-    return order
-
-
 # -- losses ----------------------------------------------------------------------------------
 def task_loss(head: nn.Module, feats: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(head(feats), y)
@@ -210,90 +187,54 @@ def dcc_loss(dcc_head: nn.Module, feats: torch.Tensor, y: torch.Tensor, to_dcc: 
 
 
 # -- the loop ----------------------------------------------------------------------------------
-class _Batches:
-    """Endless shuffled minibatches of one task's training set, on the device."""
-
-    def __init__(self, images: Images, batch_size: int, seed: int, device: torch.device) -> None:
-        self.x = images.x.to(device)
-        self.y = images.y.to(device)
-        self.n = len(images)
-        self.batch_size = min(batch_size, self.n)
-        self.gen = torch.Generator().manual_seed(seed)
-        self.order = torch.randperm(self.n, generator=self.gen)
-        self.pos = 0
-
-    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.pos + self.batch_size > self.n:
-            self.order = torch.randperm(self.n, generator=self.gen)
-            self.pos = 0
-        idx = self.order[self.pos : self.pos + self.batch_size].to(self.x.device)
-        self.pos += self.batch_size
-        return self.x[idx], self.y[idx]
-
-
-def get_lr(settings: Settings, step: int) -> float:
-    if step < settings.warmup_steps:
-        return settings.lr * (step + 1) / settings.warmup_steps
-    if settings.schedule == "constant":
-        return settings.lr
-    progress = (step - settings.warmup_steps) / max(1, settings.steps - settings.warmup_steps)
-    if settings.schedule == "step":
-        return settings.lr * (0.1 ** int(progress / 0.34))
-    return 0.5 * settings.lr * (1 + math.cos(math.pi * progress))
-
-
-def _optimizer(params: list[nn.Parameter], s: Settings) -> torch.optim.Optimizer:
-    if s.optimizer == "adam":
-        return torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
-    return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay, nesterov=s.momentum > 0)
-
-
 class _StepLoss(nn.Module):
     """The whole loss of one step of network ``i``: its task loss, plus RP through the
-    (shared, or in the upper bound its own) RP head and DCC through the shared DCC head."""
+    (shared, or in the upper bound its own) RP head and DCC through the shared DCC head.
 
-    def __init__(
-        self, nets: list[Network], aux: AuxHeads, own_heads: list[nn.Module | None], to_dcc: list[torch.Tensor]
-    ) -> None:
+    ``common`` holds the batch's positions of common-class examples, found on the host
+    before the batch moved (so DCC's selection costs the device no sync)."""
+
+    def __init__(self, nets: list[Network], aux: AuxHeads, own_heads: list[nn.Module | None], rp_n: int) -> None:
         super().__init__()
         self.models = nn.ModuleList(n.model for n in nets)
         self.own_rp = nn.ModuleList(h if h is not None else nn.Identity() for h in own_heads)
         self.has_own_rp = [h is not None for h in own_heads]
         self.rp = aux.rp
         self.dcc = aux.dcc
-        self.to_dcc = to_dcc
+        self.rp_n = rp_n
 
-    def forward(self, i: int, x: torch.Tensor, y: torch.Tensor, rp_n: int) -> torch.Tensor:
+    def forward(
+        self, i: int, x: torch.Tensor, y: torch.Tensor, common: torch.Tensor, dcc_y: torch.Tensor
+    ) -> torch.Tensor:
         model = cast(SplitNetwork, self.models[i])
         extractor, head = model.extractor(), model.head()
         feats = extractor(x)
         loss = task_loss(head, feats, y)
         rp_head = self.own_rp[i] if self.has_own_rp[i] else self.rp
         if rp_head is not None:
-            loss = loss + rp_loss(extractor, rp_head, x[:rp_n])
+            loss = loss + rp_loss(extractor, rp_head, x[: self.rp_n])
         if self.dcc is not None:
-            loss = loss + dcc_loss(self.dcc, feats, y, self.to_dcc[i])
+            loss = loss + dcc_loss_at(self.dcc, feats, common, dcc_y, y.shape[0])
         return loss
 
 
-def _rank_and_world() -> tuple[int, int]:
-    """This process's rank and the number of processes training together (1 outside a
-    torch.distributed launch)."""
-    import torch.distributed as dist
+def dcc_loss_at(
+    dcc_head: nn.Module, feats: torch.Tensor, common: torch.Tensor, target: torch.Tensor, batch: int
+) -> torch.Tensor:
+    """:func:`dcc_loss` with the common-class positions and their DCC labels given."""
+    if common.numel() == 0:
+        return feats.sum() * 0.0
+    return F.cross_entropy(dcc_head(feats[common]), target, reduction="sum") / batch
 
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
+def _common_positions(to_dcc: torch.Tensor) -> Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]]:
+    def after(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        x, y = batch
+        target = to_dcc[y]
+        common = torch.nonzero(target >= 0).flatten()
+        return x, y, common, target[common]
 
-def _mean_over_ranks(value: torch.Tensor, world: int) -> float:
-    if world > 1:
-        import torch.distributed as dist
-
-        value = value.float().clone()
-        dist.all_reduce(value)
-        value /= world
-    return float(value)
+    return after
 
 
 def train(
@@ -305,18 +246,17 @@ def train(
     device: torch.device,
     progress: Progress | None = None,
     own_rp: bool = False,
+    incremental: bool = False,
 ) -> dict[str, Any]:
     """Train ``nets`` with the aux heads. ``joint`` alternates minibatches of all networks
     (one optimiser step each in turn); otherwise each network trains alone, in order.
-    ``own_rp`` gives each network an unshared RP head (the upper bound)."""
-    progress = progress or Progress()
-    cuda = device.type == "cuda"
+    ``own_rp`` gives each network an unshared RP head (the upper bound). ``incremental``:
+    aux heads not frozen yet learn with the first network only, and are frozen before the
+    second starts."""
     for net in nets:
-        net.model.to(device).train()
-        if cuda:
-            net.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        net.model.train()
     for m in aux.modules():
-        m.to(device).train()
+        m.train()
     own_heads: list[nn.Module | None] = [None] * len(nets)
     if own_rp:
         for i, net in enumerate(nets):
@@ -324,98 +264,51 @@ def train(
             # Same architecture as the task head, but one per network: it regularises
             # like RP does without linking the networks (the paper's fair upper bound).
             own_heads[i] = (
-                build(net.arch, split=net.split, **{**net.config, "num_classes": len(ROTATION_LABELS)})
-                .head()
-                .to(device)
-                .train()
+                build(net.arch, split=net.split, **{**net.config, "num_classes": len(ROTATION_LABELS)}).head().train()
             )
-
-    opts = [
-        _optimizer(list(n.model.parameters()) + (list(own.parameters()) if own is not None else []), settings)
-        for n, own in zip(nets, own_heads, strict=True)
-    ]
-    aux_params = [p for m in aux.modules() for p in m.parameters() if p.requires_grad]
-    aux_opt = _optimizer(aux_params, settings) if aux_params and not aux.frozen else None
-    # Every rank draws the same global batches (same seeds) and trains on its own slice
-    # of each: the union over ranks is exactly the one-process batch.
-    batches = [_Batches(n.task.train, settings.batch_size, n.seed + 1, device) for n in nets]
-    gens = [torch.Generator().manual_seed(n.seed + 2) for n in nets]
-    to_dcc = [
-        torch.tensor([aux.dcc_labels.index(c) if c in aux.dcc_labels else -1 for c in n.task.classes], device=device)
-        for n in nets
-    ]
-    losses = _StepLoss(nets, aux, own_heads, to_dcc)
-    rank, world = _rank_and_world()
-    step_loss: nn.Module = losses
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        # One module computes a step's whole loss, so DDP sees one forward per backward;
-        # the other networks' parameters are unused in that step (find_unused_parameters).
-        # Frozen aux heads have no trainable parameter: DDP leaves them alone, and they
-        # stay bit-identical on every rank.
-        step_loss = DistributedDataParallel(
-            losses,
-            device_ids=[device.index] if cuda and device.index is not None else None,
-            find_unused_parameters=True,
-        )
+    _, world = rank_and_world()
     rp_n = max(1, round(settings.batch_size // world * settings.rp_fraction))
+    uses_rp = aux.rp is not None or own_rp
+    aux_params = [p for m in aux.modules() for p in m.parameters() if p.requires_grad]
+    aux_opt = make_optimizer(aux_params, settings) if aux_params and not aux.frozen else None
+    tracks = []
+    for i, (net, own) in enumerate(zip(nets, own_heads, strict=True)):
+        params = list(net.model.parameters()) + (list(own.parameters()) if own is not None else [])
+        opts = [(make_optimizer(params, settings), 1.0)]
+        if aux_opt is not None and not (incremental and i > 0):
+            opts.append((aux_opt, settings.aux_lr_scale))
+        to_dcc = torch.tensor([aux.dcc_labels.index(c) if c in aux.dcc_labels else -1 for c in net.task.classes])
+        gen = torch.Generator().manual_seed(net.seed + 2)
+        tracks.append(
+            Track(
+                name=net.task.name,
+                # Every rank draws the same global batches (same seeds) and trains on its
+                # own slice of each: the union over ranks is exactly the one-process batch.
+                batches=EpochBatches(
+                    net.task.train.x, net.task.train.y, batch_size=settings.batch_size, seed=net.seed + 1
+                ),
+                optimizers=opts,
+                steps=settings.steps,
+                lr=lr_schedule(settings),
+                images_per_step=settings.batch_size + (4 * rp_n * world if uses_rp else 0),
+                before=augmenting(gen) if settings.augment else None,
+                after=_common_positions(to_dcc),
+            )
+        )
+    losses = _StepLoss(nets, aux, own_heads, rp_n)
 
-    schedule = (
-        joint_schedule(len(nets), settings.steps, settings.alternate_every)
-        if joint
-        else [i for i in range(len(nets)) for _ in range(settings.steps)]
+    def freeze_after_first(i: int, k: int) -> None:
+        if i == 1 and k == 0 and not aux.frozen:
+            freeze(aux)
+
+    stats = fit(
+        losses,
+        tracks,
+        device=device,
+        progress=progress,
+        alternate_every=settings.alternate_every if joint else None,
+        at_step=freeze_after_first if incremental else None,
     )
-    steps_done = [0] * len(nets)
-    images, started, last_loss = 0, time.perf_counter(), float("nan")
-    history: list[dict[str, Any]] = []
-    for it, i in enumerate(schedule):
-        if progress.should_stop():
-            raise StopRequested()
-        net, opt = nets[i], opts[i]
-        lr = get_lr(settings, steps_done[i])
-        for group in opt.param_groups:
-            group["lr"] = lr
-        if aux_opt is not None:
-            for group in aux_opt.param_groups:
-                group["lr"] = lr * settings.aux_lr_scale
-        x, y = batches[i].next()
-        if settings.augment:
-            x = augment_batch(x.cpu(), gens[i]).to(device)
-        if world > 1:
-            x, y = torch.tensor_split(x, world)[rank], torch.tensor_split(y, world)[rank]
-        if cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-            loss = step_loss(i, x, y, rp_n)
-        opt.zero_grad(set_to_none=True)
-        if aux_opt is not None:
-            aux_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if aux_opt is not None:
-            aux_opt.step()
-        steps_done[i] += 1
-        uses_rp = aux.rp is not None or own_rp
-        images += (x.shape[0] + (4 * rp_n if uses_rp else 0)) * world
-        if (it + 1) % progress.every == 0 or it + 1 == len(schedule):
-            last_loss = _mean_over_ranks(loss.detach(), world)
-            elapsed = time.perf_counter() - started
-            info = {
-                "step": it + 1,
-                "total": len(schedule),
-                "task": net.task.name,
-                "loss": last_loss,
-                "lr": lr,
-                "images_per_s": images / max(elapsed, 1e-9),
-            }
-            history.append(info)
-            progress.on_step(info)
-    elapsed = time.perf_counter() - started
-    return {
-        "steps": len(schedule),
-        "seconds": elapsed,
-        "images_per_s": images / max(elapsed, 1e-9),
-        "final_loss": last_loss,
-        "history": history,
-    }
+    if incremental and not aux.frozen:
+        freeze(aux)
+    return {**stats.as_dict(), "history": stats.history}

@@ -29,8 +29,9 @@ from torch import nn
 from partsbin.parts.archs import SplitNetwork, build
 from partsbin.parts.archs.bridges import with_side_info
 from partsbin.parts.cpus import use_threads
+from partsbin.parts.jobs.settings import Settings
 from partsbin.parts.retrieval import pooled
-from partsbin.trainer.engine import Progress, StopRequested
+from partsbin.trainer.loop import Progress, RandomBatches, Track, fit, lr_schedule, make_optimizer
 from partsbin.trainer.rotation import rotate_batch
 from partsbin.trainer.stitch import features
 
@@ -52,6 +53,19 @@ def embeddings(extractor: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return pooled(features(extractor, x))[:, :, None, None]
 
 
+class _SideInfoLoss(nn.Module):
+    """Rotation prediction from the side-info vector (a linear RP head on it)."""
+
+    def __init__(self, net: nn.Module, dim: int) -> None:
+        super().__init__()
+        self.net = net
+        self.rp = nn.Linear(dim, 4)
+
+    def forward(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        rotated, labels = rotate_batch(x)
+        return F.cross_entropy(self.rp(self.net(rotated).flatten(1)), labels)
+
+
 def train_side_info(
     x: torch.Tensor,
     *,
@@ -61,38 +75,26 @@ def train_side_info(
     batch_size: int = 64,
     lr: float = 3e-3,
     seed: int = 0,
+    device: torch.device | None = None,
     progress: Progress | None = None,
 ) -> SplitNetwork:
     """The side-information network, trained by rotation prediction on ``x`` (old images)."""
-    progress = progress or Progress()
     torch.manual_seed(seed)
     net = build("side_info", in_chans=int(x.shape[1]), width=width, dim=dim)
-    rp = nn.Linear(dim, 4)
-    opt = torch.optim.Adam([*net.parameters(), *rp.parameters()], lr=lr)
-    gen = torch.Generator().manual_seed(seed)
+    loss = _SideInfoLoss(net, dim)
+    settings = Settings(optimizer="adam", lr=lr, weight_decay=0.0, schedule="constant", steps=max(1, steps))
     net.train()
-    started = time.perf_counter()
-    for step in range(steps):
-        batch = x[torch.randint(0, len(x), (min(batch_size, len(x)),), generator=gen)]
-        rotated, labels = rotate_batch(batch)
-        loss = F.cross_entropy(rp(net(rotated).flatten(1)), labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if (step + 1) % progress.every == 0 or step + 1 == steps:
-            seconds = time.perf_counter() - started
-            progress.on_step(
-                {
-                    "step": step + 1,
-                    "total": steps,
-                    "task": "side-info",
-                    "loss": loss.item(),
-                    "images_per_s": (step + 1) * len(rotated) / max(seconds, 1e-9),
-                }
-            )
-            if progress.should_stop():
-                raise StopRequested()
-    return net.eval()
+    n = min(batch_size, len(x))
+    track = Track(
+        name="side-info",
+        batches=RandomBatches(x, batch_size=n, seed=seed),
+        optimizers=[(make_optimizer(list(loss.parameters()), settings), 1.0)],
+        steps=steps,
+        lr=lr_schedule(settings),
+        images_per_step=4 * n,
+    )
+    fit(loss, [track], device=device or torch.device("cpu"), progress=progress, phase="side-info")
+    return net.cpu().eval()
 
 
 @torch.no_grad()
@@ -103,56 +105,51 @@ def side_vectors(side: nn.Module, x: torch.Tensor, batch_size: int = 512) -> tor
     return torch.cat([side(x[s : s + batch_size]) for s in range(0, len(x), batch_size)])
 
 
+class _TransformLoss(nn.Module):
+    """FCT's L2 between the transformed old features (+ side-information) and the new."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, i: int, old: torch.Tensor, new: torch.Tensor, *side: torch.Tensor) -> torch.Tensor:
+        inputs = old if not side else with_side_info(old, side[0])
+        return F.mse_loss(self.net(inputs), new)
+
+
 def train_transform(
     old: torch.Tensor,
     new: torch.Tensor,
     side: torch.Tensor | None = None,
     *,
     hidden: int = 128,
-    steps: int = 600,
-    batch_size: int = 128,
-    lr: float = 3e-3,
-    seed: int = 0,
+    settings: Settings | None = None,
+    device: torch.device | None = None,
     progress: Progress | None = None,
 ) -> SplitNetwork:
     """Fit old (+ side) → new features with an L2 loss (FCT's transformation). ``old`` and
     ``new`` are pooled embeddings (N, C, 1, 1) or junction features (N, C, H, W): the
     transform is 1×1 convolutions, the same at every position; ``side`` is (N, D, 1, 1),
-    repeated at every position."""
-    progress = progress or Progress()
-    torch.manual_seed(seed)
+    repeated at every position. ``settings``: Adam at 3e-3 with a cosine schedule, 600
+    steps of 128 by default."""
+    s = settings or Settings(optimizer="adam", lr=3e-3, weight_decay=0.0, schedule="cosine", steps=600, batch_size=128)
+    torch.manual_seed(s.seed)
     side_chans = 0 if side is None else int(side.shape[1])
     net = build(
         "fct_transform", in_chans=int(old.shape[1]), side_chans=side_chans, out_chans=int(new.shape[1]), hidden=hidden
     )
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
-    gen = torch.Generator().manual_seed(seed)
-    n = len(old)
-    batch_size = min(batch_size, n)
-    started = time.perf_counter()
     net.train()
-    for step in range(steps):
-        idx = torch.randint(0, n, (batch_size,), generator=gen)
-        inputs = old[idx] if side is None else with_side_info(old[idx], side[idx])
-        loss = F.mse_loss(net(inputs), new[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if (step + 1) % progress.every == 0 or step + 1 == steps:
-            seconds = time.perf_counter() - started
-            progress.on_step(
-                {
-                    "step": step + 1,
-                    "total": steps,
-                    "loss": loss.item(),
-                    "images_per_s": (step + 1) * batch_size / max(seconds, 1e-9),
-                }
-            )
-            if progress.should_stop():
-                raise StopRequested()
-    return net.eval()
+    tensors = (old, new) if side is None else (old, new, side)
+    track = Track(
+        name="transform",
+        batches=RandomBatches(*tensors, batch_size=s.batch_size, seed=s.seed),
+        optimizers=[(make_optimizer(list(net.parameters()), s), 1.0)],
+        steps=s.steps,
+        lr=lr_schedule(s),
+        images_per_step=min(s.batch_size, len(old)),
+    )
+    fit(_TransformLoss(net), [track], device=device or torch.device("cpu"), progress=progress, phase="transform")
+    return net.cpu().eval()
 
 
 @torch.no_grad()
@@ -204,26 +201,20 @@ def _train(
     seed_offset: int = 0,
     **extra: Any,
 ) -> Any:
-    from partsbin.parts.training_spec import TrainSpec
-    from partsbin.trainer.run import run
+    from partsbin.parts.jobs.train import TrainSpec
+    from partsbin.trainer.jobs import run_job
 
     spec = TrainSpec.model_validate(
         {
             "name": name,
             "namespace": s.namespace,
             "arch": arch,
-            "tasks": [{"name": name, "train": {"source": s.source, "classes": classes}}],
-            "settings": {
-                "steps": steps,
-                "batch_size": s.batch_size,
-                "lr": 0.05,
-                "seed": s.seed + seed_offset,
-                "threads": s.threads,
-            },
+            "tasks": [{"name": name, "data": {"source": s.source, "classes": classes}}],
+            "settings": {"steps": steps, "batch_size": s.batch_size, "lr": 0.05, "seed": s.seed + seed_offset},
             **extra,
         }
     )
-    return run(spec, registry)
+    return run_job(spec, registry)
 
 
 def _ref_of(refs: list[str], role: str) -> str:
@@ -233,27 +224,26 @@ def _ref_of(refs: list[str], role: str) -> str:
 def _fct_job(
     registry: Any, s: FCTSettings, name: str, old: str, new: str, space: str, side: bool | str, head: str | None = None
 ) -> Any:
-    from partsbin.parts.fct_spec import FCTSpec
-    from partsbin.trainer.fct_job import run_fct
+    from partsbin.parts.jobs.bridges import FCTSpec
+    from partsbin.trainer.jobs import run_job
 
-    spec = FCTSpec(
-        name=name,
-        namespace=s.namespace,
-        old_extractor=old,
-        new_extractor=new,
-        new_head=head,
-        space=space,  # type: ignore[arg-type]
-        side_info=side,
-        images=s.transform_images if space == "embedding" else s.junction_images,
-        hidden=s.hidden,
-        steps=s.transform_steps,
-        test_limit=s.test_limit,
-        seed=s.seed,
-        threads=s.threads,
+    spec = FCTSpec.model_validate(
+        dict(
+            name=name,
+            namespace=s.namespace,
+            old_extractor=old,
+            new_extractor=new,
+            new_head=head,
+            space=space,
+            side_info=side,
+            images=s.transform_images if space == "embedding" else s.junction_images,
+            hidden=s.hidden,
+            settings={"steps": s.transform_steps, "test_limit": s.test_limit, "seed": s.seed},
+        )
     )
     if side is True:  # only a job that trains the side-info model takes its settings
         spec = spec.model_copy(update={"side_dim": s.side_dim, "side_width": s.side_width, "side_steps": s.side_steps})
-    return run_fct(spec, registry)
+    return run_job(spec, registry)
 
 
 def run_fct_experiment(registry: Any, s: FCTSettings) -> dict[str, Any]:
@@ -263,8 +253,8 @@ def run_fct_experiment(registry: Any, s: FCTSettings) -> dict[str, Any]:
     gallery) and classification by the new head on transformed old junction features
     through ``Registry.bench_path``. Returns the table's rows."""
     from partsbin.parts.data import load_split
+    from partsbin.parts.data.spec import DataSpec
     from partsbin.parts.retrieval import retrieval_metrics
-    from partsbin.parts.training_spec import DataSpec
 
     use_threads(s.threads)
     test = load_split(DataSpec(source=s.source), "test")  # type: ignore[arg-type]
@@ -335,8 +325,8 @@ def run_fct_experiment(registry: Any, s: FCTSettings) -> dict[str, Any]:
     # benchmark measures a path through bridges (and posted, so /paths ranks it).
     test_data = {"source": s.source, "limit": s.test_limit} if s.test_limit else {"source": s.source}
     classification = {
-        "new head on new features": junction["side"].metrics["classification"]["new"],
-        "new head on old features, no bridge": junction["side"].metrics["classification"]["no_bridge"],
+        "new head on new features": junction["side"].classification["new"],
+        "new head on old features, no bridge": junction["side"].classification["no_bridge"],
     }
     for key, label in (("side", "new head on FCT(old+side)"), ("plain", "new head on FCT(old, no side-info)")):
         # Not posted again: the fct job posted this path's evaluation already.
@@ -370,15 +360,15 @@ def run_fct_experiment(registry: Any, s: FCTSettings) -> dict[str, Any]:
             "junction": junction["plain"].refs[-1],
         },
         "own_task": {
-            "old": old_run.metrics["old"]["own_task_accuracy"],
-            "new": new_run.metrics["new"]["own_task_accuracy"],
+            "old": old_run.tasks["old"].own_task_accuracy,
+            "new": new_run.tasks["new"].own_task_accuracy,
         },
         "throughput": {
             "images": len(test),
             "transform_images_per_s": len(test) / max(transform_seconds, 1e-9),
             "backbone_images_per_s": len(test) / max(backbone_seconds, 1e-9),
         },
-        "fct_job_seconds": with_side.metrics["seconds"],
+        "fct_job_seconds": with_side.seconds,
         "settings": {k: v for k, v in asdict(s).items()},
     }
 

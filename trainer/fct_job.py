@@ -21,18 +21,17 @@ from torch import nn
 
 from partsbin.parts.archs.bridges import WithSideInfo
 from partsbin.parts.card import junctions_compatible
-from partsbin.parts.cpus import use_threads
 from partsbin.parts.data import Images, load_split
+from partsbin.parts.data.spec import DataSpec
 from partsbin.parts.describe import card_for
 from partsbin.parts.evaluation import EvalSettings, evaluate_pair
-from partsbin.parts.fct_spec import FCTSpec
+from partsbin.parts.jobs.bridges import FCTResult, FCTSpec
 from partsbin.parts.retrieval import pooled, retrieval_metrics
-from partsbin.parts.training_spec import DataSpec
-from partsbin.trainer.engine import Progress
 from partsbin.trainer.fct import embeddings, side_vectors, train_side_info, train_transform
 from partsbin.trainer.lease import current_lease
-from partsbin.trainer.run import RunResult, _library_versions
-from partsbin.trainer.stitch import BRIDGED_METRIC, _spec_extra, features, recorded_data
+from partsbin.trainer.loop import Progress, resolve_device
+from partsbin.trainer.publish import data_provenance, provenance, push
+from partsbin.trainer.stitch import BRIDGED_METRIC, features, recorded_data
 
 __all__ = ["run_fct"]
 
@@ -40,12 +39,16 @@ __all__ = ["run_fct"]
 def _fit_images(spec: FCTSpec, data: DataSpec) -> Images:
     images = load_split(data, "train")
     if spec.fit_images < len(images):
-        pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(spec.seed))[: spec.fit_images]
+        pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(spec.settings.seed))[
+            : spec.fit_images
+        ]
         images = images.subset(pick)
     return images
 
 
-def _side_model(spec: FCTSpec, registry: Any, old: Any, progress: Progress) -> tuple[nn.Module | None, Any, Any]:
+def _side_model(
+    spec: FCTSpec, registry: Any, old: Any, progress: Progress, device: torch.device
+) -> tuple[nn.Module | None, Any, Any]:
     """(model, stored component or None, how it was made) for ``spec.side_info``."""
     if spec.side_info is False:
         return None, None, None
@@ -62,7 +65,8 @@ def _side_model(spec: FCTSpec, registry: Any, old: Any, progress: Progress) -> t
         dim=spec.side_dim,
         steps=spec.side_steps,
         batch_size=64,
-        seed=spec.seed,
+        seed=spec.settings.seed,
+        device=device,
         progress=progress,
     )
     return net, None, (data, x)
@@ -72,11 +76,12 @@ def _space_features(net: nn.Module, x: torch.Tensor, space: str) -> torch.Tensor
     return embeddings(net, x) if space == "embedding" else features(net, x)
 
 
-def run_fct(spec: FCTSpec, registry: Any, *, progress: Progress | None = None, job_id: str | None = None) -> RunResult:
+def run_fct(spec: FCTSpec, registry: Any, *, progress: Progress | None = None, job_id: str | None = None) -> FCTResult:
     if registry is None:
         raise ValueError("an fct job needs a registry to pull the old and new extractors from")
     progress = progress or Progress()
-    use_threads(spec.threads)
+    s = spec.settings
+    device = resolve_device(s)
     old, new = registry.pull(spec.old_extractor), registry.pull(spec.new_extractor)
     for comp, which in ((old, "old_extractor"), (new, "new_extractor")):
         if comp.card.role != "extractor":
@@ -105,7 +110,8 @@ def run_fct(spec: FCTSpec, registry: Any, *, progress: Progress | None = None, j
                 f"gives {dst_j.channels} at {dst_j.spatial}x{dst_j.spatial}: name the head trained with it"
             )
     old_net, new_net = old.build().eval(), new.build().eval()
-    side_net, side_comp, side_made = _side_model(spec, registry, old, progress)
+    progress.phase("side-information")
+    side_net, side_comp, side_made = _side_model(spec, registry, old, progress, device)
     if side_net is not None and i_old is not None:
         side_in = side_comp.card.interface.input if side_comp is not None else None
         if side_in is not None and (side_in.channels, side_in.size) != (i_old.channels, i_old.size):
@@ -113,64 +119,67 @@ def run_fct(spec: FCTSpec, registry: Any, *, progress: Progress | None = None, j
 
     started = time.perf_counter()
     data = spec.data or recorded_data(new.card, "train", job="fct", field="data")
-    fit = _fit_images(spec, data)
-    old_tr, new_tr = _space_features(old_net, fit.x, spec.space), _space_features(new_net, fit.x, spec.space)
-    side_tr = side_vectors(side_net, fit.x) if side_net is not None else None
+    progress.phase("loading data")
+    fit_images = _fit_images(spec, data)
+    progress.phase("computing features")
+    old_tr = _space_features(old_net, fit_images.x, spec.space)
+    new_tr = _space_features(new_net, fit_images.x, spec.space)
+    side_tr = side_vectors(side_net, fit_images.x) if side_net is not None else None
     transform = train_transform(
-        old_tr,
-        new_tr,
-        side_tr,
-        hidden=spec.hidden,
-        steps=spec.steps,
-        batch_size=spec.batch_size,
-        lr=spec.lr,
-        seed=spec.seed,
-        progress=progress,
+        old_tr, new_tr, side_tr, hidden=spec.hidden, settings=s, device=device, progress=progress
     )
     seconds = time.perf_counter() - started
     del old_tr, new_tr, side_tr
 
-    test_spec = spec.test_data or recorded_data(new.card, "test", job="fct", field="test_data")
+    test_spec = spec.test or recorded_data(new.card, "test", job="fct", field="test")
+    progress.phase("evaluating")
     test = load_split(test_spec, "test")
-    if spec.test_limit:
-        test = test.subset(range(min(spec.test_limit, len(test))))
-    metrics: dict[str, Any] = {"space": spec.space, "fit_images": len(fit), "seconds": seconds}
-    metrics.update(_retrieval(old_net, new_net, side_net, transform, test, spec.space))
-    if head is not None:
-        metrics["classification"] = _classification(old_net, new_net, side_net, transform, head, old, test)
-    result = RunResult(metrics=metrics)
-    r = metrics["retrieval"]
-    result.lines = [
-        f"{old.ref} → {new.ref} ({spec.space}s, {'with' if side_net is not None else 'no'} side-information), "
-        f"retrieval top-1 on {len(test)} test images: old/old {r['old/old']['top1']:.1%}, new/new "
-        f"{r['new/new']['top1']:.1%}, new/transformed old {r['new/transformed old']['top1']:.1%}"
-    ]
-    if head is not None:
-        c = metrics["classification"]
-        free = "n/a (interfaces differ)" if c["no_bridge"] is None else f"{c['no_bridge']:.1%}"
-        result.lines.append(
-            f"classification with {head.ref}: transformed old features {c['transformed_old']:.1%}, new model "
-            f"{c['new']:.1%}, old features with no bridge {free}"
-        )
+    if s.test_limit:
+        test = test.subset(range(min(s.test_limit, len(test))))
+    retrieval = _retrieval(old_net, new_net, side_net, transform, test, spec.space)
+    result = FCTResult(
+        old_extractor=old.ref,
+        new_extractor=new.ref,
+        space=spec.space,
+        side_info=side_net is not None,
+        fit_images=len(fit_images),
+        test_images=len(test),
+        retrieval=retrieval["retrieval"],
+        top1_gap_closed=retrieval["top1_gap_closed"],
+        classification=(
+            _classification(old_net, new_net, side_net, transform, head, old, test) if head is not None else None
+        ),
+        seconds=seconds,
+    )
     if not spec.publish:
         return result
+    progress.phase("publishing")
+    metrics = {**result.model_dump(mode="json", exclude={"kind", "refs", "train"}), "seconds": seconds}
     if side_net is not None and side_comp is None:
         side_comp = _publish_side_info(spec, registry, side_net, old, side_made, job_id)
         result.refs.append(side_comp.ref)
-    pushed = _publish_transform(spec, registry, transform, old, new, side_comp, data, metrics, job_id)
+    pushed = _publish_transform(spec, registry, transform, old, new, side_comp, data, fit_images, metrics, job_id)
     result.refs.append(pushed.ref)
     if head is not None:
-        c = metrics["classification"]
+        c = result.classification
+        assert c is not None
         registry.post_evaluation(
             extractor=old.ref,
             head=head.ref,
-            dataset=f"{test_spec.source}:test",
+            dataset=f"{test_spec.label}:test",
             value=c["transformed_old"],
             samples=c["samples"],
             bn_mode="batch",
             batch_size=c["evaluation"]["batch_size"],
             metric=BRIDGED_METRIC,
-            details={"via": [pushed.digest], "job": job_id, "unrestricted": c["unrestricted"], **c["evaluation"]},
+            details={
+                "via": [pushed.digest],
+                "job": job_id,
+                "unrestricted": c["unrestricted"],
+                "source_digest": test.source_digest,
+                "dataset_digest": test.dataset_digest,
+                **c["evaluation"],
+            },
             classes=c["classes"],
             job=current_lease.get(),
         )
@@ -249,16 +258,15 @@ def _publish_side_info(
         split="embed",
         input_size=int(x.shape[-1]),
         description=f"FCT side-information for {old.ref}'s gallery: rotation prediction on the old training data",
-        provenance={
-            "dataset": {"name": data.source, "split": "train", "classes": data.classes, **_spec_extra(data)},
-            "settings": {"objective": "rotation prediction", "steps": spec.side_steps, "dim": spec.side_dim},
-            "seed": spec.seed,
-            "job": job_id,
-            "libraries": _library_versions(),
-        },
+        provenance=provenance(
+            job=job_id,
+            seed=spec.settings.seed,
+            settings={"objective": "rotation prediction", "steps": spec.side_steps, "dim": spec.side_dim},
+            dataset=data_provenance(data, None, classes=data.classes),
+        ),
         tags=["partsbin-trainer", "fct", "side-info"],
     )
-    return registry.push(net, card)
+    return push(registry, net, card)
 
 
 def _publish_transform(
@@ -269,6 +277,7 @@ def _publish_transform(
     new: Any,
     side: Any,
     data: DataSpec,
+    images: Images,
     metrics: dict[str, Any],
     job_id: str | None,
 ) -> Any:
@@ -294,25 +303,22 @@ def _publish_transform(
             f"FCT transformation of {old.ref}'s {spec.space} features"
             f"{' + side-information' if side is not None else ''} into {new.ref}'s"
         ),
-        provenance={
-            "dataset": {"name": data.source, "split": "train", "classes": data.classes, **_spec_extra(data)},
-            "settings": {
+        provenance=provenance(
+            job=job_id,
+            seed=spec.settings.seed,
+            settings={
+                **spec.settings.model_dump(mode="json"),
                 "loss": "L2",
                 "space": spec.space,
-                "steps": spec.steps,
-                "batch_size": spec.batch_size,
-                "lr": spec.lr,
                 "hidden": spec.hidden,
                 "images": metrics["fit_images"],
                 "old_extractor": old.ref,
                 "new_extractor": new.ref,
                 "side_info": side.ref if side is not None else None,
             },
-            "seed": spec.seed,
-            "job": job_id,
-            "libraries": _library_versions(),
-        },
+            dataset=data_provenance(data, images, classes=data.classes),
+        ),
         metrics=metrics,
         tags=["partsbin-trainer", "fct", spec.space],
     )
-    return registry.push(transform, card)
+    return push(registry, transform, card)

@@ -9,14 +9,14 @@ and the shared head. The shared head is a DCC head over all of the task's classe
 is also the task head; it is published first, as the group's anchor, and every extractor
 names it in ``compat.anchors``.
 
-The loop is a sibling of :func:`partsbin.trainer.engine.train` (kept apart so that the
-engine's loop stays one scheme family) and reuses its helpers.
+The networks train in :func:`partsbin.trainer.loop.fit`, alternating, each step updating
+that network's extractor and the shared head.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -24,21 +24,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from partsbin.parts.archs import build
-from partsbin.parts.cpus import use_threads
-from partsbin.parts.data import TaskData, augment_batch, load_task
+from partsbin.parts.data import TaskData, load_task
 from partsbin.parts.describe import card_for
 from partsbin.parts.evaluation import EvalSettings, evaluate_pair
-from partsbin.parts.shared_head_spec import MultiArchSpec
-from partsbin.trainer.engine import (
-    Network,
+from partsbin.parts.jobs.shared_head import MultiArchResult, MultiArchSpec, NetworkScore
+from partsbin.parts.jobs.spec import TrainStats
+from partsbin.trainer.engine import Network
+from partsbin.trainer.loop import (
+    EpochBatches,
     Progress,
-    StopRequested,
-    _Batches,
-    _optimizer,
-    get_lr,
+    Track,
+    augmenting,
+    fit,
+    lr_schedule,
+    make_optimizer,
     resolve_device,
 )
-from partsbin.trainer.run import RunResult, _library_versions
+from partsbin.trainer.publish import data_provenance, provenance, push
 
 __all__ = ["build_multiarch", "train_shared_head", "run_multiarch"]
 
@@ -61,6 +63,18 @@ def build_multiarch(spec: MultiArchSpec, task: TaskData) -> tuple[list[Network],
     return nets, head_net.head(), {"arch": spec.head.name, "config": head_cfg, "split": head_net.split}
 
 
+class _SharedHeadLoss(nn.Module):
+    """Network ``i``'s step: its extractor's features through the shared head."""
+
+    def __init__(self, extractors: Sequence[nn.Module], head: nn.Module) -> None:
+        super().__init__()
+        self.extractors = nn.ModuleList(extractors)
+        self.head = head
+
+    def forward(self, i: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(self.head(self.extractors[i](x)), y)
+
+
 def train_shared_head(
     nets: list[Network],
     head: nn.Module,
@@ -70,113 +84,61 @@ def train_shared_head(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Joint training: one optimiser step per network in turn, each also stepping the shared head."""
-    progress = progress or Progress()
-    cuda = device.type == "cuda"
-    extractors = [n.extractor.to(device).train() for n in nets]
-    head.to(device).train()
+    extractors = [n.extractor.train() for n in nets]
+    head.train()
     # Only the extractor part of each network trains: its own head layers are never used.
-    opts = [_optimizer(list(e.parameters()), settings) for e in extractors]
-    head_opt = _optimizer(list(head.parameters()), settings)
-    batches = [_Batches(n.task.train, settings.batch_size, n.seed + 1, device) for n in nets]
-    gens = [torch.Generator().manual_seed(n.seed + 2) for n in nets]
-    total = settings.steps * len(nets)
-    images, started, last_loss, it = 0, time.perf_counter(), float("nan"), 0
-    history: list[dict[str, Any]] = []
-    for step in range(settings.steps):
-        lr = get_lr(settings, step)
-        for i, net in enumerate(nets):
-            if progress.should_stop():
-                raise StopRequested()
-            for opt in (opts[i], head_opt):
-                for group in opt.param_groups:
-                    group["lr"] = lr
-            x, y = batches[i].next()
-            if settings.augment:
-                x = augment_batch(x.cpu(), gens[i]).to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-                loss = F.cross_entropy(head(extractors[i](x)), y)
-            opts[i].zero_grad(set_to_none=True)
-            head_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opts[i].step()
-            head_opt.step()
-            it += 1
-            images += x.shape[0]
-            last_loss = float(loss.detach())
-            if it % progress.every == 0 or it == total:
-                elapsed = time.perf_counter() - started
-                info = {
-                    "step": it,
-                    "total": total,
-                    "task": net.task.name,
-                    "loss": last_loss,
-                    "lr": lr,
-                    "images_per_s": images / max(elapsed, 1e-9),
-                }
-                history.append(info)
-                progress.on_step(info)
-    elapsed = time.perf_counter() - started
-    return {
-        "steps": total,
-        "seconds": elapsed,
-        "images_per_s": images / max(elapsed, 1e-9),
-        "final_loss": last_loss,
-        "history": history,
-    }
+    head_opt = make_optimizer(list(head.parameters()), settings)
+    tracks = []
+    for net, ext in zip(nets, extractors, strict=True):
+        gen = torch.Generator().manual_seed(net.seed + 2)
+        tracks.append(
+            Track(
+                name=net.task.name,
+                batches=EpochBatches(
+                    net.task.train.x, net.task.train.y, batch_size=settings.batch_size, seed=net.seed + 1
+                ),
+                optimizers=[(make_optimizer(list(ext.parameters()), settings), 1.0), (head_opt, 1.0)],
+                steps=settings.steps,
+                lr=lr_schedule(settings),
+                images_per_step=settings.batch_size,
+                before=augmenting(gen) if settings.augment else None,
+            )
+        )
+    stats = fit(_SharedHeadLoss(extractors, head), tracks, device=device, progress=progress, alternate_every=1)
+    return {**stats.as_dict(), "history": stats.history}
 
 
 def run_multiarch(
     spec: MultiArchSpec, registry: Any = None, *, progress: Progress | None = None, job_id: str | None = None
-) -> RunResult:
+) -> MultiArchResult:
     s = spec.settings
-    use_threads(s.threads)
+    progress = progress or Progress()
     device = resolve_device(s)
     if spec.publish and registry is None:
         raise ValueError("this spec publishes its components: it needs a registry")
-    task = load_task(spec.task)
+    progress.phase("loading data")
+    task = load_task(spec.task, s.test_limit)
     nets, head, head_arch = build_multiarch(spec, task)
     stats = train_shared_head(nets, head, s, device=device, progress=progress)
 
-    result = RunResult(networks=nets)
-    result.metrics = {
-        "train": {**{k: v for k, v in stats.items() if k != "history"}, "threads": torch.get_num_threads()}
-    }
+    result = MultiArchResult(
+        train=TrainStats(
+            **{k: stats[k] for k in ("steps", "seconds", "images_per_s", "final_loss")},
+            threads=torch.get_num_threads(),
+            device=device.type,
+        )
+    )
     evaluation = EvalSettings(bn_mode=s.bn_eval, batch_size=s.eval_batch_size)
+    progress.phase("evaluating")
     for net in nets:
         acc = evaluate_pair(net.extractor, head, task.test, task.classes, evaluation, device=device)
-        result.metrics[net.task.name] = {
-            "arch": net.arch,
-            "own_task_accuracy": acc.restricted,
-            "n": acc.n,
-            "bn": s.bn_eval,
-            "evaluation": evaluation.as_dict(),
-        }
-    result.lines = [
-        f"{net.task.name} ({net.arch}) + shared head: {result.metrics[net.task.name]['own_task_accuracy']:.1%} "
-        f"on {result.metrics[net.task.name]['n']} test images"
-        for net in nets
-    ] + [f"{stats['images_per_s']:.0f} images/s over {stats['seconds']:.0f} s"]
+        result.networks[net.task.name] = NetworkScore(
+            arch=net.arch, own_task_accuracy=acc.restricted, test_images=acc.n
+        )
     if spec.publish:
-        result.refs = _publish(spec, registry, task, nets, head, head_arch, result.metrics, job_id)
+        progress.phase("publishing")
+        result.refs = _publish(spec, registry, task, nets, head, head_arch, result, job_id)
     return result
-
-
-def _dataset(spec: MultiArchSpec, task: TaskData) -> dict[str, Any]:
-    return {
-        "name": task.train_spec.source,
-        "split": "train",
-        "classes": task.classes,
-        "transform": [t.model_dump(mode="json") for t in task.train_spec.transforms],
-        "indices": task.train_spec.indices,
-        "task": spec.task.name,
-        "source_digest": task.train.source_digest,
-        # How to rebuild the task's test set: the client benchmark reads it.
-        "test": {
-            **task.test_spec.model_dump(mode="json"),
-            "test_limit": spec.task.test_limit,
-            "source_digest": task.test.source_digest,
-        },
-    }
 
 
 def _publish(
@@ -186,20 +148,28 @@ def _publish(
     nets: list[Network],
     head: nn.Module,
     head_arch: dict[str, Any],
-    metrics: dict[str, Any],
+    result: MultiArchResult,
     job_id: str | None,
 ) -> list[str]:
     ns, run_name = spec.namespace, spec.name
     settings = spec.settings.model_dump(mode="json")
     common: dict[str, Any] = {"license": None, "tags": ["partsbin-trainer", "shared-head", "joint"]}
-    provenance = {
-        "dataset": _dataset(spec, task),
-        "settings": settings,
-        "seed": spec.settings.seed,
-        "job": job_id,
-        "libraries": _library_versions(),
-        "networks": [{"name": n.task.name, "arch": n.arch, "config": n.config, "split": n.split} for n in nets],
-    }
+    prov = provenance(
+        job=job_id,
+        seed=spec.settings.seed,
+        settings=settings,
+        dataset=data_provenance(
+            task.train_spec,
+            task.train,
+            task=spec.task.name,
+            test=task.test_spec,
+            test_images=task.test,
+            test_limit=spec.settings.test_limit,
+            classes=task.classes,
+        ),
+        networks=[{"name": n.task.name, "arch": n.arch, "config": n.config, "split": n.split} for n in nets],
+    )
+    scores = result.networks
     head_card = card_for(
         name=f"{ns}/{run_name}-shared-head",
         role="aux-dcc",
@@ -208,10 +178,10 @@ def _publish(
         split=head_arch["split"],
         labels=task.classes,
         compat={"methods": ["DCC"], "scheme": "joint"},
-        provenance=provenance,
+        provenance=prov,
         metrics={
-            "accuracy_by_extractor": {n.task.name: metrics[n.task.name]["own_task_accuracy"] for n in nets},
-            "test_examples": metrics[nets[0].task.name]["n"],
+            "accuracy_by_extractor": {n.task.name: scores[n.task.name].own_task_accuracy for n in nets},
+            "test_examples": scores[nets[0].task.name].test_images,
             "bn": spec.settings.bn_eval,
         },
         description=(
@@ -221,12 +191,13 @@ def _publish(
         ),
         **common,
     )
-    shared = registry.push(head, head_card)
+    shared = push(registry, head, head_card)
     refs = [shared.ref]
     size = int(task.train.x.shape[-1])
     for net in nets:
-        m = metrics[net.task.name]
-        ext = registry.push(
+        m = scores[net.task.name]
+        ext = push(
+            registry,
             net.extractor,
             card_for(
                 name=f"{ns}/{run_name}-{net.task.name}-extractor",
@@ -236,11 +207,11 @@ def _publish(
                 split=net.model.split,
                 input_size=size,
                 compat={"anchors": [shared.digest], "methods": ["DCC"], "scheme": "joint"},
-                provenance={**provenance, "seed": net.seed},
+                provenance={**prov, "seed": net.seed},
                 metrics={
-                    "own_task_accuracy": m["own_task_accuracy"],
-                    "test_examples": m["n"],
-                    "bn": m["bn"],
+                    "own_task_accuracy": m.own_task_accuracy,
+                    "test_examples": m.test_images,
+                    "bn": spec.settings.bn_eval,
                     "head": shared.ref,
                 },
                 description=(

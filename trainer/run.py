@@ -2,58 +2,23 @@
 
 from __future__ import annotations
 
-import platform
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from partsbin import __version__
-from partsbin.parts.cpus import use_threads
+from partsbin.parts.archs import build
 from partsbin.parts.data import TaskData, load_task
 from partsbin.parts.describe import card_for
 from partsbin.parts.evaluation import EvalSettings, evaluate_pair
+from partsbin.parts.jobs.spec import TrainStats
+from partsbin.parts.jobs.train import TaskScore, TrainResult, TrainSpec
 from partsbin.parts.safetensors_format import load_state_dict
-from partsbin.parts.training_spec import TrainSpec
-from partsbin.trainer.engine import (
-    AuxHeads,
-    Network,
-    Progress,
-    build_aux_heads,
-    build_networks,
-    dcc_label_set,
-    freeze,
-    resolve_device,
-    train,
-)
+from partsbin.trainer.engine import AuxHeads, Network, build_aux_heads, build_networks, dcc_label_set, freeze, train
+from partsbin.trainer.loop import Progress, resolve_device
+from partsbin.trainer.publish import data_provenance, provenance, push
 from partsbin.trainer.rotation import ROTATION_LABELS
 
-__all__ = ["RunResult", "run"]
-
-
-@dataclass
-class RunResult:
-    """What a job of any kind leaves: the refs it published, its figures, and ``lines``
-    that say them to a person (the CLI prints them)."""
-
-    refs: list[str] = field(default_factory=list)
-    metrics: dict[str, Any] = field(default_factory=dict)
-    lines: list[str] = field(default_factory=list)
-    networks: list[Network] = field(default_factory=list)
-    aux: AuxHeads | None = None
-
-
-def _library_versions() -> dict[str, str]:
-    import numpy
-    import safetensors
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "safetensors": safetensors.__version__,
-        "partsbin": __version__,
-    }
+__all__ = ["run", "prepare", "train_prepared", "aux_from_components"]
 
 
 def aux_from_components(components: list[Any]) -> AuxHeads:
@@ -103,31 +68,24 @@ def train_prepared(
         return train(nets, aux, s, joint=False, device=device, progress=progress)
     if spec.scheme == "joint":
         return train(nets, aux, s, joint=True, device=device, progress=progress)
-    if aux.frozen:  # incremental against pulled anchors
-        return train(nets, aux, s, joint=False, device=device, progress=progress)
-    # The first network learns the aux heads; they are then frozen and every later
-    # network trains against them without seeing the first one's data.
-    stats = train(nets[:1], aux, s, joint=False, device=device, progress=progress)
-    freeze(aux)
-    if len(nets) > 1:
-        more = train(nets[1:], aux, s, joint=False, device=device, progress=progress)
-        stats = {**more, "steps": stats["steps"] + more["steps"], "seconds": stats["seconds"] + more["seconds"]}
-    return stats
+    # Incremental: against pulled anchors (frozen already), or the first network learns
+    # the aux heads, they are frozen, and every later network trains against them
+    # without seeing the first one's data.
+    return train(nets, aux, s, joint=False, device=device, progress=progress, incremental=True)
 
 
 def run(
     spec: TrainSpec, registry: Any = None, *, progress: Progress | None = None, job_id: str | None = None
-) -> RunResult:
+) -> TrainResult:
     """Train what ``spec`` describes; publish it through ``registry`` (a client
     :class:`~partsbin.client.registry.Registry`) when ``spec.publish``."""
     s = spec.settings
-    # torch's default is the machine's core count, which oversubscribes a shared or
-    # containerised host; at most the CPUs this process may use.
-    use_threads(s.threads)
+    progress = progress or Progress()
     device = resolve_device(s)
     if (spec.anchors or spec.init or spec.publish) and registry is None:
         raise ValueError("this spec needs a registry (to pull anchors or init weights, or to publish)")
-    tasks = [load_task(t) for t in spec.tasks]
+    progress.phase("loading data")
+    tasks = [load_task(t, s.test_limit) for t in spec.tasks]
 
     init_state, init_path = None, None
     if spec.init is not None:
@@ -149,35 +107,32 @@ def run(
         # and this process evaluates and publishes them (it holds the token and the lease).
         stats, distributed = train_distributed(spec, nets, aux, init_path=init_path, anchors=anchors, progress=progress)
         if distributed.get("this_node_publishes") is False:
-            return RunResult(lines=[distributed["message"]], metrics={"train": {"distributed": distributed}})
+            return TrainResult(train=_stats(stats, device, distributed), note=distributed["message"])
     else:
         stats = train_prepared(spec, nets, aux, device, progress)
 
-    result = RunResult(networks=nets, aux=aux)
-    result.metrics = {
-        "train": {**{k: v for k, v in stats.items() if k != "history"}, "threads": torch.get_num_threads()}
-    }
-    if distributed is not None:
-        result.metrics["train"]["distributed"] = distributed
+    result = TrainResult(train=_stats(stats, device, distributed))
+    result._trained = nets
     # The benchmark's own routine, so that a card's own-task figure is the one `partsbin
     # bench` measures for the same pair (the task's classes are all common to its head).
     evaluation = EvalSettings(bn_mode=s.bn_eval, batch_size=s.eval_batch_size)
+    progress.phase("evaluating")
     for net in nets:
         acc = evaluate_pair(net.extractor, net.head, net.task.test, net.task.classes, evaluation, device=device)
-        result.metrics[net.task.name] = {
-            "own_task_accuracy": acc.restricted,
-            "n": acc.n,
-            "bn": s.bn_eval,
-            "evaluation": evaluation.as_dict(),
-        }
-    result.lines = [
-        f"task {net.task.name}: own-task accuracy {result.metrics[net.task.name]['own_task_accuracy']:.1%} "
-        f"on {result.metrics[net.task.name]['n']} test images"
-        for net in nets
-    ] + [f"{stats['images_per_s']:.0f} images/s over {stats['seconds']:.0f} s"]
+        result.tasks[net.task.name] = TaskScore(own_task_accuracy=acc.restricted, test_images=acc.n, bn=s.bn_eval)
     if spec.publish:
-        result.refs = _publish(spec, registry, nets, aux, result.metrics, job_id)
+        progress.phase("publishing")
+        result.refs = _publish(spec, registry, nets, aux, result, evaluation.as_dict(), job_id)
     return result
+
+
+def _stats(stats: dict[str, Any], device: torch.device, distributed: dict[str, Any] | None) -> TrainStats:
+    return TrainStats(
+        **{k: v for k, v in stats.items() if k in ("steps", "seconds", "images_per_s", "final_loss")},
+        threads=torch.get_num_threads(),
+        device=device.type,
+        distributed=distributed,
+    )
 
 
 def _restrict(task: TaskData, classes: list[str]) -> TaskData:
@@ -197,7 +152,13 @@ def _restrict(task: TaskData, classes: list[str]) -> TaskData:
 
 
 def _publish(
-    spec: TrainSpec, registry: Any, nets: list[Network], aux: AuxHeads, metrics: dict[str, Any], job_id: str | None
+    spec: TrainSpec,
+    registry: Any,
+    nets: list[Network],
+    aux: AuxHeads,
+    result: TrainResult,
+    evaluation: dict[str, Any],
+    job_id: str | None,
 ) -> list[str]:
     ns, run_name = spec.namespace, spec.name
     refs: list[str] = []
@@ -219,19 +180,12 @@ def _publish(
             input_size=size,
             labels=net0.task.classes,
             description=f"untrained initial weights of run {run_name} (IIW)",
-            provenance={
-                "seed": spec.settings.seed,
-                "job": job_id,
-                "libraries": _library_versions(),
-                "settings": settings,
-            },
+            provenance=provenance(job=job_id, seed=spec.settings.seed, settings=settings),
             **common,
         )
-        from partsbin.parts.archs import build
-
         init_model = build(net0.arch, split=net0.model.split, **net0.config)
         init_model.load_state_dict(net0.init_state)
-        init_ref = registry.push(init_model, card).ref
+        init_ref = push(registry, init_model, card).ref
         refs.append(init_ref)
 
     anchors = dict(aux.anchors)
@@ -249,57 +203,50 @@ def _publish(
                 labels=labels,
                 compat={"methods": spec.methods, "scheme": spec.scheme, "init": init_ref},
                 description=f"{'rotation prediction' if role == 'aux-rp' else 'discriminating common classes'} aux head of run {run_name}; frozen once published",
-                provenance={
-                    "seed": spec.settings.seed,
-                    "job": job_id,
-                    "libraries": _library_versions(),
-                    "settings": settings,
-                    "dataset": {"name": "+".join(n.task.name for n in nets), "classes": labels},
-                },
+                provenance=provenance(
+                    job=job_id,
+                    seed=spec.settings.seed,
+                    settings=settings,
+                    dataset={"name": "+".join(n.task.name for n in nets), "classes": labels},
+                ),
                 **common,
             )
-            pushed = registry.push(module, card)
+            pushed = push(registry, module, card)
             anchors[role] = pushed.digest
             refs.append(pushed.ref)
 
     for net in nets:
         task = net.task
-        provenance = {
-            "dataset": {
-                "name": task.train_spec.source,
-                "split": "train",
-                "classes": task.classes,
-                "transform": [t.model_dump(mode="json") for t in task.train_spec.transforms],
-                "indices": task.train_spec.indices,
-                "task": task.name,
-                # What identifies the data wherever its file lies (the spec's path only says
-                # where it was found here): `partsbin bench --data TASK=PATH` checks a copy.
-                "source_digest": task.train.source_digest,
-                # How to rebuild this task's test set: the client benchmark reads it.
-                "test": {
-                    **task.test_spec.model_dump(mode="json"),
-                    "test_limit": next((t.test_limit for t in spec.tasks if t.name == task.name), None),
-                    "source_digest": task.test.source_digest,
-                },
-            },
-            "settings": settings,
-            "seed": net.seed,
-            "job": job_id,
-            "libraries": _library_versions(),
-        }
+        prov = provenance(
+            job=job_id,
+            seed=net.seed,
+            settings=settings,
+            dataset=data_provenance(
+                task.train_spec,
+                task.train,
+                task=task.name,
+                test=task.test_spec,
+                test_images=task.test,
+                test_limit=spec.settings.test_limit,
+                classes=task.classes,
+            ),
+        )
         compat = {
             "anchors": sorted(anchors.values()),
             "methods": spec.methods,
             "scheme": spec.scheme,
             "init": init_ref if "IIW" in spec.methods else None,
         }
+        score = result.tasks[task.name]
         m = {
-            "own_task_accuracy": metrics[task.name]["own_task_accuracy"],
-            "test_examples": metrics[task.name]["n"],
-            "bn": metrics[task.name]["bn"],
+            "own_task_accuracy": score.own_task_accuracy,
+            "test_examples": score.test_images,
+            "bn": score.bn,
+            "evaluation": evaluation,
         }
         base = f"{ns}/{run_name}-{task.name}"
-        ext = registry.push(
+        ext = push(
+            registry,
             net.extractor,
             card_for(
                 name=f"{base}-extractor",
@@ -309,13 +256,14 @@ def _publish(
                 split=net.model.split,
                 input_size=int(task.train.x.shape[-1]),
                 compat=compat,
-                provenance=provenance,
+                provenance=prov,
                 metrics=m,
                 description=f"feature extractor of task {task.name}, run {run_name}",
                 **common,
             ),
         )
-        head = registry.push(
+        head = push(
+            registry,
             net.head,
             card_for(
                 name=f"{base}-head",
@@ -325,7 +273,7 @@ def _publish(
                 split=net.model.split,
                 labels=task.classes,
                 compat={**compat, "sibling": ext.ref},
-                provenance=provenance,
+                provenance=prov,
                 metrics=m,
                 description=f"task head of task {task.name}, run {run_name}",
                 **common,

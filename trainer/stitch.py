@@ -25,17 +25,19 @@ from torch import nn
 
 from partsbin.parts.archs import SplitNetwork, build
 from partsbin.parts.batchnorm import evaluating
+from partsbin.parts.cancel import checkpoint
 from partsbin.parts.card import junctions_compatible
-from partsbin.parts.cpus import use_threads
-from partsbin.parts.data import Images
+from partsbin.parts.data import Images, load_raw
+from partsbin.parts.data.spec import DataSpec, Transform
 from partsbin.parts.data.transforms import apply_transforms, select
 from partsbin.parts.describe import card_for
 from partsbin.parts.evaluation import EvalSettings, evaluate_pair
-from partsbin.parts.stitch_spec import StitchSpec
-from partsbin.parts.training_spec import DataSpec, Transform
-from partsbin.trainer.engine import Progress, StopRequested
+from partsbin.parts.jobs.bridges import StitchResult, StitchSpec
+from partsbin.parts.jobs.settings import Settings
+from partsbin.parts.jobs.spec import TrainStats
 from partsbin.trainer.lease import current_lease
-from partsbin.trainer.run import RunResult, _library_versions
+from partsbin.trainer.loop import Progress, RandomBatches, Track, fit, lr_schedule, make_optimizer, resolve_device
+from partsbin.trainer.publish import data_provenance, provenance, push
 
 __all__ = [
     "StitchData",
@@ -67,6 +69,9 @@ def recorded_data(card: Any, split: str, *, job: str = "stitch", field: str | No
                 f"{card.name}'s card does not record its test set: give the {job} job '{field or 'test_data'}'"
             )
         return DataSpec.model_validate({k: v for k, v in test.items() if k not in ("test_limit", "source_digest")})
+    recorded = getattr(ds, "spec", None)
+    if isinstance(recorded, dict):
+        return DataSpec.model_validate(recorded)
     return DataSpec(
         source=ds.name,
         classes=ds.classes,
@@ -89,15 +94,19 @@ def _paired(
 ) -> StitchData:
     classes = [c for c in (spec.classes or []) if c in head_labels] if spec.classes else None
     raw_spec = spec.model_copy(update={"transforms": [], "classes": classes})
-    from partsbin.parts.data.sources import load_source
-
-    raw = select(load_source(spec.source, split, spec.path), raw_spec)
+    raw = select(load_raw(spec, split), raw_spec)
     keep = [c for c in raw.classes if c in head_labels]
     if not keep:
         raise ValueError(f"the data has none of the head's classes ({', '.join(head_labels[:10])})")
-    raw = select(raw, DataSpec(source=spec.source, classes=keep))
+    raw = select(raw, raw_spec.model_copy(update={"indices": None, "limit": None, "classes": keep}))
     # The head's indices, by label name (never by position).
-    raw = Images(raw.x, torch.tensor([head_labels.index(c) for c in keep])[raw.y], list(head_labels), raw.source_digest)
+    raw = Images(
+        raw.x,
+        torch.tensor([head_labels.index(c) for c in keep])[raw.y],
+        list(head_labels),
+        raw.source_digest,
+        raw.dataset_digest,
+    )
     target = apply_transforms(raw, target_transforms) if target_transforms is not None else None
     return StitchData(apply_transforms(raw, spec.transforms), target)
 
@@ -106,8 +115,12 @@ def _paired(
 @torch.no_grad()
 def features(extractor: nn.Module, x: torch.Tensor, batch_size: int = FEATURE_BATCH) -> torch.Tensor:
     """The junction features, with batch statistics (the regime of recombined parts)."""
+    out = []
     with evaluating(extractor, "batch"):
-        return torch.cat([extractor(x[s : s + batch_size]) for s in range(0, len(x), batch_size)])
+        for s in range(0, len(x), batch_size):
+            checkpoint()
+            out.append(extractor(x[s : s + batch_size]))
+    return torch.cat(out)
 
 
 def _rows(a: torch.Tensor, size: int) -> torch.Tensor:
@@ -186,56 +199,48 @@ def feature_mse(adapter: nn.Module, source: torch.Tensor, target: torch.Tensor, 
 
 
 # -- training ------------------------------------------------------------------------------------
+class _StitchLoss(nn.Module):
+    def __init__(self, adapter: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.adapter = adapter
+        self.head = head
+
+    def forward(self, i: int, feats: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(self.head(self.adapter(feats)), y)
+
+
 def train_adapter(
     adapter: nn.Module,
     head: nn.Module,
     feats: torch.Tensor,
     labels: torch.Tensor,
+    settings: Settings,
     *,
-    steps: int,
-    batch_size: int,
-    lr: float,
-    seed: int,
+    device: torch.device | None = None,
     progress: Progress | None = None,
-) -> list[float]:
+) -> dict[str, Any]:
     """Train ``adapter`` with ``head``'s task loss on the frozen extractor's ``feats``.
 
     The head is frozen (no gradient, no optimiser state) and normalises with the batch's
     statistics, as recombined parts are evaluated; only the adapter learns. Features
     are computed once: the extractor is frozen, so they are the same every epoch.
     """
-    progress = progress or Progress()
     for p in head.parameters():
         p.requires_grad_(False)
-    opt = torch.optim.Adam(adapter.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(seed)
-    n = len(feats)
-    batch_size = min(batch_size, n)
-    losses: list[float] = []
-    started = time.perf_counter()
     adapter.train()
+    track = Track(
+        name="adapter",
+        batches=RandomBatches(feats, labels, batch_size=settings.batch_size, seed=settings.seed),
+        optimizers=[(make_optimizer(list(adapter.parameters()), settings), 1.0)],
+        steps=settings.steps,
+        lr=lr_schedule(settings),
+        images_per_step=min(settings.batch_size, len(feats)),
+    )
     with evaluating(head, "batch"):
-        for step in range(steps):
-            idx = torch.randint(0, n, (batch_size,), generator=gen)
-            loss = F.cross_entropy(head(adapter(feats[idx])), labels[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-            if (step + 1) % progress.every == 0 or step + 1 == steps:
-                seconds = time.perf_counter() - started
-                progress.on_step(
-                    {
-                        "step": step + 1,
-                        "total": steps,
-                        "loss": losses[-1],
-                        "images_per_s": (step + 1) * batch_size / max(seconds, 1e-9),
-                    }
-                )
-                if progress.should_stop():
-                    raise StopRequested()
-    adapter.eval()
-    return losses
+        stats = fit(_StitchLoss(adapter, head), [track], device=device or torch.device("cpu"), progress=progress)
+    adapter.cpu().eval()
+    head.cpu()
+    return stats.as_dict()
 
 
 def _params(module: nn.Module) -> int:
@@ -245,11 +250,13 @@ def _params(module: nn.Module) -> int:
 # -- the job -------------------------------------------------------------------------------------
 def run_stitch(
     spec: StitchSpec, registry: Any, *, progress: Progress | None = None, job_id: str | None = None
-) -> RunResult:
+) -> StitchResult:
     if registry is None:
         raise ValueError("a stitch job needs a registry to pull the extractor and the head from")
-    use_threads(spec.threads)
-    torch.manual_seed(spec.seed)
+    progress = progress or Progress()
+    s = spec.settings
+    device = resolve_device(s)
+    torch.manual_seed(s.seed)
     ext = registry.pull(spec.extractor)
     head = registry.pull(spec.head)
     if ext.card.role != "extractor":
@@ -269,84 +276,76 @@ def run_stitch(
             )
         target_ext = registry.pull(ref)
     train_spec = spec.data or recorded_data(ext.card, "train")
-    test_spec = spec.test_data or recorded_data(ext.card, "test")
+    test_spec = spec.test or recorded_data(ext.card, "test")
     target_tf = None
     if target_ext is not None:
         # The same images, as the head's own extractor saw its data (a domain shift).
         target_tf = recorded_data(target_ext.card, "train").transforms
+    progress.phase("loading data")
     train = _paired(train_spec, "train", labels, target_tf)
     test = _paired(test_spec, "test", labels, None).images
-    if spec.test_limit:
-        test = test.subset(range(min(spec.test_limit, len(test))))
+    if s.test_limit:
+        test = test.subset(range(min(s.test_limit, len(test))))
 
     extractor, head_net = ext.build().eval(), head.build().eval()
     for p in [*extractor.parameters(), *head_net.parameters()]:
         p.requires_grad_(False)
     started = time.perf_counter()
+    progress.phase("computing features")
     feats = features(extractor, train.images.x)
     out_chans = dst_j.channels
-    metrics: dict[str, Any] = {"method": spec.method}
+    extra: dict[str, Any] = {}
+    stats = None
     if spec.method == "trained":
         adapter: nn.Module = build("stitch", in_chans=src_j.channels, out_chans=out_chans, batchnorm=spec.batchnorm)
-        losses = train_adapter(
-            adapter,
-            head_net,
-            feats,
-            train.images.y,
-            steps=spec.steps,
-            batch_size=spec.batch_size,
-            lr=spec.lr,
-            seed=spec.seed,
-            progress=progress,
-        )
-        metrics["train_loss"] = {"first": losses[0] if losses else None, "last": losses[-1] if losses else None}
-        steps = spec.steps
+        stats = train_adapter(adapter, head_net, feats, train.images.y, s, device=device, progress=progress)
+        steps = s.steps
     else:
         assert target_ext is not None and train.target is not None
         n = min(spec.fit_images, len(train.images))
         tgt = features(target_ext.build().eval(), train.target.x[:n])
         w, b = fit_closed_form(feats[:n], tgt, spec.method)
         adapter = adapter_from_linear(w, b, batchnorm=spec.batchnorm, source=feats[:n])
-        metrics["fit_images"] = n
-        metrics["feature_mse"] = feature_mse(adapter, feats[:n], tgt)
+        extra = {"fit_images": n, "feature_mse": feature_mse(adapter, feats[:n], tgt)}
         steps = 0
     seconds = time.perf_counter() - started
 
-    settings = EvalSettings()
+    progress.phase("evaluating")
+    settings = EvalSettings(batch_size=s.eval_batch_size)
     with_adapter = evaluate_pair(nn.Sequential(extractor, adapter), head_net, test, labels, settings)
     without = None
     if junctions_compatible(src_j, dst_j):
         without = evaluate_pair(extractor, head_net, test, labels, settings)
-    metrics.update(
-        {
-            "recombination_accuracy": with_adapter.restricted,
-            "adapter_free_accuracy": without.restricted if without is not None else None,
-            "adapter_parameters": _params(adapter),
-            "extractor_parameters": _params(extractor),
-            "head_parameters": _params(head_net),
-            "test_images": with_adapter.n,
-            "chance": 1 / len(set(test.classes) & set(labels)),
-            "evaluation": settings.as_dict(),
-            "seconds": seconds,
-        }
+    result = StitchResult(
+        extractor=ext.ref,
+        head=head.ref,
+        method=spec.method,
+        recombination_accuracy=with_adapter.restricted,
+        adapter_free_accuracy=without.restricted if without is not None else None,
+        adapter_parameters=_params(adapter),
+        extractor_parameters=_params(extractor),
+        head_parameters=_params(head_net),
+        test_images=with_adapter.n,
+        chance=1 / len(set(test.classes) & set(labels)),
+        train=TrainStats(**stats, threads=torch.get_num_threads(), device=device.type) if stats else None,
+        seconds=seconds,
+        **extra,
     )
-    result = RunResult(metrics=metrics)
-    free = "n/a (interfaces differ)" if without is None else f"{without.restricted:.1%}"
-    result.lines = [
-        f"{ext.ref} → {head.ref} on {with_adapter.n} test images: adapter-free {free}, "
-        f"with the {spec.method} adapter {with_adapter.restricted:.1%} "
-        f"({metrics['adapter_parameters']} adapter parameters; extractor {metrics['extractor_parameters']}, "
-        f"head {metrics['head_parameters']})"
-    ]
     if spec.publish:
-        pushed = _publish(spec, registry, adapter, ext, head, train_spec, metrics, steps, job_id)
+        progress.phase("publishing")
+        metrics = {
+            **result.model_dump(mode="json", exclude={"kind", "refs", "train", "extractor", "head"}),
+            "evaluation": settings.as_dict(),
+            "train_loss": {"last": stats["final_loss"]} if stats else None,
+        }
+        pushed = _publish(spec, registry, adapter, ext, head, train_spec, train.images, metrics, steps, job_id)
         result.refs = [pushed.ref]
         # The path through this adapter is measured: /paths ranks it by this evaluation.
         # A bridged metric, so that it never ranks /compatible as a direct pair.
         registry.post_evaluation(
             extractor=ext.ref,
             head=head.ref,
-            dataset=f"{test_spec.source}:test",
+            dataset=f"{test_spec.label}:test",
             value=with_adapter.restricted,
             samples=with_adapter.n,
             bn_mode="batch",
@@ -355,9 +354,11 @@ def run_stitch(
             details={
                 "via": [pushed.digest],
                 "job": job_id,
-                "adapter_free_accuracy": metrics["adapter_free_accuracy"],
+                "adapter_free_accuracy": result.adapter_free_accuracy,
                 "unrestricted": with_adapter.unrestricted,
                 "evaluation": settings.as_dict(),
+                "source_digest": test.source_digest,
+                "dataset_digest": test.dataset_digest,
             },
             classes=len(set(test.classes) & set(labels)),
             job=current_lease.get(),
@@ -372,6 +373,7 @@ def _publish(
     ext: Any,
     head: Any,
     data: DataSpec,
+    images: Images,
     metrics: dict[str, Any],
     steps: int,
     job_id: str | None,
@@ -399,32 +401,22 @@ def _publish(
             f"{spec.method} stitching adapter from {ext.ref} to {head.ref}"
             f"{' (its group)' if spec.bridge_to == 'group' else ''}"
         ),
-        provenance={
-            "dataset": {"name": data.source, "split": "train", "classes": data.classes, **_spec_extra(data)},
-            "settings": {
+        provenance=provenance(
+            job=job_id,
+            seed=spec.settings.seed,
+            settings={
+                **spec.settings.model_dump(mode="json"),
                 "method": spec.method,
                 "steps": steps,
-                "batch_size": spec.batch_size,
-                "lr": spec.lr,
                 "batchnorm": spec.batchnorm,
                 "fit_images": spec.fit_images,
                 "extractor": ext.ref,
                 "head": head.ref,
                 "target_extractor": spec.target_extractor or head.card.compat.sibling,
             },
-            "seed": spec.seed,
-            "job": job_id,
-            "libraries": _library_versions(),
-        },
+            dataset=data_provenance(data, images, classes=data.classes),
+        ),
         metrics=metrics,
         tags=["partsbin-trainer", "stitch", spec.method],
     )
-    return registry.push(adapter, card)
-
-
-def _spec_extra(data: DataSpec) -> dict[str, Any]:
-    return {
-        "indices": data.indices,
-        "transform": [t.model_dump(mode="json") for t in data.transforms],
-        "spec": data.model_dump(mode="json"),
-    }
+    return push(registry, adapter, card)

@@ -19,7 +19,6 @@ trained against the old one. No extractor is retrained.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import torch
@@ -30,14 +29,14 @@ from partsbin.client.assemble import check_junctions
 from partsbin.parts.archs import build_part
 from partsbin.parts.batchnorm import use_batch_statistics
 from partsbin.parts.card import AUX_ROLES, Card
-from partsbin.parts.cpus import use_threads
 from partsbin.parts.data import Images, load_task
 from partsbin.parts.evaluation import EvalSettings, evaluate_pair
+from partsbin.parts.jobs.shared_head import UpdateHeadResult, UpdateHeadSpec
+from partsbin.parts.jobs.spec import TrainStats
+from partsbin.parts.jobs.train import TaskSpec
 from partsbin.parts.safetensors_format import load_state_dict
-from partsbin.parts.shared_head_spec import UpdateHeadSpec
-from partsbin.parts.training_spec import TaskSpec
-from partsbin.trainer.engine import Progress, StopRequested, _Batches, _optimizer, get_lr, resolve_device
-from partsbin.trainer.run import RunResult, _library_versions
+from partsbin.trainer.loop import EpochBatches, Progress, Track, fit, lr_schedule, make_optimizer, resolve_device
+from partsbin.trainer.publish import data_provenance, provenance, push
 
 __all__ = ["extend_classifier", "updated_labels", "frozen_reference", "fine_tune_head", "run_update_head"]
 
@@ -87,6 +86,24 @@ def frozen_reference(module: nn.Module, bn: str) -> nn.Module:
     return module
 
 
+class _HeadLoss(nn.Module):
+    """The head's task loss on the frozen reference extractor's features (labels mapped
+    to the head's outputs by ``to_head``)."""
+
+    to_head: torch.Tensor
+
+    def __init__(self, extractor: nn.Module, head: nn.Module, to_head: torch.Tensor) -> None:
+        super().__init__()
+        self.extractor = extractor
+        self.head = head
+        self.register_buffer("to_head", to_head, persistent=False)
+
+    def forward(self, i: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            feats = self.extractor(x)
+        return F.cross_entropy(self.head(feats), self.to_head[y])
+
+
 def fine_tune_head(
     extractor: nn.Module,
     head: nn.Module,
@@ -100,41 +117,27 @@ def fine_tune_head(
     """Train ``head`` alone on ``extractor``'s features of ``train`` (labels mapped to the
     head's outputs by ``to_head``). The extractor runs under ``no_grad`` and is never
     stepped: prepare it with :func:`frozen_reference` so that its buffers stay as they are."""
-    progress = progress or Progress()
     s = settings
-    head.to(device).train()
-    opt = _optimizer([p for p in head.parameters() if p.requires_grad], s)
-    batches = _Batches(train, s.batch_size, s.seed + 1, device)
-    started, last_loss = time.perf_counter(), float("nan")
-    for step in range(s.steps):
-        if progress.should_stop():
-            raise StopRequested()
-        for group in opt.param_groups:
-            group["lr"] = get_lr(s, step)
-        x, y = batches.next()
-        with torch.no_grad():
-            feats = extractor(x)
-        loss = F.cross_entropy(head(feats), to_head[y])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        last_loss = float(loss.detach())
-        if (step + 1) % progress.every == 0 or step + 1 == s.steps:
-            elapsed = time.perf_counter() - started
-            progress.on_step(
-                {"step": step + 1, "total": s.steps, "loss": last_loss, "images_per_s": (step + 1) * len(x) / elapsed}
-            )
-    return {"seconds": time.perf_counter() - started, "final_loss": last_loss}
+    head.train()
+    track = Track(
+        name="head",
+        batches=EpochBatches(train.x, train.y, batch_size=s.batch_size, seed=s.seed + 1),
+        optimizers=[(make_optimizer([p for p in head.parameters() if p.requires_grad], s), 1.0)],
+        steps=s.steps,
+        lr=lr_schedule(s),
+        images_per_step=min(s.batch_size, len(train)),
+    )
+    stats = fit(_HeadLoss(extractor, head, to_head.cpu()), [track], device=device, progress=progress)
+    return stats.as_dict()
 
 
 def run_update_head(
     spec: UpdateHeadSpec, registry: Any, *, progress: Progress | None = None, job_id: str | None = None
-) -> RunResult:
+) -> UpdateHeadResult:
     if registry is None:
         raise ValueError("an update-head job needs a registry to pull the head and the reference extractor from")
     progress = progress or Progress()
     s = spec.settings
-    use_threads(s.threads)
     device = resolve_device(s)
     old = registry.pull(spec.head)
     ref_ext = registry.pull(spec.reference_extractor)
@@ -148,11 +151,12 @@ def run_update_head(
     old_labels = list(old.card.labels)
     labels = updated_labels(old_labels, spec.classes)
     data = spec.data if spec.data.classes is not None else spec.data.model_copy(update={"classes": spec.classes})
-    task = load_task(TaskSpec(name="update", train=data, test=spec.test, test_limit=spec.test_limit))
+    progress.phase("loading data")
+    task = load_task(TaskSpec(name="update", data=data, test=spec.test), s.test_limit)
     unknown = [c for c in task.classes if c not in labels]
     if unknown:
         raise ValueError(f"the data has classes {unknown} that 'classes' does not list")
-    to_head = torch.tensor([labels.index(c) for c in task.classes], device=device)
+    to_head = torch.tensor([labels.index(c) for c in task.classes])
 
     a = old.card.arch
     torch.manual_seed(s.seed)
@@ -168,37 +172,30 @@ def run_update_head(
     old_head = old.build()
 
     evaluation = EvalSettings(bn_mode=s.bn_eval, batch_size=s.eval_batch_size)
+    progress.phase("evaluating the old head")
     before_old = evaluate_pair(extractor, old_head, _only(task.test, old_labels), old_labels, evaluation, device=device)
 
     stats = fine_tune_head(extractor, head, task.train, to_head, s, device=device, progress=progress)
-    seconds, last_loss = stats["seconds"], stats["final_loss"]
 
+    progress.phase("evaluating")
     after_all = evaluate_pair(extractor, head, task.test, labels, evaluation, device=device)
     after_old = evaluate_pair(extractor, head, _only(task.test, old_labels), labels, evaluation, device=device)
-    metrics = {
-        "reference_extractor": ref_ext.ref,
-        "accuracy": after_all.restricted,
-        "test_examples": after_all.n,
-        "old_classes_accuracy_before": before_old.restricted,
-        "old_classes_accuracy_after": after_old.restricted,
-        "old_classes_test_examples": after_old.n,
-        "bn": s.bn_eval,
-        "evaluation": evaluation.as_dict(),
-        "train": {"steps": s.steps, "seconds": seconds, "final_loss": last_loss, "threads": torch.get_num_threads()},
-    }
-    result = RunResult(metrics=metrics)
-    result.lines = [
-        f"{old.ref} extended from {len(old_labels)} to {len(labels)} classes on {ref_ext.ref}'s features "
-        f"({s.steps} steps, {seconds:.0f} s)",
-        f"with {ref_ext.ref}: {after_all.restricted:.1%} on {after_all.n} test images of all classes; old classes "
-        f"{before_old.restricted:.1%} before (over the old classes' logits) -> {after_old.restricted:.1%} after "
-        "(over all classes' logits)",
-    ]
+    result = UpdateHeadResult(
+        head=old.ref,
+        reference_extractor=ref_ext.ref,
+        classes_before=len(old_labels),
+        classes_after=len(labels),
+        accuracy=after_all.restricted,
+        test_images=after_all.n,
+        old_classes_accuracy_before=before_old.restricted,
+        old_classes_accuracy_after=after_old.restricted,
+        old_classes_test_images=after_old.n,
+        train=TrainStats(**stats, threads=torch.get_num_threads(), device=device.type),
+    )
     if spec.publish:
-        card = _updated_card(spec, old, ref_ext, labels, old_labels, task, metrics, job_id)
-        pushed = registry.push(head.cpu(), card)
-        result.refs = [pushed.ref]
-        result.lines.append(f"published {pushed.ref} (updated from {old.ref})")
+        progress.phase("publishing")
+        card = _updated_card(spec, old, ref_ext, labels, old_labels, task, result, evaluation.as_dict(), job_id)
+        result.refs = [push(registry, head, card).ref]
     return result
 
 
@@ -215,7 +212,8 @@ def _updated_card(
     labels: list[str],
     old_labels: list[str],
     task: Any,
-    metrics: dict[str, Any],
+    result: UpdateHeadResult,
+    evaluation: dict[str, Any],
     job_id: str | None,
 ) -> Card:
     card = old.card.model_dump(mode="json", exclude={"version", "digest", "size"})
@@ -226,33 +224,31 @@ def _updated_card(
         # The old head anchors a group: the new version stays in it.
         anchors.add(old.digest)
     card["compat"]["anchors"] = sorted(anchors)
-    card["provenance"] = {
-        "updated_from": old.digest,
-        "updated_from_ref": old.ref,
-        "reference_extractor": {"ref": ref_ext.ref, "digest": ref_ext.digest, "bn": spec.reference_bn},
-        "train_layers": spec.train_layers,
-        "labels_before": old_labels,
-        "labels_added": labels[len(old_labels) :],
-        "dataset": {
-            "name": task.train_spec.source,
-            "split": "train",
-            "classes": task.classes,
-            "transform": [t.model_dump(mode="json") for t in task.train_spec.transforms],
-            "indices": task.train_spec.indices,
-            "task": "update",
-            "source_digest": task.train.source_digest,
-            "test": {
-                **task.test_spec.model_dump(mode="json"),
-                "test_limit": spec.test_limit,
-                "source_digest": task.test.source_digest,
-            },
-        },
-        "settings": spec.settings.model_dump(mode="json"),
-        "seed": spec.settings.seed,
-        "job": job_id,
-        "libraries": _library_versions(),
+    card["provenance"] = provenance(
+        job=job_id,
+        seed=spec.settings.seed,
+        settings=spec.settings.model_dump(mode="json"),
+        dataset=data_provenance(
+            task.train_spec,
+            task.train,
+            task="update",
+            test=task.test_spec,
+            test_images=task.test,
+            test_limit=spec.settings.test_limit,
+            classes=task.classes,
+        ),
+        updated_from=old.digest,
+        updated_from_ref=old.ref,
+        reference_extractor={"ref": ref_ext.ref, "digest": ref_ext.digest, "bn": spec.reference_bn},
+        train_layers=spec.train_layers,
+        labels_before=old_labels,
+        labels_added=labels[len(old_labels) :],
+    )
+    card["metrics"] = {
+        **result.model_dump(mode="json", exclude={"kind", "refs", "seconds", "train", "head"}),
+        "bn": spec.settings.bn_eval,
+        "evaluation": evaluation,
     }
-    card["metrics"] = {k: v for k, v in metrics.items() if k != "train"}
     card["description"] = (
         f"{old.card.name} updated from version {old.version} to the classes {', '.join(labels)}: classifier extended, "
         f"head fine-tuned on the frozen features of {ref_ext.ref}"

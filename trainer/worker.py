@@ -20,15 +20,18 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from partsbin.client._http import with_retries
 from partsbin.client.errors import Conflict, ConnectionFailed, RegistryError, ServerError, Unauthorized
+from partsbin.parts.cancel import StopRequested
 from partsbin.parts.data import DataMissing
-from partsbin.parts.job_specs import parse_job_spec
-from partsbin.trainer.engine import Progress, StopRequested
-from partsbin.trainer.jobs import run_job
+from partsbin.parts.data.access import data_roots_from_env
+from partsbin.parts.jobs import JobResult, parse_job_spec
+from partsbin.trainer.jobs import capacity_problem, run_job
 from partsbin.trainer.lease import holding_lease
+from partsbin.trainer.loop import Progress
 
 __all__ = ["Worker"]
 
@@ -44,24 +47,27 @@ def _event(event: str, **fields: Any) -> None:
     log.info(json.dumps({"event": event, **fields}, default=str))
 
 
-def final_progress(last: dict[str, Any] | None, metrics: dict[str, Any]) -> dict[str, Any]:
-    """Where a finished job ended: its last step and loss, and each task's own-task
-    accuracy (what `partsbin jobs show` prints for a finished job)."""
+def final_progress(last: dict[str, Any] | None, result: JobResult) -> dict[str, Any]:
+    """Where a finished job ended: its last reported step, marked final (``partsbin jobs
+    show`` prints it beside the result's summary)."""
     out = {**(last or {}), "final": True}
-    train = metrics.get("train")
-    if isinstance(train, dict):
-        if "steps" in train:
-            out["step"] = out["total"] = train["steps"]
-        if train.get("final_loss") is not None:
-            out["loss"] = train["final_loss"]
-        if train.get("images_per_s"):
-            out["images_per_s"] = train["images_per_s"]
-    accuracy = {
-        name: m["own_task_accuracy"] for name, m in metrics.items() if isinstance(m, dict) and "own_task_accuracy" in m
-    }
-    if accuracy:
-        out["accuracy"] = accuracy
+    if result.train is not None:
+        out["done"] = out["total"] = result.train.steps
+        if result.train.final_loss is not None:
+            out["loss"] = result.train.final_loss
     return json.loads(json.dumps(out, default=str))
+
+
+#: Kept from an error message for every reader of the job (the traceback goes to the
+#: worker's log and to admins only).
+MAX_ERROR_CHARS = 2000
+
+
+def _message(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    if not isinstance(exc, (ValueError, LookupError, PermissionError, FileNotFoundError, TimeoutError, RuntimeError)):
+        text = f"{type(exc).__name__}: {text}"
+    return text[:MAX_ERROR_CHARS]
 
 
 class Worker:
@@ -73,12 +79,16 @@ class Worker:
         lease_seconds: float = 60.0,
         heartbeat_seconds: float | None = None,
         poll_seconds: float = 2.0,
+        data_roots: tuple[Path, ...] | None = None,
     ) -> None:
         self.registry = registry
         self.name = name or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
         self.lease_seconds = lease_seconds
-        self.heartbeat_seconds = heartbeat_seconds or max(0.5, lease_seconds / 4)
+        # A cancel reaches the worker with the next heartbeat's answer: at most every 5 s.
+        self.heartbeat_seconds = heartbeat_seconds or min(5.0, max(0.5, lease_seconds / 4))
         self.poll_seconds = poll_seconds
+        #: The only folders a job's paths may name (PARTSBIN_DATA_ROOTS, as the registry's).
+        self.data_roots = data_roots if data_roots is not None else data_roots_from_env()
         self.stop = threading.Event()
 
     def run(self, *, max_jobs: int | None = None, exit_when_idle: bool = False) -> int:
@@ -150,6 +160,8 @@ class Worker:
 
         def on_step(info: dict[str, Any]) -> None:
             state["progress"] = info
+            if "step" in info:
+                state["trained"] = info  # where training ended, for the final progress
             _event("job.progress", job=job_id, **info)
 
         thread = threading.Thread(target=heartbeat_loop, name=f"heartbeat-{job_id}", daemon=True)
@@ -157,8 +169,11 @@ class Worker:
         progress = Progress(on_step=on_step, should_stop=lambda: self.stop.is_set() or state["cancel"] or state["lost"])
         try:
             spec = parse_job_spec(job["spec"])
+            problem = capacity_problem(spec)
+            if problem is not None:
+                raise _CannotRun(problem)
             with holding_lease(job_id, lease):
-                result = run_job(spec, self.registry, progress=progress, job_id=str(job_id))
+                result = run_job(spec, self.registry, progress=progress, job_id=str(job_id), data_roots=self.data_roots)
         except StopRequested:
             beating.set()
             if state["lost"]:
@@ -173,21 +188,29 @@ class Worker:
             # A missing data set or an unreachable registry may be fine on another
             # worker or later; a bad spec or a bug fails the same way everywhere.
             retry = isinstance(exc, (DataMissing, ConnectionFailed, ServerError))
-            error = "".join(traceback.format_exception(exc))
+            message = _message(exc)
+            detail = "".join(traceback.format_exception(exc))
+            log.error(json.dumps({"event": "job.traceback", "job": job_id, "traceback": detail}))
             finish(
-                lambda: self.registry.jobs.fail(job_id, lease, error, retry=retry),
+                lambda: self.registry.jobs.fail(job_id, lease, message, retry=retry, detail=detail),
                 "job.failed",
-                error=f"{type(exc).__name__}: {exc}",
+                error=message,
                 retry=retry,
             )
             return
         finally:
             beating.set()
             thread.join()
-        final = final_progress(state["progress"], result.metrics)
+        final = final_progress(state.get("trained") or state["progress"], result)
         finish(
-            lambda: self.registry.jobs.complete(job_id, lease, result.refs, final),
+            lambda: self.registry.jobs.complete(
+                job_id, lease, result.refs, final, result=result.model_dump(mode="json")
+            ),
             "job.succeeded",
             refs=result.refs,
-            metrics=result.metrics,
+            result=result.model_dump(mode="json"),
         )
+
+
+class _CannotRun(RuntimeError):
+    """This worker cannot give the job what it asks for (threads, processes)."""

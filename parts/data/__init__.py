@@ -1,45 +1,51 @@
-"""Data for training and evaluation: loaders, selections, domain shifts, named pairs."""
+"""Data for training and evaluation: loaders, selections, domain shifts, named pairs.
+
+The names below are imported on first use: the data specs (:mod:`partsbin.parts.data.spec`)
+are read by the registry and the CLI, which must not pay for torch to validate a spec.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-from partsbin.parts.data.pairs import pair_data
-from partsbin.parts.data.sources import DataMissing, Images, load_source
-from partsbin.parts.data.transforms import augment_batch, prepare
-from partsbin.parts.training_spec import DataSpec, TaskSpec
+__all__ = [
+    "Images",
+    "DataMissing",
+    "load_source",
+    "TaskData",
+    "load_task",
+    "load_raw",
+    "load_split",
+    "default_test",
+    "augment_batch",
+    "pair_data",
+]
 
-__all__ = ["Images", "DataMissing", "TaskData", "load_task", "load_split", "augment_batch", "pair_data"]
+_WHERE = {
+    "Images": "sources",
+    "DataMissing": "sources",
+    "load_source": "sources",
+    "TaskData": "tasks",
+    "load_task": "tasks",
+    "load_raw": "tasks",
+    "load_split": "tasks",
+    "default_test": "tasks",
+    "augment_batch": "transforms",
+    "pair_data": "pairs",
+}
+
+if TYPE_CHECKING:
+    from partsbin.parts.data.pairs import pair_data
+    from partsbin.parts.data.sources import DataMissing, Images, load_source
+    from partsbin.parts.data.tasks import TaskData, default_test, load_raw, load_split, load_task
+    from partsbin.parts.data.transforms import augment_batch
 
 
-@dataclass
-class TaskData:
-    name: str
-    train: Images
-    test: Images
-    train_spec: DataSpec
-    test_spec: DataSpec
-
-    @property
-    def classes(self) -> list[str]:
-        return self.train.classes
-
-
-def load_split(spec: DataSpec, split: str) -> Images:
-    return prepare(load_source(spec.source, split, spec.path), spec)
-
-
-def load_task(task: TaskSpec) -> TaskData:
-    if task.pair is not None:
-        train_spec, test_spec = pair_data(task.pair, task.pair_task or "a")
-    else:
-        assert task.train is not None  # guaranteed by TaskSpec's validator
-        train_spec = task.train
-        test_spec = task.test or task.train.model_copy(update={"indices": None, "limit": None})
-    train = load_split(train_spec, "train")
-    test = load_split(test_spec, "test")
-    if task.test_limit is not None:
-        test = test.subset(range(min(task.test_limit, len(test))))
-    if train.classes != test.classes:
-        raise ValueError(f"task {task.name}: train classes {train.classes} differ from test classes {test.classes}")
-    return TaskData(task.name, train, test, train_spec, test_spec)
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'partsbin.parts.data' has no attribute {name!r}")
+    value = getattr(import_module(f"partsbin.parts.data.{module}"), name)
+    globals()[name] = value
+    return value

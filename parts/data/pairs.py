@@ -9,7 +9,7 @@ transforms. Digits: the same construction on scikit-learn's digits (8→4→8).
 from __future__ import annotations
 
 from partsbin.parts.data.sources import FASHION_MNIST_CLASSES
-from partsbin.parts.training_spec import DataSpec, Transform
+from partsbin.parts.data.spec import DataSpec, Transform
 
 __all__ = ["pair_data"]
 

@@ -12,14 +12,25 @@ import hashlib
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from partsbin.parts.data.access import confined, reading_pulled_files, resolve_dataset, resolve_path
 from partsbin.parts.errors import PartsbinError
 from partsbin.parts.extras import require
 
-__all__ = ["Images", "DataMissing", "content_digest", "load_source", "FASHION_MNIST_DIR", "FASHION_MNIST_CLASSES"]
+__all__ = [
+    "Images",
+    "DataMissing",
+    "content_digest",
+    "load_source",
+    "load_dataset",
+    "load_image_tar",
+    "FASHION_MNIST_DIR",
+    "FASHION_MNIST_CLASSES",
+]
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = [
@@ -50,13 +61,15 @@ class Images:
     #: sha256 of the source split these images were selected from (see :func:`content_digest`):
     #: what identifies the data wherever its file lies.
     source_digest: str | None = None
+    #: For a registered dataset: the digest of its file in the registry (what a card records).
+    dataset_digest: str | None = None
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
     def subset(self, index: torch.Tensor | np.ndarray | range) -> Images:
         index = torch.as_tensor(index, dtype=torch.long)
-        return Images(self.x[index], self.y[index], list(self.classes), self.source_digest)
+        return Images(self.x[index], self.y[index], list(self.classes), self.source_digest, self.dataset_digest)
 
 
 def content_digest(images: Images) -> str:
@@ -87,7 +100,7 @@ def _read_idx(path: Path) -> np.ndarray:
 def _find(folder: Path, stem: str) -> Path:
     for name in (stem, stem + ".gz"):
         if (folder / name).is_file():
-            return folder / name
+            return confined(folder / name)
     raise DataMissing(
         f"{stem}[.gz] not found in {folder}. Install Fashion-MNIST with `apt-get install dataset-fashion-mnist` "
         f"(files go to {FASHION_MNIST_DIR}) or give the folder of your IDX files as 'path'"
@@ -130,12 +143,12 @@ def load_cifar(path: Path, split: str, hundred: bool) -> Images:
         raise DataMissing(
             f"CIFAR-{'100' if hundred else '10'} binary files not found: {', '.join(missing)}; give the folder holding them as 'path'"
         )
-    raw = np.concatenate([np.fromfile(f, dtype=np.uint8).reshape(-1, record) for f in files])
+    raw = np.concatenate([np.fromfile(confined(f), dtype=np.uint8).reshape(-1, record) for f in files])
     labels = raw[:, label_at].astype(np.int64)
     pixels = raw[:, record - 3072 :].reshape(-1, 3, 32, 32)
     names = (
         [ln.strip() for ln in meta.read_text().splitlines() if ln.strip()]
-        if meta.is_file()
+        if meta.is_file() and confined(meta)
         else (CIFAR10_CLASSES if not hundred else [str(i) for i in range(100)])
     )
     return Images(_u8(pixels), torch.from_numpy(labels), names)
@@ -147,12 +160,12 @@ def load_stl10(path: Path, split: str) -> Images:
     if not xs.is_file() or not ys.is_file():
         raise DataMissing(f"STL-10 binary files {xs} and {ys} not found; give the folder holding them as 'path'")
     # Stored column-major per image: N×3×96×96 in Fortran order → transpose H and W.
-    x = np.fromfile(xs, dtype=np.uint8).reshape(-1, 3, 96, 96).transpose(0, 1, 3, 2)
-    y = np.fromfile(ys, dtype=np.uint8).astype(np.int64) - 1
+    x = np.fromfile(confined(xs), dtype=np.uint8).reshape(-1, 3, 96, 96).transpose(0, 1, 3, 2)
+    y = np.fromfile(confined(ys), dtype=np.uint8).astype(np.int64) - 1
     names_file = path / "class_names.txt"
     names = (
         [ln.strip() for ln in names_file.read_text().splitlines() if ln.strip()]
-        if names_file.is_file()
+        if names_file.is_file() and confined(names_file)
         else STL10_CLASSES
     )
     return Images(_u8(x), torch.from_numpy(y), names)
@@ -172,17 +185,49 @@ def load_folder(path: Path, split: str) -> Images:
     for label, name in enumerate(classes):
         for f in sorted((root / name).iterdir()):
             if f.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"):
-                with Image.open(f) as im:
-                    arr = np.asarray(im.convert("RGB" if im.mode not in ("L", "I;16") else "L"))
-                xs.append(arr if arr.ndim == 3 else arr[..., None])
+                with Image.open(confined(f)) as im:
+                    xs.append(_decoded(im))
                 ys.append(label)
+    return _stacked(xs, ys, classes, str(root))
+
+
+def _decoded(im: Any) -> np.ndarray:
+    arr = np.asarray(im.convert("RGB" if im.mode not in ("L", "I;16") else "L"))
+    return arr if arr.ndim == 3 else arr[..., None]
+
+
+def _stacked(xs: list[np.ndarray], ys: list[int], classes: list[str], where: str) -> Images:
+    if not xs:
+        raise DataMissing(f"{where} holds no images (.png, .jpg, .jpeg, .bmp, .gif, .webp)")
     shapes = {a.shape for a in xs}
     if len(shapes) != 1:
         raise ValueError(
-            f"images in {root} differ in size {sorted(shapes)[:3]}: add a resize transform or resize them first"
+            f"images in {where} differ in size {sorted(shapes)[:3]}: add a resize transform or resize them first"
         )
     x = np.stack(xs).transpose(0, 3, 1, 2)
     return Images(_u8(x), torch.tensor(ys, dtype=torch.long), classes)
+
+
+def load_image_tar(path: Path, split: str) -> Images:
+    """A tar of an image folder per class (``<split>/<class>/<file>`` or ``<class>/<file>``),
+    as ``partsbin push-data FOLDER`` packs it. Read in place: nothing is extracted."""
+    import tarfile
+
+    Image = require("PIL.Image", "train", "image datasets")
+    from partsbin.parts.datasets import image_members
+
+    with tarfile.open(path) as tar:
+        members = image_members(tar, split)
+        classes = sorted({cls for cls, _ in members})
+        xs, ys = [], []
+        for cls, member in members:
+            fh = tar.extractfile(member)
+            if fh is None:
+                continue
+            with Image.open(fh) as im:
+                xs.append(_decoded(im))
+            ys.append(classes.index(cls))
+    return _stacked(xs, ys, classes, f"{path.name} ({split})")
 
 
 def load_npz(path: Path, split: str) -> Images:
@@ -192,7 +237,7 @@ def load_npz(path: Path, split: str) -> Images:
     there are no classes."""
     if not path.is_file():
         raise DataMissing(f"{path} not found")
-    with np.load(path, allow_pickle=False) as d:
+    with np.load(confined(path), allow_pickle=False) as d:
         x = d[f"x_{split}"] if f"x_{split}" in d else d["x"]
         y = d[f"y_{split}"] if f"y_{split}" in d else (d["y"] if "y" in d else np.full(len(x), -1))
         if "classes" in d:
@@ -208,15 +253,33 @@ def load_npz(path: Path, split: str) -> Images:
 
 
 def load_source(source: str, split: str, path: str | None = None) -> Images:
+    """A source's split, whole. A ``path`` is read as the job's data access allows
+    (:mod:`partsbin.parts.data.access`: under a data root for a worker's job)."""
     images = _load(source, split, path)
     images.source_digest = content_digest(images)
+    return images
+
+
+def load_dataset(ref: str, split: str) -> Images:
+    """A registered dataset's split, pulled (and verified) through the job's registry."""
+    dataset = resolve_dataset(ref)
+    # A verified file in the cache, not a path a job named: read as it is.
+    with reading_pulled_files():
+        if dataset.format == "npz":
+            images = load_npz(dataset.path, split)
+        elif dataset.format == "image-tar":
+            images = load_image_tar(dataset.path, split)
+        else:
+            raise ValueError(f"dataset {ref}: unknown format {dataset.format!r}")
+    images.source_digest = content_digest(images)
+    images.dataset_digest = dataset.digest
     return images
 
 
 def _load(source: str, split: str, path: str | None) -> Images:
     if split not in ("train", "test"):
         raise ValueError(f"split must be train or test, got {split!r}")
-    p = Path(path) if path else None
+    p = resolve_path(path) if path else None
     if source == "digits":
         return load_digits(split)
     if source == "fashion-mnist":

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from partsbin.parts.data.sources import Images
-from partsbin.parts.training_spec import DataSpec, Transform
+from partsbin.parts.data.spec import DataSpec, Transform
 
 __all__ = ["select", "apply_transforms", "prepare", "augment_batch"]
 
@@ -29,7 +29,7 @@ def select(images: Images, spec: DataSpec) -> Images:
         keep = torch.isin(out.y, old)
         lookup = torch.full((len(out.classes),), -1, dtype=torch.long)
         lookup[old] = torch.arange(len(old))
-        out = Images(out.x[keep], lookup[out.y[keep]], list(spec.classes), out.source_digest)
+        out = Images(out.x[keep], lookup[out.y[keep]], list(spec.classes), out.source_digest, out.dataset_digest)
     if spec.limit is not None:
         out = out.subset(torch.arange(min(spec.limit, len(out))))
     return out
@@ -92,7 +92,7 @@ def apply_transforms(images: Images, transforms: list[Transform]) -> Images:
     x = images.x
     for t in transforms:
         x = _one(x, t)
-    return Images(x.contiguous(), images.y, images.classes, images.source_digest)
+    return Images(x.contiguous(), images.y, images.classes, images.source_digest, images.dataset_digest)
 
 
 def prepare(images: Images, spec: DataSpec) -> Images:

@@ -6,8 +6,7 @@ It sits above the parts it drives: commands for the registry server (``serve``, 
 """
 
 # Imported in the order their groups appear in `partsbin --help`.
-from partsbin.cli import components, benchmark, training, applications, bridges, account, server, maintenance  # noqa: F401, I001  (registers the commands)
-from partsbin.cli import shared_head  # noqa: F401  (registers update-head)
+from partsbin.cli import components, datasets, benchmark, training, job_verbs, bridges, account, server, maintenance  # noqa: F401, I001  (registers the commands)
 from partsbin.cli._app import app, main
 
 __all__ = ["app", "main"]

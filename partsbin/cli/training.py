@@ -30,24 +30,16 @@ jobs_app = typer.Typer(help="Training jobs in the registry's queue.", no_args_is
 app.add_typer(jobs_app, name="jobs", rich_help_panel=PANEL_TRAINING)
 
 
-def _load_spec(path: Path) -> Any:
+def _load_spec(path: Path) -> dict[str, Any]:
     import yaml
-    from pydantic import ValidationError
-
-    from partsbin.parts.job_specs import UnknownJobKind, parse_job_spec
 
     try:
         data = yaml.safe_load(path.read_text())  # JSON is YAML too
     except (OSError, yaml.YAMLError) as exc:
         raise fail(f"cannot read {path}: {exc}") from None
-    try:
-        return parse_job_spec(data)
-    except UnknownJobKind as exc:
-        raise fail(f"invalid spec {path}: kind: {exc}") from None
-    except ValidationError as exc:
-        from partsbin.parts.messages import describe_validation_error
-
-        raise fail(f"invalid spec {path}: {describe_validation_error(exc)}") from None
+    if not isinstance(data, dict):
+        raise fail(f"invalid spec {path}: a job spec is a mapping (kind, name, namespace, ...)")
+    return data
 
 
 @contextmanager
@@ -68,9 +60,9 @@ def publishing_registry(url: str | None = None, token: str | None = None) -> Ite
         yield reg
 
 
-class _TrainingProgress:
-    """A progress bar on a terminal; plain lines (step, loss, images/s) every few seconds
-    otherwise, so that a run logged to a file is not silent until it ends."""
+class TrainingProgress:
+    """A progress bar on a terminal; plain lines (where the job is, in its spec's terms)
+    every few seconds otherwise, so that a run logged to a file is not silent until it ends."""
 
     EVERY_SECONDS = 10.0
 
@@ -78,8 +70,9 @@ class _TrainingProgress:
         self.name = name
         self.bar: Any = None
         self.last = 0.0
+        self.shown = ""
 
-    def __enter__(self) -> _TrainingProgress:
+    def __enter__(self) -> TrainingProgress:
         if err.is_terminal:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -92,7 +85,7 @@ class _TrainingProgress:
                 transient=True,
             )
             self.bar.__enter__()
-            self.task = self.bar.add_task(self.name, total=None, status="starting: loading data and building networks")
+            self.task = self.bar.add_task(self.name, total=None, status="starting")
         else:
             note(f"{self.name}: starting")
         return self
@@ -104,15 +97,16 @@ class _TrainingProgress:
     def on_step(self, info: dict[str, Any]) -> None:
         import time
 
-        status = f"step {info['step']}/{info['total']}"
-        if info.get("loss") is not None:
-            status += f"  loss {info['loss']:.3f}"
-        if info.get("images_per_s"):
-            status += f"  {info['images_per_s']:.0f} img/s"
+        from partsbin.parts.jobs.spec import progress_line
+
+        status = progress_line(info)
         if self.bar is not None:
-            self.bar.update(self.task, completed=info["step"], total=info["total"], status=status)
-        elif time.monotonic() - self.last >= self.EVERY_SECONDS or info["step"] == info["total"]:
-            self.last = time.monotonic()
+            total, done = info.get("total"), info.get("done")
+            self.bar.update(self.task, completed=done or 0, total=total or None, status=status)
+        elif status != self.shown and (
+            time.monotonic() - self.last >= self.EVERY_SECONDS or info.get("done") == info.get("total")
+        ):
+            self.last, self.shown = time.monotonic(), status
             note(f"{self.name}: {status}")
 
 
@@ -121,36 +115,21 @@ def train(
     spec_file: Annotated[Path | None, typer.Argument(metavar="SPEC", help="training spec, YAML or JSON")] = None,
     local: Annotated[bool, typer.Option("--local", help="train in this process instead of submitting a job")] = False,
     schema: Annotated[bool, typer.Option("--schema", help="print the spec's JSON Schema and exit")] = False,
+    wait: Annotated[bool, typer.Option(help="wait for the submitted job and print its result")] = False,
+    json_out: JsonOpt = False,
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:
-    """Train compatible components: submit SPEC as a job, or run it here with --local."""
-    from partsbin.parts.job_specs import job_specs_schema
+    """Run a job of any kind from a SPEC file (YAML or JSON): submit it, or run it here with --local."""
+    from partsbin.cli.job_verbs import run_or_submit
+    from partsbin.parts.jobs import job_specs_schema
 
     if schema:
         print(json.dumps(job_specs_schema(), indent=2))
         return
     if spec_file is None:
         raise fail("give a SPEC file (or --schema)")
-    spec = _load_spec(spec_file)
-    if not local:
-        with open_registry(url, token) as reg:
-            job = reg.jobs.submit(spec.model_dump(mode="json"))
-        console.print(f"submitted job {job['id']} ({job['status']}); follow it with `partsbin jobs show {job['id']}`")
-        return
-    from partsbin.trainer.engine import Progress
-    from partsbin.trainer.jobs import run_job
-
-    with publishing_registry(url, token) as reg:
-        if spec.publish:
-            # Minutes of training must not end in "publishing needs a token".
-            reg.check_can_publish(spec.namespace, f"publishing the results of {spec_file}")
-        with _TrainingProgress(spec.name) as shown:
-            result = run_job(spec, reg if spec.publish else None, progress=Progress(on_step=shown.on_step))
-    for line in result.lines:
-        console.print(line)
-    for ref in result.refs:
-        console.print(f"published {ref}")
+    run_or_submit(_load_spec(spec_file), local=local, wait=wait, json_out=json_out, url=url, token=token)
 
 
 @app.command(rich_help_panel=PANEL_TRAINING)
@@ -205,22 +184,21 @@ def jobs_list(
     if not jobs:
         note(f"no {status} jobs" if status else "no jobs")
         return
-    t = table("id", "status", "namespace", "name", "attempts", "worker", "progress", "error")
+    from partsbin.parts.jobs.spec import progress_line
+
+    t = table("id", "kind", "status", "namespace", "name", "attempts", "worker", "progress", "error")
     for j in jobs:
         p = j.get("progress") or {}
-        prog = f"{p.get('step')}/{p.get('total')}" if p else ""
-        if p.get("loss") is not None:
-            prog += f" loss {p['loss']:.3f}"
-        error = (j.get("error") or "").strip().splitlines()[-1:]
         t.add_row(
             str(j["id"]),
+            j.get("kind", ""),
             j["status"],
             j["namespace"],
             j["spec"].get("name", ""),
             f"{j['attempts']}/{j['max_attempts']}",
             j.get("worker") or "",
-            prog,
-            error[0] if error else "",
+            progress_line(p) if p else "",
+            (j.get("error") or "")[:200],
         )
     console.print(t)
 
@@ -245,31 +223,43 @@ def jobs_cancel(job_id: int, url: UrlOpt = None, token: TokenOpt = None) -> None
 
 
 def _render_job(job: dict[str, Any]) -> None:
+    import yaml
     from rich.tree import Tree
 
+    from partsbin.parts.jobs.spec import compact, duration, progress_line
+
     spec = job["spec"]
-    tree = Tree(f"job {job['id']}: {spec.get('name', '')} ({job['status']}), namespace {job['namespace']}")
+    tree = Tree(f"job {job['id']}: {job.get('kind', '')} {job['namespace']}/{spec.get('name', '')} ({job['status']})")
     tree.add(f"attempts {job['attempts']}/{job['max_attempts']}, worker {job.get('worker') or '-'}")
+    took = ""
+    if job.get("started_at") and job.get("finished_at"):
+        from datetime import datetime
+
+        seconds = (
+            datetime.fromisoformat(job["finished_at"]) - datetime.fromisoformat(job["started_at"])
+        ).total_seconds()
+        took = f" (ran {duration(seconds)})"
     tree.add(
-        f"submitted {job['created_at']}, started {job.get('started_at') or '-'}, finished {job.get('finished_at') or '-'}"
+        f"submitted {job['created_at']}, started {job.get('started_at') or '-'}, "
+        f"finished {job.get('finished_at') or '-'}{took}"
     )
     p = job.get("progress") or {}
-    if p:
-        final = job["status"] == "succeeded"
-        line = f"{'final' if final else 'last reported'}: step {p.get('step')}/{p.get('total')}"
-        if p.get("loss") is not None:
-            line += f", loss {p['loss']:.3f}"
-        if p.get("images_per_s"):
-            line += f", {p['images_per_s']:.0f} images/s"
-        node = tree.add(line)
-        for task, acc in (p.get("accuracy") or {}).items():
-            node.add(f"task {task}: own-task accuracy {acc:.1%}")
-    if job.get("result_refs"):
+    if p and job["status"] != "succeeded":
+        tree.add(f"last reported: {progress_line(p)}")
+    if job.get("summary"):
+        result = tree.add("result")
+        for line in job["summary"]:
+            result.add(line)
+    elif job.get("result_refs"):
         published = tree.add("published")
         for ref in job["result_refs"]:
             published.add(ref)
     if job.get("error"):
-        tree.add(f"error: {job['error'].strip().splitlines()[-1]}")
+        tree.add(f"error: {job['error'].strip()}")
+    if job.get("error_detail"):
+        tree.add("traceback (admin tokens see it):\n" + job["error_detail"].strip())
+    node = tree.add("spec")
+    node.add(yaml.safe_dump(compact(spec), sort_keys=False).rstrip())
     console.print(tree)
 
 

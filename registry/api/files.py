@@ -18,7 +18,7 @@ from fastapi import Request
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.responses import Response, StreamingResponse
 
-from partsbin.registry.db.models import Component
+from partsbin.registry.db.models import Component, Dataset
 from partsbin.registry.errors import StorageUnavailable
 from partsbin.registry.storage import BlobReader, BlobStorage, DirectStorage, StorageError
 
@@ -32,10 +32,10 @@ CHUNK_SIZE = 4 * 1024 * 1024
 _RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)", re.ASCII)
 
 
-def _headers(c: Component) -> dict[str, str]:
+def _headers(c: Component | Dataset) -> dict[str, str]:
     return {
         "ETag": f'"{c.digest}"',
-        "Content-Disposition": f'attachment; filename="{c.namespace}--{c.name}--{c.version}.safetensors"',
+        "Content-Disposition": f'attachment; filename="{c.filename}"',
         "Cache-Control": "public, max-age=31536000, immutable",
         "Accept-Ranges": "bytes",
         "X-Partsbin-Digest": f"sha256:{c.digest}",
@@ -89,9 +89,13 @@ async def _stream(reader: BlobReader, length: int) -> AsyncIterator[bytes]:
 
 
 def serve_file(
-    request: Request, factory: sessionmaker[Session], lookup: Callable[[Session], Component], storage: BlobStorage
+    request: Request,
+    factory: sessionmaker[Session],
+    lookup: Callable[[Session], Component | Dataset],
+    storage: BlobStorage,
 ) -> Response:
-    """The file of the component ``lookup`` finds (a sync route calls this, in a worker thread)."""
+    """The file of the component (or dataset) ``lookup`` finds (a sync route calls this,
+    in a worker thread)."""
     with factory() as session:
         component = lookup(session)
     headers = _headers(component)
@@ -115,10 +119,9 @@ def serve_file(
         # Face Hub's downloads do): a short-lived presigned URL, which honours the Range
         # the client sends again after the redirect. The registry only looked the
         # component up; the client verifies the digest as always.
-        filename = f"{component.namespace}--{component.name}--{component.version}.safetensors"
         try:
             url = cast(DirectStorage, storage).presign_download(
-                component.digest, settings.presign_expiry_seconds, filename
+                component.digest, settings.presign_expiry_seconds, component.filename
             )
         except StorageError as exc:
             raise StorageUnavailable(f"blob storage failed; try again: {exc}") from None

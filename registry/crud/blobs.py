@@ -23,7 +23,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from partsbin.registry.db.models import Component
+from partsbin.registry.db.models import Component, Dataset
 from partsbin.registry.storage import BlobStorage
 
 __all__ = ["ensure_blob", "delete_if_orphan", "referenced"]
@@ -46,7 +46,13 @@ def referenced(connection: sa.Connection, digests: list[str]) -> set[str]:
     """Which of ``digests`` some row points at."""
     if not digests:
         return set()
-    rows = connection.execute(sa.select(Component.digest).where(Component.digest.in_(digests)).distinct())
+    # Datasets are stored in the same blob store, by the same digests.
+    rows = connection.execute(
+        sa.union(
+            sa.select(Component.digest).where(Component.digest.in_(digests)),
+            sa.select(Dataset.digest).where(Dataset.digest.in_(digests)),
+        )
+    )
     return {d for (d,) in rows}
 
 

@@ -204,7 +204,13 @@ def heartbeat(
 
 
 def complete_job(
-    *, session: Session, job_id: int, lease_id: str, refs: list[str], progress: dict[str, Any] | None = None
+    *,
+    session: Session,
+    job_id: int,
+    lease_id: str,
+    refs: list[str],
+    progress: dict[str, Any] | None = None,
+    result: dict[str, Any] | None = None,
 ) -> Job:
     """Idempotent: a worker whose first call went through but whose answer was lost (a
     network blip) repeats it and gets the same answer, instead of a conflict, and the
@@ -215,6 +221,7 @@ def complete_job(
     job = leased_job(session, job_id, lease_id)
     _worker_done(session, job)
     job.status, job.result_refs, job.finished_at, job.lease_expires_at = "succeeded", refs, utcnow(), None
+    job.result = result
     if progress is not None:
         # A finished job shows where it ended, not its last heartbeat (which can be steps behind).
         job.progress = progress
@@ -222,7 +229,9 @@ def complete_job(
     return job
 
 
-def fail_job(*, session: Session, job_id: int, lease_id: str, error: str, retry: bool) -> Job:
+def fail_job(
+    *, session: Session, job_id: int, lease_id: str, error: str, retry: bool, detail: str | None = None
+) -> Job:
     """Idempotent like :func:`complete_job` once the job has ended; a requeued job has no
     lease any more, so a repeated call answers a conflict, which the worker ignores."""
     job = get_job(session, job_id)
@@ -230,7 +239,7 @@ def fail_job(*, session: Session, job_id: int, lease_id: str, error: str, retry:
         return job
     job = leased_job(session, job_id, lease_id)
     _worker_done(session, job)
-    job.error, job.lease_expires_at = error, None
+    job.error, job.error_detail, job.lease_expires_at = error, detail, None
     if job.cancel_requested:
         job.status, job.finished_at = "cancelled", utcnow()
     elif retry and job.attempts < job.max_attempts:

@@ -17,6 +17,7 @@ __all__ = [
     "Membership",
     "Group",
     "Alias",
+    "Dataset",
     "Job",
     "Worker",
     "Evaluation",
@@ -110,6 +111,10 @@ class Component(Base):
     lineage: Mapped[list[LineageEdge]] = relationship(cascade="all, delete-orphan")
 
     @property
+    def filename(self) -> str:
+        return f"{self.namespace}--{self.name}--{self.version}.safetensors"
+
+    @property
     def full_name(self) -> str:
         return f"{self.namespace}/{self.name}"
 
@@ -193,6 +198,40 @@ class Alias(Base):
     updated_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow, onupdate=utcnow)
 
 
+class Dataset(Base):
+    """A registered dataset (``partsbin push-data``): one stored file, content-addressed
+    like a component's, with its card. Versions are immutable, as components' are."""
+
+    __tablename__ = "datasets"
+    __table_args__ = (
+        sa.UniqueConstraint("namespace", "name", "version", name="uq_datasets_namespace_name_version"),
+        sa.UniqueConstraint("namespace", "name", "digest", name="uq_datasets_namespace_name_digest"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    namespace: Mapped[str] = mapped_column(sa.String(64), index=True)
+    name: Mapped[str] = mapped_column(sa.String(64))
+    version: Mapped[int]
+    digest: Mapped[str] = mapped_column(sa.String(64), index=True)
+    size: Mapped[int] = mapped_column(sa.BigInteger)
+    format: Mapped[str] = mapped_column(sa.String(16))
+    card: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    published_by: Mapped[int | None] = mapped_column(sa.ForeignKey("tokens.id", ondelete="SET NULL"))
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def ref(self) -> str:
+        return f"{self.full_name}@{self.version}"
+
+    @property
+    def filename(self) -> str:
+        return f"{self.namespace}--{self.name}--{self.version}.{'npz' if self.format == 'npz' else 'tar'}"
+
+
 class Job(Base):
     """A training job. Workers claim it over HTTP with a lease and keep it with heartbeats;
     a job whose lease expires returns to the queue until ``max_attempts`` is reached."""
@@ -215,7 +254,12 @@ class Job(Base):
     progress: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     cancel_requested: Mapped[bool] = mapped_column(default=False)
     result_refs: Mapped[list[str] | None] = mapped_column(sa.JSON)
+    #: The kind's result model as the worker reported it (validated by the registry).
+    result: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    #: What every reader sees of a failure: the message.
     error: Mapped[str | None] = mapped_column(sa.Text)
+    #: The worker's traceback of a failure: admins only.
+    error_detail: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(Timestamp())
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp())

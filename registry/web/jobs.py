@@ -29,10 +29,15 @@ def jobs(
     rows, next_cursor = crud.list_jobs(
         session, status=status or None, cursor=id_cursor(cursor, "cursor"), limit=settings.page_size
     )
+    from partsbin.parts.jobs.spec import progress_line
+    from partsbin.registry.api.routes.jobs import kind_of
+
     return page(
         request,
         "jobs.html",
         jobs=rows,
+        kinds={j.id: kind_of(j) for j in rows},
+        progress={j.id: progress_line(j.progress or {}) for j in rows},
         next_cursor=next_cursor,
         status=status or "",
         states=STATES,
@@ -43,4 +48,21 @@ def jobs(
 
 @router.get("/ui/jobs/{job_id}")
 def job(job_id: DbInt, request: Request, session: ReadSessionDep) -> Response:
-    return page(request, "job.html", job=crud.get_job(session, job_id))
+    import yaml
+
+    from partsbin.parts.jobs.spec import compact, progress_line
+    from partsbin.registry.api.routes.jobs import kind_of, summary_of
+
+    row = crud.get_job(session, job_id)
+    principal = getattr(request.state, "web_principal", None)
+    return page(
+        request,
+        "job.html",
+        job=row,
+        kind=kind_of(row),
+        summary=summary_of(row),
+        progress=progress_line(row.progress or {}),
+        spec_yaml=yaml.safe_dump(compact(row.spec), sort_keys=False),
+        # The message is for everyone; the worker's traceback for admins only.
+        traceback=row.error_detail if principal is not None and principal.scope == "admin" else None,
+    )

@@ -16,9 +16,10 @@ import pytest
 import torch
 
 from partsbin.parts.data import DataMissing, Images, load_split
+from partsbin.parts.data.spec import DataSpec, Transform
 from partsbin.parts.data.transforms import apply_transforms
 from partsbin.parts.evaluation import EvalSettings, select_eval_images
-from partsbin.parts.training_spec import DataSpec, TrainSpec, Transform
+from partsbin.parts.jobs.train import TrainSpec
 
 ARCH = {"name": "resnet_cifar", "config": {"depth": 8, "width": 4}}
 
@@ -107,10 +108,10 @@ def test_own_task_figures_and_data_that_travels(live, client_for, tmp_path):
         "arch": ARCH,
         "scheme": "upper-bound",
         "tasks": [
-            {"name": "a", "train": {"source": "npz", "path": str(data), "classes": ["w", "x", "y"]}},
+            {"name": "a", "data": {"source": "npz", "path": str(data), "classes": ["w", "x", "y"]}},
             {
                 "name": "b",
-                "train": {
+                "data": {
                     "source": "npz",
                     "path": str(data),
                     "classes": ["x", "y", "z"],

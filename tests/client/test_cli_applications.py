@@ -53,7 +53,9 @@ def test_transfer_and_adapt_locally_from_the_command_line(live, client_for):
         "--batch-size", "16", "--threads", "1", "--local", "--json", env=env,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    curve = json.loads(done.stdout)["metrics"]["curve"]
+    out = json.loads(done.stdout)
+    assert out["kind"] == "transfer"
+    curve = out["result"]["curve"]
     assert [p["finetune_steps"] for p in curve] == [0, 2]
     assert sorted(ev["finetune_steps"] for ev in reg.evaluations(extractor=ext.ref)) == [0, 2]
 

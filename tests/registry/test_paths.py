@@ -160,11 +160,13 @@ def test_cli_paths_and_stitch_submission(graph, live):
         "20",
         "--data",
         '{"source": "digits", "classes": ["0", "1", "2"]}',
+        "--no-wait",
         env=env,
     )
     assert done.returncode == 0, done.stderr
     (job,) = reg.jobs.list()
-    assert job["spec"]["kind"] == "stitch" and job["spec"]["steps"] == 20
+    assert job["spec"]["kind"] == "stitch" and job["spec"]["settings"]["steps"] == 20
+    assert f"as job {job['id']}" in done.stderr
     assert job["spec"]["data"]["classes"] == ["0", "1", "2"]
     bad = cli(
         "stitch", "--extractor", c["x"].ref, "--head", c["h"].ref, "--name", "lab/y", "--method", "magic", env=env
@@ -172,7 +174,7 @@ def test_cli_paths_and_stitch_submission(graph, live):
     assert bad.returncode != 0 and "method" in bad.stderr
     # fct submits the spec Registry.fct would: a transform of junction features, measured with the new head.
     args = ["fct", "--old", c["x"].ref, "--new", c["x2"].ref, "--name", "lab/fct"]
-    done = cli(*args, "--space", "junction", "--new-head", c["h"].ref, "--side-info", "none", env=env)
+    done = cli(*args, "--space", "junction", "--new-head", c["h"].ref, "--side-info", "none", "--no-wait", env=env)
     assert done.returncode == 0, done.stderr
     (spec,) = [j["spec"] for j in reg.jobs.list() if j["spec"]["kind"] == "fct"]
     assert spec["kind"] == "fct" and spec["space"] == "junction" and spec["side_info"] is False

@@ -26,8 +26,8 @@ JOB_SPEC = {
     "name": "zoo-a",
     "namespace": "lab",
     "arch": {"name": "resnet_cifar", "config": {"depth": 8, "width": 4}},
-    "tasks": [{"name": "a", "pair": "digits", "pair_task": "a", "test_limit": 64}],
-    "settings": {"steps": 2, "batch_size": 16, "threads": 1},
+    "tasks": [{"name": "a", "pair": "digits", "pair_task": "a"}],
+    "settings": {"steps": 2, "batch_size": 16, "threads": 1, "test_limit": 64},
 }
 
 

@@ -1,12 +1,12 @@
 """Compatibility training really makes components recombine (digits two-domain pair)."""
 
 from partsbin.parts.evaluation import EvalSettings, evaluate_pair
-from partsbin.parts.training_spec import TrainSpec
-from partsbin.trainer.run import run
+from partsbin.parts.jobs.train import TrainSpec
+from partsbin.trainer.jobs import run_job as run
 
 
 def _recombination(result) -> float:
-    a, b = result.networks
+    a, b = result.trained
     accs = []
     for ext, head in ((a, b), (b, a)):
         acc = evaluate_pair(ext.extractor, head.head, ext.task.test, head.task.classes, EvalSettings())
@@ -33,5 +33,5 @@ def test_joint_rp_dcc_recombines_far_better_than_independent():
     assert _recombination(joint) - _recombination(independent) >= 0.15
     # Compatibility does not cost own-task accuracy (measured ~93-97% for both).
     for name in ("a", "b"):
-        assert joint.metrics[name]["own_task_accuracy"] > 0.85
-        assert joint.metrics[name]["own_task_accuracy"] > independent.metrics[name]["own_task_accuracy"] - 0.05
+        assert joint.tasks[name].own_task_accuracy > 0.85
+        assert joint.tasks[name].own_task_accuracy > independent.tasks[name].own_task_accuracy - 0.05

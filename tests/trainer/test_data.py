@@ -10,7 +10,8 @@ from PIL import Image
 
 from partsbin.parts.data import DataMissing, load_split, load_task
 from partsbin.parts.data.sources import load_source
-from partsbin.parts.training_spec import DataSpec, TaskSpec, Transform
+from partsbin.parts.data.spec import DataSpec, Transform
+from partsbin.parts.jobs.train import TaskSpec
 
 
 def test_idx_gz_and_plain(tmp_path):

@@ -110,20 +110,20 @@ def test_a_worker_runs_an_fct_job_and_publishes_the_bridge(live, client_for):
         "lab/old-to-new",
         space="junction",
         new_head=new_head,
-        side_steps=5,
         steps=5,
         images=200,
-        test_limit=100,
-        threads=1,
+        settings={"test_limit": 100, "threads": 1},
+        options={"side_steps": 5},
     )
     worker = Worker(client_for(live, live.token("publish", ["lab"])), name="w", poll_seconds=0.1)
     t = threading.Thread(target=worker.run, kwargs={"exit_when_idle": True})
     t.start()
     t.join(180)
-    done = reg.jobs.get(job["id"])
-    assert done["status"] == "succeeded" and done["worker"] == "w", done["error"]
-    assert done["result_refs"] == ["lab/old-to-new-side-info@1", "lab/old-to-new@1"]
-    side, transform = (reg.info(r) for r in done["result_refs"])
+    done = job.refresh()
+    assert done.status == "succeeded" and done.raw["worker"] == "w", done.error
+    assert done.refs == ["lab/old-to-new-side-info@1", "lab/old-to-new@1"]
+    assert done.result.side_info and done.result.classification["samples"] == 100
+    side, transform = (reg.info(r) for r in done.refs)
     assert transform.card.bridge.source == reg.info(old_ext).digest
     assert transform.card.bridge.to == reg.info(new_ext).digest
     assert transform.card.bridge.side_info == side.digest and transform.card.bridge.space == "junction"

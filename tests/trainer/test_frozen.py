@@ -3,8 +3,9 @@
 import torch
 
 from partsbin.parts.data import load_task
-from partsbin.parts.training_spec import TrainSpec
-from partsbin.trainer.engine import build_aux_heads, build_networks, freeze, resolve_device, train
+from partsbin.parts.jobs.train import TrainSpec
+from partsbin.trainer.engine import build_aux_heads, build_networks, freeze, train
+from partsbin.trainer.loop import resolve_device
 
 
 def test_frozen_aux_heads_are_bit_identical_after_training():

@@ -7,8 +7,8 @@ import math
 import random
 
 from partsbin.client.bench import BenchResult, Cell
-from partsbin.parts.training_spec import TrainSpec
-from partsbin.trainer.run import run
+from partsbin.parts.jobs.train import TrainSpec
+from partsbin.trainer.jobs import run_job as run
 
 ARCH = {"name": "resnet_cifar", "config": {"depth": 8, "width": 8}}
 SETTINGS = {"steps": 80, "batch_size": 64, "lr": 0.05, "rp_fraction": 0.5, "threads": 1, "seed": 0}
@@ -18,14 +18,14 @@ TASKS = {
     # A third domain: odd-indexed digits at lower contrast, with noise; all ten classes.
     "c": {
         "name": "c",
-        "train": {
+        "data": {
             "source": "digits",
             "indices": "odd",
             "transforms": [{"op": "contrast", "factor": 0.5}, {"op": "noise", "sigma": 0.1}],
         },
     },
     # A fourth: even-indexed digits, blurred.
-    "d": {"name": "d", "train": {"source": "digits", "indices": "even", "transforms": [{"op": "blur", "sigma": 0.8}]}},
+    "d": {"name": "d", "data": {"source": "digits", "indices": "even", "transforms": [{"op": "blur", "sigma": 0.8}]}},
 }
 
 

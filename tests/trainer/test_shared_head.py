@@ -17,10 +17,11 @@ from partsbin.client.errors import Incompatible
 from partsbin.parts.archs import build
 from partsbin.parts.data import load_task
 from partsbin.parts.describe import card_for
-from partsbin.parts.shared_head_spec import MultiArchSpec, UpdateHeadSpec
-from partsbin.parts.training_spec import Settings, TaskSpec
-from partsbin.trainer.multiarch import run_multiarch
-from partsbin.trainer.update_head import extend_classifier, fine_tune_head, frozen_reference, run_update_head
+from partsbin.parts.jobs.settings import Settings
+from partsbin.parts.jobs.shared_head import MultiArchSpec, UpdateHeadSpec
+from partsbin.parts.jobs.train import TaskSpec
+from partsbin.trainer.jobs import run_job
+from partsbin.trainer.update_head import extend_classifier, fine_tune_head, frozen_reference
 from partsbin.trainer.worker import Worker
 
 OLD = ["0", "1", "2", "3", "4"]
@@ -45,11 +46,11 @@ def multiarch_spec(steps: int = 60, **extra) -> dict:
         "kind": "train-multiarch",
         "name": "multi",
         "namespace": "lab",
-        "task": {"name": "digits5", "train": {"source": "digits", "classes": OLD}, "test_limit": 400},
+        "task": {"name": "digits5", "data": {"source": "digits", "classes": OLD}},
         "networks": NETWORKS,
         "junction_channels": J,
         "head": HEAD,
-        "settings": {"steps": steps, "batch_size": 32, "threads": 1},
+        "settings": {"steps": steps, "batch_size": 32, "threads": 1, "test_limit": 400},
         **extra,
     }
 
@@ -60,9 +61,8 @@ def update_spec(steps: int = 150, **extra) -> dict:
         "head": "lab/multi-shared-head@1",
         "reference_extractor": "lab/multi-wrn-extractor@1",
         "data": {"source": "digits", "classes": ALL},
-        "test_limit": 600,
         "classes": ALL,
-        "settings": {"steps": steps, "batch_size": 32, "threads": 1, "lr": 0.02},
+        "settings": {"steps": steps, "batch_size": 32, "threads": 1, "lr": 0.02, "test_limit": 600},
         **extra,
     }
 
@@ -70,7 +70,7 @@ def update_spec(steps: int = 150, **extra) -> dict:
 @pytest.fixture
 def trained(live, client_for):
     reg = client_for(live, live.token("admin"))
-    result = run_multiarch(MultiArchSpec.model_validate(multiarch_spec()), reg)
+    result = run_job(MultiArchSpec.model_validate(multiarch_spec()), reg)
     return reg, result
 
 
@@ -114,7 +114,7 @@ def test_update_head_publishes_a_new_version_in_the_group(trained):
     head_ref, *ext_refs = result.refs
     old_head = reg.info(head_ref)
     before = {r: reg.info(r).digest for r in ext_refs}
-    out = run_update_head(UpdateHeadSpec.model_validate(update_spec()), reg)
+    out = run_job(UpdateHeadSpec.model_validate(update_spec()), reg)
     assert out.refs == ["lab/multi-shared-head@2"]
     new = reg.info("lab/multi-shared-head@2")
     assert new.card.labels == ALL and new.role == "aux-dcc"
@@ -143,7 +143,7 @@ def test_update_of_the_classifier_only_leaves_the_rest_of_the_head_bit_identical
 
     reg, result = trained
     old = reg.pull(result.refs[0])
-    out = run_update_head(UpdateHeadSpec.model_validate(update_spec(steps=40, train_layers="classifier")), reg)
+    out = run_job(UpdateHeadSpec.model_validate(update_spec(steps=40, train_layers="classifier")), reg)
     new = reg.pull(out.refs[0])
     before, after = load_state_dict(old.path), load_state_dict(new.path)
     changed = {k for k in after if before[k].shape != after[k].shape or not torch.equal(before[k], after[k])}
@@ -171,7 +171,7 @@ def test_assemble_refuses_a_different_junction_naming_both_interfaces(trained):
 
 
 def test_fine_tuning_the_head_leaves_the_reference_extractor_bit_identical():
-    task = load_task(TaskSpec(name="t", train={"source": "digits", "classes": ALL, "limit": 200}))
+    task = load_task(TaskSpec(name="t", data={"source": "digits", "classes": ALL, "limit": 200}))
     net = build("wide_resnet", depth=10, widen=1, in_chans=1, num_classes=10, junction_channels=J)
     with torch.no_grad():
         net.train()
@@ -205,27 +205,27 @@ def test_update_spec_checks():
 
 def test_train_and_update_through_the_worker(live, client_for):
     admin = client_for(live, live.token("admin"))
-    first = admin.jobs.submit(multiarch_spec(steps=2))
+    first = admin.submit(multiarch_spec(steps=2))
     worker = Worker(client_for(live, live.token("publish", ["lab"])), name="w", poll_seconds=0.1)
     t = threading.Thread(target=worker.run, kwargs={"exit_when_idle": True})
     t.start()
     t.join(120)
-    assert admin.jobs.get(first["id"])["status"] == "succeeded", admin.jobs.get(first["id"])["error"]
+    assert first.refresh().status == "succeeded", first.error
+    assert first.result.networks["wrn"].arch == "wide_resnet"
     second = admin.update_head(
         "lab/multi-shared-head@1",
         "lab/multi-wrn-extractor@1",
         data={"source": "digits", "classes": ALL},
         classes=ALL,
-        settings={"steps": 2, "batch_size": 16, "threads": 1},
-        test_limit=100,
+        settings={"steps": 2, "batch_size": 16, "threads": 1, "test_limit": 100},
         wait=False,
     )
     t = threading.Thread(target=worker.run, kwargs={"exit_when_idle": True})
     t.start()
     t.join(120)
-    job = admin.jobs.get(second["id"])
-    assert job["status"] == "succeeded", job["error"]
-    assert job["result_refs"] == ["lab/multi-shared-head@2"]
+    job = second.refresh()
+    assert job.status == "succeeded", job.error
+    assert job.refs == ["lab/multi-shared-head@2"] and job.result.classes_after == 10
     assert len(admin.compatible(head="lab/multi-shared-head@2")) == 3
 
 

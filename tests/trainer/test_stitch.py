@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from partsbin.parts.job_specs import parse_job_spec
-from partsbin.parts.training_spec import TrainSpec
+from partsbin.parts.jobs import parse_job_spec
+from partsbin.parts.jobs.train import TrainSpec
 from partsbin.trainer.jobs import run_job
-from partsbin.trainer.run import run
 from partsbin.trainer.stitch import adapter_from_linear, feature_mse, features, fit_closed_form
 from partsbin.trainer.worker import Worker
 
@@ -22,7 +21,7 @@ def _independent(registry, name: str, task: str, seed: int):
         tasks=[{"name": task, "pair": "digits", "pair_task": task}],
         settings={"steps": 80, "batch_size": 64, "lr": 0.05, "seed": seed, "threads": 1},
     )
-    refs = run(spec, registry).refs
+    refs = run_job(spec, registry).refs
     return [r for r in refs if "extractor" in r][0], [r for r in refs if "head" in r][0]
 
 
@@ -34,14 +33,19 @@ def pair(live, client_for):
     return reg, ext_a, head_a, ext_b, head_b
 
 
+def card_metrics(reg, ref: str) -> dict:
+    return reg.info(ref).card.metrics
+
+
 def test_trained_adapter_lifts_an_independent_pair_from_chance(pair):
     reg, ext_a, _head_a, _ext_b, head_b = pair
     # Through the queue, as a user would: Registry.stitch submits, a worker runs it.
     job = reg.stitch(ext_a, head_b, "lab/a-to-b", steps=150)
     assert Worker(reg, name="w", poll_seconds=0.1).run(exit_when_idle=True) == 1
-    done = reg.jobs.get(job["id"])
-    assert done["status"] == "succeeded", done["error"]
-    (ref,) = done["result_refs"]
+    done = job.refresh()
+    assert done.status == "succeeded", done.error
+    (ref,) = done.refs
+    assert done.result.recombination_accuracy == card_metrics(reg, ref)["recombination_accuracy"]
     card = reg.info(ref).card
     m = card.metrics
     # Measured (digits, ResNet-8 width 8, 80 training steps, 150 stitch steps, seeds 0/1):
@@ -54,7 +58,7 @@ def test_trained_adapter_lifts_an_independent_pair_from_chance(pair):
     assert card.role == "adapter"
     assert card.bridge.source == reg.info(ext_a).digest and card.bridge.to == reg.info(head_b).digest
     assert card.provenance.settings["steps"] == 150 and card.provenance.dataset.name == "digits"
-    assert card.provenance.job == str(job["id"])
+    assert card.provenance.job == str(job.id)
     # The job measured the path through its adapter: /paths lists it, measured, first.
     (path,) = reg.paths(extractor=ext_a, head=head_b)["paths"]
     assert path["bridges"] == [ref] and path["status"] == "measured"
@@ -78,7 +82,7 @@ def test_trained_adapter_lifts_an_independent_pair_from_chance(pair):
         }
     )
     closed = run_job(spec, reg)
-    c = closed.metrics
+    c = closed.model_dump()
     assert c["method"] == "least-squares" and c["fit_images"] == 300 and c["feature_mse"] > 0
     assert c["adapter_free_accuracy"] == m["adapter_free_accuracy"]
     spec = parse_job_spec(
@@ -93,7 +97,7 @@ def test_trained_adapter_lifts_an_independent_pair_from_chance(pair):
             "publish": False,
         }
     )
-    p = run_job(spec, reg).metrics
+    p = run_job(spec, reg).model_dump()
     print({k: (m[k], c[k], p[k]) for k in ("adapter_free_accuracy", "recombination_accuracy", "adapter_parameters")})
     print("feature mse", c["feature_mse"], p["feature_mse"])
     assert closed.refs and reg.info(closed.refs[0]).card.provenance.settings["steps"] == 0

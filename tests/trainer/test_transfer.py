@@ -7,11 +7,10 @@ import threading
 import httpx
 import pytest
 
-from partsbin.parts.application_specs import TransferSpec
 from partsbin.parts.data import pair_data
-from partsbin.parts.training_spec import TrainSpec
+from partsbin.parts.jobs.applications import TransferSpec
+from partsbin.parts.jobs.train import TrainSpec
 from partsbin.trainer.jobs import run_job
-from partsbin.trainer.run import run
 from partsbin.trainer.worker import Worker
 
 
@@ -26,7 +25,7 @@ def _train_pair(reg) -> dict[str, str]:
         tasks=[{"name": "a", "pair": "digits", "pair_task": "a"}, {"name": "b", "pair": "digits", "pair_task": "b"}],
         settings={"steps": 60, "batch_size": 64, "lr": 0.05, "rp_fraction": 0.5, "threads": 1},
     )
-    refs = run(spec, reg).refs
+    refs = run_job(spec, reg).refs
     return {r.split("@")[0].removeprefix("lab/inc-"): r for r in refs}
 
 
@@ -44,10 +43,10 @@ def test_transfer_curve_starts_at_the_benchmarks_recombination_accuracy(live, cl
         data=train_b,
         test=test_b,
         steps=[30, 0, 10],
-        settings={"steps": 1, "batch_size": 32, "lr": 0.01, "schedule": "constant", "threads": 1},
+        settings={"batch_size": 32, "lr": 0.01, "schedule": "constant", "threads": 1},
     )
     result = run_job(spec, reg)
-    curve = result.metrics["curve"]
+    curve = [p.model_dump() for p in result.curve]
     assert [p["finetune_steps"] for p in curve] == [0, 10, 30]
     cell = bench.cell(ext, head)
     assert curve[0]["accuracy"] == cell.accuracy and curve[0]["samples"] == cell.samples
@@ -113,7 +112,7 @@ def test_a_worker_runs_a_transfer_job_and_publishes_the_finetuned_parts(live, cl
     thread = threading.Thread(target=worker.run)
     thread.start()
     try:
-        result = reg.transfer(
+        job = reg.transfer(
             parts["a-extractor"],
             parts["b-head"],
             train_b,
@@ -127,8 +126,9 @@ def test_a_worker_runs_a_transfer_job_and_publishes_the_finetuned_parts(live, cl
     finally:
         worker.stop.set()
         thread.join(60)
-    assert result.job["status"] == "succeeded" and result.job["worker"] == "w"
-    assert [s for s, _ in result.curve] == [0, 5]
+    assert job.status == "succeeded" and job.raw["worker"] == "w"
+    result = job.result
+    assert [p.finetune_steps for p in result.curve] == [0, 5]
     assert result.refs == ["lab/a-to-b-extractor@1", "lab/a-to-b-head@1"]
     ext, head = reg.info(result.refs[0]), reg.info(result.refs[1])
     assert ext.card.provenance.model_extra["finetuned_from"] == reg.info(parts["a-extractor"]).digest

@@ -16,8 +16,8 @@ def tiny_spec(name: str, namespace: str = "jobs", **extra) -> dict:
         "name": name,
         "namespace": namespace,
         "arch": {"name": "resnet_cifar", "config": {"depth": 8, "width": 4}},
-        "tasks": [{"name": "a", "pair": "digits", "pair_task": "a", "test_limit": 64}],
-        "settings": {"steps": 2, "batch_size": 16, "threads": 1},
+        "tasks": [{"name": "a", "pair": "digits", "pair_task": "a"}],
+        "settings": {"steps": 2, "batch_size": 16, "threads": 1, "test_limit": 64},
         **extra,
     }
 
@@ -128,11 +128,11 @@ def test_cancel_and_release(live, client_for):
 
 def test_job_kinds(live, client_for):
     from partsbin import InvalidUpload
-    from partsbin.parts.job_specs import JOB_KINDS, parse_job_spec
-    from partsbin.trainer.jobs import RUNNERS
+    from partsbin.parts.jobs import job_kinds, parse_job_spec
 
-    # Every kind the registry accepts, the worker can run.
-    assert set(JOB_KINDS) == set(RUNNERS)
+    # Every kind the registry accepts, the worker can run: one registration names its runner.
+    for kind in job_kinds().values():
+        assert callable(kind.load_runner()), kind.name
     spec = {"name": "k", "namespace": "lab", "tasks": [{"name": "a", "pair": "digits", "pair_task": "a"}]}
     assert parse_job_spec(spec).kind == "train"  # specs written before there were kinds
     reg = client_for(live, live.token("publish", ["lab"]))
@@ -152,12 +152,17 @@ def test_finished_jobs_show_where_they_ended_and_bad_tokens_stop_the_worker(live
     job = admin.jobs.get(job_id)
     assert job["status"] == "succeeded"
     p = job["progress"]
-    assert p["final"] and p["step"] == p["total"] == 2 and 0 <= p["accuracy"]["a"] <= 1
+    assert p["final"] and p["done"] == p["total"] == 2 and p["step"] == p["steps"] == 2
+    assert job["kind"] == "train" and job["result"]["tasks"]["a"]["test_images"] == 64
+    assert 0 <= job["result"]["tasks"]["a"]["own_task_accuracy"] <= 1
     env = {**os.environ, "PARTSBIN_URL": live.url, "PARTSBIN_TOKEN": live.token("admin")}
     shown = subprocess.run(
         [sys.executable, "-m", "partsbin", "jobs", "show", str(job_id)], capture_output=True, text=True, env=env
     )
-    assert "final: step 2/2" in shown.stdout and "task a: own-task accuracy" in shown.stdout, shown.stdout
+    assert "job " + str(job_id) + ": train jobs/shown (succeeded)" in shown.stdout, shown.stdout
+    assert "task a: own-task accuracy" in shown.stdout and "trained 2 steps" in shown.stdout, shown.stdout
+    # The spec as YAML, without nulls.
+    assert "pair_task: a" in shown.stdout and "null" not in shown.stdout, shown.stdout
     # A worker whose token is refused stops with the message instead of retrying forever.
     started = time.monotonic()
     bad = subprocess.run(

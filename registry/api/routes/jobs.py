@@ -7,16 +7,17 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Response
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
-from partsbin.parts.job_specs import UnknownJobKind, parse_job_spec
+from partsbin.parts.jobs import InvalidSpec, JobSpec, parse_job_result, parse_job_spec
 from partsbin.parts.jsonlimits import JsonObject
-from partsbin.parts.messages import describe_validation_error
 from partsbin.registry.api.deps import PrincipalDep, ReadSessionDep, SessionDep, SettingsDep, require_token
 from partsbin.registry.api.params import IdCursor, IdPath, Limit
 from partsbin.registry.api.responses import errors
 from partsbin.registry.api.schemas import Body
+from partsbin.registry.config import Settings
 from partsbin.registry.crud import jobs as crud
+from partsbin.registry.crud.tokens import Principal
 from partsbin.registry.db.models import Job
 from partsbin.registry.errors import Forbidden, InvalidRequest
 
@@ -27,6 +28,7 @@ LEASE_SECONDS_DEFAULT = 60.0
 
 class JobOut(BaseModel):
     id: int
+    kind: str
     status: str
     namespace: str
     spec: dict[str, Any]
@@ -38,17 +40,38 @@ class JobOut(BaseModel):
     progress: dict[str, Any] | None
     cancel_requested: bool
     result_refs: list[str] | None
-    error: str | None
+    result: dict[str, Any] | None = Field(description="the kind's result: what the job measured and published")
+    summary: list[str] = Field(description="the result, said for people")
+    error: str | None = Field(description="why the job failed: the message")
+    error_detail: str | None = Field(default=None, description="the worker's traceback (admin tokens only)")
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
 
     @classmethod
-    def of(cls, job: Job, with_lease: bool = False) -> JobOut:
-        data = {k: getattr(job, k) for k in cls.model_fields}
+    def of(cls, job: Job, with_lease: bool = False, principal: Principal | None = None) -> JobOut:
+        data = {k: getattr(job, k) for k in cls.model_fields if k not in ("kind", "summary")}
+        data["kind"] = kind_of(job)
+        data["summary"] = summary_of(job)
         if not with_lease:
             data["lease_id"] = None
+        if principal is None or principal.scope != "admin":
+            data["error_detail"] = None
         return cls(**data)
+
+
+def kind_of(job: Job) -> str:
+    return str(job.spec.get("kind", "train")) if isinstance(job.spec, dict) else "train"
+
+
+def summary_of(job: Job) -> list[str]:
+    """The result's lines for people (``partsbin jobs show``, ``/ui/jobs/{id}``)."""
+    if job.result is None:
+        return []
+    try:
+        return parse_job_result(kind_of(job), job.result).summary()
+    except InvalidSpec:
+        return []
 
 
 class JobPage(BaseModel):
@@ -82,11 +105,13 @@ class CompleteIn(Body):
         default=None,
         description="the final progress (last step, loss, each task's accuracy); replaces the last heartbeat's",
     )
+    result: JsonObject | None = Field(default=None, description="the kind's result model (checked against it)")
 
 
 class FailIn(Body):
     lease_id: LeaseId
-    error: str = Field(max_length=20000)
+    error: str = Field(max_length=20000, description="the message every reader of the job sees")
+    detail: str | None = Field(default=None, max_length=20000, description="the traceback: shown to admins only")
     retry: bool = False
 
 
@@ -94,13 +119,27 @@ class LeaseIn(Body):
     lease_id: LeaseId
 
 
-def validate_spec(spec: dict[str, Any]) -> Any:
+def validate_spec(spec: dict[str, Any], settings: Settings) -> JobSpec:
+    """The spec as a job from any publish token may give it: every field checked, every
+    path under the data roots, and its cost within the deployment's limits. Raises 422
+    naming each problem; nothing is queued."""
     try:
-        return parse_job_spec(spec)
-    except UnknownJobKind as exc:
-        raise InvalidRequest(f"invalid job spec: spec.kind: {exc}") from None
-    except ValidationError as exc:
-        raise InvalidRequest("invalid job spec: " + describe_validation_error(exc, "spec")) from None
+        parsed: JobSpec = parse_job_spec(spec, data_roots=settings.data_root_list, where="spec")
+    except InvalidSpec as exc:
+        raise InvalidRequest(f"invalid job spec: {exc}") from None
+    d = parsed.settings.distributed
+    if d is not None and d.nnodes > 1:
+        raise InvalidRequest(
+            "invalid job spec: settings.distributed.nnodes > 1: a run over several machines is started on each of "
+            "them with `partsbin train --local` (docs/distributed.md), not through the queue"
+        )
+    problems = settings.problems(parsed.cost())
+    if problems:
+        raise InvalidRequest("this job exceeds the registry's limits: " + "; ".join(problems))
+    if parsed.settings.max_seconds is None:
+        # The wall time it may take, recorded on the job: the worker stops it there.
+        parsed.settings.max_seconds = settings.max_job_seconds
+    return parsed
 
 
 def _worker_scope(principal) -> tuple[str, ...] | None:
@@ -117,9 +156,9 @@ _LEASE = errors(404, 409)
 
 
 @router.post("", response_model=JobOut, status_code=201, summary="Submit a training job")
-def submit(body: SubmitIn, session: SessionDep, principal: PrincipalDep) -> JobOut:
+def submit(body: SubmitIn, session: SessionDep, principal: PrincipalDep, settings: SettingsDep) -> JobOut:
     require_token(principal, "submitting jobs")
-    spec = validate_spec(body.spec)
+    spec = validate_spec(body.spec, settings)
     if not principal.can_publish(spec.namespace):
         raise Forbidden(f"this token may not publish into namespace {spec.namespace!r}, where the job would publish")
     job = crud.submit_job(
@@ -137,17 +176,18 @@ def submit(body: SubmitIn, session: SessionDep, principal: PrincipalDep) -> JobO
 def list_(
     session: ReadSessionDep,
     settings: SettingsDep,
+    principal: PrincipalDep,
     status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,
     cursor: IdCursor = None,
     limit: Limit = None,
 ) -> JobPage:
     rows, nxt = crud.list_jobs(session, status=status, cursor=cursor, limit=limit or settings.page_size)
-    return JobPage(items=[JobOut.of(j) for j in rows], next_cursor=nxt)
+    return JobPage(items=[JobOut.of(j, principal=principal) for j in rows], next_cursor=nxt)
 
 
 @router.get("/{job_id:id}", response_model=JobOut, summary="A job", responses=_JOB)
-def show(job_id: IdPath, session: ReadSessionDep) -> JobOut:
-    return JobOut.of(crud.get_job(session, job_id))
+def show(job_id: IdPath, session: ReadSessionDep, principal: PrincipalDep) -> JobOut:
+    return JobOut.of(crud.get_job(session, job_id), principal=principal)
 
 
 @router.post("/{job_id:id}/cancel", response_model=JobOut, summary="Cancel a job", responses=_JOB)
@@ -158,7 +198,7 @@ def cancel(job_id: IdPath, session: SessionDep, principal: PrincipalDep) -> JobO
         raise Forbidden(f"this token may not cancel jobs of namespace {job.namespace!r}")
     job = crud.cancel_job(session=session, job=job)
     session.commit()
-    return JobOut.of(job)
+    return JobOut.of(job, principal=principal)
 
 
 @router.post(
@@ -193,8 +233,15 @@ def beat(job_id: IdPath, body: HeartbeatIn, session: SessionDep, principal: Prin
 )
 def complete(job_id: IdPath, body: CompleteIn, session: SessionDep, principal: PrincipalDep) -> JobOut:
     _worker_scope(principal)
+    result = None
+    if body.result is not None:
+        job = crud.get_job(session, job_id)
+        try:
+            result = parse_job_result(kind_of(job), body.result).model_dump(mode="json")
+        except InvalidSpec as exc:
+            raise InvalidRequest(str(exc)) from None
     job = crud.complete_job(
-        session=session, job_id=job_id, lease_id=body.lease_id, refs=body.refs, progress=body.progress
+        session=session, job_id=job_id, lease_id=body.lease_id, refs=body.refs, progress=body.progress, result=result
     )
     session.commit()
     return JobOut.of(job)
@@ -203,7 +250,9 @@ def complete(job_id: IdPath, body: CompleteIn, session: SessionDep, principal: P
 @router.post("/{job_id:id}/fail", response_model=JobOut, summary="Fail a job with the error", responses=_LEASE)
 def fail(job_id: IdPath, body: FailIn, session: SessionDep, principal: PrincipalDep) -> JobOut:
     _worker_scope(principal)
-    job = crud.fail_job(session=session, job_id=job_id, lease_id=body.lease_id, error=body.error, retry=body.retry)
+    job = crud.fail_job(
+        session=session, job_id=job_id, lease_id=body.lease_id, error=body.error, detail=body.detail, retry=body.retry
+    )
     session.commit()
     return JobOut.of(job)
 
