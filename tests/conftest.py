@@ -29,7 +29,7 @@ from partsbin.registry.db.session import make_engine, make_sessionmaker
 def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every cache and data folder points into the test's temporary directory."""
     for var in list(os.environ):
-        if var.startswith("PARTSBIN_"):
+        if var.startswith("PARTSBIN_") and var != "PARTSBIN_SCREENSHOTS":  # that one asks for the README's
             monkeypatch.delenv(var)
     monkeypatch.setenv("PARTSBIN_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("PARTSBIN_DATA_DIR", str(tmp_path / "data"))

@@ -27,6 +27,10 @@ def test_compose_parses_and_wires_the_services():
     # Healthy means ready (database and storage reachable), not merely a running process.
     assert "/readyz" in " ".join(services["registry"]["healthcheck"]["test"])
     assert services["worker"]["depends_on"]["registry"]["condition"] == "service_healthy"
+    # The registry checks submissions against the data roots the workers read from.
+    roots = services["worker"]["environment"]["PARTSBIN_DATA_ROOTS"]
+    assert services["registry"]["environment"]["PARTSBIN_DATA_ROOTS"] == roots
+    assert any(v.split(":")[1] == roots for v in services["worker"]["volumes"])
 
 
 def test_compose_variables_are_settings_the_code_reads():

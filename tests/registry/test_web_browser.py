@@ -1,6 +1,8 @@
 """The web pages in a real browser (Debian's headless Chromium through Selenium) over the
 real server: list -> component -> group heatmap -> evaluation, checking what a person
-sees, and writing one screenshot per page to docs/screenshots/ (shown in the README)."""
+sees. With ``PARTSBIN_SCREENSHOTS=1`` it writes one screenshot per page to docs/screenshots/
+(shown in the README); otherwise into the test's temporary folder: a test run leaves the
+repository as it was."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from selenium.webdriver.common.by import By
 
 from tests.registry.zoo import build_zoo
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 @pytest.fixture
@@ -22,9 +24,15 @@ def zoo(live, http, tmp_path):
 
 def _shoot(browser, name: str) -> None:
     """The whole page, beyond the window (Chrome DevTools' screenshot)."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    import os
+    import tempfile
+
+    folder = DOCS_SCREENSHOTS if os.environ.get("PARTSBIN_SCREENSHOTS") == "1" else Path(tempfile.gettempdir())
+    folder.mkdir(parents=True, exist_ok=True)
     shot = browser.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
-    (SCREENSHOTS / f"{name}.png").write_bytes(base64.b64decode(shot["data"]))
+    png = base64.b64decode(shot["data"])
+    assert png.startswith(b"\x89PNG"), "a screenshot of the page"
+    (folder / f"partsbin-{name}.png" if folder != DOCS_SCREENSHOTS else folder / f"{name}.png").write_bytes(png)
 
 
 def _text(element) -> str:  # type: ignore[no-untyped-def]
