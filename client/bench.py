@@ -203,7 +203,7 @@ def test_set(comp: Component, given: Any = None) -> tuple[str, Images]:
     how = f"--data {task or comp.name}=PATH (data={{{(task or comp.name)!r}: PATH}} in Python)"
     digest, limit = None, None
     if isinstance(given, (DataSpec, dict)):
-        spec = given if isinstance(given, DataSpec) else DataSpec.model_validate(given)
+        spec = given if isinstance(given, DataSpec) else _data_spec(given, f"the test data given for {comp.ref}")
     elif recorded is None:
         raise UsageError(
             f"{comp.ref}'s card does not say how to rebuild its test set; give the data with --data "
@@ -211,7 +211,7 @@ def test_set(comp: Component, given: Any = None) -> tuple[str, Images]:
         )
     else:
         # Read, never pop: the dict belongs to the component's card.
-        spec = DataSpec.model_validate({k: v for k, v in recorded.items() if k not in _NOT_SPEC})
+        spec = _data_spec({k: v for k, v in recorded.items() if k not in _NOT_SPEC}, f"{comp.ref}'s recorded test set")
         digest, limit = recorded.get("source_digest"), recorded.get("test_limit")
         if given is not None:
             spec = spec.model_copy(update={"path": str(given)})
@@ -232,6 +232,19 @@ def test_set(comp: Component, given: Any = None) -> tuple[str, Images]:
     return f"{spec.source}:{task}:test", images
 
 
+def _data_spec(value: Any, what: str) -> Any:
+    """A data spec, or a :class:`UsageError` naming each bad field (never pydantic's error)."""
+    from pydantic import ValidationError
+
+    from partsbin.parts.data.spec import DataSpec
+    from partsbin.parts.messages import describe_validation_error
+
+    try:
+        return DataSpec.model_validate(value)
+    except ValidationError as exc:
+        raise UsageError(f"{what} is not a data spec: {describe_validation_error(exc)}") from None
+
+
 # Keys of a card's recorded test set that are not part of the data spec.
 _NOT_SPEC = frozenset({"test_limit", "source_digest"})
 
@@ -242,13 +255,12 @@ def recorded_test_spec(comp: Component) -> Any:
     ``partsbin bench --head-task`` measures every extractor on its head's task this way:
     an updated head (``update-head``) records the new task, with all of its classes, while
     each extractor's card records the task it was trained on."""
-    from partsbin.parts.data.spec import DataSpec
 
     ds = comp.card.provenance.dataset
     recorded = getattr(ds, "test", None) if ds is not None else None
     if not isinstance(recorded, dict):
         raise UsageError(f"{comp.ref}'s card does not record a test set (provenance.dataset.test)")
-    spec = DataSpec.model_validate({k: v for k, v in recorded.items() if k not in _NOT_SPEC})
+    spec = _data_spec({k: v for k, v in recorded.items() if k not in _NOT_SPEC}, f"{comp.ref}'s recorded test set")
     limit = recorded.get("test_limit")
     return spec.model_copy(update={"limit": limit}) if limit else spec
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import builtins
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import ValidationError
 
@@ -26,7 +27,7 @@ from partsbin.parts.names import parse_digest, parse_ref
 if TYPE_CHECKING:
     from partsbin.client.registry import Registry
 
-__all__ = ["Dataset", "push_data", "pull_data", "list_datasets"]
+__all__ = ["Dataset", "DatasetMethods", "push_data", "pull_data", "list_datasets"]
 
 
 @dataclass
@@ -154,3 +155,60 @@ def pull_data(registry: Registry, ref: str) -> Dataset:
 
 def list_datasets(registry: Registry, namespace: str | None = None) -> builtins.list[Dataset]:
     return [Dataset.from_api(d) for d in registry._pages("/datasets", namespace=namespace)]
+
+
+class DatasetMethods:
+    """``Registry``'s dataset methods."""
+
+    def push_data(
+        self,
+        path: str | Path,
+        *,
+        name: str,
+        description: str = "",
+        license: str | None = None,
+        source: str | None = None,
+        tags: builtins.list[str] | None = None,
+    ) -> Dataset:
+        """Register a dataset: an ``.npz`` of arrays, or a folder of ``<class>/<image>``
+        (``<split>/<class>/<image>``) packed as a tar; the registry reads its classes,
+        splits and image shape from the file.
+
+        Args:
+            path: the .npz, the tar, or the folder.
+            name: NAMESPACE/NAME it is registered as (the registry assigns the version).
+            description, license, source, tags: what the data card says for people.
+
+        Returns:
+            The :class:`~partsbin.client.datasets.Dataset` (``created`` False for bytes already there).
+
+        Raises:
+            MissingFile: ``path`` does not exist. UsageError: not a dataset file. Unauthorized, InvalidUpload.
+        """
+        return push_data(
+            cast("Registry", self), path, name=name, description=description, license=license, source=source, tags=tags
+        )
+
+    def pull_data(self, ref: str) -> Dataset:
+        """Download a registered dataset into the cache (sha256 verified); ``path`` set.
+
+        Raises:
+            ComponentNotFound: no such dataset. DigestMismatch: the bytes did not hash to its digest.
+        """
+        return pull_data(cast("Registry", self), ref)
+
+    def datasets(self, *, namespace: str | None = None) -> builtins.list[Dataset]:
+        """Every registered dataset (of ``namespace``), oldest first.
+
+        Raises:
+            Unauthorized: the registry needs a token to read.
+        """
+        return list_datasets(cast("Registry", self), namespace)
+
+    def dataset_resolver(self) -> Callable[[str], LocalDataset]:
+        """What a job's ``{"dataset": REF}`` data specs are read through.
+
+        Returns:
+            A function of a ref that pulls the dataset (verified) and says where it is.
+        """
+        return lambda ref: self.pull_data(ref).local()

@@ -7,7 +7,7 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -20,6 +20,7 @@ from partsbin import __version__
 from partsbin.client._http import raise_for_status, with_retries
 from partsbin.client.cache import Cache
 from partsbin.client.credentials import stored_token
+from partsbin.client.datasets import DatasetMethods
 from partsbin.client.direct import DIRECT_THRESHOLD, push_direct
 from partsbin.client.errors import (
     InvalidCard,
@@ -31,7 +32,7 @@ from partsbin.client.errors import (
     Unauthorized,
     UsageError,
 )
-from partsbin.client.jobs import JobsAPI
+from partsbin.client.jobs import JobMethods, JobsAPI
 from partsbin.client.progress import progress_bar
 from partsbin.parts.card import CARD_METADATA_KEY, REGISTRY_FIELDS, Card
 from partsbin.parts.hashing import HashingWriter
@@ -47,10 +48,6 @@ if TYPE_CHECKING:
 
     from partsbin.client.assemble import AssembledModel
     from partsbin.client.bench import BenchResult
-    from partsbin.client.datasets import Dataset
-    from partsbin.client.jobs import Job
-    from partsbin.parts.data.access import LocalDataset
-    from partsbin.parts.jobs import JobSpec
 
 __all__ = ["Registry", "Component", "DEFAULT_URL"]
 
@@ -139,7 +136,7 @@ class Component:
         return module.to(device)
 
 
-class Registry:
+class Registry(JobMethods, DatasetMethods):
     """Client of a partsbin registry.
 
     ``url`` and ``token`` fall back to ``PARTSBIN_URL`` and ``PARTSBIN_TOKEN``, and the
@@ -184,6 +181,7 @@ class Registry:
         self.jobs = JobsAPI(self)
 
     def close(self) -> None:
+        """Close the client's connections (``with Registry() as reg:`` does it for you)."""
         self._http.close()
 
     def _refuse_when_offline(self, request: httpx.Request) -> None:
@@ -221,12 +219,25 @@ class Registry:
     # -- publishing --------------------------------------------------------------------
     def push(self, module_or_file: nn.Module | str | Path, card: Card | dict[str, Any] | None = None) -> Component:
         """Publish a module (its state dict is written with the card embedded) or an
-        existing ``.safetensors`` file. Returns the stored component with its version;
-        ``created`` is False when identical bytes were already published under the name.
+        existing ``.safetensors`` file.
 
         The card and the file are checked here before anything is sent: a bad card, a
         missing card or a file that is not safetensors (a ``torch.save`` pickle) fails at
-        once instead of after the upload."""
+        once instead of after the upload.
+
+        Args:
+            module_or_file: an ``nn.Module`` (its state dict is stored) or a ``.safetensors`` path.
+            card: the component card (a ``Card`` or a mapping); optional for a file that embeds one.
+
+        Returns:
+            The stored :class:`Component` with its version; ``created`` is False when
+            identical bytes were already published under the name.
+
+        Raises:
+            InvalidCard, InvalidFile, MissingFile, UsageError: the card or file, before any upload.
+            Unauthorized: the token may not publish into the card's namespace.
+            InvalidUpload, Conflict: the registry refused it (nothing is stored).
+        """
         card_model = _card(card) if isinstance(card, dict) else card
         tmp: Path | None = None
         try:
@@ -289,11 +300,59 @@ class Registry:
 
     # -- lookups -----------------------------------------------------------------------
     def info(self, ref: str) -> Component:
+        """What the registry holds for ``ref`` (nothing is downloaded).
+
+        Args:
+            ref: ``ns/name``, ``ns/name@3``, ``ns/name:alias`` or ``sha256:HEX``.
+
+        Returns:
+            The :class:`Component` (``path`` unset).
+
+        Raises:
+            InvalidName: a malformed ref. ComponentNotFound: nothing by that ref.
+        """
         return Component.from_api(self._get(parse_ref(ref).api_path()))
 
-    def list(self, *, limit: int | None = None, **filters: Any) -> builtins.list[Component]:
-        """Components matching the filters (role, arch, group, dataset, namespace, prefix,
-        tag, q, include_yanked), oldest first; at most ``limit`` of them."""
+    def list(
+        self,
+        *,
+        limit: int | None = None,
+        role: str | None = None,
+        arch: str | None = None,
+        group: str | None = None,
+        dataset: str | None = None,
+        namespace: str | None = None,
+        prefix: str | None = None,
+        tag: str | None = None,
+        q: str | None = None,
+        include_yanked: bool = False,
+    ) -> builtins.list[Component]:
+        """Components matching every filter given, oldest first.
+
+        Args:
+            limit: at most this many.
+            role, arch, dataset, namespace, tag: equal to.
+            group: an anchor's digest (members of its group).
+            prefix: ``namespace/name`` starts with it. q: text in the name or the description.
+            include_yanked: list yanked versions too.
+
+        Returns:
+            The components.
+
+        Raises:
+            InvalidUpload: a filter the registry refuses (a malformed digest).
+        """
+        filters = {
+            "role": role,
+            "arch": arch,
+            "group": group,
+            "dataset": dataset,
+            "namespace": namespace,
+            "prefix": prefix,
+            "tag": tag,
+            "q": q,
+            "include_yanked": include_yanked or None,
+        }
         out: builtins.list[Component] = []
         for item in self._pages("/components", limit=min(limit, 1000) if limit else None, **filters):
             out.append(Component.from_api(item))
@@ -302,14 +361,26 @@ class Registry:
         return out
 
     def versions(self, name: str) -> builtins.list[Component]:
-        """Every version of ``ns/name``, yanked ones included, oldest first."""
+        """Every version of ``ns/name``, yanked ones included, oldest first.
+
+        Raises:
+            InvalidName: not ``ns/name``. ComponentNotFound: no such name.
+        """
         ns, n = validate_name(name)
         return [Component.from_api(c) for c in self._get(f"/components/{ns}/{n}/versions")]
 
     def pull(self, ref: str) -> Component:
-        """Download a component into the cache (verifying its sha256) and return it with
-        ``path`` set. A component already cached is not transferred again; an exact
-        version or digest already cached needs no request at all."""
+        """Download a component into the cache, verifying its sha256. A component already
+        cached is not transferred again; an exact version or digest already cached needs
+        no request at all.
+
+        Returns:
+            The :class:`Component` with ``path`` set to the verified file.
+
+        Raises:
+            ComponentNotFound: nothing by that ref. NotCached: offline and not in the cache.
+            DigestMismatch: the bytes did not hash to the digest. ConnectionFailed.
+        """
         parsed = parse_ref(ref)
         cached = self.cache.lookup(parsed)
         if cached is None and self.offline:
@@ -362,11 +433,22 @@ class Registry:
             self.cache.commit(comp.hex, target, writer.close())
 
     def load(self, ref: str, device: str | torch.device = "cpu") -> nn.Module:
+        """The module ``ref`` stores, built from its card with its weights (:meth:`pull` first).
+
+        Raises:
+            As :meth:`pull`.
+        """
         return self.pull(ref).build(device)
 
     def compatible(self, *, head: str | None = None, extractor: str | None = None) -> builtins.list[dict[str, Any]]:
-        """Components that recombine with ``head`` (extractors) or ``extractor`` (heads),
-        each with its ``component``, ``role``, ``status`` and ``reasons``."""
+        """Components that recombine with ``head`` (extractors) or ``extractor`` (heads).
+
+        Returns:
+            Items with the ``component``, its ``role``, the ``status`` (measured first) and the ``reasons``.
+
+        Raises:
+            UsageError: not exactly one of ``head`` and ``extractor``. ComponentNotFound: no such part.
+        """
         if (head is None) == (extractor is None):
             raise UsageError("compatible(): give exactly one of head= or extractor=")
         params = {"head": head} if head is not None else {"extractor": extractor}
@@ -377,25 +459,65 @@ class Registry:
         return out
 
     def groups(self) -> builtins.list[dict[str, Any]]:
+        """Every compatibility group: its anchor, kind and member count.
+
+        Raises:
+            Unauthorized: the registry needs a token to read.
+        """
         return list(self._pages("/groups"))
 
     def group(self, group_id: str) -> dict[str, Any]:
+        """One group (by its anchor's digest) and its members.
+
+        Raises:
+            ComponentNotFound: no such group.
+        """
         return self._get(f"/groups/{group_id.removeprefix('sha256:')}")
 
     # -- management --------------------------------------------------------------------
     def set_alias(self, name: str, alias: str, version: int) -> dict[str, Any]:
+        """Point ``name:alias`` at ``version`` (admins and the namespace's owners).
+
+        Returns:
+            The alias as stored.
+
+        Raises:
+            Unauthorized: the token may not move aliases there. ComponentNotFound: no such version.
+        """
         return self._send("PUT", f"/components/{name}/aliases/{quote(alias)}", json={"version": version})
 
     def delete_alias(self, name: str, alias: str) -> None:
+        """Remove ``name:alias``.
+
+        Raises:
+            Unauthorized, ComponentNotFound: as :meth:`set_alias`.
+        """
         self._send("DELETE", f"/components/{name}/aliases/{quote(alias)}")
 
     def yank(self, ref: str, reason: str) -> Component:
+        """Yank an exact version: it stays downloadable by its version and digest, and
+        ``ns/name`` no longer resolves to it.
+
+        Returns:
+            The component, yanked.
+
+        Raises:
+            UsageError: not an exact version. Unauthorized, ComponentNotFound.
+        """
         r = parse_ref(ref)
         if r.kind != "version":
             raise UsageError(f"yank takes an exact version: {ref}@VERSION (see the versions with `partsbin versions`)")
         return Component.from_api(self._send("POST", f"{r.api_path()}/yank", json={"reason": reason}))
 
     def unyank(self, ref: str) -> Component:
+        """Undo :meth:`yank`.
+
+        Returns:
+            The component, no longer yanked.
+
+        Raises:
+            UsageError: not an exact version. Unauthorized, ComponentNotFound.
+        """
         r = parse_ref(ref)
         if r.kind != "version":
             raise UsageError(f"unyank takes an exact version: {ref}@VERSION")
@@ -417,11 +539,21 @@ class Registry:
         job: tuple[int, str] | None = None,
         finetune_steps: int | None = None,
     ) -> dict[str, Any]:
-        """Record a measured recombination. ``classes``: how many classes the prediction
-        was over (chance level is 1/classes). ``job``: (job id, lease id) when a worker
-        measured it for a job it holds. ``finetune_steps``: how many steps the pair was
-        fine-tuned for after recombining (a ``transfer`` curve's point; stored in
-        ``details`` and answered as the evaluation's ``finetune_steps``)."""
+        """Record a measured recombination.
+
+        Args:
+            extractor, head: the refs of the pair. dataset: what it was measured on.
+            value: the accuracy (0 to 1). samples: test images. bn_mode: batch, running or recalibrated.
+            classes: how many classes the prediction was over (chance level is 1/classes).
+            job: (job id, lease id) when a worker measured it for a job it holds.
+            finetune_steps: steps the pair was fine-tuned after recombining (a transfer curve's point).
+
+        Returns:
+            The evaluation as stored, with its id and trust.
+
+        Raises:
+            Unauthorized: no token. InvalidUpload: a field the registry refuses. ComponentNotFound.
+        """
         body = {
             "extractor": extractor,
             "head": head,
@@ -439,12 +571,23 @@ class Registry:
         return self._send("POST", "/evaluations", json=body)
 
     def whoami(self) -> dict[str, Any]:
-        """The caller's token: ``token_id`` (None when anonymous), ``scope``, ``namespaces``, ``owner``."""
+        """The caller's token: ``token_id`` (None when anonymous), ``scope``, ``namespaces``, ``owner``.
+
+        Raises:
+            Unauthorized: a token the registry does not know (or revoked, or expired).
+        """
         return self._get("/whoami")
 
     def check_can_publish(self, namespace: str | None, action: str) -> None:
-        """Raise :class:`Unauthorized` now, before any work, if this token may not publish
-        into ``namespace`` (any namespace when None: posting evaluations)."""
+        """Fail now, before any work, if this token may not publish into ``namespace``
+        (any namespace when None: posting evaluations).
+
+        Args:
+            namespace: where the work would publish. action: what the message says needs the token.
+
+        Raises:
+            Unauthorized: no token, or one that may not publish there.
+        """
         me = self.whoami()
         if me["scope"] == "admin" or (
             me["scope"] == "publish" and (namespace is None or namespace in me["namespaces"])
@@ -460,20 +603,50 @@ class Registry:
         )
 
     def evaluations(self, *, extractor: str | None = None, head: str | None = None) -> builtins.list[dict[str, Any]]:
+        """The evaluations of ``extractor`` and/or ``head``.
+
+        Raises:
+            ComponentNotFound: no such part.
+        """
         return self._get("/evaluations", extractor=extractor, head=head)
 
     def paths(self, *, extractor: str, head: str, max_bridges: int | None = None) -> dict[str, Any]:
         """Ways from ``extractor`` to ``head``, best first (``GET /paths``): direct through a
-        shared group, or through bridges (adapters, transforms); each step says why."""
+        shared group, or through bridges (adapters, transforms); each step says why.
+
+        Returns:
+            ``{"paths": [...]}``, each with its ``kind``, ``bridges``, ``status`` and ``measured_accuracy``.
+
+        Raises:
+            ComponentNotFound: no such part.
+        """
         return self._get("/paths", extractor=extractor, head=head, max_bridges=max_bridges)
 
     def transform_gallery(
-        self, transform: str, old_embeddings: torch.Tensor, side_info: torch.Tensor | None = None, **kw: Any
+        self,
+        transform: str,
+        old_embeddings: torch.Tensor,
+        side_info: torch.Tensor | None = None,
+        *,
+        batch_size: int = 4096,
     ) -> torch.Tensor:
         """FCT: map a stored gallery of old embeddings (and their side-information vectors)
         into the new model's space through a stored ``transform``, in batches, without
-        running any backbone (no backfilling). (N, C) or (N, C, 1, 1) in, the same out;
-        junction features (N, C, H, W) for a transform of junction features."""
+        running any backbone (no backfilling).
+
+        Args:
+            transform: ref of a ``transform`` component.
+            old_embeddings: (N, C) or (N, C, 1, 1); junction features (N, C, H, W) for a
+                transform of junction features.
+            side_info: (N, D) or (N, D, 1, 1), for a transform that takes side-information.
+            batch_size: embeddings per batch.
+
+        Returns:
+            The new-space embeddings, shaped as given.
+
+        Raises:
+            UsageError: not a transform, or embeddings of the wrong kind or width.
+        """
         from partsbin.client.bridges import transform_embeddings
         from partsbin.parts.card import bridge_space
 
@@ -496,339 +669,106 @@ class Registry:
             raise UsageError(
                 f"{comp.ref} takes {takes} channels (old embedding + side-information); these give {given}"
             )
-        return transform_embeddings(comp.build(), old_embeddings, side_info, **kw)
+        return transform_embeddings(comp.build(), old_embeddings, side_info, batch_size=batch_size)
 
     def bench_path(
-        self, extractor: str, head: str, via: str | builtins.list[str] = "auto", **kw: Any
+        self,
+        extractor: str,
+        head: str,
+        via: str | builtins.list[str] = "auto",
+        *,
+        data: Any = None,
+        batch_size: int = 256,
+        shuffle_seed: int = 0,
+        post: bool = True,
     ) -> dict[str, Any]:
-        """Measure the path from ``extractor`` to ``head`` through bridges (``via``: "auto" or
-        their refs) like a direct pair, and post it so that ``/paths`` ranks it
-        (:func:`partsbin.client.bridges.bench_path`)."""
+        """Measure the path from ``extractor`` to ``head`` through bridges like a direct
+        pair, and post it so that ``/paths`` ranks it.
+
+        Args:
+            via: "auto" (the best path ``/paths`` finds) or the bridges' refs.
+            data: the extractor's test data, if not the card's (a data spec or a local path).
+            batch_size, shuffle_seed: the batches, as :meth:`bench`'s.
+            post: post it as an evaluation (metric ``bridged_recombination_accuracy``).
+
+        Returns:
+            ``{"accuracy", "samples", "via", ...}``.
+
+        Raises:
+            Incompatible: no path. UsageError: bad data. Unauthorized: posting without a token.
+        """
         from partsbin.client.bridges import bench_path
 
-        return bench_path(self, extractor, head, via, **kw)
+        return bench_path(
+            self, extractor, head, via, data=data, batch_size=batch_size, shuffle_seed=shuffle_seed, post=post
+        )
 
-    def bench(self, extractors: builtins.list[str], heads: builtins.list[str], **kw: Any) -> BenchResult:
-        """The recombination matrix of ``extractors`` × ``heads`` (see :func:`partsbin.client.bench.bench`);
-        posts each cell as an evaluation unless ``post=False``."""
+    def bench(
+        self,
+        extractors: builtins.list[str],
+        heads: builtins.list[str],
+        *,
+        data: dict[str, Any] | None = None,
+        bn_mode: Literal["batch", "running", "recalibrate"] = "batch",
+        batch_size: int = 256,
+        batch_composition: Literal["common-classes", "all-classes"] = "common-classes",
+        shuffle_seed: int = 0,
+        threads: int | None = None,
+        correlation: bool = False,
+        latency: bool = False,
+        latency_device: str = "cpu",
+        post: bool = True,
+        distributed: bool = False,
+        heads_per_job: int = 8,
+        namespace: str | None = None,
+        poll_seconds: float = 1.0,
+    ) -> BenchResult:
+        """The recombination matrix of ``extractors`` × ``heads``, each extractor on its own
+        task's test images (as its card records them).
+
+        Args:
+            data: an extractor (by ref, name or task) → its test data: a local copy of what its
+                card records, or a whole data spec.
+            bn_mode: BatchNorm: batch statistics (the paper's), running, or recalibrated on the test images.
+            batch_size, batch_composition, shuffle_seed: how the test images are batched.
+            threads: torch CPU threads while measuring.
+            correlation: also the extractors' feature correlation. latency: also latency and
+                throughput on ``latency_device``.
+            post: post every cell as an evaluation (the token is checked first).
+            distributed: split the matrix into ``evaluate`` jobs for workers (``heads_per_job``
+                heads each, in ``namespace``) and wait for them.
+
+        Returns:
+            The :class:`~partsbin.client.bench.BenchResult` (``table()``, ``heatmap()``, ``to_json()``).
+
+        Raises:
+            UsageError: arguments that do not fit, or test data that is not the recorded data.
+            DataMissing: the test data is not here. Unauthorized: posting without a token.
+        """
         from partsbin.client.bench import bench
         from partsbin.parts.data.access import DataAccess, data_access
 
         # A test set recorded as a registered dataset is pulled (and verified) through this client.
         with data_access(DataAccess(datasets=self.dataset_resolver())):
-            return bench(self, extractors, heads, **kw)
-
-    # -- jobs --------------------------------------------------------------------------
-    def submit(
-        self,
-        spec: dict[str, Any] | JobSpec,
-        *,
-        max_attempts: int = 3,
-        wait: bool = False,
-        timeout: float | None = None,
-        poll_seconds: float = 1.0,
-    ) -> Job:
-        """Submit a job of any kind to the registry's queue; a worker runs it.
-
-        Args:
-            spec: the job spec (a mapping or a spec model), of any kind ``partsbin train
-                --schema`` lists; checked here first, so a bad field is named at once.
-            max_attempts: how many times a job whose worker died or lost it is retried.
-            wait: follow the job until it ends (:meth:`Job.wait`).
-            timeout: with ``wait``, give up after this many seconds.
-            poll_seconds: with ``wait``, how often to ask.
-
-        Returns:
-            The :class:`~partsbin.client.jobs.Job`; succeeded (``job.result`` set) with ``wait``.
-
-        Raises:
-            InvalidSpec: the spec does not validate (each bad field named).
-            Unauthorized: the token may not publish into the spec's namespace.
-            InvalidUpload: the registry refused it (a path outside its data roots, a limit exceeded).
-            JobFailed: with ``wait``, the job failed or was cancelled.
-        """
-        from partsbin.client.jobs import Job
-        from partsbin.parts.jobs import parse_job_spec
-
-        parsed = parse_job_spec(spec)
-        self.check_can_publish(parsed.namespace, f"submitting a {parsed.kind} job into {parsed.namespace!r}")
-        job = Job(self, self.jobs.submit(parsed.model_dump(mode="json"), max_attempts))
-        return job.wait(timeout=timeout, poll_seconds=poll_seconds) if wait else job
-
-    def job(self, job_id: int) -> Job:
-        """The job ``job_id``, as the registry has it now.
-
-        Raises:
-            ComponentNotFound: no such job.
-        """
-        from partsbin.client.jobs import Job
-
-        return Job(self, self.jobs.get(job_id))
-
-    def adapt(
-        self,
-        extractor: str,
-        rp_head: str,
-        data: Any,
-        *,
-        test: Any = None,
-        head: str | None = None,
-        steps: int | None = None,
-        settings: dict[str, Any] | None = None,
-        name: str | None = None,
-        namespace: str | None = None,
-        evaluate: bool = True,
-        wait: bool = True,
-        poll_seconds: float = 1.0,
-    ) -> Job:
-        """Adapt ``extractor`` to the unlabelled images of ``data`` through its frozen RP
-        head (paper §5.1), as an ``adapt`` job.
-
-        Args:
-            extractor: ref of the source extractor.
-            rp_head: ref of the RP aux head it was trained against.
-            data: the target images (a data spec: mapping or ``DataSpec``).
-            test: labelled target test data (default: ``data``'s test split).
-            head: the source task head the rows are measured with (default: the extractor's sibling).
-            steps: adaptation steps (default 1000); ``settings`` sets the others.
-            name, namespace: what the adapted extractor is published as (default: after the extractor).
-            evaluate: measure Table 2's rows.
-            wait: follow the job until it ends.
-
-        Returns:
-            The job; ``job.result`` is an ``AdaptResult`` (``rows``, ``adapted``).
-
-        Raises:
-            InvalidSpec, Unauthorized, JobFailed: as :meth:`submit`.
-        """
-        spec = {
-            "kind": "adapt",
-            "name": name,
-            "namespace": namespace,
-            "extractor": extractor,
-            "rp_head": rp_head,
-            "data": _data(data),
-            "test": _data(test),
-            "head": head,
-            "evaluate": evaluate,
-            "settings": {**(settings or {}), **({"steps": steps} if steps is not None else {})},
-        }
-        return self.submit(_given(spec), wait=wait, poll_seconds=poll_seconds)
-
-    def transfer(
-        self,
-        extractor: str,
-        head: str,
-        data: Any,
-        *,
-        steps: builtins.list[int] | tuple[int, ...] = (0,),
-        test: Any = None,
-        settings: dict[str, Any] | None = None,
-        name: str | None = None,
-        namespace: str | None = None,
-        publish: bool = False,
-        wait: bool = True,
-        poll_seconds: float = 1.0,
-    ) -> Job:
-        """Recombine ``extractor`` with ``head``, fine-tune on ``data``, and measure after
-        each count of ``steps`` (paper §5.3), as a ``transfer`` job.
-
-        Returns:
-            The job; ``job.result`` is a ``TransferResult`` (``curve``).
-
-        Raises:
-            InvalidSpec, Unauthorized, JobFailed: as :meth:`submit`.
-        """
-        spec = {
-            "kind": "transfer",
-            "name": name,
-            "namespace": namespace,
-            "extractor": extractor,
-            "head": head,
-            "data": _data(data),
-            "test": _data(test),
-            "steps": list(steps),
-            "settings": dict(settings or {}),
-            "publish": publish,
-        }
-        return self.submit(_given(spec), wait=wait, poll_seconds=poll_seconds)
-
-    def stitch(
-        self,
-        extractor: str,
-        head: str,
-        name: str,
-        *,
-        method: str = "trained",
-        data: Any = None,
-        test: Any = None,
-        steps: int | None = None,
-        to_group: bool = False,
-        target_extractor: str | None = None,
-        settings: dict[str, Any] | None = None,
-        wait: bool = False,
-        poll_seconds: float = 1.0,
-    ) -> Job:
-        """An adapter ``name`` (``NAMESPACE/NAME``) from ``extractor``'s features to ``head``,
-        both frozen, as a ``stitch`` job: ``method`` "trained", "least-squares" or "procrustes".
-
-        Returns:
-            The job; ``job.result`` is a ``StitchResult`` (with and without the adapter).
-
-        Raises:
-            UsageError: ``name`` is not NAMESPACE/NAME. InvalidSpec, Unauthorized, JobFailed: as :meth:`submit`.
-        """
-        namespace, short = _split_name(name, "adapter")
-        spec = {
-            "kind": "stitch",
-            "name": short,
-            "namespace": namespace,
-            "extractor": extractor,
-            "head": head,
-            "method": method,
-            "bridge_to": "group" if to_group else "head",
-            "target_extractor": target_extractor,
-            "data": _data(data),
-            "test": _data(test),
-            "settings": {**(settings or {}), **({"steps": steps} if steps is not None else {})},
-        }
-        return self.submit(_given(spec), wait=wait, poll_seconds=poll_seconds)
-
-    def fct(
-        self,
-        old_extractor: str,
-        new_extractor: str,
-        name: str,
-        *,
-        space: str = "embedding",
-        side_info: bool | str = True,
-        data: Any = None,
-        test: Any = None,
-        new_head: str | None = None,
-        images: int | None = None,
-        steps: int | None = None,
-        settings: dict[str, Any] | None = None,
-        options: dict[str, Any] | None = None,
-        wait: bool = False,
-        poll_seconds: float = 1.0,
-    ) -> Job:
-        """A Forward Compatible Training transform ``name`` (``NAMESPACE/NAME``) from
-        ``old_extractor``'s features to ``new_extractor``'s, as an ``fct`` job: with a
-        side-info model trained on the old data (``side_info=True``), a stored one (its
-        ref) or none; ``space`` "embedding" (a stored gallery, :meth:`transform_gallery`)
-        or "junction" (for the new head: ``assemble(old, new_head, via=[transform])``).
-        ``options``: the spec's other fields (``hidden``, ``side_dim``...).
-
-        Returns:
-            The job; ``job.result`` is an ``FCTResult`` (retrieval, classification).
-
-        Raises:
-            UsageError: ``name`` is not NAMESPACE/NAME. InvalidSpec, Unauthorized, JobFailed: as :meth:`submit`.
-        """
-        namespace, short = _split_name(name, "transform")
-        spec = {
-            **(options or {}),
-            "kind": "fct",
-            "name": short,
-            "namespace": namespace,
-            "old_extractor": old_extractor,
-            "new_extractor": new_extractor,
-            "space": space,
-            "side_info": side_info,
-            "new_head": new_head,
-            "images": images,
-            "data": _data(data),
-            "test": _data(test),
-            "settings": {**(settings or {}), **({"steps": steps} if steps is not None else {})},
-        }
-        return self.submit(_given(spec), wait=wait, poll_seconds=poll_seconds)
-
-    def update_head(
-        self,
-        head: str,
-        reference_extractor: str,
-        *,
-        data: Any,
-        classes: builtins.list[str],
-        test: Any = None,
-        reference_bn: str = "batch",
-        train_layers: str = "all",
-        settings: dict[str, Any] | None = None,
-        wait: bool = True,
-        poll_seconds: float = 1.0,
-    ) -> Job:
-        """Extend ``head`` to ``classes``, fine-tuned on ``data`` through the frozen
-        ``reference_extractor``, published as the head's next version (paper §5.2), as an
-        ``update-head`` job.
-
-        Returns:
-            The job; ``job.result`` is an ``UpdateHeadResult`` and ``job.refs[0]`` the new version.
-
-        Raises:
-            InvalidSpec, Unauthorized, JobFailed: as :meth:`submit`.
-        """
-        spec = {
-            "kind": "update-head",
-            "head": head,
-            "reference_extractor": reference_extractor,
-            "data": _data(data),
-            "test": _data(test),
-            "classes": list(classes),
-            "reference_bn": reference_bn,
-            "train_layers": train_layers,
-            "settings": dict(settings or {}),
-        }
-        return self.submit(_given(spec), wait=wait, poll_seconds=poll_seconds)
-
-    # -- datasets ------------------------------------------------------------------------
-    def push_data(
-        self,
-        path: str | Path,
-        *,
-        name: str,
-        description: str = "",
-        license: str | None = None,
-        source: str | None = None,
-        tags: builtins.list[str] | None = None,
-    ) -> Dataset:
-        """Register a dataset: an ``.npz`` of arrays, or a folder of ``<class>/<image>``
-        (``<split>/<class>/<image>``) packed as a tar; the registry reads its classes,
-        splits and image shape from the file.
-
-        Args:
-            path: the .npz, the tar, or the folder.
-            name: NAMESPACE/NAME it is registered as (the registry assigns the version).
-            description, license, source, tags: what the data card says for people.
-
-        Returns:
-            The :class:`~partsbin.client.datasets.Dataset` (``created`` False for bytes already there).
-
-        Raises:
-            MissingFile: ``path`` does not exist. UsageError: not a dataset file. Unauthorized, InvalidUpload.
-        """
-        from partsbin.client.datasets import push_data
-
-        return push_data(self, path, name=name, description=description, license=license, source=source, tags=tags)
-
-    def pull_data(self, ref: str) -> Dataset:
-        """Download a registered dataset into the cache (sha256 verified); ``path`` set.
-
-        Raises:
-            ComponentNotFound: no such dataset. DigestMismatch: the bytes did not hash to its digest.
-        """
-        from partsbin.client.datasets import pull_data
-
-        return pull_data(self, ref)
-
-    def datasets(self, *, namespace: str | None = None) -> builtins.list[Dataset]:
-        """Every registered dataset (of ``namespace``), oldest first."""
-        from partsbin.client.datasets import list_datasets
-
-        return list_datasets(self, namespace)
-
-    def dataset_resolver(self) -> Callable[[str], LocalDataset]:
-        """What a job's ``{"dataset": REF}`` data specs are read through: pull and verify."""
-        return lambda ref: self.pull_data(ref).local()
+            return bench(
+                self,
+                extractors,
+                heads,
+                data=data,
+                bn_mode=bn_mode,
+                batch_size=batch_size,
+                batch_composition=batch_composition,
+                shuffle_seed=shuffle_seed,
+                threads=threads,
+                correlation=correlation,
+                latency=latency,
+                latency_device=latency_device,
+                post=post,
+                distributed=distributed,
+                heads_per_job=heads_per_job,
+                namespace=namespace,
+                poll_seconds=poll_seconds,
+            )
 
     # -- recombination -----------------------------------------------------------------
     def assemble(
@@ -840,13 +780,24 @@ class Registry:
         device: str | torch.device = "cpu",
         via: str | builtins.list[str] | None = None,
     ) -> AssembledModel:
-        """``head(extractor(x))`` from two stored parts. Refuses parts whose feature
-        interfaces differ. BatchNorm uses batch statistics by default (the paper's
-        choice for recombined networks, §4); ``bn_mode="running"`` uses stored ones.
+        """``head(extractor(x))`` from two stored parts.
 
-        ``via="auto"`` goes through the best path ``/paths`` finds (direct, or through
-        bridges: ``head(bridge_n(...bridge_1(extractor(x))))``), raising
-        :class:`Incompatible` when there is none; a list of bridge refs names the chain."""
+        Args:
+            extractor, head: refs (or pulled components).
+            bn_mode: BatchNorm with batch statistics (the default: the paper's choice for
+                recombined networks, §4) or the stored running ones.
+            device: where the model is built.
+            via: "auto" goes through the best path ``/paths`` finds (direct, or through
+                bridges: ``head(bridge_n(...bridge_1(extractor(x))))``); a list of bridge refs
+                names the chain.
+
+        Returns:
+            The :class:`~partsbin.client.assemble.AssembledModel` (an ``nn.Module``).
+
+        Raises:
+            Incompatible: the feature interfaces differ (naming both), or no path exists.
+            ComponentNotFound, NotCached: as :meth:`pull`.
+        """
         ext = (
             extractor
             if isinstance(extractor, Component) and extractor.path
@@ -948,24 +899,3 @@ def _multipart(path: Path, card_json: str | None, advance: Any) -> tuple[Iterato
         "Content-Length": str(len(head) + size + len(tail)),
     }
     return body(), headers
-
-
-def _data(data: Any) -> dict[str, Any] | None:
-    """A data spec as the job spec takes it (a ``DataSpec`` is dumped)."""
-    if data is None or isinstance(data, dict):
-        return data
-    if hasattr(data, "model_dump"):
-        return dict(data.model_dump(mode="json", exclude_none=True))
-    raise UsageError(f"a data spec is a mapping or a DataSpec, got {type(data).__name__}")
-
-
-def _given(spec: dict[str, Any]) -> dict[str, Any]:
-    """The fields given: a None leaves the kind's default (and an empty settings too)."""
-    return {k: v for k, v in spec.items() if v is not None and v != {}}
-
-
-def _split_name(name: str, what: str) -> tuple[str, str]:
-    if "/" not in name:
-        raise UsageError(f"name the {what} NAMESPACE/NAME, not {name!r}")
-    namespace, short = name.split("/", 1)
-    return namespace, short

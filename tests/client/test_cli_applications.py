@@ -76,3 +76,41 @@ def test_bad_data_specs_get_one_line(live):
     assert "--steps" in short(
         cli("transfer", "-e", "lab/e", "-H", "lab/h", "--data", '{"source": "digits"}', "--steps", "a,b", env=env)
     )
+
+
+def test_a_verb_submits_waits_for_a_worker_and_prints_the_result_and_jobs_show_reads_it(live, client_for):
+    import threading
+
+    from partsbin.trainer.worker import Worker
+
+    token = live.token("publish", ["lab"])
+    reg = client_for(live, token)
+    rp, ext, head = _parts(reg)
+    env = {"PARTSBIN_URL": live.url, "PARTSBIN_TOKEN": token}
+    worker = Worker(client_for(live, token), name="w", poll_seconds=0.1)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        done = cli(
+            "adapt", "-e", ext.ref, "--rp-head", rp.ref, "--data", json.dumps(DIGITS_012), "--steps", "3",
+            "--batch-size", "16", "--threads", "1", env=env,
+        )  # fmt: skip
+    finally:
+        worker.stop.set()
+        thread.join(60)
+    assert done.returncode == 0, done.stderr
+    # Named after the extractor, in its namespace; the result as percentages.
+    assert "submitted adapt job lab/e-adapted as job" in done.stderr
+    assert "published lab/e-adapted-extractor@1" in done.stdout and "as-is: " in done.stdout
+    assert "%" in done.stdout and "trained 3 steps in" in done.stdout
+    (job,) = reg.jobs.list()
+    shown = cli("jobs", "show", str(job["id"]), env=env)
+    assert f"job {job['id']}: adapt lab/e-adapted (succeeded)" in shown.stdout
+    assert "adapted: " in shown.stdout and "rp_head: lab/rp" in shown.stdout and "null" not in shown.stdout
+    listed = cli("jobs", "list", env=env)
+    assert "adapt" in listed.stdout and "succeeded" in listed.stdout
+    page = client_for(live)._http.get(f"/ui/jobs/{job['id']}").text
+    assert "adapt" in page and "as-is: " in page and "rp_head: lab/rp" in page
+    # --no-wait returns at once with the job's id.
+    queued = cli("transfer", "-e", ext.ref, "-H", head.ref, "--data", json.dumps(DIGITS_012), "--no-wait", env=env)
+    assert queued.returncode == 0 and "submitted transfer job lab/e-transfer as job" in queued.stderr, queued.stderr

@@ -150,3 +150,30 @@ def test_push_file_and_cli(live, tmp_path, monkeypatch):
     listed = runner.invoke(app, ["token", "list"])
     assert "publish" in listed.stdout and token not in listed.stdout
     assert runner.invoke(app, ["token", "revoke", "1"]).exit_code == 0
+
+
+def test_every_public_client_method_says_its_arguments_returns_and_errors():
+    """The client's surface as huggingface_hub keeps its own: explicit keyword arguments
+    (no ``**kwargs``), a return type, and a docstring saying what it raises."""
+    import inspect
+
+    from partsbin import Job, Registry
+    from partsbin import __all__ as exported
+    from partsbin.client.errors import PartsbinError
+    from partsbin.client.errors import __all__ as errors
+
+    for cls in (Registry, Job):
+        for name, member in inspect.getmembers(cls, inspect.isfunction):
+            if name.startswith("_"):
+                continue
+            sig = inspect.signature(member)
+            where = f"{cls.__name__}.{name}"
+            assert all(p.kind is not p.VAR_KEYWORD for p in sig.parameters.values()), f"{where} takes **kwargs"
+            assert sig.return_annotation is not inspect.Signature.empty, f"{where} has no return type"
+            doc = inspect.getdoc(member) or ""
+            assert doc, f"{where} has no docstring"
+            if sig.return_annotation not in ("None", None) and name not in ("close",):
+                assert "Raises:" in doc or "Returns:" in doc or len(sig.parameters) == 1, f"{where}: say Returns/Raises"
+    # One list of exported errors: every client error is importable from partsbin.
+    assert set(errors) <= set(exported), set(errors) - set(exported)
+    assert all(issubclass(getattr(__import__("partsbin"), e), PartsbinError) for e in errors if e != "PartsbinError")
