@@ -33,7 +33,7 @@ from partsbin.parts.data.spec import DataSpec
 from partsbin.parts.evaluation import EvalSettings, evaluate_heads
 from partsbin.parts.jobs.settings import Settings
 from partsbin.trainer.adapt import adapt_extractor
-from partsbin.trainer.engine import AuxHeads, Network, build_aux_heads, build_networks, train
+from partsbin.trainer.engine import Network, build_aux_heads, build_networks, train
 from partsbin.trainer.fct import train_side_info, train_transform
 from partsbin.trainer.loop import make_optimizer
 from partsbin.trainer.multiarch import train_shared_head
@@ -134,11 +134,16 @@ def cases(steps: int, batch: int) -> dict[str, Case]:
         task = TaskData("a", train_x, test_x, DataSpec(source="fashion-mnist"), DataSpec(source="fashion-mnist"))
         nets = []
         for i, (arch, cfg) in enumerate(
-            (("resnet_cifar", {**ARCH, "junction_channels": 32}), ("wide_resnet", {"depth": 10, "widen": 1, "junction_channels": 32}))
+            (
+                ("resnet_cifar", {**ARCH, "junction_channels": 32}),
+                ("wide_resnet", {"depth": 10, "widen": 1, "junction_channels": 32}),
+            )
         ):
             m = net(100 + i, arch=arch, **cfg)
             nets.append(Network(task, m, 100 + i, arch, cfg, m.split))
-        head = build("mobilenetv2_cifar", in_chans=1, num_classes=10, width_mult=0.25, junction_channels=32, split="block11").head()
+        head = build(
+            "mobilenetv2_cifar", in_chans=1, num_classes=10, width_mult=0.25, junction_channels=32, split="block11"
+        ).head()
         settings = Settings(steps=steps, batch_size=batch)
 
         def loop() -> None:
@@ -183,7 +188,9 @@ def cases(steps: int, batch: int) -> dict[str, Case]:
     def adapt_kind() -> tuple[Callable[[], None], Callable[[], None]]:
         extractor = net(5).extractor()
         rp = net(6, num_classes=4).head()
-        settings = Settings(steps=steps, batch_size=batch, lr=0.01, schedule="constant", weight_decay=0.0, rp_fraction=1.0)
+        settings = Settings(
+            steps=steps, batch_size=batch, lr=0.01, schedule="constant", weight_decay=0.0, rp_fraction=1.0
+        )
 
         def loop() -> None:
             adapt_extractor(extractor, rp, x, settings, device=torch.device("cpu"))
@@ -206,7 +213,9 @@ def cases(steps: int, batch: int) -> dict[str, Case]:
         evaluation = EvalSettings()
 
         def loop() -> None:
-            finetune_curve(extractor, head, train_x, test_x, classes, [steps], settings, evaluation, device=torch.device("cpu"))
+            finetune_curve(
+                extractor, head, train_x, test_x, classes, [steps], settings, evaluation, device=torch.device("cpu")
+            )
 
         def bare() -> None:
             opt = _sgd([*extractor.parameters(), *head.parameters()], 0.01)
@@ -224,7 +233,9 @@ def cases(steps: int, batch: int) -> dict[str, Case]:
         labels = y[:2000]
         head = net(9).head()
         adapter = build("stitch", in_chans=feats.shape[1], out_chans=feats.shape[1], batchnorm=True)
-        settings = Settings(optimizer="adam", lr=0.01, schedule="constant", weight_decay=0.0, steps=steps, batch_size=batch)
+        settings = Settings(
+            optimizer="adam", lr=0.01, schedule="constant", weight_decay=0.0, steps=steps, batch_size=batch
+        )
 
         def loop() -> None:
             train_adapter(adapter, head, feats, labels, settings)
@@ -346,7 +357,10 @@ def main() -> None:
             best_loop = min(best_loop, _time(loop))
             best_bare = min(best_bare, _time(bare))
         rows.append({"kind": name, "loop_s": best_loop, "bare_s": best_bare, "ratio": best_bare / best_loop})
-        print(f"{name:48s} loop {best_loop:6.2f} s  bare {best_bare:6.2f} s  ratio {best_bare / best_loop:.3f}", flush=True)
+        print(
+            f"{name:48s} loop {best_loop:6.2f} s  bare {best_bare:6.2f} s  ratio {best_bare / best_loop:.3f}",
+            flush=True,
+        )
     meta = {
         "steps": args.steps,
         "batch": args.batch,
