@@ -5,7 +5,7 @@
 
 The same spec each time (joint IIW+RP+DCC on the Fashion-MNIST two-domain pair,
 ResNet-8 width 16, global batch 128, RP on a quarter of each batch), run through
-``partsbin.trainer.run`` as ``partsbin train --local`` runs it. The CPUs are shared
+``partsbin.trainer.jobs.run_job`` as ``partsbin train --local`` runs it. The CPUs are shared
 out: one process uses all of them as torch threads, N processes get 1/N each, so the
 comparison is of the same machine used two ways. Images/s is the training loop's own
 figure (rank 0's, counting every rank's images); wall seconds include starting the
@@ -25,8 +25,8 @@ import torch
 from _machine import machine_info
 
 from partsbin.parts.cpus import available_cpus
-from partsbin.parts.jobs.train import TrainSpec
-from partsbin.trainer.run import run
+from partsbin.parts.jobs.train import TrainResult, TrainSpec
+from partsbin.trainer.jobs import run_job
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,6 +39,7 @@ def spec(nproc: int, steps: int, device: str) -> TrainSpec:
         "rp_fraction": 0.25,
         "device": device,
         "threads": max(1, cpus // nproc),
+        "test_limit": 500,
     }
     if nproc > 1:
         settings["distributed"] = {"nproc_per_node": nproc}
@@ -49,7 +50,7 @@ def spec(nproc: int, steps: int, device: str) -> TrainSpec:
             "arch": {"name": "resnet_cifar", "config": {"depth": 8, "width": 16}},
             "methods": ["IIW", "RP", "DCC"],
             "scheme": "joint",
-            "tasks": [{"name": t, "pair": "fashion-mnist", "pair_task": t, "test_limit": 500} for t in ("a", "b")],
+            "tasks": [{"name": t, "pair": "fashion-mnist", "pair_task": t} for t in ("a", "b")],
             "settings": settings,
             "publish": False,
         }
@@ -67,9 +68,10 @@ def main() -> None:
     for r in range(args.rounds):
         for n in args.nproc:
             t = time.perf_counter()
-            result = run(spec(n, args.steps, args.device))
+            result = run_job(spec(n, args.steps, args.device))
             wall = time.perf_counter() - t
-            ips = result.metrics["train"]["images_per_s"]
+            assert isinstance(result, TrainResult) and result.train is not None
+            ips = result.train.images_per_s
             print(f"round {r}: {n} process(es): {ips:.0f} images/s, {wall:.1f} s wall", flush=True)
             if n not in best or ips > best[n]["images_per_s"]:
                 best[n] = {"images_per_s": ips, "wall_seconds": wall}

@@ -30,14 +30,14 @@ from partsbin.parts.data.pairs import pair_data
 from partsbin.parts.jobs.train import TrainSpec
 from partsbin.registry.config import Settings
 from partsbin.registry.embedded import embedded_registry
-from partsbin.trainer.run import run
+from partsbin.trainer.jobs import run_job
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 METHODS = [("independent", [], "independent"), ("IIW", ["IIW"], "independent"), ("RP", ["RP"], "joint")]
 
 
-def tasks_without_inversion(limit: int | None) -> list[dict[str, Any]]:
+def tasks_without_inversion() -> list[dict[str, Any]]:
     out = []
     for t in ("a", "b"):
         train, test = pair_data("fashion-mnist", t)
@@ -45,9 +45,8 @@ def tasks_without_inversion(limit: int | None) -> list[dict[str, Any]]:
         out.append(
             {
                 "name": t,
-                "train": train.model_copy(update={"transforms": keep}).model_dump(mode="json"),
+                "data": train.model_copy(update={"transforms": keep}).model_dump(mode="json"),
                 "test": test.model_copy(update={"transforms": keep}).model_dump(mode="json"),
-                "test_limit": limit,
             }
         )
     return out
@@ -62,12 +61,14 @@ def quick_spec(
     namespace: str = "departures",
     **over: Any,
 ) -> TrainSpec:
-    """The quick setting of ``reproduce_fig2.py`` for ``tasks``; ``over`` changes its settings."""
+    """The quick setting of ``reproduce_fig2.py`` for ``tasks`` (its test subset included:
+    ``settings.test_limit``); ``over`` changes its settings."""
     setting = SETTINGS["quick"]
     settings = {
         "steps": setting["steps"],
         "batch_size": setting["batch_size"],
         "rp_fraction": setting["rp_fraction"],
+        "test_limit": setting["test_limit"],
         "seed": seed,
         "lr": 0.05,
         "schedule": "cosine",
@@ -91,9 +92,9 @@ def main() -> None:
         ):
             for label, methods, scheme in METHODS:
                 for seed in setting["seeds"]:
-                    tasks = tasks_without_inversion(setting["test_limit"])
+                    tasks = tasks_without_inversion()
                     spec = quick_spec(f"noinv-{label.lower()}-s{seed}", methods, scheme, seed, tasks)
-                    m = measure(reg, run(spec, reg).refs, "common-classes")
+                    m = measure(reg, run_job(spec, reg).refs, "common-classes")
                     print(
                         f"{label} seed {seed}: recombination {m['recombination']:.1%}, own {m['own']:.1%}", flush=True
                     )
@@ -102,12 +103,10 @@ def main() -> None:
                     row["with"] += [
                         r["metrics"]["recombination"] for r in published if r["label"] == label and r["seed"] == seed
                     ]
-            pair = [
-                {"name": t, "pair": "fashion-mnist", "pair_task": t, "test_limit": setting["test_limit"]} for t in "ab"
-            ]
+            pair = [{"name": t, "pair": "fashion-mnist", "pair_task": t} for t in "ab"]
             for seed in setting["seeds"]:
                 spec = quick_spec(f"rp-full-s{seed}", ["RP"], "joint", seed, pair, rp_fraction=1.0)
-                m = measure(reg, run(spec, reg).refs, "common-classes")
+                m = measure(reg, run_job(spec, reg).refs, "common-classes")
                 print(f"RP, every image rotated, seed {seed}: recombination {m['recombination']:.1%}", flush=True)
                 rp = rows.setdefault("RP, rp_fraction", {"0.25": [], "1.0": []})
                 rp["1.0"].append(m["recombination"])

@@ -18,10 +18,11 @@ import torch
 from partsbin.client.bridges import transform_embeddings
 from partsbin.parts.data import load_split
 from partsbin.parts.data.spec import DataSpec
-from partsbin.parts.jobs.train import TrainSpec
+from partsbin.parts.jobs.settings import Settings
+from partsbin.parts.jobs.train import TrainResult, TrainSpec
 from partsbin.parts.retrieval import retrieval_metrics
 from partsbin.trainer.fct import embeddings, side_vectors, train_side_info, train_transform
-from partsbin.trainer.run import run
+from partsbin.trainer.jobs import run_job
 
 
 def extractor(classes: list[str], steps: int) -> torch.nn.Module:
@@ -35,7 +36,14 @@ def extractor(classes: list[str], steps: int) -> torch.nn.Module:
             "settings": {"steps": steps, "batch_size": 64, "lr": 0.05, "seed": 0, "threads": 1},
         }
     )
-    return run(spec).networks[0].extractor
+    result = run_job(spec)
+    assert isinstance(result, TrainResult)
+    return result.trained[0].extractor
+
+
+def transform_settings(steps: int) -> Settings:
+    """``train_transform``'s own defaults (Adam at 3e-3, cosine, batch 128, seed 0) for ``steps`` steps."""
+    return Settings(optimizer="adam", lr=3e-3, weight_decay=0.0, schedule="cosine", steps=steps, batch_size=128)
 
 
 def main() -> None:
@@ -51,7 +59,7 @@ def main() -> None:
     print("new/new top-1", retrieval_metrics(nt, y, nt, y, exclude_self=True).top1)
     for hidden, steps in ((64, 300), (256, 300), (256, 2000)):
         for use in (True, False):
-            t = train_transform(o, n, s if use else None, hidden=hidden, steps=steps)
+            t = train_transform(o, n, s if use else None, hidden=hidden, settings=transform_settings(steps))
             g = transform_embeddings(t, ot, st if use else None)
             m = retrieval_metrics(nt, y, g, y, exclude_self=True)
             test_err = float(((g - nt) ** 2).mean())

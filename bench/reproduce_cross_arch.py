@@ -49,11 +49,9 @@ from typing import Any
 from partsbin import Registry
 from partsbin.client.bench import recorded_test_spec
 from partsbin.parts.data.sources import FASHION_MNIST_CLASSES
-from partsbin.parts.jobs.shared_head import MultiArchSpec, UpdateHeadSpec
-from partsbin.parts.jobs.train import TrainSpec
-from partsbin.trainer.multiarch import run_multiarch
-from partsbin.trainer.run import run
-from partsbin.trainer.update_head import run_update_head
+from partsbin.parts.jobs.shared_head import MultiArchResult, MultiArchSpec, UpdateHeadResult, UpdateHeadSpec
+from partsbin.parts.jobs.train import TrainResult, TrainSpec
+from partsbin.trainer.jobs import run_job
 
 ROOT = Path(__file__).resolve().parents[1]
 OLD, ALL = FASHION_MNIST_CLASSES[:5], list(FASHION_MNIST_CLASSES)
@@ -120,11 +118,36 @@ SETTINGS: dict[str, dict[str, Any]] = {
 
 
 def _settings(setting: dict[str, Any], seed: int, steps: int, lr: float) -> dict[str, Any]:
-    return {"steps": steps, "batch_size": setting["batch_size"], "lr": lr, "seed": seed, "warmup_steps": 0}
+    return {
+        "steps": steps,
+        "batch_size": setting["batch_size"],
+        "lr": lr,
+        "seed": seed,
+        "warmup_steps": 0,
+        "test_limit": setting["test_limit"],
+    }
 
 
-def _task(name: str, classes: list[str], limit: int | None) -> dict[str, Any]:
-    return {"name": name, "data": {"source": "fashion-mnist", "classes": classes}, "test_limit": limit}
+def _task(name: str, classes: list[str]) -> dict[str, Any]:
+    return {"name": name, "data": {"source": "fashion-mnist", "classes": classes}}
+
+
+def _multiarch(spec: dict[str, Any], reg: Registry) -> MultiArchResult:
+    result = run_job(MultiArchSpec.model_validate(spec), reg)
+    assert isinstance(result, MultiArchResult)
+    return result
+
+
+def _update_head(spec: dict[str, Any], reg: Registry) -> UpdateHeadResult:
+    result = run_job(UpdateHeadSpec.model_validate(spec), reg)
+    assert isinstance(result, UpdateHeadResult)
+    return result
+
+
+def _train(spec: dict[str, Any], reg: Registry) -> TrainResult:
+    result = run_job(TrainSpec.model_validate(spec), reg)
+    assert isinstance(result, TrainResult)
+    return result
 
 
 def one_seed(
@@ -133,37 +156,33 @@ def one_seed(
     out: dict[str, Any] = {"seed": seed}
     archs = setting["archs"]
     t = time.perf_counter()
-    phase1 = run_multiarch(
-        MultiArchSpec.model_validate(
-            {
-                "name": f"xarch-s{seed}",
-                "namespace": "repro",
-                "task": _task("fm5", OLD, setting["test_limit"]),
-                "networks": [{"name": k, "arch": v} for k, v in archs.items()],
-                "junction_channels": setting["junction"],
-                "head": setting["head"],
-                "settings": _settings(setting, seed, setting["steps"], setting["lr"]),
-            }
-        ),
+    phase1 = _multiarch(
+        {
+            "name": f"xarch-s{seed}",
+            "namespace": "repro",
+            "task": _task("fm5", OLD),
+            "networks": [{"name": k, "arch": v} for k, v in archs.items()],
+            "junction_channels": setting["junction"],
+            "head": setting["head"],
+            "settings": _settings(setting, seed, setting["steps"], setting["lr"]),
+        },
         reg,
     )
     head_ref, *ext_refs = phase1.refs
-    out["phase1"] = {k: phase1.metrics[k]["own_task_accuracy"] for k in archs}
-    update = run_update_head(
-        UpdateHeadSpec.model_validate(
-            {
-                "head": head_ref,
-                "reference_extractor": f"repro/xarch-s{seed}-wrn-extractor",
-                "data": {"source": "fashion-mnist", "classes": ALL},
-                "classes": ALL,
-                "test_limit": setting["test_limit"],
-                "settings": _settings(setting, seed, setting["update_steps"], setting["update_lr"]),
-            }
-        ),
+    out["phase1"] = {k: phase1.networks[k].own_task_accuracy for k in archs}
+    update = _update_head(
+        {
+            "head": head_ref,
+            "reference_extractor": f"repro/xarch-s{seed}-wrn-extractor",
+            "data": {"source": "fashion-mnist", "classes": ALL},
+            "classes": ALL,
+            "settings": _settings(setting, seed, setting["update_steps"], setting["update_lr"]),
+        },
         reg,
     )
     new_head = update.refs[0]
-    out["update"] = {k: v for k, v in update.metrics.items() if k not in ("train", "evaluation")}
+    # The update's figures, as its card's metrics record them (accuracy, old classes before and after...).
+    out["update"] = update.model_dump(mode="json", exclude={"kind", "refs", "seconds", "train", "head"})
     task = recorded_test_spec(reg.info(new_head))
     result = reg.bench(ext_refs, [new_head], data={e: task for e in ext_refs}, latency=True, threads=threads)
     names = dict(zip(ext_refs, archs, strict=True))
@@ -174,18 +193,15 @@ def one_seed(
     # The same update with only the classifier learning (the rest of the head as every
     # extractor was trained against it): separates what fine-tuning the head's body costs
     # the other extractors from what the new classes cost.
-    only_fc = run_update_head(
-        UpdateHeadSpec.model_validate(
-            {
-                "head": head_ref,
-                "reference_extractor": f"repro/xarch-s{seed}-wrn-extractor",
-                "data": {"source": "fashion-mnist", "classes": ALL},
-                "classes": ALL,
-                "test_limit": setting["test_limit"],
-                "train_layers": "classifier",
-                "settings": _settings(setting, seed, setting["update_steps"], setting["update_lr"]),
-            }
-        ),
+    only_fc = _update_head(
+        {
+            "head": head_ref,
+            "reference_extractor": f"repro/xarch-s{seed}-wrn-extractor",
+            "data": {"source": "fashion-mnist", "classes": ALL},
+            "classes": ALL,
+            "train_layers": "classifier",
+            "settings": _settings(setting, seed, setting["update_steps"], setting["update_lr"]),
+        },
         reg,
     )
     fc_head = only_fc.refs[0]
@@ -199,35 +215,31 @@ def one_seed(
     t = time.perf_counter()
     out["upper_bound"], out["upper_bound_changed"] = {}, {}
     for k, arch in archs.items():
-        res = run(
-            TrainSpec.model_validate(
-                {
-                    "name": f"ub-{k}-s{seed}",
-                    "namespace": "repro",
-                    "arch": arch,
-                    "tasks": [_task("fm10", ALL, setting["test_limit"])],
-                    "scheme": "independent",
-                    "settings": _settings(setting, seed, setting["steps"], setting["lr"]),
-                }
-            ),
+        bound = _train(
+            {
+                "name": f"ub-{k}-s{seed}",
+                "namespace": "repro",
+                "arch": arch,
+                "tasks": [_task("fm10", ALL)],
+                "scheme": "independent",
+                "settings": _settings(setting, seed, setting["steps"], setting["lr"]),
+            },
             reg,
         )
-        out["upper_bound"][k] = res.metrics["fm10"]["own_task_accuracy"]
-        res = run_multiarch(
-            MultiArchSpec.model_validate(
-                {
-                    "name": f"ubc-{k}-s{seed}",
-                    "namespace": "repro",
-                    "task": _task("fm10", ALL, setting["test_limit"]),
-                    "networks": [{"name": k, "arch": arch}],
-                    "junction_channels": setting["junction"],
-                    "head": setting["head"],
-                    "settings": _settings(setting, seed, setting["steps"], setting["lr"]),
-                }
-            ),
+        out["upper_bound"][k] = bound.tasks["fm10"].own_task_accuracy
+        changed = _multiarch(
+            {
+                "name": f"ubc-{k}-s{seed}",
+                "namespace": "repro",
+                "task": _task("fm10", ALL),
+                "networks": [{"name": k, "arch": arch}],
+                "junction_channels": setting["junction"],
+                "head": setting["head"],
+                "settings": _settings(setting, seed, setting["steps"], setting["lr"]),
+            },
             reg,
         )
-        out["upper_bound_changed"][k] = res.metrics[k]["own_task_accuracy"]
+        out["upper_bound_changed"][k] = changed.networks[k].own_task_accuracy
     out["minutes_bounds"] = (time.perf_counter() - t) / 60
     return out
 

@@ -38,7 +38,7 @@ from typing import Any
 
 from partsbin import Registry
 from partsbin.parts.jobs.train import TrainSpec
-from partsbin.trainer.run import run
+from partsbin.trainer.jobs import run_job
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,13 +93,12 @@ def spec_for(
             "arch": setting["arch"],
             "methods": methods,
             "scheme": scheme,
-            "tasks": [
-                {"name": t, "pair": "fashion-mnist", "pair_task": t, "test_limit": setting["test_limit"]} for t in order
-            ],
+            "tasks": [{"name": t, "pair": "fashion-mnist", "pair_task": t} for t in order],
             "settings": {
                 "steps": setting["steps"],
                 "batch_size": setting["batch_size"],
                 "rp_fraction": setting["rp_fraction"],
+                "test_limit": setting["test_limit"],
                 "seed": seed,
                 "lr": 0.05,
                 "schedule": "cosine",
@@ -174,7 +173,7 @@ def main() -> None:
                         per_order.append(done[key])
                         continue
                     t = time.perf_counter()
-                    res = run(spec_for(setting, label, methods, scheme, seed, order), reg)
+                    res = run_job(spec_for(setting, label, methods, scheme, seed, order), reg)
                     m = measure(reg, res.refs, args.batch_composition)
                     m["seconds"] = time.perf_counter() - t
                     per_order.append(m)

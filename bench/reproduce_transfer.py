@@ -46,10 +46,9 @@ from partsbin.parts.archs import build
 from partsbin.parts.data import load_split
 from partsbin.parts.data.spec import DataSpec
 from partsbin.parts.describe import card_for
-from partsbin.parts.jobs.applications import TransferSpec
+from partsbin.parts.jobs.applications import TransferResult, TransferSpec
 from partsbin.parts.jobs.train import TrainSpec
 from partsbin.trainer.jobs import run_job
-from partsbin.trainer.run import run
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCH = {"name": "resnet_cifar", "config": {"depth": 8, "width": 8}}
@@ -79,11 +78,11 @@ def _train(reg: Registry, name: str, data: dict[str, Any], seed: int, steps: int
         name=name,
         namespace="repro",
         arch=ARCH,
-        tasks=[{"name": "t", "train": data, "test": _test(data)}],
+        tasks=[{"name": "t", "data": data, "test": _test(data)}],
         settings={"steps": steps, "batch_size": 64, "lr": 0.05, "rp_fraction": 0.5, "seed": seed},
         **kw,
     )
-    refs = run(spec, reg).refs
+    refs = run_job(spec, reg).refs
     return {r.split("@")[0].removeprefix(f"repro/{name}-"): r for r in refs}
 
 
@@ -105,7 +104,9 @@ def _fresh_head(reg: Registry, name: str, labels: list[str], seed: int) -> str:
     return reg.push(net.head(), card).ref
 
 
-def _curve(reg: Registry, name: str, ext: str, head: str, data: dict[str, Any], steps: list[int]) -> list[Any]:
+def _curve(
+    reg: Registry, name: str, ext: str, head: str, data: dict[str, Any], steps: list[int]
+) -> list[dict[str, Any]]:
     spec = TransferSpec(
         name=name,
         namespace="repro",
@@ -116,7 +117,9 @@ def _curve(reg: Registry, name: str, ext: str, head: str, data: dict[str, Any], 
         steps=steps,
         settings={"lr": 0.01, "batch_size": 64, "schedule": "constant", "seed": 0},
     )
-    return run_job(spec, reg).metrics["curve"]
+    result = run_job(spec, reg)
+    assert isinstance(result, TransferResult)
+    return [p.model_dump() for p in result.curve]
 
 
 COMPAT = "compatible (RP+IIW, recombined)"

@@ -33,10 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from partsbin import Registry
-from partsbin.parts.jobs.applications import AdaptSpec
-from partsbin.parts.jobs.train import TrainSpec
+from partsbin.parts.jobs.applications import AdaptResult, AdaptSpec
+from partsbin.parts.jobs.train import TrainResult, TrainSpec
 from partsbin.trainer.jobs import run_job
-from partsbin.trainer.run import run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,24 +91,26 @@ def one_run(reg: Registry, name: str, cfg: dict[str, Any], source_shifted: bool,
     if cfg["test_limit"]:
         test["limit"] = cfg["test_limit"]
     t = time.perf_counter()
-    trained = run(
+    trained = run_job(
         TrainSpec(
             name=run_name,
             namespace="repro",
             methods=["RP"],
             scheme="incremental",
             arch=cfg["arch"],
-            tasks=[{"name": "source", "train": source, "test_limit": cfg["test_limit"]}],
+            tasks=[{"name": "source", "data": source}],
             settings={
                 "steps": cfg["train_steps"],
                 "batch_size": 64,
                 "lr": 0.05,
                 "rp_fraction": 0.5,
                 "seed": seed,
+                "test_limit": cfg["test_limit"],
             },
         ),
         reg,
     )
+    assert isinstance(trained, TrainResult)
     refs = {r.split("@")[0].rsplit("-", 1)[-1]: r for r in trained.refs}
     adapted = run_job(
         AdaptSpec(
@@ -131,13 +132,14 @@ def one_run(reg: Registry, name: str, cfg: dict[str, Any], source_shifted: bool,
         ),
         reg,
     )
-    rows = adapted.metrics["evaluation"]["rows"]
+    assert isinstance(adapted, AdaptResult)
+    rows = adapted.rows
     return {
         "shift": name,
         "direction": direction,
         "seed": seed,
         "rows": rows,
-        "own_task": trained.metrics["source"]["own_task_accuracy"],
+        "own_task": trained.tasks["source"].own_task_accuracy,
         "adapted": adapted.refs[0],
         "seconds": time.perf_counter() - t,
     }

@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 from departures import quick_spec
-from reproduce_fig2 import SETTINGS, measure
+from reproduce_fig2 import measure
 
 from partsbin import Registry
 from partsbin.parts.data import load_split
@@ -48,7 +48,7 @@ from partsbin.parts.data.spec import DataSpec, Transform
 from partsbin.parts.jobs.train import TaskSpec, TrainSpec
 from partsbin.registry.config import Settings
 from partsbin.registry.embedded import embedded_registry
-from partsbin.trainer.run import run
+from partsbin.trainer.jobs import run_job
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -56,11 +56,11 @@ RUNS = RESULTS / "rp_conditions_runs.jsonl"
 SEEDS = [0, 1]
 
 
-def p1(limit: int | None) -> list[dict[str, Any]]:
-    return [{"name": t, "pair": "fashion-mnist", "pair_task": t, "test_limit": limit} for t in "ab"]
+def p1() -> list[dict[str, Any]]:
+    return [{"name": t, "pair": "fashion-mnist", "pair_task": t} for t in "ab"]
 
 
-def p2(limit: int | None) -> list[dict[str, Any]]:
+def p2() -> list[dict[str, Any]]:
     names = list(FASHION_MNIST_CLASSES)
     shift = [Transform(op="resize", size=14, back_to=28)]
     a = DataSpec(source="fashion-mnist", classes=names[0:7], indices="even")
@@ -68,14 +68,7 @@ def p2(limit: int | None) -> list[dict[str, Any]]:
     out = []
     for name, spec in (("a", a), ("b", b)):
         test = spec.model_copy(update={"indices": None})
-        out.append(
-            {
-                "name": name,
-                "train": spec.model_dump(mode="json"),
-                "test": test.model_dump(mode="json"),
-                "test_limit": limit,
-            }
-        )
+        out.append({"name": name, "data": spec.model_dump(mode="json"), "test": test.model_dump(mode="json")})
     return out
 
 
@@ -118,7 +111,7 @@ PUBLISHED = {
 def spec(label: str, pair: str, methods: list[str], scheme: str, seed: int, over: dict[str, Any]) -> TrainSpec:
     slug = "".join(c if c.isalnum() else "-" for c in label.lower()).strip("-")
     name = f"{pair.lower()}-{slug}-s{seed}"[:60].rstrip("-")
-    tasks = PAIRS[pair](SETTINGS["quick"]["test_limit"])
+    tasks = PAIRS[pair]()  # the quick setting's test subset is quick_spec's settings.test_limit
     return quick_spec(name, methods, scheme, seed, tasks, namespace="rpcond", **over)
 
 
@@ -175,7 +168,7 @@ def main() -> None:
                             continue
                         t0 = time.perf_counter()
                         s = spec(label, pair, methods, scheme, seed, over)
-                        refs = run(s, reg).refs
+                        refs = run_job(s, reg).refs
                         m = measure(reg, refs, "common-classes")
                         record = {"label": label, "pair": pair, "seed": seed, "metrics": m}
                         # The benchmark's first measure (batches of all a task's classes): on P2
