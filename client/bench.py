@@ -30,6 +30,7 @@ from partsbin.client.assemble import AssembledModel, check_junctions
 from partsbin.client.errors import UsageError
 from partsbin.parts.batchnorm import batchnorm_layers, evaluating, set_bn_mode
 from partsbin.parts.cpus import available_cpus
+from partsbin.parts.data.spec import RECORDED_TEST_EXTRAS
 from partsbin.parts.evaluation import (
     BatchComposition,
     EvalSettings,
@@ -68,6 +69,9 @@ class Cell:
     classes: int = 0
     latency_ms: float | None = None
     evaluation_id: int | None = None
+    #: Content digest of the test images measured (the extractor's whole test set): what the
+    #: registry compares with the test set the extractor's card records.
+    data_digest: str | None = None
     images_per_s: float | None = None
 
 
@@ -246,7 +250,7 @@ def _data_spec(value: Any, what: str) -> Any:
 
 
 # Keys of a card's recorded test set that are not part of the data spec.
-_NOT_SPEC = frozenset({"test_limit", "source_digest"})
+_NOT_SPEC = RECORDED_TEST_EXTRAS
 
 
 def recorded_test_spec(comp: Component) -> Any:
@@ -462,6 +466,7 @@ def measure_row(
     benchmark's ``evaluate`` job measures). Without recalibration the extractor's
     features are computed once for all heads that see the same images."""
     dataset, images = test
+    digest = images.data_digest
     extractor = ext.build()
     built = [h.build() for h in heads]
     if recalibrate:
@@ -479,7 +484,9 @@ def measure_row(
     cells = []
     for h, head, acc in zip(heads, built, accs, strict=True):
         own = h.card.compat.sibling == ext.ref
-        cell = Cell(ext.ref, h.ref, acc.restricted, acc.unrestricted, acc.n, acc.ci95, own, dataset=dataset)
+        cell = Cell(
+            ext.ref, h.ref, acc.restricted, acc.unrestricted, acc.n, acc.ci95, own, dataset=dataset, data_digest=digest
+        )
         cell.classes = len(shared_classes(images.classes, h.card.labels))
         if latency:
             model = AssembledModel(ext.build(), head, bn_mode=settings.bn_mode)
@@ -526,6 +533,7 @@ def post_cells(
                 batch_size=settings.batch_size,
                 classes=c.classes or None,
                 job=job,
+                data_digest=c.data_digest,
                 details={
                     "unrestricted": c.unrestricted,
                     "ci95": list(c.ci95),

@@ -178,5 +178,6 @@ def bench_path(
             metric="bridged_recombination_accuracy",
             details={"via": [b.digest for b in bridges], "unrestricted": acc.unrestricted, **settings.as_dict()},
             classes=len(shared_classes(images.classes, labels)),
+            data_digest=images.data_digest,
         )
     return result

@@ -54,6 +54,7 @@ __all__ = [
     "ServerError",
     "DigestMismatch",
     "ConnectionFailed",
+    "UnvouchedRecombination",
 ]
 
 
@@ -137,3 +138,8 @@ class DigestMismatch(PartsbinError):
 
 class ConnectionFailed(PartsbinError, ConnectionError):
     pass
+
+
+class UnvouchedRecombination(UserWarning):
+    """A warning: ``assemble`` of two parts that share no group and were never measured
+    together on the extractor's test set (``strict=True`` refuses them instead)."""

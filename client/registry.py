@@ -7,6 +7,7 @@ import os
 import tempfile
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from partsbin.client.credentials import stored_token
 from partsbin.client.datasets import DatasetMethods
 from partsbin.client.direct import DIRECT_THRESHOLD, push_direct
 from partsbin.client.errors import (
+    Incompatible,
     InvalidCard,
     InvalidFile,
     MissingFile,
@@ -30,6 +32,7 @@ from partsbin.client.errors import (
     OfflineMode,
     RegistryError,
     Unauthorized,
+    UnvouchedRecombination,
     UsageError,
 )
 from partsbin.client.jobs import JobMethods, JobsAPI
@@ -538,6 +541,7 @@ class Registry(JobMethods, DatasetMethods):
         classes: int | None = None,
         job: tuple[int, str] | None = None,
         finetune_steps: int | None = None,
+        data_digest: str | None = None,
     ) -> dict[str, Any]:
         """Record a measured recombination.
 
@@ -547,6 +551,10 @@ class Registry(JobMethods, DatasetMethods):
             classes: how many classes the prediction was over (chance level is 1/classes).
             job: (job id, lease id) when a worker measured it for a job it holds.
             finetune_steps: steps the pair was fine-tuned after recombining (a transfer curve's point).
+            data_digest: what the test images were (``Images.data_digest``: the source's content
+                digest, selections, transforms, size): the registry compares it with the test set the
+                extractor's card records, and only a measurement on that set is the pair's
+                recombination accuracy.
 
         Returns:
             The evaluation as stored, with its id and trust.
@@ -564,6 +572,7 @@ class Registry(JobMethods, DatasetMethods):
             "bn_mode": bn_mode,
             "batch_size": batch_size,
             "classes": classes,
+            "data_digest": data_digest,
             "details": {**(details or {}), **({} if finetune_steps is None else {"finetune_steps": finetune_steps})},
         }
         if job is not None:
@@ -771,6 +780,19 @@ class Registry(JobMethods, DatasetMethods):
             )
 
     # -- recombination -----------------------------------------------------------------
+    def _vouch(self, ext: Component, hd: Component, *, strict: bool) -> None:
+        if _vouched(self, ext, hd):
+            return
+        message = (
+            f"{ext.ref} and {hd.ref} share no compatibility group and nothing measured them together on "
+            f"{ext.ref}'s test set: the model may predict no better than chance. Measure the pair with "
+            f"`partsbin bench -e {ext.ref} -H {hd.ref}`, or find a bridge with `partsbin paths --extractor "
+            f"{ext.ref} --head {hd.ref}`"
+        )
+        if strict:
+            raise Incompatible(message, code="unvouched")
+        warnings.warn(message, UnvouchedRecombination, stacklevel=3)
+
     def assemble(
         self,
         extractor: str | Component,
@@ -779,6 +801,7 @@ class Registry(JobMethods, DatasetMethods):
         bn_mode: Literal["batch", "running"] = "batch",
         device: str | torch.device = "cpu",
         via: str | builtins.list[str] | None = None,
+        strict: bool = False,
     ) -> AssembledModel:
         """``head(extractor(x))`` from two stored parts.
 
@@ -790,12 +813,18 @@ class Registry(JobMethods, DatasetMethods):
             via: "auto" goes through the best path ``/paths`` finds (direct, or through
                 bridges: ``head(bridge_n(...bridge_1(extractor(x))))``); a list of bridge refs
                 names the chain.
+            strict: refuse (instead of warning about) two parts that share no group and
+                have no measurement on the extractor's own test set.
 
         Returns:
             The :class:`~partsbin.client.assemble.AssembledModel` (an ``nn.Module``).
 
+        Warns:
+            UnvouchedRecombination: nothing says the two parts work together (not with ``strict``).
+
         Raises:
-            Incompatible: the feature interfaces differ (naming both), or no path exists.
+            Incompatible: the feature interfaces differ (naming both), or no path exists; with
+                ``strict``, parts nothing vouches for.
             ComponentNotFound, NotCached: as :meth:`pull`.
         """
         ext = (
@@ -826,6 +855,7 @@ class Registry(JobMethods, DatasetMethods):
                 model.via = [b.ref for b in bridges]
                 return model
         check_junctions(ext.ref, ext.card, hd.ref, hd.card)
+        self._vouch(ext, hd, strict=strict)
         return AssembledModel(
             ext.build(device),
             hd.build(device),
@@ -834,6 +864,25 @@ class Registry(JobMethods, DatasetMethods):
             head_ref=hd.ref,
             labels=hd.card.interface.output.labels if hd.card.interface.output else None,
         )
+
+
+def _vouched(registry: Registry, ext: Component, hd: Component) -> bool:
+    """Something says ``hd`` works on ``ext``'s features: the same network, a shared
+    compatibility group, or a measurement on the extractor's own test set."""
+    if hd.card.compat.sibling == ext.ref or hd.digest in ext.card.compat.anchors:
+        return True
+    if set(ext.card.compat.anchors) & set(hd.card.compat.anchors):
+        return True
+    if registry.offline:
+        return False  # measurements live in the registry
+    # Only a measurement someone vouches for (the registry's ranking rule): anyone may post one.
+    return any(
+        ev.get("own_test")
+        and ev["metric"] == "recombination_accuracy"
+        and ev["bn_mode"] == "batch"
+        and ev.get("trust") in ("admin", "owner", "worker")
+        for ev in registry.evaluations(extractor=ext.ref, head=hd.ref)
+    )
 
 
 def _card(data: dict[str, Any]) -> Card:

@@ -50,6 +50,7 @@ _EXPORTS = {
     "ServerError": "partsbin.client.errors",
     "DigestMismatch": "partsbin.client.errors",
     "ConnectionFailed": "partsbin.client.errors",
+    "UnvouchedRecombination": "partsbin.client.errors",
 }
 
 __all__ = [
@@ -78,6 +79,7 @@ __all__ = [
     "ServerError",
     "DigestMismatch",
     "ConnectionFailed",
+    "UnvouchedRecombination",
 ]
 
 if TYPE_CHECKING:
@@ -102,6 +104,7 @@ if TYPE_CHECKING:
         RegistryError,
         ServerError,
         Unauthorized,
+        UnvouchedRecombination,
         UsageError,
     )
     from partsbin.client.jobs import Job

@@ -48,6 +48,15 @@ class Settings(BaseSettings, JobLimits):
     anonymous_read: bool = Field(default=True, description="allow reads without a token")
     page_size: int = Field(default=50, ge=1, le=1000)
     max_bridges: int = Field(default=3, ge=0, le=8, description="/paths: the longest chain of bridges searched")
+    auto_evaluate: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description=(
+            "queue evaluate jobs for the pairs a new component makes in its groups: 'auto' when a worker was "
+            "heard from in the last 15 minutes (so a registry without workers queues nothing), 'on', 'off'"
+        ),
+    )
+    auto_evaluate_pairs: int = Field(default=64, ge=1, le=10_000, description="pairs queued per new component")
+    auto_evaluate_heads_per_job: int = Field(default=8, ge=1, le=256, description="heads per queued evaluate job")
     log_format: Literal["text", "json"] = Field(default="text", description="json: one JSON object per line")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     host: str = "127.0.0.1"

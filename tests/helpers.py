@@ -27,6 +27,14 @@ def network(seed: int = 0, **cfg: Any):  # type: ignore[no-untyped-def]
     return net.eval()
 
 
+def own_test_digest(name: str) -> str:
+    """The digest an extractor built by :func:`extractor_card` records for its test images:
+    what an evaluation on its own test set names (``data_digest``)."""
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(name.split("@")[0].encode()).hexdigest()
+
+
 def extractor_card(name: str, anchors: list[str] | None = None, **cfg: Any) -> Card:
     return card_for(
         name=name,
@@ -36,6 +44,7 @@ def extractor_card(name: str, anchors: list[str] | None = None, **cfg: Any) -> C
         split="stage2",
         input_size=16,
         compat={"anchors": anchors or [], "methods": ["RP"] if anchors else []},
+        provenance={"dataset": {"name": "digits", "test": {"source": "digits", "data_digest": own_test_digest(name)}}},
     )
 
 

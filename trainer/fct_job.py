@@ -182,6 +182,7 @@ def run_fct(spec: FCTSpec, registry: Any, *, progress: Progress | None = None, j
             },
             classes=c["classes"],
             job=current_lease.get(),
+            data_digest=test.data_digest,
         )
     return result
 

@@ -67,6 +67,9 @@ def data_provenance(
             **test.model_dump(mode="json"),
             "test_limit": test_limit,
             "source_digest": test_images.source_digest if test_images is not None else None,
+            # The test set itself (source, selections, shift, size): what an evaluation of
+            # this part on its own test set names (the registry compares the two).
+            "data_digest": test_images.data_digest if test_images is not None else None,
         }
     return out
 

@@ -28,7 +28,7 @@ from partsbin.parts.batchnorm import evaluating
 from partsbin.parts.cancel import checkpoint
 from partsbin.parts.card import junctions_compatible
 from partsbin.parts.data import Images, load_raw
-from partsbin.parts.data.spec import DataSpec, Transform
+from partsbin.parts.data.spec import RECORDED_TEST_EXTRAS, DataSpec, Transform
 from partsbin.parts.data.transforms import apply_transforms, select
 from partsbin.parts.describe import card_for
 from partsbin.parts.evaluation import EvalSettings, evaluate_pair
@@ -68,7 +68,7 @@ def recorded_data(card: Any, split: str, *, job: str = "stitch", field: str | No
             raise ValueError(
                 f"{card.name}'s card does not record its test set: give the {job} job '{field or 'test_data'}'"
             )
-        return DataSpec.model_validate({k: v for k, v in test.items() if k not in ("test_limit", "source_digest")})
+        return DataSpec.model_validate({k: v for k, v in test.items() if k not in RECORDED_TEST_EXTRAS})
     recorded = getattr(ds, "spec", None)
     if isinstance(recorded, dict):
         return DataSpec.model_validate(recorded)
@@ -362,6 +362,7 @@ def run_stitch(
             },
             classes=len(set(test.classes) & set(labels)),
             job=current_lease.get(),
+            data_digest=test.data_digest,
         )
     return result
 

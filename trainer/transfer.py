@@ -164,6 +164,7 @@ def run_transfer(
     )
     if spec.post:
         common = len(shared_classes(test.classes, labels))
+        digest = test.data_digest
         for p in curve:
             registry.post_evaluation(
                 extractor=ext.ref,
@@ -177,6 +178,7 @@ def run_transfer(
                 classes=common,
                 finetune_steps=p["finetune_steps"],
                 job=current_lease.get(),
+                data_digest=digest,
                 details={
                     "unrestricted": p["unrestricted"],
                     "ci95": p["ci95"],

@@ -33,7 +33,7 @@ __all__ = [
     "resolve_path",
     "confined",
     "resolve_dataset",
-    "reading_pulled_files",
+    "reading_trusted_files",
 ]
 
 
@@ -83,8 +83,9 @@ def data_access(access: DataAccess) -> Iterator[None]:
 
 
 @contextmanager
-def reading_pulled_files() -> Iterator[None]:
-    """Within: files are read without the roots' check (a pulled, verified dataset)."""
+def reading_trusted_files() -> Iterator[None]:
+    """Within: files are read without the roots' check: what the deployment provides (a
+    pulled and verified dataset, a built-in source's own folder), not a path a job named."""
     with data_access(DataAccess(roots=None, datasets=_current().datasets)):
         yield
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from partsbin.parts.data.access import confined, reading_pulled_files, resolve_dataset, resolve_path
+from partsbin.parts.data.access import confined, reading_trusted_files, resolve_dataset, resolve_path
 from partsbin.parts.errors import PartsbinError
 from partsbin.parts.extras import require
 
@@ -63,13 +64,36 @@ class Images:
     source_digest: str | None = None
     #: For a registered dataset: the digest of its file in the registry (what a card records).
     dataset_digest: str | None = None
+    #: How these images were made from the source (``prepare``): its digest, the class and
+    #: index selections and the transforms. None once they are not a prefix of that.
+    recipe: dict[str, Any] | None = None
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
     def subset(self, index: torch.Tensor | np.ndarray | range) -> Images:
+        # A prefix (a test limit) is still described by the recipe and its length.
+        prefix = isinstance(index, range) and index.start == 0 and index.step == 1
         index = torch.as_tensor(index, dtype=torch.long)
-        return Images(self.x[index], self.y[index], list(self.classes), self.source_digest, self.dataset_digest)
+        return Images(
+            self.x[index],
+            self.y[index],
+            list(self.classes),
+            self.source_digest,
+            self.dataset_digest,
+            self.recipe if prefix else None,
+        )
+
+    @property
+    def data_digest(self) -> str | None:
+        """What these images are, wherever they were made: ``sha256:`` of the source's
+        content digest, the selections, the transforms and the number of images. The
+        same test set gives the same digest on any machine (the pixels after a resize may
+        differ in their last bits between CPUs; this does not)."""
+        if self.recipe is None or self.source_digest is None:
+            return None
+        text = json.dumps({**self.recipe, "source": self.source_digest, "n": len(self)}, sort_keys=True)
+        return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def content_digest(images: Images) -> str:
@@ -264,7 +288,7 @@ def load_dataset(ref: str, split: str) -> Images:
     """A registered dataset's split, pulled (and verified) through the job's registry."""
     dataset = resolve_dataset(ref)
     # A verified file in the cache, not a path a job named: read as it is.
-    with reading_pulled_files():
+    with reading_trusted_files():
         if dataset.format == "npz":
             images = load_npz(dataset.path, split)
         elif dataset.format == "image-tar":
@@ -283,7 +307,11 @@ def _load(source: str, split: str, path: str | None) -> Images:
     if source == "digits":
         return load_digits(split)
     if source == "fashion-mnist":
-        return load_idx(p or FASHION_MNIST_DIR, split, FASHION_MNIST_CLASSES)
+        if p is not None:
+            return load_idx(p, split, FASHION_MNIST_CLASSES)
+        # The built-in copy (the Debian package) is the deployment's, not a path a job named.
+        with reading_trusted_files():
+            return load_idx(FASHION_MNIST_DIR, split, FASHION_MNIST_CLASSES)
     if p is None:
         raise ValueError(f"data source {source!r} needs 'path'")
     if source in ("cifar10", "cifar100"):

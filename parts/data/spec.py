@@ -18,13 +18,26 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from partsbin.parts.names import InvalidName, parse_ref
 
-__all__ = ["Transform", "DataSpec", "SOURCES", "BUILT_IN_SOURCES", "check_relative_path", "MAX_IMAGE_SIZE"]
+__all__ = [
+    "Transform",
+    "DataSpec",
+    "SOURCES",
+    "BUILT_IN_SOURCES",
+    "check_relative_path",
+    "MAX_IMAGE_SIZE",
+    "RECORDED_TEST_EXTRAS",
+]
 
 #: Sources that need no path: scikit-learn's digits, and Fashion-MNIST from its Debian package.
 BUILT_IN_SOURCES = ("digits", "fashion-mnist")
 SOURCES = (*BUILT_IN_SOURCES, "cifar10", "cifar100", "stl10", "folder", "npz")
 #: The largest side a resize may ask for (the registry's own limit may be lower).
 MAX_IMAGE_SIZE = 4096
+
+
+#: What a card records about its test set beside the data spec itself
+#: (``provenance.dataset.test``): how many images, and their digests.
+RECORDED_TEST_EXTRAS = frozenset({"test_limit", "source_digest", "data_digest"})
 
 
 class _Model(BaseModel):

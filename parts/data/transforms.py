@@ -96,7 +96,13 @@ def apply_transforms(images: Images, transforms: list[Transform]) -> Images:
 
 
 def prepare(images: Images, spec: DataSpec) -> Images:
-    return apply_transforms(select(images, spec), spec.transforms)
+    out = apply_transforms(select(images, spec), spec.transforms)
+    out.recipe = {
+        "classes": spec.classes,
+        "indices": spec.indices,
+        "transforms": [t.model_dump(mode="json") for t in spec.transforms],
+    }
+    return out
 
 
 def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 2) -> torch.Tensor:

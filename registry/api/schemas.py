@@ -95,6 +95,9 @@ class GroupOut(BaseModel):
 
 
 class GroupDetail(GroupOut):
+    queued_evaluations: int = Field(
+        default=0, description="pairs of the group the registry queued for its workers to measure, not yet measured"
+    )
     member_items: list[ComponentOut]
     next_cursor: str | None = None
 

@@ -102,6 +102,12 @@ def create_component(
 
     junction = card.interface.junction
     edges = _lineage_targets(session, card.model_dump(mode="json"))
+    # A new version of an anchor (update-head of a shared head) stays in its group: it
+    # anchors no group of its own, and what trains against it joins the group it came from.
+    version_of_anchor = _is_version_of_anchor(card)
+    groups = membership_values(card, digest, own_group=not version_of_anchor)
+    roots = _root_groups(session, [m["anchor_digest"] for m in groups])
+    groups += [{**groups[0], "anchor_digest": r} for r in roots if r not in {m["anchor_digest"] for m in groups}]
     for _attempt in range(5):
         latest = session.scalar(
             sa.select(sa.func.max(Component.version)).where(Component.namespace == ns, Component.name == name)
@@ -110,12 +116,12 @@ def create_component(
         row = Component(**component_values(card, digest=digest, size=size, version=version, published_by=published_by))
         row.tags = [ComponentTag(tag=t) for t in sorted(set(card.tags))]
         row.lineage = [LineageEdge(kind=k, target=t, target_digest=d) for k, t, d in edges]
-        row.memberships = [Membership(**m) for m in membership_values(card, digest)]
+        row.memberships = [Membership(**m) for m in groups]
         try:
             with session.begin_nested():
                 session.add(row)
                 session.flush()
-                if card.role in AUX_ROLES and session.get(Group, digest) is None:
+                if card.role in AUX_ROLES and not version_of_anchor and session.get(Group, digest) is None:
                     session.add(
                         Group(
                             anchor_digest=digest,
@@ -161,17 +167,40 @@ def component_values(card: Card, *, digest: str, size: int, version: int, publis
     }
 
 
-def membership_values(card: Card, digest: str) -> list[dict[str, Any]]:
+def membership_values(card: Card, digest: str, *, own_group: bool = True) -> list[dict[str, Any]]:
     """The groups a component joins (without its id): its anchors, and an aux head's own."""
     junction = card.interface.junction
     anchors = {a.removeprefix("sha256:") for a in card.compat.anchors}
-    if card.role in AUX_ROLES:
+    if card.role in AUX_ROLES and own_group:
         anchors.add(digest)
     spatial = None if junction.spatial == "any" else junction.spatial
     return [
         {"anchor_digest": a, "role": card.role, "junction_channels": junction.channels, "junction_spatial": spatial}
         for a in sorted(anchors)
     ]
+
+
+def _is_version_of_anchor(card: Card) -> bool:
+    """An aux head published as the next version of one of its own anchors (update-head)."""
+    updated = (card.provenance.model_extra or {}).get("updated_from")
+    return card.role in AUX_ROLES and isinstance(updated, str) and updated in card.compat.anchors
+
+
+def _root_groups(session: Session, anchors: list[str]) -> list[str]:
+    """For anchors that anchor no group (versions of an anchor), the group each descends
+    from: followed through ``provenance.updated_from``, a few versions at most."""
+    roots = []
+    for anchor in anchors:
+        digest: str | None = anchor
+        for _hop in range(8):
+            if digest is None or session.get(Group, digest) is not None:
+                break
+            found = find_by_digest(session, digest)
+            updated = (found.card.get("provenance") or {}).get("updated_from") if found is not None else None
+            digest = updated.removeprefix("sha256:") if isinstance(updated, str) else None
+        if digest is not None and digest != anchor and session.get(Group, digest) is not None:
+            roots.append(digest)
+    return roots
 
 
 def _lineage_targets(session: Session, card: dict) -> list[tuple[str, str, str | None]]:

@@ -35,6 +35,8 @@ __all__ = [
     "get_evaluation",
     "Cell",
     "best_evaluation_grid",
+    "recorded_test_digest",
+    "other_data",
 ]
 
 TRUSTED = ("admin", "owner", "worker")
@@ -50,6 +52,8 @@ def trust_of(session: Session, principal: Principal, extractor: Component, head:
         return "admin"
     if _vouches(principal.scope, principal.owner, principal.namespaces, pair):
         return "owner"
+    if job is not None and job.origin == "registry":
+        return "worker"  # a pair the registry itself asked its workers to measure
     if job is not None and job.submitted_by is not None:
         submitter = session.get(Token, job.submitted_by)
         if (
@@ -77,8 +81,11 @@ def create_evaluation(
     trust: str = "third-party",
     job_id: int | None = None,
     classes: int | None = None,
+    data_digest: str | None = None,
 ) -> Evaluation:
     row = Evaluation(
+        data_digest=data_digest,
+        own_test=data_digest is not None and data_digest == recorded_test_digest(extractor),
         extractor_id=extractor.id,
         head_id=head.id,
         dataset=dataset,
@@ -96,6 +103,14 @@ def create_evaluation(
     session.add(row)
     session.flush()
     return row
+
+
+def recorded_test_digest(extractor: Component) -> str | None:
+    """The content digest of the test images the extractor's card records (trainer-published
+    cards: ``provenance.dataset.test.data_digest``)."""
+    test = (((extractor.card.get("provenance") or {}).get("dataset") or {}).get("test")) or {}
+    digest = test.get("data_digest") if isinstance(test, dict) else None
+    return digest if isinstance(digest, str) else None
 
 
 def get_evaluation(session: Session, evaluation_id: int) -> Evaluation:
@@ -151,6 +166,7 @@ def _best_statement(target_is_head: bool) -> sa.Select:
             mine == sa.bindparam("target_id"),
             Evaluation.bn_mode == "batch",
             Evaluation.metric == "recombination_accuracy",
+            Evaluation.own_test.is_(True),
         )
         .order_by(Evaluation.samples, Evaluation.id)
     )
@@ -187,10 +203,11 @@ class Cell:
 
 
 def best_evaluation_grid(
-    session: Session, extractor_ids: list[int], head_ids: list[int]
+    session: Session, extractor_ids: list[int], head_ids: list[int], *, data_digest: str | None = None
 ) -> dict[tuple[int, int], Cell]:
     """For each measured (extractor, head) pair: the evaluation that ``/compatible`` ranks
-    by (trusted, batch statistics, recombination accuracy, most samples, the latest on a tie).
+    by (trusted, batch statistics, recombination accuracy on the extractor's own test set,
+    most samples, the latest on a tie); with ``data_digest``, on that data instead.
 
     Plain columns rather than ORM objects, and no timestamp: a 50 x 50 group page loads
     2,500 rows, and parsing SQLite's datetime text alone took 25 ms of them (the
@@ -212,6 +229,8 @@ def best_evaluation_grid(
             Evaluation.head_id.in_(head_ids),
             Evaluation.bn_mode == "batch",
             Evaluation.metric == "recombination_accuracy",
+            # The pair's recombination accuracy: on the extractor's own test set (or the data asked for).
+            Evaluation.own_test.is_(True) if data_digest is None else Evaluation.data_digest == data_digest,
             # As /compatible ranks: third-party evaluations do not speak for a pair.
             Evaluation.trust.in_(TRUSTED),
         )
@@ -221,3 +240,25 @@ def best_evaluation_grid(
     for ext, head, eid, value, samples, dataset in rows:  # ascending: the last one kept per pair is the best
         grid[(ext, head)] = Cell(eid, value, samples, dataset)
     return grid
+
+
+def other_data(session: Session, extractor_ids: list[int], head_ids: list[int]) -> list[tuple[str, str, int]]:
+    """(data digest, a name it was posted under, pairs measured) of the data the pairs were
+    measured on other than each extractor's own test set: what a heatmap can show instead."""
+    if not extractor_ids or not head_ids:
+        return []
+    rows = session.execute(
+        sa.select(Evaluation.data_digest, sa.func.min(Evaluation.dataset), sa.func.count(Evaluation.id))
+        .where(
+            Evaluation.extractor_id.in_(extractor_ids),
+            Evaluation.head_id.in_(head_ids),
+            Evaluation.own_test.is_(False),
+            Evaluation.data_digest.is_not(None),
+            Evaluation.bn_mode == "batch",
+            Evaluation.trust.in_(TRUSTED),
+        )
+        .group_by(Evaluation.data_digest)
+        .order_by(sa.func.count(Evaluation.id).desc())
+        .limit(20)
+    ).all()
+    return [(str(d), str(name), int(n)) for d, name, n in rows]

@@ -21,6 +21,7 @@ __all__ = [
     "Job",
     "Worker",
     "Evaluation",
+    "EvaluationRequest",
     "utcnow",
 ]
 
@@ -260,6 +261,9 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(sa.Text)
     #: The worker's traceback of a failure: admins only.
     error_detail: Mapped[str | None] = mapped_column(sa.Text)
+    #: "user" (submitted with a token) or "registry" (queued by the registry itself: the
+    #: evaluations of a new component's pairs, crud/auto_evaluate.py).
+    origin: Mapped[str] = mapped_column(sa.String(16), default="user", server_default="user")
     created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(Timestamp())
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp())
@@ -301,3 +305,22 @@ class Evaluation(Base):
     job_id: Mapped[int | None] = mapped_column(sa.ForeignKey("jobs.id", ondelete="SET NULL"))
     # How many classes the prediction was taken over: chance level is 1/classes.
     classes: Mapped[int | None]
+    # What was measured, by content: the digest of the test images (``sha256:...``).
+    data_digest: Mapped[str | None] = mapped_column(sa.String(71))
+    # Measured on the extractor's own test set as its card records it (the digests agree):
+    # only such a measurement is the pair's recombination accuracy (ranks, fills heatmaps).
+    own_test: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+
+
+class EvaluationRequest(Base):
+    """A pair the registry asked its workers to measure (crud/auto_evaluate.py): one row per
+    pair, so a pair is asked for once; its job says whether it is still queued."""
+
+    __tablename__ = "evaluation_requests"
+    __table_args__ = (sa.UniqueConstraint("extractor_id", "head_id", name="uq_evaluation_requests_pair"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    extractor_id: Mapped[int] = mapped_column(sa.ForeignKey("components.id", ondelete="CASCADE"))
+    head_id: Mapped[int] = mapped_column(sa.ForeignKey("components.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[int | None] = mapped_column(sa.ForeignKey("jobs.id", ondelete="SET NULL"), index=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)

@@ -7,9 +7,10 @@ from fastapi.responses import Response
 
 from partsbin.parts.names import InvalidName, parse_digest
 from partsbin.registry.api.deps import ReadSessionDep, SettingsDep
+from partsbin.registry.crud.auto_evaluate import queued_in_group
 from partsbin.registry.crud.compatible import count_members, list_groups
 from partsbin.registry.crud.components import list_components
-from partsbin.registry.crud.evaluations import best_evaluation_grid
+from partsbin.registry.crud.evaluations import best_evaluation_grid, other_data
 from partsbin.registry.db.models import Group
 from partsbin.registry.errors import InvalidRequest, NotFound
 from partsbin.registry.web.auth import web_principal
@@ -42,6 +43,7 @@ def group(
     rows: str | None = None,
     cols: str | None = None,
     cursor: str | None = None,
+    data: str | None = None,
 ) -> Response:
     try:
         anchor = parse_digest(digest)
@@ -52,7 +54,18 @@ def group(
         raise NotFound(f"no group anchored by sha256:{anchor}")
     extractors = list_components(session, group=anchor, role="extractor", cursor=id_cursor(rows, "rows"), limit=AXIS)
     heads = list_components(session, group=anchor, role="head", cursor=id_cursor(cols, "cols"), limit=AXIS)
-    grid = best_evaluation_grid(session, [e.id for e in extractors.items], [h.id for h in heads.items])
+    if not heads.items and g.kind == "dcc":
+        # One head for many architectures (§5.2): the shared DCC head is the task head; its
+        # versions (update-head) are the columns.
+        heads = list_components(session, group=anchor, role="aux-dcc", cursor=id_cursor(cols, "cols"), limit=AXIS)
+    if data is not None:
+        try:
+            data = "sha256:" + parse_digest(data)
+        except InvalidName as exc:
+            raise InvalidRequest(f"data: {exc}") from None
+    ext_ids, head_ids = [e.id for e in extractors.items], [h.id for h in heads.items]
+    grid = best_evaluation_grid(session, ext_ids, head_ids, data_digest=data)
+    others = other_data(session, ext_ids, head_ids)
     members = list_components(session, group=anchor, cursor=id_cursor(cursor, "cursor"), limit=settings.page_size)
     return page(
         request,
@@ -63,6 +76,10 @@ def group(
         extractors=extractors,
         heads=heads,
         measured=len(grid),
+        queued=queued_in_group(session, anchor),
+        data=data,
+        data_name=next((name for d, name, _ in others if d == data), None),
+        others=others,
         heatmap=heatmap_svg(extractors.items, heads.items, grid) if extractors.items and heads.items else None,
         members=members,
         rows=rows,

@@ -6,7 +6,7 @@ import torch
 
 from partsbin.client.bench import cross_correlation
 from partsbin.parts.archs import build
-from tests.helpers import aux_rp, extractor_card, head_card, network
+from tests.helpers import aux_rp, extractor_card, head_card, network, own_test_digest
 
 
 def test_cross_correlation_identity_and_permutation():
@@ -37,18 +37,49 @@ def test_evaluations_round_trip_and_rank_compatible(live, client_for):
     )
 
     reg.post_evaluation(
-        extractor=exts[2].ref, head=head.ref, dataset="d", value=0.9, samples=100, bn_mode="batch", batch_size=64
+        extractor=exts[2].ref,
+        data_digest=own_test_digest(exts[2].name),
+        head=head.ref,
+        dataset="d",
+        value=0.9,
+        samples=100,
+        bn_mode="batch",
+        batch_size=64,
     )
-    reg.post_evaluation(extractor=exts[1].ref, head=head.ref, dataset="d", value=0.5, samples=100, bn_mode="batch")
+    reg.post_evaluation(
+        extractor=exts[1].ref,
+        data_digest=own_test_digest(exts[1].name),
+        head=head.ref,
+        dataset="d",
+        value=0.5,
+        samples=100,
+        bn_mode="batch",
+    )
     # Running-mode evaluations do not rank.
-    reg.post_evaluation(extractor=exts[0].ref, head=head.ref, dataset="d", value=0.99, samples=1000, bn_mode="running")
+    reg.post_evaluation(
+        extractor=exts[0].ref,
+        data_digest=own_test_digest(exts[0].name),
+        head=head.ref,
+        dataset="d",
+        value=0.99,
+        samples=1000,
+        bn_mode="running",
+    )
     items = reg.compatible(head=head.ref)
     assert [i["component"].ref for i in items] == [exts[2].ref, exts[1].ref, exts[0].ref]
     assert [i["status"] for i in items] == ["measured", "measured", "declared, unmeasured"]
     assert items[0]["measured_accuracy"] == 0.9 and items[0]["reasons"][0]["kind"] == "measured"
     assert items[0]["reasons"][1]["kind"] == "declared"
     # The evaluation with the most samples wins.
-    reg.post_evaluation(extractor=exts[1].ref, head=head.ref, dataset="d", value=0.95, samples=500, bn_mode="batch")
+    reg.post_evaluation(
+        extractor=exts[1].ref,
+        data_digest=own_test_digest(exts[1].name),
+        head=head.ref,
+        dataset="d",
+        value=0.95,
+        samples=500,
+        bn_mode="batch",
+    )
     assert [i["component"].ref for i in reg.compatible(head=head.ref)][:2] == [exts[1].ref, exts[2].ref]
     # Pages of one walk the measured part, then the declared part.
     seen, cursor = [], None
@@ -62,7 +93,15 @@ def test_evaluations_round_trip_and_rank_compatible(live, client_for):
     got = reg.evaluations(extractor=exts[1].ref, head=head.ref)
     assert [(e["value"], e["samples"], e["bn_mode"]) for e in got] == [(0.5, 100, "batch"), (0.95, 500, "batch")]
     # The other direction ranks too (0.9 of 100 is well above the RP head's chance level of 1/4).
-    reg.post_evaluation(extractor=exts[0].ref, head="lab/rp", dataset="d", value=0.9, samples=100, bn_mode="batch")
+    reg.post_evaluation(
+        extractor=exts[0].ref,
+        data_digest=own_test_digest(exts[0].name),
+        head="lab/rp",
+        dataset="d",
+        value=0.9,
+        samples=100,
+        bn_mode="batch",
+    )
     assert reg.compatible(extractor=exts[0].ref)[0]["component"].ref == "lab/rp@1"
 
 

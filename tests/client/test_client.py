@@ -176,4 +176,34 @@ def test_every_public_client_method_says_its_arguments_returns_and_errors():
                 assert "Raises:" in doc or "Returns:" in doc or len(sig.parameters) == 1, f"{where}: say Returns/Raises"
     # One list of exported errors: every client error is importable from partsbin.
     assert set(errors) <= set(exported), set(errors) - set(exported)
-    assert all(issubclass(getattr(__import__("partsbin"), e), PartsbinError) for e in errors if e != "PartsbinError")
+    classes = [getattr(__import__("partsbin"), e) for e in errors]
+    assert all(issubclass(c, (PartsbinError, Warning)) for c in classes)
+
+
+def test_assemble_warns_about_parts_nothing_vouches_for_and_strict_refuses_them(live, client_for):
+    import warnings
+
+    from partsbin import Incompatible, UnvouchedRecombination
+    from tests.helpers import aux_rp, extractor_card, head_card, network, own_test_digest
+
+    reg = client_for(live, live.token("admin"))
+    stranger = client_for(live, live.token("publish", ["spam"]))
+    rp = reg.push(*aux_rp())
+    grouped_ext = reg.push(network(1).extractor(), extractor_card("lab/g", [rp.digest]))
+    grouped_head = reg.push(network(2).head(), head_card("lab/gh", [rp.digest]))
+    loner = reg.push(network(3).extractor(), extractor_card("lab/loner"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        reg.assemble(grouped_ext.ref, grouped_head.ref)  # a shared group vouches for them
+    with pytest.warns(UnvouchedRecombination, match=r"partsbin bench -e lab/loner@1 -H lab/gh@1.*partsbin paths"):
+        reg.assemble(loner.ref, grouped_head.ref)
+    with pytest.raises(Incompatible, match="share no compatibility group"):
+        reg.assemble(loner.ref, grouped_head.ref, strict=True)
+    body = dict(extractor=loner.ref, head=grouped_head.ref, dataset="d", value=0.9, samples=500, bn_mode="batch")
+    # A stranger's number on the right data vouches for nothing; a trusted one does, on that data only.
+    stranger.post_evaluation(**body, data_digest=own_test_digest(loner.name))
+    reg.post_evaluation(**body, data_digest="sha256:" + "0" * 64)
+    with pytest.raises(Incompatible):
+        reg.assemble(loner.ref, grouped_head.ref, strict=True)
+    reg.post_evaluation(**body, data_digest=own_test_digest(loner.name))
+    assert reg.assemble(loner.ref, grouped_head.ref, strict=True) is not None

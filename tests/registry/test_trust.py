@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.helpers import aux_rp, extractor_card, head_card, network, write_component
+from tests.helpers import aux_rp, extractor_card, head_card, network, own_test_digest, write_component
 
 
 def _auth(token: str) -> dict[str, str]:
@@ -21,6 +21,7 @@ def _post(http, token, ext, head="lab/head", value=0.9, samples=1000, **kw):  # 
         "value": value,
         "samples": samples,
         "bn_mode": "batch",
+        "data_digest": own_test_digest(ext),  # on the extractor's own test set
         **kw,
     }
     return http.post("/evaluations", json=body, headers=_auth(token))

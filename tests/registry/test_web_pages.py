@@ -160,6 +160,41 @@ def test_group_page_heatmap_links_cells_to_evaluations(http, zoo):
     assert "(6 of 12 pairs measured)" in html
 
 
+def test_a_group_heatmap_on_other_data_says_which(make_registry, tmp_path):
+    live = make_registry()
+    with httpx.Client(base_url=live.url, timeout=30) as http:
+        admin = live.token("admin")
+        zoo = build_zoo(http, admin, tmp_path)
+        other = "sha256:" + "d" * 64  # the 0-step point of a transfer on a noisy target set, say
+        posted = http.post(
+            "/evaluations",
+            json={
+                "extractor": zoo.ext["a"]["ref"],
+                "head": zoo.head["b"]["ref"],
+                "dataset": "digits-noisy:test",
+                "value": 0.34,
+                "samples": 900,
+                "bn_mode": "batch",
+                "data_digest": other,
+            },
+            headers={"Authorization": f"Bearer {admin}"},
+        ).json()
+        assert posted["own_test"] is False and posted["data_digest"] == other
+        html = http.get(f"/ui/groups/{zoo.group}").text
+        # The pair's cell still shows its recombination accuracy on the extractor's own test set...
+        assert "lab/a-extractor@1 × lab/b-head@1: 71.0% on 500 images of digits-a:test" in html
+        assert "34.0%" not in html and f"?data={other}" in html and "digits-noisy:test" in html
+        # ... and the other data has a heatmap of its own, captioned with what it is.
+        html = http.get(f"/ui/groups/{zoo.group}", params={"data": other}).text
+        assert "on other data" in html and "digits-noisy:test" in html and "not each extractor's own test set" in html
+        assert "lab/a-extractor@1 × lab/b-head@1: 34.0% on 900 images of digits-noisy:test" in html
+        assert "(1 of 12 pairs measured)" in html
+        # /compatible ranks by the own-test measurement only.
+        items = http.get("/compatible", params={"head": zoo.head["b"]["ref"]}).json()["items"]
+        a = next(i for i in items if i["component"]["ref"] == zoo.ext["a"]["ref"])
+        assert a["measured_accuracy"] == 0.71
+
+
 def test_evaluation_page_and_api(http, zoo):
     ev = zoo.evaluations[("a", "b")]
     api = http.get(f"/evaluations/{ev['id']}")

@@ -22,6 +22,7 @@ MEASURED = {
     ("b", "a"): 0.642,
     ("a", "c"): 0.52,
 }
+TEST_DIGEST = {task: "sha256:" + (task * 64) for task in "abc"}
 JOB_SPEC = {
     "name": "zoo-a",
     "namespace": "lab",
@@ -68,7 +69,13 @@ def build_zoo(http: httpx.Client, token: str, tmp: Path) -> Zoo:
     compat = {"anchors": [zoo.anchor], "methods": ["RP"], "scheme": "incremental"}
     for i, task in enumerate("abc"):
         net = network(i + 1)
-        provenance = {"dataset": {"name": f"digits-{task}", "split": "train"}, "seed": i, "job": str(job_id)}
+        # Each task's test set, by the digest of its images: what evaluations on it name.
+        test = {"source": "digits", "data_digest": TEST_DIGEST[task]}
+        provenance = {
+            "dataset": {"name": f"digits-{task}", "split": "train", "test": test},
+            "seed": i,
+            "job": str(job_id),
+        }
         common: dict[str, Any] = {
             "arch": "resnet_cifar",
             "config": CFG,
@@ -132,6 +139,7 @@ def build_zoo(http: httpx.Client, token: str, tmp: Path) -> Zoo:
                 "samples": 100 if value == 0.5 else 500,
                 "bn_mode": "batch",
                 "batch_size": 64,
+                "data_digest": TEST_DIGEST[e],
                 "details": {"unrestricted": round(value - 0.02, 3)},
             },
             headers=auth,

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from partsbin.parts.data import load_split
-from partsbin.parts.data.spec import DataSpec
+from partsbin.parts.data.spec import RECORDED_TEST_EXTRAS, DataSpec
 from partsbin.parts.jobs import parse_job_spec
 from partsbin.parts.jobs.settings import Settings
 from partsbin.parts.jobs.train import TrainSpec
@@ -137,7 +137,7 @@ def test_a_worker_adapts_to_shifted_digits_and_beats_the_source_as_is(live, clie
     adaptation = adapted.card.provenance.model_extra["adaptation"]
     assert adaptation["steps"] == 100 and adaptation["rp_head"] == reg.info(src["aux-rp"]).digest
     assert DataSpec.model_validate(
-        {k: v for k, v in adapted.card.provenance.dataset.test.items() if k not in ("source_digest", "test_limit")}
+        {k: v for k, v in adapted.card.provenance.dataset.test.items() if k not in RECORDED_TEST_EXTRAS}
     ) == DataSpec.model_validate(SHIFTED_DIGITS)
     assert adapted.card.compat.anchors == source.card.compat.anchors
     assert adapted.card.provenance.settings["lr"] == 0.01

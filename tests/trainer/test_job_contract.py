@@ -210,10 +210,13 @@ def test_a_registered_dataset_trains_on_a_worker_with_another_cache(make_registr
     spec = tiny_spec("from-dataset", namespace="lab")
     spec["tasks"] = [{"name": "a", "data": {"dataset": "lab/digits-small@1", "classes": ["0", "1", "2"]}}]
     job = reg.submit(spec)
+    # A built-in source needs no data root, on a worker that declares none.
+    builtin = reg.submit(_with_data({"source": "fashion-mnist", "limit": 300, "classes": ["bag", "coat"]}))
     worker = _worker(live, publisher, tmp_path, "--once")
     worker.communicate(timeout=180)
     job.refresh()
     assert job.status == "succeeded", job.error
+    assert builtin.refresh().status == "succeeded", builtin.error
     ext = reg.info(next(r for r in job.refs if "-extractor@" in r))
     recorded = ext.card.provenance.dataset
     assert recorded.name == "dataset:lab/digits-small@1"

@@ -109,7 +109,9 @@ def test_junction_channels_must_agree():
         MultiArchSpec.model_validate(spec)
 
 
-def test_update_head_publishes_a_new_version_in_the_group(trained):
+def test_update_head_publishes_a_new_version_in_the_group(trained, live):
+    import httpx
+
     reg, result = trained
     head_ref, *ext_refs = result.refs
     old_head = reg.info(head_ref)
@@ -136,6 +138,12 @@ def test_update_head_publishes_a_new_version_in_the_group(trained):
     # ... and assembles with it.
     for ref in ext_refs:
         assert reg.assemble(ref, "lab/multi-shared-head@2")(torch.rand(16, 1, 8, 8)).shape == (16, 10)
+    # One group, not a second one-member group for the new version; its page crosses the
+    # extractors with both versions of the shared head (the heatmap's columns).
+    group = old_head.digest.removeprefix("sha256:")
+    assert [g["id"] for g in reg.groups()] == [group]
+    page = httpx.get(f"{live.url}/ui/groups/{group}").text
+    assert "needs at least one" not in page and "0 of 6 pairs measured" in page, page
 
 
 def test_update_of_the_classifier_only_leaves_the_rest_of_the_head_bit_identical(trained):

@@ -29,6 +29,7 @@ from partsbin.registry.api.responses import FILE_RESPONSES, errors
 from partsbin.registry.api.schemas import AliasIn, AliasOut, ComponentOut, ComponentPage, YankIn
 from partsbin.registry.api.timing import ServerTiming
 from partsbin.registry.crud import components as crud
+from partsbin.registry.crud.auto_evaluate import queue_evaluations
 from partsbin.registry.crud.blobs import ensure_blob
 from partsbin.registry.db.models import Component
 from partsbin.registry.errors import APIError, Forbidden, StorageUnavailable
@@ -131,6 +132,7 @@ def _publish(received: ReceivedUpload, principal, settings, factory, storage, ti
                     )
                 except StorageError as exc:
                     raise StorageUnavailable(f"blob storage failed; nothing was published: {exc}") from None
+                queue_evaluations(session, row, settings)
             session.commit()
         out = ComponentOut.of(row)
     return JSONResponse(

@@ -42,6 +42,12 @@ class EvaluationIn(Body):
     )
     job_id: int | None = Field(default=None, ge=1, le=INT64_MAX, description="a worker: the job it measured this for")
     lease_id: str | None = Field(default=None, max_length=64, description="a worker: its lease of that job")
+    data_digest: str | None = Field(
+        default=None,
+        pattern=r"^sha256:[0-9a-f]{64}$",
+        description="content digest of the test images measured; equal to the test set the extractor's card "
+        "records, the measurement is the pair's recombination accuracy",
+    )
     details: JsonObject = Field(default_factory=dict)
 
     @field_validator("details")
@@ -71,6 +77,11 @@ class EvaluationOut(BaseModel):
         description="who vouches for it; only third-party evaluations do not rank /compatible"
     )
     job_id: int | None
+    data_digest: str | None = Field(description="content digest of the test images measured")
+    own_test: bool = Field(
+        description="measured on the extractor's own test set as its card records it: the pair's recombination "
+        "accuracy (ranks /compatible and fills heatmaps when trusted, in batch mode)"
+    )
     finetune_steps: int | None = Field(
         default=None, description="steps of fine-tuning after recombining (a transfer curve's point; from details)"
     )
@@ -93,6 +104,8 @@ def _out(ev: Evaluation, ext: Component, head: Component) -> EvaluationOut:
         posted_by=ev.created_by,
         trust=ev.trust,  # type: ignore[arg-type]
         job_id=ev.job_id,
+        data_digest=ev.data_digest,
+        own_test=ev.own_test,
         finetune_steps=_finetune_steps(ev.details or {}),
     )
 
@@ -149,6 +162,7 @@ def post(body: EvaluationIn, session: SessionDep, principal: PrincipalDep) -> Ev
         trust=trust_of(session, principal, ext, head, job),
         job_id=job.id if job is not None else None,
         classes=body.classes,
+        data_digest=body.data_digest,
     )
     session.commit()
     return _out(ev, ext, head)

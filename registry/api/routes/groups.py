@@ -10,6 +10,7 @@ from partsbin.registry.api.deps import ReadSessionDep, SettingsDep
 from partsbin.registry.api.params import DigestPath, IdCursor, Limit
 from partsbin.registry.api.responses import errors
 from partsbin.registry.api.schemas import ComponentOut, GroupDetail, GroupOut, GroupPage
+from partsbin.registry.crud.auto_evaluate import queued_in_group
 from partsbin.registry.crud.compatible import count_members, list_groups
 from partsbin.registry.crud.components import list_components
 from partsbin.registry.db.models import Group
@@ -65,6 +66,7 @@ def group(
         junction_channels=g.junction_channels,
         anchor=ComponentOut.of(g.anchor),
         members=count_members(session, digest),
+        queued_evaluations=queued_in_group(session, digest),
         member_items=[ComponentOut.of(c) for c in page.items],
         next_cursor=page.next_cursor,
     )

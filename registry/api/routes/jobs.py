@@ -29,6 +29,7 @@ LEASE_SECONDS_DEFAULT = 60.0
 class JobOut(BaseModel):
     id: int
     kind: str
+    origin: str = Field(description="user (submitted with a token) or registry (queued by the registry itself)")
     status: str
     namespace: str
     spec: dict[str, Any]

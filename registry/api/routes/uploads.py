@@ -42,6 +42,7 @@ from partsbin.registry.api.responses import errors
 from partsbin.registry.api.schemas import Body, ComponentOut
 from partsbin.registry.api.timing import ServerTiming
 from partsbin.registry.crud import components as crud
+from partsbin.registry.crud.auto_evaluate import queue_evaluations
 from partsbin.registry.crud.blobs import ensure_blob
 from partsbin.registry.errors import APIError, Forbidden, InvalidUpload, StorageUnavailable, TooLarge
 from partsbin.registry.storage import DirectStorage, StorageError
@@ -208,6 +209,7 @@ def _complete(
                 )
                 if created:
                     ensure_blob(session, direct, digest, promote)
+                    queue_evaluations(session, row, settings)
                 session.commit()
             out = ComponentOut.of(row)
         return JSONResponse(
