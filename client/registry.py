@@ -629,7 +629,15 @@ class Registry(JobMethods, DatasetMethods):
         Raises:
             ComponentNotFound: no such part.
         """
-        return self._get("/paths", extractor=extractor, head=head, max_bridges=max_bridges)
+        first = self._get("/paths", extractor=extractor, head=head, max_bridges=max_bridges, limit=1000)
+        paths, cursor = list(first["paths"]), first.get("next_cursor")
+        while cursor:  # every page: the ranking is over all of them
+            page = self._get(
+                "/paths", extractor=extractor, head=head, max_bridges=max_bridges, limit=1000, cursor=cursor
+            )
+            paths += page["paths"]
+            cursor = page.get("next_cursor")
+        return {**first, "paths": paths, "next_cursor": None}
 
     def transform_gallery(
         self,

@@ -114,69 +114,86 @@ def _meets(extractor: Component, head: Component) -> bool:
     return head.junction_spatial is None or head.junction_spatial == extractor.junction_spatial
 
 
+#: Chains followed per level at most: parallel bridges multiply them (20 adapters per hop,
+#: three hops: 8,000), and a hostile graph could make any number.
+MAX_CHAINS = 10_000
+
+
 def find_paths(session: Session, extractor: Component, head: Component, *, max_bridges: int) -> list[Path]:
     """Every path of at most ``max_bridges`` bridges, best first: measured above chance
-    (best accuracy first), then unmeasured (fewest bridges first), then measured at chance."""
+    (best accuracy first), then unmeasured (fewest bridges first), then measured at chance.
+
+    Every chain is followed, parallel bridges included (several adapters between the same
+    two spaces are several paths); a chain never passes the same space twice, so cycles
+    end. Chains are deduplicated by their bridges; at most :data:`MAX_CHAINS` per level."""
     head_anchors = _anchors_of(session, [head.id])[head.id]
     sibling = _sibling_digest(session, head)
-    found: list[Path] = []
+    found: dict[tuple[int, ...], Path] = {}
     frontier = [_Space(extractor)]
-    seen = {extractor.digest}
     for depth in range(max_bridges + 1):
-        anchors = _anchors_of(session, [s.extractor.id for s in frontier])
+        anchors = _anchors_of(session, sorted({s.extractor.id for s in frontier}))
         for space in frontier:
             ext = space.extractor
             if not _meets(ext, head):
                 continue
             shared = sorted(anchors[ext.id] & head_anchors)
+            key = tuple(b.id for b in space.bridges)
             if shared:
                 why = f"{ext.ref} and {head.ref} were trained against the same aux head (group sha256:{shared[0]})"
-                found.append(Path(space.bridges, [*space.steps, Step("group", why, anchor=f"sha256:{shared[0]}")]))
+                found.setdefault(
+                    key, Path(space.bridges, [*space.steps, Step("group", why, anchor=f"sha256:{shared[0]}")])
+                )
             elif ext.digest == sibling:
                 why = f"{head.ref} was trained with {ext.ref}"
-                found.append(Path(space.bridges, [*space.steps, Step("sibling", why)]))
+                found.setdefault(key, Path(space.bridges, [*space.steps, Step("sibling", why)]))
         if depth == max_bridges or not frontier:
             break
-        by_digest = {s.extractor.digest: s for s in frontier}
+        by_digest: dict[str, list[_Space]] = {}
+        for space in frontier:
+            by_digest.setdefault(space.extractor.digest, []).append(space)
         rows = list(session.execute(_BRIDGES_FROM, {"digests": sorted(by_digest)}))
         targets = {(b.card.get("bridge") or {}).get("to", "").removeprefix("sha256:") for _d, b in rows}
         into = _by_digest(session, targets - {head.digest} - head_anchors)
         nxt: list[_Space] = []
         for source_digest, bridge in rows:
-            space = by_digest[str(source_digest)]
-            if any(b.id == bridge.id for b in space.bridges):
-                continue
             to = (bridge.card.get("bridge") or {}).get("to", "").removeprefix("sha256:")
-            chain = [*space.bridges, bridge]
-            if to == head.digest:
-                step = Step(
-                    bridge.role,
-                    f"{bridge.role} {bridge.ref} maps {space.extractor.ref}'s features into {head.ref}",
-                    bridge,
-                )
-                found.append(Path(chain, [*space.steps, step]))
-            elif to in head_anchors:
-                step = Step(
-                    bridge.role,
-                    f"{bridge.role} {bridge.ref} maps {space.extractor.ref}'s features into the group of aux head "
-                    f"sha256:{to}, which {head.ref} belongs to",
-                    bridge,
-                    anchor=f"sha256:{to}",
-                )
-                found.append(Path(chain, [*space.steps, step]))
-            elif to in into and into[to].role == "extractor" and to not in seen:
-                new = into[to]
-                why = f"{bridge.role} {bridge.ref} maps {space.extractor.ref}'s features into {new.ref}'s"
-                if bridge_space(bridge.role, bridge.card.get("bridge") or {}) == "embedding":
-                    why += " (pooled embeddings, FCT: for retrieval through Registry.transform_gallery)"
-                elif bridge.role == "transform":
-                    why += " (junction features, FCT: with its side-information model, if any)"
-                step = Step(bridge.role, why, bridge)
-                nxt.append(_Space(new, chain, [*space.steps, step]))
-        seen.update(s.extractor.digest for s in nxt)
+            for space in by_digest[str(source_digest)]:
+                chain = [*space.bridges, bridge]
+                key = tuple(b.id for b in chain)
+                if to == head.digest:
+                    why = f"{bridge.role} {bridge.ref} maps {space.extractor.ref}'s features into {head.ref}"
+                    found.setdefault(key, Path(chain, [*space.steps, Step(bridge.role, why, bridge)]))
+                elif to in head_anchors:
+                    why = (
+                        f"{bridge.role} {bridge.ref} maps {space.extractor.ref}'s features into the group of aux head "
+                        f"sha256:{to}, which {head.ref} belongs to"
+                    )
+                    step = Step(bridge.role, why, bridge, anchor=f"sha256:{to}")
+                    found.setdefault(key, Path(chain, [*space.steps, step]))
+                elif (
+                    to in into
+                    and into[to].role == "extractor"
+                    # A chain never enters a space it passed: the start or any bridge's target.
+                    and to != extractor.digest
+                    and all(_space_of(b) != to for b in space.bridges)
+                    and len(nxt) < MAX_CHAINS
+                ):
+                    new = into[to]
+                    why = f"{bridge.role} {bridge.ref} maps {space.extractor.ref}'s features into {new.ref}'s"
+                    if bridge_space(bridge.role, bridge.card.get("bridge") or {}) == "embedding":
+                        why += " (pooled embeddings, FCT: for retrieval through Registry.transform_gallery)"
+                    elif bridge.role == "transform":
+                        why += " (junction features, FCT: with its side-information model, if any)"
+                    nxt.append(_Space(new, chain, [*space.steps, Step(bridge.role, why, bridge)]))
         frontier = nxt
-    _measure(session, extractor, head, found)
-    return sorted(found, key=_rank)
+    paths = list(found.values())
+    _measure(session, extractor, head, paths)
+    return sorted(paths, key=_rank)
+
+
+def _space_of(bridge: Component) -> str:
+    """The space a bridge leads into (its ``bridge.to``), as a hex digest."""
+    return str((bridge.card.get("bridge") or {}).get("to", "")).removeprefix("sha256:")
 
 
 def _rank(p: Path) -> tuple[int, float, int]:

@@ -266,3 +266,43 @@ def test_pages_show_bridges(graph, live):
     assert page.status_code == 200
     assert "bridge from" in page.text and "bridge to" in page.text
     assert httpx.get(f"{live.url}/ui/components/lab/x").status_code == 200
+
+
+def test_every_chain_is_found_with_parallel_bridges_at_every_hop_and_cycles(live, client_for):
+    """Three parallel adapters on each of two hops (X -> Y -> head): nine chains, each its
+    own path, plus cycles (Y -> X, Y -> Y) that end; paged, best first, and a trusted
+    measurement of one chain through the *last* parallel adapters ranks it first."""
+    reg = client_for(live, live.token("admin"))
+    x = reg.push(network(1).extractor(), extractor_card("lab/px"))
+    y = reg.push(network(2).extractor(), extractor_card("lab/py"))
+    h = reg.push(network(3).head(), head_card("lab/ph"))
+    first = [_adapter(reg, f"lab/xy{i}", x.digest, y.digest, seed=i) for i in range(3)]
+    second = [_adapter(reg, f"lab/yh{i}", y.digest, h.digest, seed=10 + i) for i in range(3)]
+    _adapter(reg, "lab/yx", y.digest, x.digest, seed=20)  # back to the start: a cycle
+    _adapter(reg, "lab/yy", y.digest, y.digest, seed=21)  # into itself
+    found = reg.paths(extractor=x.ref, head=h.ref, max_bridges=3)
+    chains = {tuple(p["bridges"]) for p in found["paths"]}
+    assert chains == {(a.ref, b.ref) for a in first for b in second}
+    assert found["total"] == 9 and len(found["paths"]) == 9
+    # Pages of two walk the same ranking.
+    seen, cursor = [], None
+    while True:
+        page = reg._get("/paths", extractor=x.ref, head=h.ref, limit=2, cursor=cursor)
+        seen += [tuple(p["bridges"]) for p in page["paths"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert seen == [tuple(p["bridges"]) for p in found["paths"]]
+    reg.post_evaluation(
+        extractor=x.ref,
+        head=h.ref,
+        dataset="d",
+        value=0.95,
+        samples=500,
+        bn_mode="batch",
+        metric="bridged_recombination_accuracy",
+        details={"via": [first[-1].digest, second[-1].digest]},
+        classes=3,
+    )
+    best = reg.paths(extractor=x.ref, head=h.ref)["paths"][0]
+    assert best["bridges"] == [first[-1].ref, second[-1].ref] and best["measured_accuracy"] == 0.95

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from partsbin.parts.names import InvalidName, Ref, parse_ref
 from partsbin.registry.api.deps import SettingsDep
+from partsbin.registry.api.params import IdCursor, Limit
 from partsbin.registry.api.responses import errors
 from partsbin.registry.crud.components import resolve_ref
 from partsbin.registry.crud.paths import Path, find_paths
@@ -47,7 +48,9 @@ class PathsOut(BaseModel):
     extractor: str
     head: str
     max_bridges: int
+    total: int = Field(description="paths found (every page)")
     paths: list[PathOut]
+    next_cursor: str | None = Field(default=None, description="pass as ?cursor= for the next page, best first")
 
 
 @router.get(
@@ -62,16 +65,21 @@ async def paths(
     extractor: Annotated[str, Query(description="ref of the extractor (URL-encoded)")],
     head: Annotated[str, Query(description="ref of the head (URL-encoded)")],
     max_bridges: Annotated[int | None, Query(ge=0, le=8, description="longest chain (default: the registry's)")] = None,
+    cursor: IdCursor = None,
+    limit: Limit = None,
 ) -> PathsOut:
     try:
         ext_ref, head_ref = parse_ref(extractor), parse_ref(head)
     except InvalidName as exc:
         raise APIError(str(exc), status_code=422, code="invalid_name") from None
-    limit = settings.max_bridges if max_bridges is None else min(max_bridges, settings.max_bridges)
-    return await run_in_threadpool(_answer, request.app.state.read_sessionmaker, ext_ref, head_ref, limit)
+    longest = settings.max_bridges if max_bridges is None else min(max_bridges, settings.max_bridges)
+    page = (cursor or 0, limit or settings.page_size)
+    return await run_in_threadpool(_answer, request.app.state.read_sessionmaker, ext_ref, head_ref, longest, page)
 
 
-def _answer(factory: sessionmaker[Session], ext_ref: Ref, head_ref: Ref, max_bridges: int) -> PathsOut:
+def _answer(
+    factory: sessionmaker[Session], ext_ref: Ref, head_ref: Ref, max_bridges: int, page: tuple[int, int]
+) -> PathsOut:
     with factory() as session:
         ext, hd = resolve_ref(session, ext_ref), resolve_ref(session, head_ref)
         if ext.role != "extractor":
@@ -79,7 +87,16 @@ def _answer(factory: sessionmaker[Session], ext_ref: Ref, head_ref: Ref, max_bri
         if hd.role not in ("head", "aux-rp", "aux-dcc"):
             raise InvalidRequest(f"{hd.ref} is a {hd.role}, not a head")
         found = find_paths(session, ext, hd, max_bridges=max_bridges)
-        return PathsOut(extractor=ext.ref, head=hd.ref, max_bridges=max_bridges, paths=[_out(p) for p in found])
+        start, size = page
+        shown = found[start : start + size]
+        return PathsOut(
+            extractor=ext.ref,
+            head=hd.ref,
+            max_bridges=max_bridges,
+            total=len(found),
+            paths=[_out(p) for p in shown],
+            next_cursor=str(start + size) if start + size < len(found) else None,
+        )
 
 
 def _out(p: Path) -> PathOut:
