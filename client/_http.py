@@ -15,11 +15,14 @@ from partsbin.client.errors import (
     ComponentNotFound,
     Conflict,
     ConnectionFailed,
+    DatasetNotFound,
     Incompatible,
     InvalidUpload,
+    JobNotFound,
     RegistryError,
     ServerError,
     Unauthorized,
+    UploadNotFound,
 )
 
 __all__ = ["raise_for_status", "transport_error", "with_retries", "parse_retry_after", "MAX_RETRY_AFTER"]
@@ -80,9 +83,19 @@ def raise_for_status(response: httpx.Response) -> httpx.Response:
             f"{what}: pass --token, set PARTSBIN_TOKEN or run `partsbin login` "
             f"(the registry at {response.request.url.scheme}://{response.request.url.netloc.decode()})"
         )
+    if issubclass(cls, ComponentNotFound):
+        cls = _not_found(response.request.url.path)
     exc = cls(message, status_code=response.status_code, code=code, request_id=response.headers.get("x-request-id"))
     exc.retry_after = parse_retry_after(response.headers.get("retry-after"))  # type: ignore[attr-defined]
     raise exc
+
+
+def _not_found(path: str) -> type[RegistryError]:
+    """What was not there, by the route that was asked."""
+    for prefix, cls in (("/jobs", JobNotFound), ("/datasets", DatasetNotFound), ("/uploads", UploadNotFound)):
+        if path == prefix or path.startswith(prefix + "/"):
+            return cls
+    return ComponentNotFound
 
 
 def transport_error(exc: httpx.TransportError) -> ConnectionFailed:

@@ -193,7 +193,7 @@ class DatasetMethods:
         """Download a registered dataset into the cache (sha256 verified); ``path`` set.
 
         Raises:
-            ComponentNotFound: no such dataset. DigestMismatch: the bytes did not hash to its digest.
+            DatasetNotFound: no such dataset. DigestMismatch: the bytes did not hash to its digest.
         """
         return pull_data(cast("Registry", self), ref)
 

@@ -15,7 +15,11 @@ errors also inherit the built-in that fits, so ``except LookupError`` works too:
     ├── JobFailed                                    a job that failed or was cancelled (``Job.wait``)
     ├── JobTimeout          (also TimeoutError)      ``Job.wait(timeout=...)`` gave up first
     ├── RegistryError                                the registry answered with an error
-    │   ├── ComponentNotFound  (also LookupError)      404 not_found
+    │   ├── NotFound           (also LookupError)      404 not_found, by what was looked for:
+    │   │   ├── ComponentNotFound                        a component, a group, an evaluation
+    │   │   ├── JobNotFound                              a job
+    │   │   ├── DatasetNotFound                          a registered dataset
+    │   │   └── UploadNotFound                           a direct upload
     │   ├── Unauthorized       (also PermissionError)  401 / 403
     │   ├── InvalidUpload      (also ValueError)       422 invalid_upload / invalid_name / invalid_request / 413
     │   ├── Incompatible       (also ValueError)       422 incompatible; also raised locally by ``assemble``
@@ -46,7 +50,11 @@ __all__ = [
     "JobFailed",
     "JobTimeout",
     "RegistryError",
+    "NotFound",
     "ComponentNotFound",
+    "JobNotFound",
+    "DatasetNotFound",
+    "UploadNotFound",
     "Unauthorized",
     "InvalidUpload",
     "Incompatible",
@@ -108,7 +116,23 @@ class RegistryError(PartsbinError):
         return f"{self.message}{extra}"
 
 
-class ComponentNotFound(RegistryError, LookupError):
+class NotFound(RegistryError, LookupError):
+    pass
+
+
+class ComponentNotFound(NotFound):
+    pass
+
+
+class JobNotFound(NotFound):
+    pass
+
+
+class DatasetNotFound(NotFound):
+    pass
+
+
+class UploadNotFound(NotFound):
     pass
 
 

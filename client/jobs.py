@@ -236,7 +236,7 @@ class JobMethods:
         """The job ``job_id``, as the registry has it now.
 
         Raises:
-            ComponentNotFound: no such job.
+            JobNotFound: no such job.
         """
         return Job(cast("Registry", self), self.jobs.get(job_id))
 

@@ -3,6 +3,7 @@ component files), as huggingface-cli's ``login`` and ``scan-cache``/``delete-cac
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Annotated
 
@@ -93,6 +94,9 @@ def cache_prune(
 
     if all_ and older_than is not None:
         raise fail("give --older-than DAYS or --all, not both")
+    if older_than is not None and not (older_than >= 0 and math.isfinite(older_than)):
+        # A negative age would take every file, nan none of them: neither is what was meant.
+        raise fail(f"--older-than takes a number of days, 0 or more (got {older_than}); --all removes everything")
     removed = prune(older_than_days=older_than, everything=all_, dry_run=dry_run)
     freed = sum(size for _, size in removed)
     verb = "would remove" if dry_run else "removed"

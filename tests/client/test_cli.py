@@ -276,6 +276,9 @@ def test_cache_ls_and_prune(env, files, tmp_path):
     assert "lab/rp@1" in cli("cache", "ls").stdout
     kept = cli("cache", "prune", "--older-than", "30")
     assert kept.returncode == 0 and "removed 0 files" in kept.stdout
+    for bad in ("-1", "nan", "inf"):  # would take every file, or none: refused, nothing removed
+        refused = cli("cache", "prune", "--older-than", bad)
+        assert refused.returncode == 2 and "0 or more" in refused.stderr and Path(entry["path"]).exists()
     dry = cli("cache", "prune", "--all", "--dry-run")
     assert "would remove 1 files" in dry.stdout and Path(entry["path"]).exists()
     assert "removed 1 files" in cli("cache", "prune", "--all").stdout and not Path(entry["path"]).exists()

@@ -135,7 +135,8 @@ def test_healthz_and_readyz(make_registry, tmp_path):
     r = httpx.get(f"{broken.url}/readyz")
     assert r.status_code == 503 and r.headers["x-error-code"] == "not_ready" and r.headers["retry-after"]
     assert r.json()["checks"]["database"] == "ok"
-    assert "not a writable folder" in r.json()["checks"]["storage"]
+    # Which part failed, not where it lies: anyone may ask /readyz (the log has the details).
+    assert r.json()["checks"]["storage"].startswith("storage unreachable") and "/" not in r.json()["checks"]["storage"]
 
 
 @pytest.mark.postgres
@@ -149,6 +150,7 @@ def test_readyz_says_when_the_database_is_gone(make_registry, postgres_url):
     admin.dispose()
     r = httpx.get(f"{live.url}/readyz")
     assert r.status_code == 503 and "database unreachable" in r.json()["checks"]["database"], r.text
+    assert live.engine.url.database not in r.text and "/" not in r.json()["checks"]["database"]  # no driver text
     assert r.json()["checks"]["storage"] == "ok"
     assert httpx.get(f"{live.url}/healthz").status_code == 200  # the process is up: do not restart it
 
@@ -159,7 +161,8 @@ def test_readyz_says_when_the_bucket_is_missing(make_registry, s3_server):
     assert httpx.get(f"{good.url}/readyz").status_code == 200
     bad = make_registry(storage_url="s3://no-such-bucket-here/p", s3_endpoint_url=s3_server.endpoint)
     r = httpx.get(f"{bad.url}/readyz")
-    assert r.status_code == 503 and "no-such-bucket-here" in r.json()["checks"]["storage"]
+    assert r.status_code == 503 and r.json()["checks"]["storage"].startswith("storage unreachable")
+    assert "no-such-bucket-here" not in r.text  # the bucket's name is for the log
 
 
 # -- logs -----------------------------------------------------------------------------------------

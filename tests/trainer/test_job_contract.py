@@ -206,6 +206,13 @@ def test_a_registered_dataset_trains_on_a_worker_with_another_cache(make_registr
     assert facts.shape == [1, 8, 8] and ds.card.license == "BSD-3-Clause"
     assert not reg.push_data(tmp_path / "digits.npz", name="lab/digits-small").created  # same bytes, same version
     assert [d.ref for d in reg.datasets()] == ["lab/digits-small@1"]
+    from partsbin import DatasetNotFound, JobNotFound, NotFound
+
+    with pytest.raises(DatasetNotFound):
+        reg.pull_data("lab/no-such-data")
+    with pytest.raises(JobNotFound) as missing:
+        reg.job(10**6)
+    assert isinstance(missing.value, NotFound) and isinstance(missing.value, LookupError)
 
     spec = tiny_spec("from-dataset", namespace="lab")
     spec["tasks"] = [{"name": "a", "data": {"dataset": "lab/digits-small@1", "classes": ["0", "1", "2"]}}]

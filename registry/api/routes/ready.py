@@ -7,6 +7,7 @@ before sending traffic.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from partsbin.registry.storage import StorageError
 
 router = APIRouter(tags=["health"])
+log = logging.getLogger("partsbin.registry")
 
 
 def _check_database(request: Request) -> str | None:
@@ -24,7 +26,10 @@ def _check_database(request: Request) -> str | None:
         with request.app.state.read_sessionmaker() as session:
             session.execute(sa.text("SELECT 1"))
     except sa.exc.SQLAlchemyError as exc:
-        return f"database unreachable: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+        # Anyone may ask: the answer names the part, the driver's message (host, socket
+        # path, user) goes to the log.
+        log.warning("readyz: the database does not answer: %s", exc)
+        return f"database unreachable ({type(exc).__name__}; the registry's log has the details)"
     return None
 
 
@@ -32,7 +37,8 @@ def _check_storage(request: Request) -> str | None:
     try:
         request.app.state.storage.check()
     except StorageError as exc:
-        return f"storage unreachable: {exc}"
+        log.warning("readyz: the blob storage does not answer: %s", exc)
+        return "storage unreachable (the registry's log has the details)"
     return None
 
 
