@@ -23,6 +23,7 @@ from partsbin.client.errors import (
     ServerError,
     Unauthorized,
     UploadNotFound,
+    WebhookNotFound,
 )
 
 __all__ = ["raise_for_status", "transport_error", "with_retries", "parse_retry_after", "MAX_RETRY_AFTER"]
@@ -92,7 +93,12 @@ def raise_for_status(response: httpx.Response) -> httpx.Response:
 
 def _not_found(path: str) -> type[RegistryError]:
     """What was not there, by the route that was asked."""
-    for prefix, cls in (("/jobs", JobNotFound), ("/datasets", DatasetNotFound), ("/uploads", UploadNotFound)):
+    for prefix, cls in (
+        ("/jobs", JobNotFound),
+        ("/datasets", DatasetNotFound),
+        ("/uploads", UploadNotFound),
+        ("/webhooks", WebhookNotFound),
+    ):
         if path == prefix or path.startswith(prefix + "/"):
             return cls
     return ComponentNotFound

@@ -19,7 +19,8 @@ errors also inherit the built-in that fits, so ``except LookupError`` works too:
     │   │   ├── ComponentNotFound                        a component, a group, an evaluation
     │   │   ├── JobNotFound                              a job
     │   │   ├── DatasetNotFound                          a registered dataset
-    │   │   └── UploadNotFound                           a direct upload
+    │   │   ├── UploadNotFound                           a direct upload
+    │   │   └── WebhookNotFound                          a webhook subscription or delivery
     │   ├── Unauthorized       (also PermissionError)  401 / 403
     │   ├── InvalidUpload      (also ValueError)       422 invalid_upload / invalid_name / invalid_request / 413
     │   ├── Incompatible       (also ValueError)       422 incompatible; also raised locally by ``assemble``
@@ -55,6 +56,7 @@ __all__ = [
     "JobNotFound",
     "DatasetNotFound",
     "UploadNotFound",
+    "WebhookNotFound",
     "Unauthorized",
     "InvalidUpload",
     "Incompatible",
@@ -133,6 +135,10 @@ class DatasetNotFound(NotFound):
 
 
 class UploadNotFound(NotFound):
+    pass
+
+
+class WebhookNotFound(NotFound):
     pass
 
 

@@ -37,6 +37,7 @@ from partsbin.client.errors import (
 )
 from partsbin.client.jobs import JobMethods, JobsAPI
 from partsbin.client.progress import progress_bar
+from partsbin.client.webhooks import WebhookMethods
 from partsbin.parts.card import CARD_METADATA_KEY, REGISTRY_FIELDS, Card
 from partsbin.parts.hashing import HashingWriter
 from partsbin.parts.messages import describe_validation_error
@@ -139,7 +140,7 @@ class Component:
         return module.to(device)
 
 
-class Registry(JobMethods, DatasetMethods):
+class Registry(JobMethods, DatasetMethods, WebhookMethods):
     """Client of a partsbin registry.
 
     ``url`` and ``token`` fall back to ``PARTSBIN_URL`` and ``PARTSBIN_TOKEN``, and the

@@ -46,6 +46,10 @@ _EXPORTS = {
     "UploadNotFound": "partsbin.client.errors",
     "DatasetNotFound": "partsbin.client.errors",
     "JobNotFound": "partsbin.client.errors",
+    "WebhookNotFound": "partsbin.client.errors",
+    "Webhook": "partsbin.client.webhooks",
+    "WebhookDelivery": "partsbin.client.webhooks",
+    "verify_signature": "partsbin.parts.webhook_signature",
     "NotFound": "partsbin.client.errors",
     "Unauthorized": "partsbin.client.errors",
     "InvalidUpload": "partsbin.client.errors",
@@ -79,6 +83,10 @@ __all__ = [
     "UploadNotFound",
     "DatasetNotFound",
     "JobNotFound",
+    "WebhookNotFound",
+    "Webhook",
+    "WebhookDelivery",
+    "verify_signature",
     "NotFound",
     "Unauthorized",
     "InvalidUpload",
@@ -118,9 +126,12 @@ if TYPE_CHECKING:
         UnvouchedRecombination,
         UploadNotFound,
         UsageError,
+        WebhookNotFound,
     )
     from partsbin.client.jobs import Job
     from partsbin.client.registry import Component, Registry
+    from partsbin.client.webhooks import Webhook, WebhookDelivery
+    from partsbin.parts.webhook_signature import verify_signature
 
 
 def __getattr__(name: str) -> Any:

@@ -57,6 +57,20 @@ class Settings(BaseSettings, JobLimits):
     )
     auto_evaluate_pairs: int = Field(default=64, ge=1, le=10_000, description="pairs queued per new component")
     auto_evaluate_heads_per_job: int = Field(default=8, ge=1, le=256, description="heads per queued evaluate job")
+    webhook_delivery: bool = Field(
+        default=True, description="this process sends webhook deliveries (any number of processes may)"
+    )
+    webhook_timeout: float = Field(default=10.0, gt=0, le=120, description="seconds a receiver has to answer")
+    webhook_max_attempts: int = Field(default=8, ge=1, le=50, description="attempts before a delivery is failed")
+    webhook_retry_base: float = Field(
+        default=10.0, gt=0, le=3600, description="seconds before the first retry; doubles with each attempt"
+    )
+    webhook_poll: float = Field(default=1.0, gt=0, le=60, description="seconds between looks for due deliveries")
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="namespace owners may subscribe receivers on private or loopback addresses (admins always may)",
+    )
+    max_webhooks_per_namespace: int = Field(default=20, ge=1, le=1000, description="subscriptions per namespace")
     log_format: Literal["text", "json"] = Field(default="text", description="json: one JSON object per line")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     host: str = "127.0.0.1"

@@ -52,6 +52,7 @@ from partsbin.registry.middleware import AdmissionMiddleware, RequestIDMiddlewar
 from partsbin.registry.staging import StagingArea
 from partsbin.registry.storage import make_storage
 from partsbin.registry.web import mount_web
+from partsbin.registry.webhooks.dispatch import Dispatcher, DispatchSettings
 
 __all__ = ["create_app"]
 
@@ -70,9 +71,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Uploads cut off by a crash leave their staged files behind: remove those of
         # every registry process that is no longer running, then claim our own folder.
         await anyio.to_thread.run_sync(staging.open)
+        if dispatcher is not None:
+            dispatcher.start()
         try:
             yield
         finally:
+            if dispatcher is not None:
+                await anyio.to_thread.run_sync(dispatcher.stop)
             staging.close()
             engine.dispose()
 
@@ -90,6 +95,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.resolved_storage_url, settings.s3_endpoint_url, settings.s3_public_endpoint_url
     )
     app.state.staging = staging
+    dispatcher = (
+        Dispatcher(
+            app.state.sessionmaker,
+            DispatchSettings(
+                timeout=settings.webhook_timeout,
+                max_attempts=settings.webhook_max_attempts,
+                retry_base=settings.webhook_retry_base,
+                poll=settings.webhook_poll,
+                allow_private=settings.webhook_allow_private,
+            ),
+        )
+        if settings.webhook_delivery
+        else None
+    )
+    app.state.dispatcher = dispatcher
     app.state.metrics = Metrics(app.state.read_sessionmaker)
     install_handlers(app)
 

@@ -6,7 +6,11 @@ It sits above the parts it drives: commands for the registry server (``serve``, 
 """
 
 # Imported in the order their groups appear in `partsbin --help`.
-from partsbin.cli import components, datasets, benchmark, training, job_verbs, bridges, account, server, maintenance  # noqa: F401, I001  (registers the commands)
+# isort: off
+from partsbin.cli import components, datasets, benchmark, training, job_verbs, bridges  # noqa: F401
+from partsbin.cli import account, server, maintenance, webhooks  # noqa: F401
+
+# isort: on
 from partsbin.cli._app import app, main
 
 __all__ = ["app", "main"]

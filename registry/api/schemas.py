@@ -145,3 +145,67 @@ class TokenOut(BaseModel):
 
 class TokenCreated(TokenOut):
     token: str = Field(description="shown once; only its hash is stored")
+
+
+WebhookEvent = Literal["component.published", "evaluation.recorded", "alias.moved", "version.yanked", "job.finished"]
+
+
+class WebhookIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(max_length=2048, description="http(s) URL the registry POSTs each event to")
+    events: list[WebhookEvent] | None = Field(
+        default=None, max_length=16, description="the events to send; default: every event"
+    )
+    namespace: NamespaceStr | None = Field(default=None, description="whose events; none: every namespace (admins)")
+    description: str = Field(default="", max_length=200)
+    secret: str | None = Field(
+        default=None, min_length=16, max_length=128, description="the HMAC-SHA256 key; default: one is made"
+    )
+
+
+class WebhookPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    active: bool | None = Field(default=None, description="false pauses deliveries; pending ones then fail")
+    events: list[WebhookEvent] | None = Field(default=None, min_length=1, max_length=16)
+    description: str | None = Field(default=None, max_length=200)
+
+
+class WebhookOut(BaseModel):
+    id: int
+    url: str
+    namespace: str | None
+    events: list[str]
+    description: str
+    active: bool
+    created_at: datetime
+    #: How its last deliveries went: counts by status.
+    deliveries: dict[str, int] = Field(default_factory=dict)
+
+
+class WebhookCreated(WebhookOut):
+    secret: str = Field(
+        description="the signing key: shown once here; receivers check X-Partsbin-Signature-256 with it"
+    )
+
+
+class WebhookDeliveryOut(BaseModel):
+    id: int
+    uuid: str = Field(description="the X-Partsbin-Delivery header; a redelivery keeps it")
+    webhook_id: int
+    event: str
+    status: Literal["pending", "succeeded", "failed"]
+    attempts: int
+    next_attempt_at: datetime | None = Field(description="when a pending delivery is tried next")
+    response_status: int | None
+    error: str | None
+    history: list[dict[str, Any]] = Field(description="every attempt: at, status, error, ms (the last 20)")
+    payload: dict[str, Any]
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+class WebhookDeliveryPage(BaseModel):
+    items: list[WebhookDeliveryOut]
+    next_cursor: str | None = None

@@ -14,6 +14,7 @@ from partsbin.parts.lineage import relations_of
 from partsbin.parts.names import InvalidName, Ref, parse_digest, parse_ref
 from partsbin.registry.db.models import Alias, Component, ComponentTag, Group, LineageEdge, Membership, utcnow
 from partsbin.registry.errors import Conflict, NotFound
+from partsbin.registry.webhooks import events
 
 __all__ = [
     "find_by_digest",
@@ -139,6 +140,7 @@ def create_component(
             if existing is not None:
                 return existing, False
             continue
+        events.component_published(session, row)
         return row, True
     raise Conflict(
         f"could not assign a version to {card.name}: other uploads of it kept taking the next number; try again"
@@ -358,6 +360,7 @@ def set_alias(*, session: Session, namespace: str, name: str, alias: str, versio
     if target.yanked_at is not None:
         raise NotFound(f"{namespace}/{name}@{version} is yanked; an alias cannot point at it")
     row = session.get(Alias, (namespace, name, alias))
+    previous = row.version if row is not None else None
     if row is None:
         row = Alias(namespace=namespace, name=name, alias=alias, version=version)
         session.add(row)
@@ -365,6 +368,8 @@ def set_alias(*, session: Session, namespace: str, name: str, alias: str, versio
         row.version = version
         row.updated_at = utcnow()
     session.flush()
+    if previous != version:
+        events.alias_moved(session, namespace, name, alias, version=version, previous=previous)
     return row
 
 
@@ -372,20 +377,28 @@ def delete_alias(*, session: Session, namespace: str, name: str, alias: str) -> 
     row = session.get(Alias, (namespace, name, alias))
     if row is None:
         raise NotFound(f"{namespace}/{name} has no alias {alias!r}")
+    previous = row.version
     session.delete(row)
     session.flush()
+    events.alias_moved(session, namespace, name, alias, version=None, previous=previous)
 
 
 def yank(*, session: Session, component: Component, reason: str) -> Component:
-    if component.yanked_at is None:
+    was_yanked = component.yanked_at is not None
+    if not was_yanked:
         component.yanked_at = utcnow()
     component.yank_reason = reason
     session.flush()
+    if not was_yanked:
+        events.version_yanked(session, component)
     return component
 
 
 def unyank(*, session: Session, component: Component) -> Component:
+    was_yanked = component.yanked_at is not None
     component.yanked_at = None
     component.yank_reason = None
     session.flush()
+    if was_yanked:
+        events.version_yanked(session, component)
     return component

@@ -23,6 +23,7 @@ from partsbin.parts.metrics import wilson_interval
 from partsbin.registry.crud.tokens import Principal
 from partsbin.registry.db.models import Component, Evaluation, Job, Token
 from partsbin.registry.errors import NotFound
+from partsbin.registry.webhooks import events
 
 __all__ = [
     "TRUSTED",
@@ -102,6 +103,7 @@ def create_evaluation(
     )
     session.add(row)
     session.flush()
+    events.evaluation_recorded(session, row, extractor, head)
     return row
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from partsbin.registry.db.models import Job, Worker, utcnow
 from partsbin.registry.errors import Conflict, NotFound
+from partsbin.registry.webhooks import events
 
 __all__ = [
     "submit_job",
@@ -71,6 +72,8 @@ def cancel_job(*, session: Session, job: Job) -> Job:
     if job.status == "queued":
         job.status = "cancelled"
         job.finished_at = utcnow()
+        session.flush()
+        events.job_finished(session, job)
     elif job.status == "running":
         # The worker learns it from its next heartbeat and stops.
         job.cancel_requested = True
@@ -87,10 +90,12 @@ def requeue_expired(session: Session) -> int:
     """Jobs whose lease ran out go back to the queue, or fail once out of attempts."""
     now = utcnow()
     expired = sa.and_(Job.status == "running", Job.lease_expires_at < now)
+    ending = sa.and_(expired, sa.or_(Job.attempts >= Job.max_attempts, Job.cancel_requested.is_(True)))
+    ended = list(session.scalars(sa.select(Job.id).where(ending)))
     failed = _updated(
         session,
         sa.update(Job)
-        .where(expired, sa.or_(Job.attempts >= Job.max_attempts, Job.cancel_requested.is_(True)))
+        .where(ending, Job.id.in_(ended))
         .values(
             status=sa.case((Job.cancel_requested.is_(True), "cancelled"), else_="failed"),
             error=sa.case(
@@ -98,8 +103,13 @@ def requeue_expired(session: Session) -> int:
             ),
             lease_id=None,
             finished_at=now,
-        ),
+        )
+        .execution_options(synchronize_session=False),
     )
+    if ended:
+        for job in session.scalars(sa.select(Job).where(Job.id.in_(ended)).execution_options(populate_existing=True)):
+            if job.status in ("failed", "cancelled"):
+                events.job_finished(session, job)
     requeued = _updated(
         session,
         sa.update(Job)
@@ -226,6 +236,7 @@ def complete_job(
         # A finished job shows where it ended, not its last heartbeat (which can be steps behind).
         job.progress = progress
     session.flush()
+    events.job_finished(session, job)
     return job
 
 
@@ -247,6 +258,8 @@ def fail_job(
     else:
         job.status, job.finished_at = "failed", utcnow()
     session.flush()
+    if job.status != "queued":
+        events.job_finished(session, job)
     return job
 
 

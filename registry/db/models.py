@@ -22,6 +22,8 @@ __all__ = [
     "Worker",
     "Evaluation",
     "EvaluationRequest",
+    "Webhook",
+    "WebhookDelivery",
     "utcnow",
 ]
 
@@ -324,3 +326,48 @@ class EvaluationRequest(Base):
     head_id: Mapped[int] = mapped_column(sa.ForeignKey("components.id", ondelete="CASCADE"), index=True)
     job_id: Mapped[int | None] = mapped_column(sa.ForeignKey("jobs.id", ondelete="SET NULL"), index=True)
     created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
+
+
+class Webhook(Base):
+    """A subscription: events of one namespace (or, made by an admin, of all) are POSTed
+    to ``url`` as signed JSON (registry/webhooks/)."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(sa.String(2048))
+    #: None: every namespace (admins only).
+    namespace: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    events: Mapped[list[str]] = mapped_column(sa.JSON)
+    #: The HMAC-SHA256 key; the registry must keep it to sign, as GitHub does.
+    secret: Mapped[str] = mapped_column(sa.String(128))
+    description: Mapped[str] = mapped_column(sa.String(200), default="")
+    active: Mapped[bool] = mapped_column(default=True)
+    #: May deliver to loopback and private addresses (made by an admin, or the deployment allows it).
+    private_ok: Mapped[bool] = mapped_column(default=False)
+    created_by: Mapped[int | None] = mapped_column(sa.ForeignKey("tokens.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One event for one subscription: written in the transaction of the change it
+    announces (an outbox), then sent, retried with backoff, and kept with its outcome."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (sa.Index("ix_webhook_deliveries_status_next", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: What the receiver sees as ``X-Partsbin-Delivery`` (a redelivery keeps it, so receivers can deduplicate).
+    uuid: Mapped[str] = mapped_column(sa.String(36))
+    webhook_id: Mapped[int] = mapped_column(sa.ForeignKey("webhooks.id", ondelete="CASCADE"), index=True)
+    event: Mapped[str] = mapped_column(sa.String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    status: Mapped[str] = mapped_column(sa.String(16), default="pending")  # pending, succeeded, failed
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
+    #: Every attempt: when, the HTTP status (or None), the error, milliseconds (the last 20).
+    history: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON, default=list)
+    response_status: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(sa.String(500))
+    created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(Timestamp())

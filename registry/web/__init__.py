@@ -3,7 +3,7 @@
 
 ``/`` lists components; ``/ui/...`` holds a component's page (card, versions, file,
 snippet, compatible parts, evaluations, lineage), groups with their heatmaps,
-evaluations, jobs, and the sign-in form used when anonymous reads are off.
+evaluations, jobs, webhooks (for their managers), and the sign-in form used when anonymous reads are off.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from partsbin.registry.web import auth, components, evaluations, groups, jobs
+from partsbin.registry.web import auth, components, evaluations, groups, jobs, webhooks
 from partsbin.registry.web.render import HERE
 
 __all__ = ["mount_web"]
 
 
 def mount_web(app: FastAPI) -> None:
-    for module in (auth, components, groups, evaluations, jobs):
+    for module in (auth, components, groups, evaluations, jobs, webhooks):
         app.include_router(module.router)
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="static")

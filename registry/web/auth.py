@@ -16,6 +16,7 @@ from fastapi.responses import RedirectResponse, Response
 from partsbin.registry.api.deps import SettingsDep, get_principal
 from partsbin.registry.crud.tokens import Principal, authenticate
 from partsbin.registry.logs import current_request
+from partsbin.registry.web.forms import same_origin
 from partsbin.registry.web.render import LoginRequired, PageRoute, page
 
 __all__ = ["COOKIE", "web_principal", "WebPrincipal", "router"]
@@ -65,7 +66,7 @@ def login_form(request: Request, next: str | None = None) -> Response:
     return page(request, "login.html", next=_safe_next(next), message=None)
 
 
-@router.post("/ui/login")
+@router.post("/ui/login", dependencies=[Depends(same_origin)])
 def login(request: Request, token: Annotated[str, Form()], next: Annotated[str, Form()] = "/") -> Response:
     secret = token.strip()
     if not secret or _lookup(request, secret) is None:
@@ -79,7 +80,7 @@ def login(request: Request, token: Annotated[str, Form()], next: Annotated[str, 
     return response
 
 
-@router.post("/ui/logout")
+@router.post("/ui/logout", dependencies=[Depends(same_origin)])
 def logout() -> Response:
     response = RedirectResponse("/", status_code=303)
     response.delete_cookie(COOKIE, path="/")

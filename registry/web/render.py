@@ -19,6 +19,7 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 
 from partsbin.registry.errors import APIError, InvalidRequest
+from partsbin.registry.web.forms import SECURITY_HEADERS
 
 __all__ = ["templates", "page", "PageRoute", "LoginRequired", "id_cursor", "DbInt"]
 
@@ -95,6 +96,7 @@ class PageRoute(APIRoute):
                 # publish reports its steps: what bench/web_bench.py compares with the
                 # latency a client sees.
                 response.headers["Server-Timing"] = f"page;dur={(time.perf_counter() - start) * 1000:.1f}"
+                response.headers.update(SECURITY_HEADERS)
                 return response
             except LoginRequired as exc:
                 response = page(request, "login.html", exc.status_code, message=exc.detail, next=_here(request))
@@ -111,6 +113,7 @@ class PageRoute(APIRoute):
                 response = page(request, "error.html", 422, message=message, code="invalid_request", status=422)
                 code = "invalid_request"
             response.headers["X-Error-Code"] = code
+            response.headers.update(SECURITY_HEADERS)
             return response
 
         return handle

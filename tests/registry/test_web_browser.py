@@ -131,3 +131,46 @@ def test_sign_in_with_a_token_when_anonymous_reads_are_off(browser, make_registr
     browser.find_element(By.CSS_SELECTOR, "header .who button").click()
     browser.get(live.url + "/")
     assert browser.find_element(By.TAG_NAME, "h1").text == "Sign in"
+
+
+def test_a_namespace_owner_manages_webhooks_on_their_page(browser, make_registry):
+    from tests.registry.test_webhooks import FAST, Receiver, _wait
+
+    receiver = Receiver()
+    receiver.start()
+    live = make_registry(webhook_allow_private=True, **FAST)
+    token = live.token("publish", ["lab"], owner=True)
+    browser.delete_all_cookies()
+    browser.get(live.url + "/ui/webhooks")
+    assert "admins and namespace owners" in browser.find_element(By.ID, "message").text
+    field = browser.find_element(By.ID, "token")
+    field.send_keys(token)
+    field.submit()
+    assert browser.current_url == live.url + "/ui/webhooks"
+    assert "No webhooks yet for lab" in browser.find_element(By.CSS_SELECTOR, "p.empty").text
+    browser.find_element(By.ID, "url").send_keys(receiver.url)
+    browser.find_element(By.CSS_SELECTOR, "input[value='component.published']").click()
+    browser.find_element(By.ID, "description").send_keys("CI")
+    browser.find_element(By.CSS_SELECTOR, "#add-webhook button[type=submit]").click()
+    secret = browser.find_element(By.ID, "secret").text
+    assert len(secret) >= 32
+    try:
+        ping = receiver.wait_for("ping")
+    finally:
+        receiver.stop()
+    from partsbin import verify_signature
+
+    assert verify_signature(secret, ping["body"], ping["headers"]["x-partsbin-signature-256"])
+
+    def delivered() -> bool:
+        browser.get(live.url + "/ui/webhooks")
+        return "succeeded" in _text(browser.find_element(By.CSS_SELECTOR, "table.deliveries"))
+
+    _wait(delivered)
+    section = browser.find_element(By.CSS_SELECTOR, "section.webhook")
+    assert receiver.url in section.text and "component.published" in section.text and "CI" in section.text
+    _shoot(browser, "webhooks")
+    section.find_element(By.XPATH, ".//button[text()='Pause']").click()
+    assert "paused" in browser.find_element(By.CSS_SELECTOR, "section.webhook h2").text
+    browser.find_element(By.XPATH, "//section[@class='webhook']//button[text()='Delete']").click()
+    assert browser.find_elements(By.CSS_SELECTOR, "section.webhook") == []

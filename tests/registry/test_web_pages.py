@@ -307,3 +307,23 @@ def test_the_client_lists_by_tag_and_text(shared, client_for):
     reg = client_for(live)
     assert sorted(c.name for c in reg.list(tag="task-a")) == ["lab/a-extractor", "lab/a-head"]
     assert [c.name for c in reg.list(q="adapted", role="extractor")] == ["lab/a-adapted-extractor"]
+
+
+def test_forms_refuse_other_sites_and_pages_send_security_headers(make_registry):
+    live = make_registry()
+    token = live.token("read")
+    with httpx.Client(base_url=live.url, follow_redirects=False) as c:
+        page = c.get("/")
+        assert page.headers["x-frame-options"] == "DENY" and page.headers["x-content-type-options"] == "nosniff"
+        assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+        # Login CSRF: another site's form may not sign a visitor in (or out).
+        for origin in ("https://evil.example", "null"):
+            r = c.post("/ui/login", data={"token": token}, headers={"Origin": origin})
+            assert r.status_code == 403 and "set-cookie" not in r.headers, r.text
+            assert "own pages" in r.text
+        r = c.post("/ui/logout", headers={"Referer": "https://evil.example/page"})
+        assert r.status_code == 403
+        # From the registry's own page (or from a program, with no Origin at all) it works.
+        r = c.post("/ui/login", data={"token": token}, headers={"Origin": live.url})
+        assert r.status_code == 303 and "partsbin_token=" in r.headers["set-cookie"]
+        assert c.post("/ui/logout").status_code == 303

@@ -25,13 +25,27 @@ from partsbin.registry.api.routes import (
     ready,
     tokens,
     uploads,
+    webhooks,
     whoami,
 )
 from partsbin.registry.instrumentation import logged_principal
 
 api_router = APIRouter(dependencies=[Depends(reject_unknown_query)], responses=COMMON_ERRORS)
 _guarded = APIRouter(dependencies=[Depends(logged_principal)], responses=GUARDED_ERRORS)
-for _module in (components, datasets, uploads, compatible, paths, evaluations, groups, jobs, tokens, whoami, metrics):
+for _module in (
+    components,
+    datasets,
+    uploads,
+    compatible,
+    paths,
+    evaluations,
+    groups,
+    jobs,
+    tokens,
+    webhooks,
+    whoami,
+    metrics,
+):
     _guarded.include_router(_module.router)
 api_router.include_router(_guarded)
 api_router.include_router(health.router)
