@@ -43,7 +43,7 @@ from fastapi import FastAPI
 
 from partsbin import __version__
 from partsbin.registry.api.handlers import UnexpectedErrorMiddleware, install_handlers
-from partsbin.registry.api.routes import api_router
+from partsbin.registry.api.routes import api_router, docs
 from partsbin.registry.config import Settings
 from partsbin.registry.db.session import make_engine, make_read_sessionmaker, make_sessionmaker
 from partsbin.registry.instrumentation import InstrumentationMiddleware
@@ -86,6 +86,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="Registry of neural-network components made compatible by training (Gygli et al., AAAI 2021).",
         lifespan=lifespan,
+        # Served by routes/docs.py: behind PARTSBIN_ANONYMOUS_READ, with Swagger UI's own files.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -120,6 +124,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Added last, so outermost: it sets the request id that the rest sees and logs.
     app.add_middleware(InstrumentationMiddleware, metrics=app.state.metrics)
     app.include_router(api_router)
+    app.include_router(docs.router)
+    docs.mount_docs_assets(app)
     mount_web(app)
     # Build every route's schemas now, in one thread: pydantic builds some lazily on first
     # use, and the first requests arriving at once raced that build (seen as a 500 under

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
 from partsbin.parts.names import InvalidName, validate_part
@@ -67,7 +68,21 @@ async def get_staging(request: Request) -> StagingArea:
 _WWW = {"WWW-Authenticate": "Bearer"}
 
 
-def get_principal(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> Principal:
+#: Declares the scheme in OpenAPI (``securitySchemes``, and ``security`` on every guarded
+#: operation) so that generated clients and Swagger UI's "Authorize" send the token.
+#: The header itself is read below, so that a malformed one gets our own message.
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="token",
+    description="a partsbin API token (`partsbin token create`); reads need none while PARTSBIN_ANONYMOUS_READ=true",
+)
+
+
+def get_principal(
+    request: Request,
+    settings: Annotated[Settings, Depends(get_settings)],
+    _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None,
+) -> Principal:
     header = request.headers.get("authorization")
     if not header:
         if settings.anonymous_read:

@@ -395,6 +395,33 @@ def test_invalid_paths_and_health(http):
     assert http.get("/docs").status_code == 200
 
 
+def test_api_description_follows_anonymous_read_and_docs_work_offline(make_registry):
+    live = make_registry(anonymous_read=False)
+    token = live.token("read")
+    with httpx.Client(base_url=live.url, follow_redirects=False) as c:
+        assert c.get("/openapi.json").status_code == 401
+        r = c.get("/docs")
+        assert r.status_code == 303 and r.headers["location"] == "/ui/login?next=/docs"
+        schema = c.get("/openapi.json", headers=_auth(token)).json()
+        # The token scheme is declared, and every guarded operation names it.
+        assert schema["components"]["securitySchemes"]["token"] == {
+            "type": "http",
+            "scheme": "bearer",
+            "description": schema["components"]["securitySchemes"]["token"]["description"],
+        }
+        assert schema["paths"]["/components"]["get"]["security"] == [{"token": []}]
+        assert "security" not in schema["paths"]["/healthz"]["get"]
+        # Swagger UI's files come from this registry, not from a CDN.
+        page = c.get("/docs", headers=_auth(token)).text
+        assert "cdn." not in page and "/docs/assets/swagger-ui-bundle.js" in page
+        js = c.get("/docs/assets/swagger-ui-bundle.js")
+        assert js.status_code == 200 and len(js.content) > 500_000
+        assert c.get("/docs/assets/swagger-ui.css").status_code == 200
+        # A browser signed in to the pages reads the description with its cookie.
+        c.post("/ui/login", data={"token": token})
+        assert c.get("/docs").status_code == 200 and c.get("/openapi.json").status_code == 200
+
+
 def test_concurrent_identical_uploads_make_one_version(live, admin, tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
