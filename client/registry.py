@@ -479,6 +479,17 @@ class Registry(JobMethods, DatasetMethods, WebhookMethods):
         return self._get(f"/groups/{group_id.removeprefix('sha256:')}")
 
     # -- management --------------------------------------------------------------------
+    def aliases(self, name: str) -> dict[str, int]:
+        """Every alias of ``name`` (``ns/name``) and the version it points at.
+
+        Returns:
+            ``{alias: version}``, by alias.
+
+        Raises:
+            ComponentNotFound: no component of that name.
+        """
+        return {a["alias"]: int(a["version"]) for a in self._get(f"/components/{name}/aliases")}
+
     def set_alias(self, name: str, alias: str, version: int) -> dict[str, Any]:
         """Point ``name:alias`` at ``version`` (admins and the namespace's owners).
 

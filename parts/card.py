@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from partsbin.parts.names import InvalidName, parse_digest, parse_ref, validate_name
+from partsbin.parts.roles import Role  # one list of roles, shared with the CLI
 
 __all__ = [
     "CARD_METADATA_KEY",
@@ -45,7 +46,7 @@ __all__ = [
 CARD_METADATA_KEY = "partsbin.card"
 REGISTRY_FIELDS = frozenset({"version", "digest", "size"})
 
-Role = Literal["extractor", "head", "aux-rp", "aux-dcc", "init", "adapter", "transform", "side-info"]
+
 HEAD_ROLES: frozenset[str] = frozenset({"head", "aux-rp", "aux-dcc"})
 AUX_ROLES: frozenset[str] = frozenset({"aux-rp", "aux-dcc"})
 #: Bridges join parts trained apart (DESIGN.md, "Using compatible parts"): their card names both ends.

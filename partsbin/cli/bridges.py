@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from partsbin.cli._app import PANEL_TRAINING, JsonOpt, TokenOpt, UrlOpt, app, console, open_registry, print_json
+from partsbin.cli._app import PANEL_TRAINING, JsonOpt, TokenOpt, UrlOpt, app, console, fail, open_registry, print_json
 
 
 @app.command(rich_help_panel=PANEL_TRAINING)
@@ -26,8 +26,12 @@ def paths(
         print_json(found)
         return
     if not found["paths"]:
-        console.print(f"no path from {extractor} to {head}: no shared group and no bridge is known")
-        return
+        # Like `compatible` with nothing to show: exit 1, so scripts can tell.
+        raise fail(
+            f"no path from {extractor} to {head}: no shared group and no bridge is known "
+            "(train one with `partsbin stitch`, or measure the pair with `partsbin bench`)",
+            code=1,
+        )
     for i, p in enumerate(found["paths"], 1):
         acc = "unmeasured" if p["measured_accuracy"] is None else f"measured {p['measured_accuracy']:.1%}"
         console.print(f"{i}. {p['kind']} ({len(p['bridges'])} bridges, {acc})")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 
@@ -22,12 +22,10 @@ from partsbin.cli._app import (
     print_json,
     table,
 )
-from partsbin.parts.names import shared_prefix
+from partsbin.parts.roles import ROLES, Role
 
-RoleOpt = Annotated[
-    Literal["extractor", "head", "aux-rp", "aux-dcc", "init"] | None,
-    typer.Option(help="extractor, head, aux-rp, aux-dcc or init"),
-]
+# The card's own roles: the CLI takes what the API lists, from one place (parts/card.py).
+RoleOpt = Annotated[Role | None, typer.Option(help=", ".join(ROLES))]
 
 
 def _read_card(path: Path) -> dict[str, Any]:
@@ -101,13 +99,13 @@ def _size(n: int) -> str:
 
 
 def _components_table(comps: list[Any]) -> Any:
-    prefix = shared_prefix([c.ref for c in comps])
-    t = table(f"ref ({prefix}…)" if prefix else "ref", "role", "arch", "junction", "dataset", "digest", "size")
+    # Whole refs, never a shared prefix cut off: a ref is what a reader copies into the next command.
+    t = table("ref", "role", "arch", "junction", "dataset", "digest", "size")
     for c in comps:
         j = c.card.interface.junction
         ds = c.card.provenance.dataset.name if c.card.provenance.dataset else ""
         t.add_row(
-            c.ref.removeprefix(prefix) + (" (yanked)" if c.yanked else ""),
+            c.ref + (" (yanked)" if c.yanked else ""),
             c.role,
             c.card.arch.name,
             f"{j.channels}@{j.spatial}",
@@ -232,16 +230,18 @@ def versions(
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:
-    """Every version of a component, yanked ones included."""
+    """Every version of a component, yanked ones included, with the aliases pointing at each."""
     with open_registry(url, token) as reg:
         comps = reg.versions(name)
+        aliases = reg.aliases(name)
     if json_out:
-        print_json([c.raw for c in comps])
+        print_json([{**c.raw, "aliases": sorted(a for a, v in aliases.items() if v == c.version)} for c in comps])
         return
-    t = table("version", "digest", "size", "published", "yanked")
+    t = table("version", "aliases", "digest", "size", "published", "yanked")
     for c in comps:
         yanked = (c.raw.get("yank_reason") or "yes") if c.yanked else ""
-        t.add_row(str(c.version), c.digest[:19] + "…", _size(c.size), str(c.raw.get("created_at", ""))[:19], yanked)
+        pointing = ", ".join(sorted(a for a, v in aliases.items() if v == c.version))
+        t.add_row(str(c.version), pointing, c.digest, _size(c.size), str(c.raw.get("created_at", ""))[:19], yanked)
     console.print(t)
 
 
@@ -284,14 +284,13 @@ def compatible(
     if json_out:
         print_json([{**it, "component": it["component"].raw} for it in items])
         return
-    prefix = shared_prefix([it["component"].ref for it in items])
-    t = table(f"ref ({prefix}…)" if prefix else "ref", "role", "status", "why")
+    t = table("ref", "role", "status", "why")
     for it in items:
         why = "; ".join(
             r["detail"] + (f" ({r.get('anchor_ref') or r.get('anchor')})" if r.get("anchor") else "")
             for r in it["reasons"]
         )
-        t.add_row(it["component"].ref.removeprefix(prefix), it["role"], it["status"], why)
+        t.add_row(it["component"].ref, it["role"], it["status"], why)
     console.print(t)
 
 

@@ -68,7 +68,19 @@ def pct(value: float | None, digits: int = 1) -> str:
     return "" if value is None else f"{value * 100:.{digits}f}%"
 
 
-templates.env.filters.update(age=age, when=when, size=size, pct=pct)
+def plain(value: Any) -> str:
+    """A card's value for people: floats to 4 significant digits (0.937037037037037 reads
+    0.937), nothing for an unset value (never "None")."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+templates.env.filters.update(age=age, when=when, size=size, pct=pct, plain=plain)
 
 
 def page(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:

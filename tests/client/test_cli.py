@@ -218,9 +218,11 @@ def test_show_versions_ls_and_json(env, files, live):
     assert "{" not in shown.stdout  # rendered, not raw JSON
     raw = json.loads(cli("show", "lab/ext", "--json").stdout)
     assert raw["ref"] == "lab/ext@2" and raw["card"]["role"] == "extractor"
+    assert cli("alias", "lab/ext", "stable", "2").returncode == 0
     versions = cli("versions", "lab/ext")
-    assert versions.returncode == 0 and "broken" in versions.stdout
-    assert [c["version"] for c in json.loads(cli("versions", "lab/ext", "--json").stdout)] == [1, 2]
+    assert versions.returncode == 0 and "broken" in versions.stdout and "stable" in versions.stdout
+    listed = json.loads(cli("versions", "lab/ext", "--json").stdout)
+    assert [(c["version"], c["aliases"]) for c in listed] == [(1, []), (2, ["stable"])]
     assert [c["ref"] for c in json.loads(cli("ls", "--json").stdout)] == ["lab/ext@2"]
     assert [c["ref"] for c in json.loads(cli("ls", "--json", "--yanked").stdout)] == ["lab/ext@1", "lab/ext@2"]
     limited = cli("ls", "--yanked", "--limit", "1")
@@ -295,6 +297,18 @@ def test_tables_keep_names_apart(env, tmp_path):
         assert cli("push", str(path)).returncode == 0
     rows = [line for line in cli("ls").stdout.splitlines() if "-extractor" in line or "extractor@" in line]
     assert len(set(rows)) == len(rows) >= 2, rows
+    # Whole refs, which can be copied into the next command.
+    out = cli("ls").stdout
+    assert "lab/run-20261123053501-a-extractor@1" in out and "lab/run-20261123053501-b-extractor@1" in out
+    # Every role the API lists is a choice here (bridges included).
+    assert cli("ls", "--role", "adapter").returncode == 0
+
+
+def test_paths_with_nothing_to_show_exits_1_as_compatible_does(env, files):
+    assert cli("push", str(files["head"])).returncode == 0
+    assert cli("push", str(files["ext_bare"]), "--card", str(files["ext_card"])).returncode == 0
+    done = cli("paths", "--extractor", "lab/ext", "--head", "lab/head")
+    assert done.returncode == 1 and "no path from lab/ext to lab/head" in short(done)
 
 
 def test_python_errors_are_partsbin_errors(live, client_for, tmp_path):

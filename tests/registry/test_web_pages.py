@@ -327,3 +327,17 @@ def test_forms_refuse_other_sites_and_pages_send_security_headers(make_registry)
         r = c.post("/ui/login", data={"token": token}, headers={"Origin": live.url})
         assert r.status_code == 303 and "partsbin_token=" in r.headers["set-cookie"]
         assert c.post("/ui/logout").status_code == 303
+
+
+def test_card_values_read_as_numbers_people_write(make_registry, tmp_path):
+    from tests.helpers import head_card
+
+    live = make_registry()
+    net = network(0)
+    card = head_card("lab/head").model_copy(update={"metrics": {"accuracy": 0.937037037037037, "loss": None}})
+    path = write_component(tmp_path / "h.safetensors", net.head(), card)
+    with httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {live.token('admin')}"}) as c:
+        assert c.post("/components", files={"file": path.read_bytes()}).status_code == 201
+        page = c.get("/ui/components/lab/head").text
+    assert "0.937" in page and "0.937037" not in page and ">None<" not in page
+    assert "partsbin bench -e EXTRACTOR -H HEAD" in page

@@ -32,7 +32,7 @@ from partsbin.registry.crud import components as crud
 from partsbin.registry.crud.auto_evaluate import queue_evaluations
 from partsbin.registry.crud.blobs import ensure_blob
 from partsbin.registry.db.models import Component
-from partsbin.registry.errors import APIError, Forbidden, StorageUnavailable
+from partsbin.registry.errors import APIError, Forbidden, NotFound, StorageUnavailable
 from partsbin.registry.storage import BlobStorage, StorageError
 from partsbin.registry.upload import ReceivedUpload, receive_upload
 from partsbin.registry.validation import validate_upload
@@ -240,6 +240,21 @@ def latest_file(
 )
 def versions(ns: NamespacePath, name: NamePath, session: ReadSessionDep) -> list[ComponentOut]:
     return [ComponentOut.of(c) for c in crud.list_versions(session, ns, name)]
+
+
+@router.get(
+    "/{ns}/{name}/aliases",
+    response_model=list[AliasOut],
+    summary="Every alias of a component and the version it points at",
+    responses=_LOOKUP,
+)
+def aliases(ns: NamespacePath, name: NamePath, session: ReadSessionDep) -> list[AliasOut]:
+    if not crud.list_versions(session, ns, name):
+        raise NotFound(f"no component {ns}/{name}")
+    return [
+        AliasOut(name=f"{ns}/{name}", alias=a.alias, version=a.version, updated_at=a.updated_at)
+        for a in crud.list_aliases(session, ns, name)
+    ]
 
 
 @router.get(
