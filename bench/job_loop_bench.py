@@ -351,10 +351,23 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="job_loop_cpu")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        help="re-measure only the kinds whose name starts with this (repeatable); the other rows of --out are kept",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
+    kept: dict[str, dict] = {}
+    if args.only and (RESULTS / f"{args.out}.json").exists():
+        kept = {r["kind"]: r for r in json.loads((RESULTS / f"{args.out}.json").read_text())["rows"]}
     for name, make in cases(args.steps, args.batch).items():
+        if args.only and not any(name.startswith(prefix) for prefix in args.only):
+            if name in kept:
+                rows.append(kept[name])
+            continue
         loop, bare = make()
         loop()  # warm-up: allocator, kernels, first-touch
         bare()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from partsbin.client._http import raise_for_status, with_retries
+from partsbin.client._http import raise_for_status, transport_error, with_retries
 from partsbin.client.errors import RegistryError
 
 if TYPE_CHECKING:
@@ -45,6 +45,8 @@ def push_direct(
     size = path.stat().st_size
     try:
         started = raise_for_status(registry._http.post("/uploads", json={"size": size, "sha256": _sha256(path)}))
+    except httpx.TransportError as exc:
+        raise transport_error(exc) from exc
     except RegistryError as exc:
         if exc.code == "direct_upload_unavailable":
             return None
@@ -79,9 +81,12 @@ def push_direct(
                 timeout=registry._push_timeout(size),
             )
         )
-    except BaseException:
+    except BaseException as exc:
         try:  # the registry removes what it staged; gc does it later if this fails too
             registry._http.post(f"/uploads/{upload}/abort", json={"multipart_id": multipart})
         except (httpx.HTTPError, RegistryError):
             pass
+        if isinstance(exc, httpx.TransportError):
+            # The registry (or the storage) went away mid-push: the client's own error, naming where.
+            raise transport_error(exc) from exc
         raise

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from partsbin.parts.errors import PartsbinError
+from partsbin.parts.errors import InvalidCard, PartsbinError
 from partsbin.parts.jobs.kinds import InvalidSpec
 from partsbin.parts.names import InvalidName
 
@@ -69,10 +69,6 @@ __all__ = [
 
 
 class UsageError(PartsbinError, ValueError):
-    pass
-
-
-class InvalidCard(PartsbinError, ValueError):
     pass
 
 

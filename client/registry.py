@@ -6,6 +6,7 @@ import builtins
 import os
 import tempfile
 import time
+import urllib.request
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ import httpx
 from pydantic import ValidationError
 
 from partsbin import __version__
-from partsbin.client._http import raise_for_status, with_retries
+from partsbin.client._http import LazyTLSTransport, raise_for_status, with_retries
 from partsbin.client.cache import Cache
 from partsbin.client.credentials import stored_token
 from partsbin.client.datasets import DatasetMethods
@@ -176,6 +177,8 @@ class Registry(JobMethods, DatasetMethods, WebhookMethods):
             headers=headers,
             timeout=httpx.Timeout(timeout, connect=10.0),
             event_hooks={"request": [self._refuse_when_offline]},
+            # httpx honours proxy variables only with its own transport: keep it where they are set.
+            transport=None if urllib.request.getproxies() else LazyTLSTransport(),
         )
         self.cache = Cache(Path(cache_dir) if cache_dir else None)
         #: Move large files straight to and from the registry's S3 bucket when it offers

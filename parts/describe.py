@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from partsbin.parts.archs import junction_of
-from partsbin.parts.card import _PART_OF_ROLE, Card
+from pydantic import ValidationError
 
-__all__ = ["card_for"]
+from partsbin.parts.archs import ArchError, junction_of
+from partsbin.parts.card import _PART_OF_ROLE, CARD_METADATA_KEY, Card
+from partsbin.parts.errors import InvalidCard
+from partsbin.parts.messages import describe_validation_error
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["card_for", "save_component"]
 
 
 def card_for(
@@ -27,12 +35,17 @@ def card_for(
     Extractors and ``init`` components need ``input_size``; heads need ``labels``. Other
     card fields (``compat``, ``provenance``, ``metrics``, ``description``...) pass through.
     """
+    if role not in _PART_OF_ROLE:
+        raise InvalidCard(f"unknown role {role!r}: expected one of {', '.join(_PART_OF_ROLE)}")
     part = _PART_OF_ROLE[role]
-    channels, spatial = junction_of(arch, config, split, input_size)
+    try:
+        channels, spatial = junction_of(arch, config, split, input_size)
+    except ArchError as exc:
+        raise InvalidCard(f"card: arch: {exc}") from None
     interface: dict[str, Any] = {"junction": {"channels": channels, "spatial": "any" if part == "head" else spatial}}
     if part in ("extractor", "full"):
         if input_size is None:
-            raise ValueError(f"a card of role {role!r} needs input_size")
+            raise InvalidCard(f"a card of role {role!r} needs input_size (the images' side in pixels)")
         interface["input"] = {
             "channels": int(config.get("in_chans", 3)),
             "size": input_size,
@@ -40,12 +53,29 @@ def card_for(
         }
     if part in ("head", "full") and labels is not None:
         interface["output"] = {"labels": list(labels)}
-    return Card.model_validate(
-        {
-            "name": name,
-            "role": role,
-            "arch": {"name": arch, "config": config, "part": part, "split": split},
-            "interface": interface,
-            **fields,
-        }
-    )
+    try:
+        return Card.model_validate(
+            {
+                "name": name,
+                "role": role,
+                "arch": {"name": arch, "config": config, "part": part, "split": split},
+                "interface": interface,
+                **fields,
+            }
+        )
+    except ValidationError as exc:
+        raise InvalidCard(describe_validation_error(exc, "card")) from None
+
+
+def save_component(module: torch.nn.Module, card: Card, path: str | Path) -> Path:
+    """Write ``module``'s weights as a ``.safetensors`` file with ``card`` embedded in its
+    header: a self-describing file for ``partsbin push FILE`` (or ``Registry.push(path)``).
+
+    Returns:
+        The path written.
+    """
+    from partsbin.parts.safetensors_format import save_state_dict
+
+    path = Path(path)
+    save_state_dict(module.state_dict(), path, {CARD_METADATA_KEY: card.embedded_json()})
+    return path

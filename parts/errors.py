@@ -7,8 +7,12 @@ client's hierarchy is drawn in :mod:`partsbin.client.errors`.
 
 from __future__ import annotations
 
-__all__ = ["PartsbinError"]
+__all__ = ["PartsbinError", "InvalidCard"]
 
 
 class PartsbinError(Exception):
     pass
+
+
+class InvalidCard(PartsbinError, ValueError):
+    """A component card that does not validate; the message names each field and why."""

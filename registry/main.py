@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -55,6 +56,23 @@ from partsbin.registry.web import mount_web
 from partsbin.registry.webhooks.dispatch import Dispatcher, DispatchSettings
 
 __all__ = ["create_app"]
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, with the token marked optional where it is: every guarded
+    operation lists ``{}`` beside the bearer scheme (OpenAPI's "no credentials also
+    accepted"), since reads need no token while ``PARTSBIN_ANONYMOUS_READ=true`` and the
+    operations that need one answer 401 themselves."""
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                if isinstance(operation, dict) and operation.get("security") == [{"token": []}]:
+                    operation["security"] = [{"token": []}, {}]
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -127,6 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(docs.router)
     docs.mount_docs_assets(app)
     mount_web(app)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     # Build every route's schemas now, in one thread: pydantic builds some lazily on first
     # use, and the first requests arriving at once raced that build (seen as a 500 under
     # load: AttributeError __pydantic_core_schema__). ~0.3 s at start-up.

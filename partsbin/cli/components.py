@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -61,18 +63,56 @@ def push(
         console.print(f"already published as {comp.ref} ({comp.digest}): identical bytes, no new version")
 
 
-def _output_path(output: Path, comp_name: str, version: int) -> Path:
-    if output.is_dir():
-        return output / f"{comp_name.replace('/', '--')}--{version}.safetensors"
-    return output
+def _output_path(output: str, comp_name: str, version: int) -> Path:
+    """Where ``-o`` writes: into a folder (given as one, or ending in a separator), or a file."""
+    path = Path(output)
+    as_folder = output.endswith(("/", os.sep)) or path.is_dir()
+    if as_folder:
+        if not path.is_dir():
+            raise fail(f"cannot write into {output}: no such folder (make it first, or name a file)")
+        return path / f"{comp_name.replace('/', '--')}--{version}.safetensors"
+    if not path.parent.is_dir():
+        raise fail(f"cannot write {output}: the folder {path.parent} does not exist")
+    return path
+
+
+def _is_safetensors(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            head = f.read(9)
+    except OSError:
+        return False
+    return len(head) == 9 and int.from_bytes(head[:8], "little") > 0 and head[8:9] == b"{"
+
+
+def _copy_out(source: Path, target: Path, force: bool) -> None:
+    """Copy through a temporary file beside the target, then rename: a reader never sees
+    half a file, and a target that cannot be written fails with its own reason."""
+    if target.exists() or target.is_symlink():
+        if not target.is_file():
+            raise fail(f"cannot write {target}: it exists and is not a regular file")
+        if not force and not _is_safetensors(target):
+            raise fail(f"{target} exists and is not a .safetensors file: not overwritten (--force overwrites it)")
+    try:
+        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False) as tmp:
+            pass
+        try:
+            shutil.copyfile(source, tmp.name)
+            os.replace(tmp.name, target)
+        finally:
+            Path(tmp.name).unlink(missing_ok=True)
+    except OSError as exc:
+        raise fail(f"cannot write {target}: {exc.strerror or exc}") from None
 
 
 @app.command(rich_help_panel=PANEL_COMPONENTS)
 def pull(
     ref: Annotated[str, typer.Argument(help="ns/name, ns/name@VERSION, ns/name:ALIAS or sha256:HEX")],
     output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="also copy the file here (file or folder)")
+        str | None,
+        typer.Option("-o", "--output", help="also copy the file here: a file, or a folder (ending in /)"),
     ] = None,
+    force: Annotated[bool, typer.Option(help="overwrite an -o file that is not a .safetensors file")] = False,
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:
@@ -80,14 +120,16 @@ def pull(
     from partsbin.parts.names import parse_ref
 
     parse_ref(ref)
-    if output is not None and not output.is_dir() and not output.parent.is_dir():
-        raise fail(f"cannot write {output}: the folder {output.parent} does not exist")
+    if output is not None:
+        # Checked before the download, so a typo costs no transfer.
+        _output_path(output, "x/y", 1)
     with open_registry(url, token) as reg:
         comp = reg.pull(ref)
+    target = None
     if output is not None:
         target = _output_path(output, comp.name, comp.version)
-        shutil.copyfile(comp.path, target)
-    console.print(f"{comp.ref} {comp.digest} -> {target if output is not None else comp.path}")
+        _copy_out(comp.path, target, force)
+    console.print(f"{comp.ref} {comp.digest} -> {target if target is not None else comp.path}")
 
 
 def _size(n: int) -> str:

@@ -362,3 +362,30 @@ def test_offline_mode_serves_from_the_cache(live, client_for, monkeypatch):
     assert cli("pull", "lab/head:stable").returncode == 0
     assert "PARTSBIN_OFFLINE" in short(cli("ls"))
     assert "not in the cache" in short(cli("pull", "lab/other"))
+
+
+def test_pull_output_writes_where_it_says_and_overwrites_nothing_else(env, files, tmp_path):
+    assert cli("push", str(files["head"])).returncode == 0
+    folder = tmp_path / "out"
+    missing = cli("pull", "lab/head", "-o", f"{folder}/")
+    assert missing.returncode == 2 and "no such folder" in short(missing) and not folder.exists()
+    folder.mkdir()
+    for spelling in (str(folder), f"{folder}/"):
+        done = cli("pull", "lab/head", "-o", spelling)
+        assert done.returncode == 0, done.stderr
+    assert [p.name for p in folder.iterdir()] == ["lab--head--1.safetensors"]
+    notes = folder / "notes.txt"
+    notes.write_text("my notes")
+    refused = cli("pull", "lab/head", "-o", str(notes))
+    assert refused.returncode == 2 and "not a .safetensors file" in short(refused) and "--force" in refused.stderr
+    assert notes.read_text() == "my notes"
+    assert cli("pull", "lab/head", "-o", str(notes), "--force").returncode == 0
+    assert notes.read_bytes() == (folder / "lab--head--1.safetensors").read_bytes()
+    # A safetensors file there is replaced (a newer pull of the same part).
+    assert cli("pull", "lab/head", "-o", str(notes)).returncode == 0
+    special = cli("pull", "lab/head", "-o", "/proc/self/mem")
+    assert special.returncode == 2 and "not a .safetensors file" in short(special)
+    forced = cli("pull", "lab/head", "-o", "/proc/self/mem", "--force")
+    assert forced.returncode == 2 and "cannot write /proc/self/mem" in short(forced)
+    assert "bug" not in special.stderr + forced.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["lab--head--1.safetensors", "notes.txt"]  # no temporaries

@@ -207,3 +207,12 @@ def test_assemble_warns_about_parts_nothing_vouches_for_and_strict_refuses_them(
         reg.assemble(loner.ref, grouped_head.ref, strict=True)
     reg.post_evaluation(**body, data_digest=own_test_digest(loner.name))
     assert reg.assemble(loner.ref, grouped_head.ref, strict=True) is not None
+
+
+def test_a_client_of_an_http_registry_builds_no_tls_context(live, client_for):
+    from partsbin.client._http import LazyTLSTransport
+
+    reg = client_for(live)
+    reg.whoami()
+    transport = reg._http._transport
+    assert isinstance(transport, LazyTLSTransport) and transport._tls is None

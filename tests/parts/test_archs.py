@@ -113,3 +113,21 @@ def test_part_layout_matches_the_built_part_and_is_built_once():
     # Key order of the config does not matter; a different config is a different layout.
     assert part_layout("resnet_cifar", dict(reversed(list(cfg.items()))), "head", "stage2") is layout
     assert part_layout("resnet_cifar", {**cfg, "num_classes": 5}, "head", "stage2").tensors["fc.weight"][0] == (5, 16)
+
+
+def test_card_for_says_what_is_wrong_in_partsbin_terms():
+    import pytest
+
+    from partsbin import InvalidCard, PartsbinError
+    from partsbin.parts.describe import card_for
+
+    cfg = {"depth": 8, "width": 4, "in_chans": 1, "num_classes": 3}
+    with pytest.raises(InvalidCard, match="unknown role 'heads'"):
+        card_for(name="lab/x", role="heads", arch="resnet_cifar", config=cfg, split="stage2")
+    with pytest.raises(InvalidCard, match="card: arch:"):
+        card_for(name="lab/x", role="head", arch="no_such_arch", config=cfg, split="stage2", labels=["a"])
+    with pytest.raises(InvalidCard, match=r"card\.name") as err:
+        card_for(name="Lab/X", role="head", arch="resnet_cifar", config=cfg, split="stage2", labels=["a", "b", "c"])
+    assert isinstance(err.value, PartsbinError) and "validation error" not in str(err.value)
+    with pytest.raises(InvalidCard, match="needs input_size"):
+        card_for(name="lab/x", role="extractor", arch="resnet_cifar", config=cfg, split="stage2")
