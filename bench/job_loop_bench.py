@@ -307,21 +307,26 @@ def cases(steps: int, batch: int) -> dict[str, Case]:
             evaluate_heads(extractor, heads, test_x, evaluation)
 
         def bare() -> None:
+            from contextlib import ExitStack
+
             from partsbin.parts.batchnorm import evaluating
+            from partsbin.parts.evaluation import select_eval_images
             from partsbin.parts.metrics import recombination_accuracy
 
-            # The same work as the benchmark's: each head's logits over the test set, then
-            # the accuracy over the classes it shares with the data.
+            # The same work as the benchmark's: the images of the classes the heads share
+            # with the data, every part with batch statistics (the paper's choice for
+            # recombined parts, heads included), each head's logits, then its accuracy.
+            chosen = select_eval_images(test_x, heads[0][1], evaluation)
             outs: list[list[torch.Tensor]] = [[] for _ in heads]
-            with torch.no_grad(), evaluating(extractor, "batch"):
-                for h, _ in heads:
-                    h.eval()
-                for s in range(0, len(test_x), 256):
-                    feats = extractor(test_x.x[s : s + 256])
+            with torch.no_grad(), ExitStack() as stack:
+                for module in (extractor, *(h for h, _ in heads)):
+                    stack.enter_context(evaluating(module, "batch"))
+                for s in range(0, len(chosen), 256):
+                    feats = extractor(chosen.x[s : s + 256])
                     for k, (h, _) in enumerate(heads):
                         outs[k].append(h(feats).float())
             for k, (_, labels) in enumerate(heads):
-                recombination_accuracy(torch.cat(outs[k]), test_x.y, test_x.classes, labels)
+                recombination_accuracy(torch.cat(outs[k]), chosen.y, chosen.classes, labels)
 
         return loop, bare
 

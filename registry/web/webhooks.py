@@ -16,6 +16,7 @@ from partsbin.registry.errors import InvalidRequest
 from partsbin.registry.web.auth import WebPrincipal, web_principal
 from partsbin.registry.web.forms import same_origin
 from partsbin.registry.web.render import DbInt, LoginRequired, PageRoute, page
+from partsbin.registry.webhooks.dispatch import wake
 from partsbin.registry.webhooks.events import EVENTS
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False, dependencies=[Depends(web_principal)])
@@ -80,8 +81,7 @@ def add(
         return _render(request, session, principal, 422, message=exc.detail, form={"url": url, "namespace": namespace})
     crud.ping(session=session, hook=hook)
     session.commit()
-    if (dispatcher := getattr(request.app.state, "dispatcher", None)) is not None:
-        dispatcher.wake()
+    wake(request.app)
     return _render(request, session, principal, 201, created=hook, secret=secret)
 
 
@@ -93,8 +93,7 @@ def _back() -> Response:
 def ping(webhook_id: DbInt, request: Request, session: SessionDep, principal: WebPrincipal) -> Response:
     crud.ping(session=session, hook=crud.get_webhook(session, _manager(principal), webhook_id))
     session.commit()
-    if (dispatcher := getattr(request.app.state, "dispatcher", None)) is not None:
-        dispatcher.wake()
+    wake(request.app)
     return _back()
 
 

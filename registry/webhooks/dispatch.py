@@ -35,7 +35,7 @@ from partsbin.parts.webhook_signature import DELIVERY_HEADER, EVENT_HEADER, SIGN
 from partsbin.registry.db.models import Webhook, WebhookDelivery, utcnow
 from partsbin.registry.webhooks.targets import InvalidTarget, check_address
 
-__all__ = ["Dispatcher", "DispatchSettings", "backoff_seconds", "body_of"]
+__all__ = ["Dispatcher", "DispatchSettings", "backoff_seconds", "body_of", "wake"]
 
 log = logging.getLogger("partsbin.registry.webhooks")
 
@@ -246,3 +246,11 @@ class Dispatcher:
             status if error is None else error,
             extra={"webhook_delivery": claim.uuid, "attempt": claim.attempt, "ms": ms},
         )
+
+
+def wake(app: Any) -> None:
+    """After queueing a delivery someone waits for (a ping, a redelivery): send it now,
+    not at the next poll. ``app`` is the FastAPI application."""
+    dispatcher = getattr(app.state, "dispatcher", None)
+    if dispatcher is not None:
+        dispatcher.wake()

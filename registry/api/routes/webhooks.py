@@ -26,6 +26,7 @@ from partsbin.registry.api.schemas import (
 )
 from partsbin.registry.crud import webhooks as crud
 from partsbin.registry.db.models import Webhook, WebhookDelivery
+from partsbin.registry.webhooks.dispatch import wake
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
@@ -74,12 +75,6 @@ def delivery_out(d: WebhookDelivery) -> WebhookDeliveryOut:
     )
 
 
-def _wake(request: Request) -> None:
-    dispatcher = getattr(request.app.state, "dispatcher", None)
-    if dispatcher is not None:
-        dispatcher.wake()
-
-
 @router.post(
     "",
     response_model=WebhookCreated,
@@ -104,7 +99,7 @@ def create(
     )
     crud.ping(session=session, hook=hook)
     session.commit()
-    _wake(request)
+    wake(request.app)
     return WebhookCreated(**webhook_out(hook, {"pending": 1}).model_dump(), secret=secret)
 
 
@@ -189,7 +184,7 @@ def ping(webhook_id: IdPath, request: Request, session: SessionDep, principal: P
     require_token(principal, "pinging webhooks")
     row = crud.ping(session=session, hook=crud.get_webhook(session, principal, webhook_id))
     session.commit()
-    _wake(request)
+    wake(request.app)
     return delivery_out(row)
 
 
@@ -207,5 +202,5 @@ def redeliver(
     hook = crud.get_webhook(session, principal, webhook_id)
     row = crud.redeliver(session=session, hook=hook, delivery_id=delivery_id)
     session.commit()
-    _wake(request)
+    wake(request.app)
     return delivery_out(row)
