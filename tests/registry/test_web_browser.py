@@ -151,8 +151,11 @@ def test_a_namespace_owner_manages_webhooks_on_their_page(browser, make_registry
     browser.find_element(By.ID, "url").send_keys(receiver.url)
     browser.find_element(By.CSS_SELECTOR, "input[value='component.published']").click()
     browser.find_element(By.ID, "description").send_keys("CI")
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
+
     browser.find_element(By.CSS_SELECTOR, "#add-webhook button[type=submit]").click()
-    secret = browser.find_element(By.ID, "secret").text
+    secret = WebDriverWait(browser, 10).until(expected_conditions.presence_of_element_located((By.ID, "secret"))).text
     assert len(secret) >= 32
     try:
         ping = receiver.wait_for("ping")
@@ -170,7 +173,11 @@ def test_a_namespace_owner_manages_webhooks_on_their_page(browser, make_registry
     section = browser.find_element(By.CSS_SELECTOR, "section.webhook")
     assert receiver.url in section.text and "component.published" in section.text and "CI" in section.text
     _shoot(browser, "webhooks")
+    # Each button posts a form and the page comes back: wait for the old page to go.
     section.find_element(By.XPATH, ".//button[text()='Pause']").click()
-    assert "paused" in browser.find_element(By.CSS_SELECTOR, "section.webhook h2").text
-    browser.find_element(By.XPATH, "//section[@class='webhook']//button[text()='Delete']").click()
+    WebDriverWait(browser, 10).until(expected_conditions.staleness_of(section))
+    section = browser.find_element(By.CSS_SELECTOR, "section.webhook")
+    assert "paused" in section.find_element(By.TAG_NAME, "h2").text
+    section.find_element(By.XPATH, ".//button[text()='Delete']").click()
+    WebDriverWait(browser, 10).until(expected_conditions.staleness_of(section))
     assert browser.find_elements(By.CSS_SELECTOR, "section.webhook") == []
