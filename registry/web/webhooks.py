@@ -3,7 +3,7 @@ deliveries with each attempt, and forms to add, ping, pause, resume and delete t
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
@@ -97,24 +97,19 @@ def ping(webhook_id: DbInt, request: Request, session: SessionDep, principal: We
     return _back()
 
 
-@router.post("/ui/webhooks/{webhook_id}/pause", dependencies=_forms)
-def pause(webhook_id: DbInt, session: SessionDep, principal: WebPrincipal) -> Response:
-    hook = crud.get_webhook(session, _manager(principal), webhook_id)
-    crud.update_webhook(session=session, hook=hook, active=False, events=None, description=None)
-    session.commit()
-    return _back()
-
-
-@router.post("/ui/webhooks/{webhook_id}/resume", dependencies=_forms)
-def resume(webhook_id: DbInt, session: SessionDep, principal: WebPrincipal) -> Response:
-    hook = crud.get_webhook(session, _manager(principal), webhook_id)
-    crud.update_webhook(session=session, hook=hook, active=True, events=None, description=None)
-    session.commit()
-    return _back()
-
-
 @router.post("/ui/webhooks/{webhook_id}/delete", dependencies=_forms)
 def delete(webhook_id: DbInt, session: SessionDep, principal: WebPrincipal) -> Response:
     crud.delete_webhook(session=session, hook=crud.get_webhook(session, _manager(principal), webhook_id))
+    session.commit()
+    return _back()
+
+
+# Last: its {action} would otherwise take /delete's and /ping's paths.
+@router.post("/ui/webhooks/{webhook_id}/{action}", dependencies=_forms)
+def pause_or_resume(
+    webhook_id: DbInt, action: Literal["pause", "resume"], session: SessionDep, principal: WebPrincipal
+) -> Response:
+    hook = crud.get_webhook(session, _manager(principal), webhook_id)
+    crud.update_webhook(session=session, hook=hook, active=action == "resume", events=None, description=None)
     session.commit()
     return _back()
