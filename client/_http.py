@@ -45,6 +45,7 @@ _BY_CODE: dict[str, type[RegistryError]] = {
     "too_large": InvalidUpload,
     "incompatible": Incompatible,
     "conflict": Conflict,
+    "upload_gone": Conflict,
     "storage_unavailable": ServerError,
 }
 _BY_STATUS: dict[int, type[RegistryError]] = {
@@ -52,6 +53,7 @@ _BY_STATUS: dict[int, type[RegistryError]] = {
     401: Unauthorized,
     403: Unauthorized,
     409: Conflict,
+    410: Conflict,
     413: InvalidUpload,
     422: InvalidUpload,
 }

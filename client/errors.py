@@ -24,7 +24,7 @@ errors also inherit the built-in that fits, so ``except LookupError`` works too:
     │   ├── Unauthorized       (also PermissionError)  401 / 403
     │   ├── InvalidUpload      (also ValueError)       422 invalid_upload / invalid_name / invalid_request / 413
     │   ├── Incompatible       (also ValueError)       422 incompatible; also raised locally by ``assemble``
-    │   ├── Conflict                                   409
+    │   ├── Conflict                                   409; 410 upload_gone (a direct upload aborted)
     │   └── ServerError                                5xx (after retries)
     ├── DigestMismatch                               downloaded bytes do not hash to the advertised digest
     └── ConnectionFailed    (also ConnectionError)   the registry could not be reached

@@ -74,6 +74,10 @@ class Conflict(APIError):
     status_code, code = 409, "conflict"
 
 
+class Gone(APIError):
+    status_code, code = 410, "gone"
+
+
 class Unauthorized(APIError):
     status_code, code = 401, "unauthorized"
 

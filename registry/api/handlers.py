@@ -16,7 +16,8 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from partsbin.parts.names import InvalidName
-from partsbin.registry.errors import RETRY_AFTER_SECONDS, APIError
+from partsbin.registry.errors import RETRY_AFTER_SECONDS, APIError, Gone, StorageUnavailable
+from partsbin.registry.storage import StorageError, UploadGone
 
 __all__ = ["ErrorOut", "install_handlers", "error_response", "request_id_of", "UnexpectedErrorMiddleware"]
 
@@ -56,6 +57,24 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError) -> JSONResponse:
         return error_response(exc.status_code, exc.code, exc.detail, exc.headers, request_id_of(request.scope))
+
+    # Raised from deep in a backend call that no route wraps (an upload aborted while it
+    # is completed): each answers what happened instead of a 500.
+    @app.exception_handler(UploadGone)
+    async def _upload_gone(request: Request, exc: UploadGone) -> JSONResponse:
+        return await _api_error(
+            request,
+            Gone(
+                f"upload {exc} is no longer in progress: it was aborted (perhaps while it was being completed), "
+                "completed already, expired, or started by another token; nothing was published. "
+                "Start a new upload (partsbin push does).",
+                code="upload_gone",
+            ),
+        )
+
+    @app.exception_handler(StorageError)
+    async def _storage(request: Request, exc: StorageError) -> JSONResponse:
+        return await _api_error(request, StorageUnavailable(f"blob storage failed; nothing was changed: {exc}"))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -10,9 +10,26 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from partsbin.parts.extras import require_extra
-from partsbin.registry.storage.base import BlobReader, BlobStorage, DirectStorage, StorageError, StoredObject, blob_key
+from partsbin.registry.storage.base import (
+    BlobReader,
+    BlobStorage,
+    DirectStorage,
+    StorageError,
+    StoredObject,
+    UploadGone,
+    blob_key,
+)
 
-__all__ = ["BlobReader", "BlobStorage", "DirectStorage", "StorageError", "StoredObject", "blob_key", "make_storage"]
+__all__ = [
+    "BlobReader",
+    "BlobStorage",
+    "DirectStorage",
+    "StorageError",
+    "StoredObject",
+    "UploadGone",
+    "blob_key",
+    "make_storage",
+]
 
 
 def make_storage(

@@ -9,13 +9,28 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["DirectStorage", "BlobStorage", "BlobReader", "StoredObject", "StorageError", "blob_key", "digest_of_key"]
+__all__ = [
+    "DirectStorage",
+    "BlobStorage",
+    "BlobReader",
+    "StoredObject",
+    "StorageError",
+    "UploadGone",
+    "blob_key",
+    "digest_of_key",
+]
 
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 class StorageError(RuntimeError):
     """The backend could not store or read a blob (answered as 503)."""
+
+
+class UploadGone(LookupError):
+    """A staged upload is no longer there: aborted (perhaps while it was being
+    completed), completed already, expired, or started by another token. Not a
+    :class:`StorageError`: trying again cannot help (answered as 410)."""
 
 
 def blob_key(digest: str) -> str:

@@ -13,7 +13,14 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from partsbin.registry.storage.base import BlobReader, StorageError, StoredObject, blob_key, digest_of_key
+from partsbin.registry.storage.base import BlobReader, StorageError, StoredObject, UploadGone, blob_key, digest_of_key
+
+#: What S3 (and SeaweedFS, MinIO) answer for a multipart upload or an object that is not there.
+_MISSING = ("NoSuchUpload", "NoSuchKey", "404", "NotFound")
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 class S3Storage:
@@ -55,7 +62,7 @@ class S3Storage:
             self.client.head_object(Bucket=self.bucket, Key=self._key(digest))
             return True
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if _code(exc) in _MISSING:
                 return False
             raise StorageError(f"could not reach s3://{self.bucket}: {exc}") from exc
         except BotoCoreError as exc:
@@ -168,8 +175,10 @@ class S3Storage:
             head = self.client.head_object(Bucket=self.bucket, Key=key)
             return int(head["ContentLength"]), dict(head.get("Metadata") or {})
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in ("NoSuchUpload", "InvalidPart", "InvalidPartOrder", "EntityTooSmall", "404", "NoSuchKey"):
+            code = _code(exc)
+            if code in _MISSING:
+                raise UploadGone(upload) from None
+            if code in ("InvalidPart", "InvalidPartOrder", "EntityTooSmall"):
                 raise ValueError(f"the upload's parts do not make an object ({code}): {exc}") from None
             raise StorageError(f"could not finish an upload to s3://{self.bucket}: {exc}") from exc
         except BotoCoreError as exc:
@@ -177,10 +186,16 @@ class S3Storage:
 
     def open_staged(self, owner: str, upload: str, start: int = 0, end: int | None = None) -> BlobReader:
         rng = f"bytes={start}-{'' if end is None else end}"
+        key = self._staged_key(owner, upload)
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=self._staged_key(owner, upload), Range=rng)["Body"]
-        except (BotoCoreError, ClientError) as exc:
+            body = self.client.get_object(Bucket=self.bucket, Key=key, Range=rng)["Body"]
+        except ClientError as exc:
+            if _code(exc) in _MISSING:
+                raise UploadGone(upload) from None
             raise StorageError(f"could not read an upload from s3://{self.bucket}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"could not read an upload from s3://{self.bucket}: {exc}") from exc
+        return _StagedReader(self, body, owner, upload)
 
     def promote_staged(self, owner: str, upload: str, digest: str) -> None:
         """Copy a checked upload to its blob key (a copy inside the store, no bytes through
@@ -194,8 +209,23 @@ class S3Storage:
                 self._key(digest),
                 Config=self._transfer,
             )
-        except (BotoCoreError, ClientError) as exc:
+        except ClientError as exc:
+            if _code(exc) in _MISSING:
+                raise UploadGone(upload) from None
             raise StorageError(f"could not store blob in s3://{self.bucket}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"could not store blob in s3://{self.bucket}: {exc}") from exc
+
+    def _staged_exists(self, owner: str, upload: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._staged_key(owner, upload))
+        except ClientError as exc:
+            if _code(exc) in _MISSING:
+                return False
+            raise StorageError(f"could not read an upload from s3://{self.bucket}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"could not read an upload from s3://{self.bucket}: {exc}") from exc
+        return True
 
     def discard_staged(self, owner: str, upload: str, multipart: str | None = None) -> None:
         key = self._staged_key(owner, upload)
@@ -231,3 +261,22 @@ class S3Storage:
                 self.client.delete_object(Bucket=self.bucket, Key=key)
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(f"could not remove {key}: {exc}") from exc
+
+
+class _StagedReader:
+    """A staged object's body whose read errors say whether the object went away
+    (aborted while it was read: :class:`UploadGone`) or the store failed (:class:`StorageError`)."""
+
+    def __init__(self, storage: S3Storage, body: BlobReader, owner: str, upload: str) -> None:
+        self._storage, self._body, self._owner, self._upload = storage, body, owner, upload
+
+    def read(self, n: int) -> bytes:
+        try:
+            return self._body.read(n)
+        except Exception as exc:  # botocore and urllib3 each raise their own for a broken stream
+            if not self._storage._staged_exists(self._owner, self._upload):
+                raise UploadGone(self._upload) from None
+            raise StorageError(f"could not read an upload from s3://{self._storage.bucket}: {exc}") from exc
+
+    def close(self) -> None:
+        self._body.close()

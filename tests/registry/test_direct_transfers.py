@@ -5,6 +5,7 @@ records the component (tested against a real `weed mini`)."""
 from __future__ import annotations
 
 import hashlib
+import time
 
 import httpx
 import pytest
@@ -111,3 +112,63 @@ def test_a_local_folder_keeps_serving_bytes_itself(live, client_for, tmp_path):
             headers={"Authorization": f"Bearer {live.token('admin')}"},
         )
         assert r.status_code == 409 and r.json()["code"] == "direct_upload_unavailable"
+
+
+def _staged_upload(http: httpx.Client, data: bytes) -> dict:
+    plan = http.post(
+        "/uploads", json={"size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "part_size": 8 * 1024**2}
+    )
+    assert plan.status_code == 201, plan.text
+    p = plan.json()
+    p["etags"] = [
+        httpx.put(url, content=data[i * p["part_size"] : (i + 1) * p["part_size"]]).headers["etag"]
+        for i, url in enumerate(p["urls"])
+    ]
+    return p
+
+
+def test_an_upload_aborted_while_it_is_completed_answers_what_happened(live_s3, tmp_path):
+    """Complete and abort race: each round ends published (201) or gone (410), never a
+    500 or a 503 that clients would retry; nothing is half-recorded."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = _big_file(tmp_path)
+    data = path.read_bytes()
+    auth = {"Authorization": f"Bearer {live_s3.token('publish', ['lab'])}"}
+    outcomes = set()
+    with httpx.Client(base_url=live_s3.url, headers=auth, timeout=60) as http, ThreadPoolExecutor(2) as pool:
+        for delay in (0.0, 0.02, 0.05, 0.1, 0.2, 0.4):
+            p = _staged_upload(http, data)
+            body = {"multipart_id": p["multipart_id"], "etags": p["etags"]}
+            done = pool.submit(http.post, f"/uploads/{p['upload_id']}/complete", json=body)
+            time.sleep(delay)
+            aborted = http.post(f"/uploads/{p['upload_id']}/abort", json={"multipart_id": p["multipart_id"]})
+            answer = done.result()
+            assert aborted.status_code == 204, aborted.text
+            assert answer.status_code in (200, 201, 410), answer.text
+            if answer.status_code == 410:
+                assert answer.json()["code"] == "upload_gone" and "nothing was published" in answer.json()["detail"]
+            outcomes.add(answer.status_code)
+            assert _staged(live_s3) == []
+        # Completing again after the abort is the same answer, at once.
+        again = http.post(f"/uploads/{p['upload_id']}/complete", json=body)
+        assert again.status_code == 410 and again.json()["code"] == "upload_gone", again.text
+    assert live_s3.row_count() <= 1 and live_s3.blob_count() == live_s3.row_count()
+    assert 410 in outcomes
+
+
+def test_completing_another_tokens_upload_is_gone_for_it(live_s3, tmp_path):
+    path = _big_file(tmp_path)
+    mine = {"Authorization": f"Bearer {live_s3.token('publish', ['lab'])}"}
+    theirs = {"Authorization": f"Bearer {live_s3.token('publish', ['lab'])}"}
+    with httpx.Client(base_url=live_s3.url, timeout=60) as http:
+        http.headers.update(mine)
+        p = _staged_upload(http, path.read_bytes())
+        r = http.post(
+            f"/uploads/{p['upload_id']}/complete",
+            json={"multipart_id": p["multipart_id"], "etags": p["etags"]},
+            headers=theirs,
+        )
+        assert r.status_code == 410 and "started by another token" in r.json()["detail"], r.text
+        assert "NoSuch" not in r.text
+    assert live_s3.row_count() == 0
