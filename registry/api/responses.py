@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from partsbin.registry.api.handlers import ErrorOut
+from fastapi.responses import JSONResponse
 
-__all__ = ["errors", "COMMON_ERRORS", "GUARDED_ERRORS", "FILE_RESPONSES"]
+from partsbin.registry.api.handlers import ErrorOut
+from partsbin.registry.api.schemas import ComponentOut
+from partsbin.registry.api.timing import ServerTiming
+
+__all__ = ["errors", "published", "COMMON_ERRORS", "GUARDED_ERRORS", "FILE_RESPONSES"]
 
 _WHY = {
     400: "a body that cannot be parsed at all (not UTF-8, nested too deeply)",
@@ -44,3 +48,11 @@ FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
     307: {"description": "with S3 storage: the file is at the presigned URL in Location (short-lived)"},
     416: {"description": "the byte range lies outside the file (Content-Range: bytes */SIZE)"},
 }
+
+
+def published(out: ComponentOut, created: bool, timing: ServerTiming) -> JSONResponse:
+    """A publish's answer: 201 with the new version, or 200 with the version that already
+    holds these bytes; ``Server-Timing`` says where the time went."""
+    return JSONResponse(
+        out.model_dump(mode="json"), status_code=201 if created else 200, headers={"Server-Timing": timing.header()}
+    )

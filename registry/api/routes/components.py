@@ -25,17 +25,17 @@ from partsbin.registry.api.deps import (
 )
 from partsbin.registry.api.files import serve_file
 from partsbin.registry.api.params import AliasPath, DigestPath, IdCursor, Limit, NamePath, NamespacePath, VersionPath
-from partsbin.registry.api.responses import FILE_RESPONSES, errors
+from partsbin.registry.api.responses import FILE_RESPONSES, errors, published
 from partsbin.registry.api.schemas import AliasIn, AliasOut, ComponentOut, ComponentPage, YankIn
 from partsbin.registry.api.timing import ServerTiming
+from partsbin.registry.config import Settings
 from partsbin.registry.crud import components as crud
-from partsbin.registry.crud.auto_evaluate import queue_evaluations
-from partsbin.registry.crud.blobs import ensure_blob
+from partsbin.registry.crud.tokens import Principal
 from partsbin.registry.db.models import Component
-from partsbin.registry.errors import APIError, Forbidden, NotFound, StorageUnavailable
-from partsbin.registry.storage import BlobStorage, StorageError
+from partsbin.registry.errors import APIError, Forbidden, NotFound
+from partsbin.registry.publish import publish_component
+from partsbin.registry.storage import BlobStorage
 from partsbin.registry.upload import ReceivedUpload, receive_upload
-from partsbin.registry.validation import validate_upload
 
 router = APIRouter(prefix="/components", tags=["components"])
 
@@ -98,46 +98,33 @@ async def publish(
             await anyio.to_thread.run_sync(received.discard)
 
 
-def _publish(received: ReceivedUpload, principal, settings, factory, storage, timing: ServerTiming) -> Any:
+def _publish(
+    received: ReceivedUpload,
+    principal: Principal,
+    settings: Settings,
+    factory: sessionmaker[Session],
+    storage: BlobStorage,
+    timing: ServerTiming,
+) -> JSONResponse:
+    def store() -> None:
+        if not storage.exists(received.digest):
+            storage.put_file(received.digest, received.path)
+
     with factory() as session:
-        with timing("check"):
-            card = validate_upload(
-                session=session,
-                path=received.path,
-                size=received.size,
-                form_card=received.card_text,
-                max_header_bytes=settings.max_header_bytes,
-            )
-        if not principal.can_publish(card.namespace):
-            raise Forbidden(
-                f"this token may not publish into namespace {card.namespace!r} (it may publish into: {', '.join(principal.namespaces) or 'none'})"
-            )
-        # The blob goes first: a row must never point at bytes that are not stored.
-        with timing("store"):
-            try:
-                if not storage.exists(received.digest):
-                    storage.put_file(received.digest, received.path)
-            except StorageError as exc:
-                raise StorageUnavailable(f"blob storage failed; nothing was published: {exc}") from None
-        with timing("record"):
-            row, created = crud.create_component(
-                session=session, card=card, digest=received.digest, size=received.size, published_by=principal.token_id
-            )
-            if created:
-                # `partsbin gc` may have removed these bytes as an orphan between the
-                # store step and now; under the blob's lock, put them back if so.
-                try:
-                    ensure_blob(
-                        session, storage, received.digest, lambda: storage.put_file(received.digest, received.path)
-                    )
-                except StorageError as exc:
-                    raise StorageUnavailable(f"blob storage failed; nothing was published: {exc}") from None
-                queue_evaluations(session, row, settings)
-            session.commit()
+        row, created = publish_component(
+            session,
+            principal=principal,
+            settings=settings,
+            storage=storage,
+            digest=received.digest,
+            size=received.size,
+            header=received.path,
+            form_card=received.card_text,
+            store=store,
+            timing=timing,
+        )
         out = ComponentOut.of(row)
-    return JSONResponse(
-        out.model_dump(mode="json"), status_code=201 if created else 200, headers={"Server-Timing": timing.header()}
-    )
+    return published(out, created, timing)
 
 
 @router.get("", response_model=ComponentPage, summary="List components")

@@ -28,6 +28,7 @@ from typing import Annotated, Any, cast
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import Field
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from partsbin.registry.api.deps import (
@@ -38,15 +39,15 @@ from partsbin.registry.api.deps import (
     StorageDep,
     require_token,
 )
-from partsbin.registry.api.responses import errors
+from partsbin.registry.api.responses import errors, published
 from partsbin.registry.api.schemas import Body, ComponentOut
 from partsbin.registry.api.timing import ServerTiming
-from partsbin.registry.crud import components as crud
-from partsbin.registry.crud.auto_evaluate import queue_evaluations
-from partsbin.registry.crud.blobs import ensure_blob
+from partsbin.registry.config import Settings
+from partsbin.registry.crud.tokens import Principal
 from partsbin.registry.errors import APIError, Forbidden, InvalidUpload, StorageUnavailable, TooLarge
-from partsbin.registry.storage import DirectStorage, StorageError
-from partsbin.registry.validation import validate_upload
+from partsbin.registry.publish import publish_component
+from partsbin.registry.staging import StagingArea
+from partsbin.registry.storage import BlobStorage, DirectStorage, StorageError
 
 router = APIRouter(prefix="/uploads", tags=["components"])
 
@@ -80,7 +81,7 @@ class AbortIn(Body):
     multipart_id: str = Field(min_length=1, max_length=1024)
 
 
-def _direct(storage: Any, settings: Any) -> DirectStorage:
+def _direct(storage: BlobStorage, settings: Settings) -> DirectStorage:
     if not (storage.direct_transfers and settings.s3_direct_transfers):
         raise APIError(
             "this registry does not take uploads straight to its storage (it stores blobs in a local folder, or "
@@ -154,12 +155,12 @@ def _complete(
     upload: str,
     owner: str,
     body: CompleteIn,
-    principal: Any,
-    settings: Any,
-    factory: Any,
+    principal: Principal,
+    settings: Settings,
+    factory: sessionmaker[Session],
     direct: DirectStorage,
-    staging: Any,
-) -> Any:
+    staging: StagingArea,
+) -> JSONResponse:
     timing = ServerTiming()
     header_file = None
     try:
@@ -184,37 +185,20 @@ def _complete(
         header_file = staging.new_file()
         header_file.write_bytes(header)
         with factory() as session:
-            with timing("check"):
-                card = validate_upload(
-                    session=session,
-                    path=header_file,
-                    size=size,
-                    form_card=body.card,
-                    max_header_bytes=settings.max_header_bytes,
-                )
-            if not principal.can_publish(card.namespace):
-                raise Forbidden(
-                    f"this token may not publish into namespace {card.namespace!r} "
-                    f"(it may publish into: {', '.join(principal.namespaces) or 'none'})"
-                )
-            promote = lambda: direct.promote_staged(owner, upload, digest)  # noqa: E731
-            with timing("store"):
-                try:
-                    promote()
-                except StorageError as exc:
-                    raise StorageUnavailable(f"blob storage failed; nothing was published: {exc}") from None
-            with timing("record"):
-                row, created = crud.create_component(
-                    session=session, card=card, digest=digest, size=size, published_by=principal.token_id
-                )
-                if created:
-                    ensure_blob(session, direct, digest, promote)
-                    queue_evaluations(session, row, settings)
-                session.commit()
+            row, created = publish_component(
+                session,
+                principal=principal,
+                settings=settings,
+                storage=direct,
+                digest=digest,
+                size=size,
+                header=header_file,
+                form_card=body.card,
+                store=lambda: direct.promote_staged(owner, upload, digest),
+                timing=timing,
+            )
             out = ComponentOut.of(row)
-        return JSONResponse(
-            out.model_dump(mode="json"), status_code=201 if created else 200, headers={"Server-Timing": timing.header()}
-        )
+        return published(out, created, timing)
     finally:
         # Recorded or refused, the staged object goes: the blob (if any) is a copy.
         try:
