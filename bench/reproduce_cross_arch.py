@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from partsbin import Registry
-from partsbin.client.bench import recorded_test_spec
+from partsbin.client.eval_data import recorded_test_spec
 from partsbin.parts.data.sources import FASHION_MNIST_CLASSES
 from partsbin.parts.jobs.shared_head import MultiArchResult, MultiArchSpec, UpdateHeadResult, UpdateHeadSpec
 from partsbin.parts.jobs.train import TrainResult, TrainSpec

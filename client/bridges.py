@@ -141,7 +141,7 @@ def bench_path(
     the bridges' digests, which is how ``/paths`` finds the measurement."""
     from torch import nn
 
-    from partsbin.client.bench import test_set
+    from partsbin.client.eval_data import test_set
     from partsbin.parts.evaluation import EvalSettings, evaluate_pair
     from partsbin.parts.metrics import shared_classes
 

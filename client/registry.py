@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from partsbin.client.assemble import AssembledModel
-    from partsbin.client.bench import BenchResult
+    from partsbin.client.bench_result import BenchResult
 
 __all__ = ["Registry", "Component", "DEFAULT_URL"]
 
@@ -771,7 +771,7 @@ class Registry(JobMethods, DatasetMethods, WebhookMethods):
                 heads each, in ``namespace``) and wait for them.
 
         Returns:
-            The :class:`~partsbin.client.bench.BenchResult` (``table()``, ``heatmap()``, ``to_json()``).
+            The :class:`~partsbin.client.bench_result.BenchResult` (``table()``, ``heatmap()``, ``to_json()``).
 
         Raises:
             UsageError: arguments that do not fit, or test data that is not the recorded data.

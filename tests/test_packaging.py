@@ -148,7 +148,7 @@ BLOCK = textwrap.dedent(
         ("sklearn", "from partsbin.parts.data import load_source; load_source('digits', 'test')", "train"),
         (
             "matplotlib",
-            "from partsbin.client.bench import BenchResult; BenchResult([], [], 'batch', 1, []).heatmap('x.png')",
+            "from partsbin.client.bench_result import BenchResult; BenchResult([], [], 'batch', 1, []).heatmap('x.png')",
             "train",
         ),
     ],

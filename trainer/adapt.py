@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from partsbin.client.assemble import check_junctions
-from partsbin.client.bench import Cell, measure_row, post_cells
+from partsbin.client.bench import measure_row, post_cells
+from partsbin.client.bench_result import Cell
 from partsbin.parts.card import REGISTRY_FIELDS
 from partsbin.parts.data import Images, default_test, load_split
 from partsbin.parts.data.spec import DataSpec

@@ -11,7 +11,8 @@ import time
 from typing import Any
 
 from partsbin.client.assemble import check_junctions
-from partsbin.client.bench import measure_row, post_cells, test_set
+from partsbin.client.bench import measure_row, post_cells
+from partsbin.client.eval_data import test_set
 from partsbin.parts.evaluation import EvalSettings
 from partsbin.parts.jobs.evaluate import CellResult, EvaluateResult, EvaluateSpec
 from partsbin.trainer.lease import current_lease

@@ -73,7 +73,7 @@ def bench_cmd(
         if head_task:
             if copies:
                 raise fail("--head-task and --data both say where the test data is: give one")
-            from partsbin.client.bench import recorded_test_spec
+            from partsbin.client.eval_data import recorded_test_spec
 
             task = recorded_test_spec(reg.info(head[0]))
             copies = {e: task for e in extractor}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from partsbin.client.bench import cross_correlation
+from partsbin.client.correlation import cross_correlation
 from partsbin.parts.archs import build
 from tests.helpers import aux_rp, extractor_card, head_card, network, own_test_digest
 

@@ -161,7 +161,8 @@ def test_work_is_checked_before_it_starts(live, files, tmp_path, monkeypatch):
 
 
 def test_posting_failures_keep_the_measurements(live, client_for):
-    from partsbin.client.bench import BenchResult, Cell, _post
+    from partsbin.client.bench import _post
+    from partsbin.client.bench_result import BenchResult, Cell
 
     reg = client_for(live, live.token("read"))
     result = BenchResult(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import random
 
-from partsbin.client.bench import BenchResult, Cell
+from partsbin.client.bench_result import BenchResult, Cell
 from partsbin.parts.jobs.train import TrainSpec
 from partsbin.trainer.jobs import run_job as run
 
