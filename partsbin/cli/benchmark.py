@@ -14,11 +14,18 @@ from partsbin.cli._app import PANEL_TRAINING, TokenOpt, UrlOpt, app, console, fa
 def bench_cmd(
     extractor: Annotated[list[str], typer.Option("--extractor", "-e", help="extractor ref (repeatable)")],
     head: Annotated[list[str], typer.Option("--head", "-H", help="head ref (repeatable)")],
-    bn: Annotated[Literal["batch", "running", "recalibrate"], typer.Option(help="BatchNorm statistics")] = "batch",
+    bn: Annotated[
+        Literal["batch", "running", "recalibrate"],
+        typer.Option(metavar="MODE", help="BatchNorm statistics: batch, running or recalibrate"),
+    ] = "batch",
     batch_size: Annotated[int, typer.Option(min=2, help="images per evaluation batch")] = 256,
     batch_composition: Annotated[
         Literal["common-classes", "all-classes"],
-        typer.Option(help="what a batch holds: the classes the pair shares (the paper's measure), or all"),
+        typer.Option(
+            metavar="WHICH",
+            help="what a batch holds: common-classes, the classes the pair shares (the paper's measure), "
+            "or all-classes",
+        ),
     ] = "common-classes",
     seed: Annotated[int, typer.Option(help="seed of the shuffle that forms the batches")] = 0,
     threads: Annotated[
@@ -39,18 +46,25 @@ def bench_cmd(
             help="measure every extractor on the test set the (first) head's card records, e.g. an updated head's new task",
         ),
     ] = False,
-    correlation: Annotated[bool, typer.Option(help="feature cross-correlation between the extractors")] = False,
-    latency: Annotated[bool, typer.Option(help="latency and throughput of each assembled model")] = False,
+    correlation: Annotated[
+        bool, typer.Option("--correlation", help="feature cross-correlation between the extractors")
+    ] = False,
+    latency: Annotated[bool, typer.Option("--latency", help="latency and throughput of each assembled model")] = False,
     latency_device: Annotated[
-        str, typer.Option(help="--latency: where to time the models (cpu, cuda, cuda:1...)")
+        str, typer.Option(metavar="DEVICE", help="--latency: where to time the models (cpu, cuda, cuda:1...)")
     ] = "cpu",
     json_out: Annotated[
         str | None, typer.Option("--json", metavar="FILE", help="write the results as JSON to FILE ('-': stdout)")
     ] = None,
     heatmap: Annotated[Path | None, typer.Option(help="write a PNG heatmap of the matrix")] = None,
-    post: Annotated[bool, typer.Option(help="post the results to the registry as evaluations")] = True,
+    no_post: Annotated[
+        bool, typer.Option("--no-post", help="do not post the results to the registry as evaluations")
+    ] = False,
     distributed: Annotated[
-        bool, typer.Option(help="split the matrix into evaluate jobs for the registry's workers, and wait for them")
+        bool,
+        typer.Option(
+            "--distributed", help="split the matrix into evaluate jobs for the registry's workers, and wait for them"
+        ),
     ] = False,
     heads_per_job: Annotated[int, typer.Option(min=1, help="--distributed: heads per job (one extractor each)")] = 8,
     namespace: Annotated[
@@ -89,7 +103,7 @@ def bench_cmd(
             correlation=correlation,
             latency=latency,
             latency_device=latency_device,
-            post=post,
+            post=not no_post,
             distributed=distributed,
             heads_per_job=heads_per_job,
             namespace=namespace,

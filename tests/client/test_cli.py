@@ -390,3 +390,34 @@ def test_pull_output_writes_where_it_says_and_overwrites_nothing_else(env, files
     assert forced.returncode == 2 and "cannot write /proc/self/mem" in short(forced)
     assert "bug" not in special.stderr + forced.stderr
     assert sorted(p.name for p in folder.iterdir()) == ["lab--head--1.safetensors", "notes.txt"]  # no temporaries
+
+
+def _command_paths(group, prefix=()):
+    for name, cmd in sorted(group.commands.items()):
+        if getattr(cmd, "hidden", False):
+            continue
+        yield (*prefix, name)
+        if hasattr(cmd, "commands"):
+            yield from _command_paths(cmd, (*prefix, name))
+
+
+def test_help_at_80_columns_shows_every_option_name_whole():
+    """Rich's help table truncates the option column first when a terminal is narrow:
+    a name cut to `--batch-compos…` cannot be typed."""
+    import re
+
+    import typer
+    from typer.testing import CliRunner
+
+    from partsbin.cli import app
+
+    root = typer.main.get_command(app)
+    runner = CliRunner()
+    paths = list(_command_paths(root))
+    assert len(paths) > 40 and ("webhooks", "add") in paths
+    for path in paths:
+        result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "80", "NO_COLOR": "1"}, terminal_width=80)
+        assert result.exit_code == 0, (path, result.output)
+        assert max(map(len, result.output.splitlines())) <= 80, path
+        names = [m.group(1) for m in re.finditer(r"^│ +(?:\* +)?(-\S+)", result.output, re.M)]
+        assert names and not [n for n in names if "…" in n], (" ".join(path), names)
