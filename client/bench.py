@@ -49,7 +49,8 @@ from partsbin.parts.evaluation import (
 from partsbin.parts.metrics import shared_classes
 
 if TYPE_CHECKING:
-    from partsbin.client.registry import Component, Registry
+    from partsbin.client.component import Component
+    from partsbin.client.registry import Registry
     from partsbin.parts.data import Images
 
 __all__ = ["BenchBN", "bench", "measure_row", "post_cells"]

@@ -11,7 +11,8 @@ from partsbin.parts.card import BRIDGE_ROLES, Card, Junction, bridge_space
 if TYPE_CHECKING:
     from torch import nn
 
-    from partsbin.client.registry import Component, Registry
+    from partsbin.client.component import Component
+    from partsbin.client.registry import Registry
 
 __all__ = ["no_path", "check_chain", "bridged_extractor"]
 

@@ -10,7 +10,7 @@ from partsbin.client.errors import UsageError
 from partsbin.parts.data.spec import RECORDED_TEST_EXTRAS
 
 if TYPE_CHECKING:
-    from partsbin.client.registry import Component
+    from partsbin.client.component import Component
     from partsbin.parts.data import Images
 
 __all__ = ["given_for", "recorded_test_spec", "test_set"]

@@ -27,7 +27,7 @@ except metadata.PackageNotFoundError:  # running from a source tree that was nev
 # torch, which the client needs only once a module is built or run.
 _EXPORTS = {
     "Registry": "partsbin.client.registry",
-    "Component": "partsbin.client.registry",
+    "Component": "partsbin.client.component",
     "AssembledModel": "partsbin.client.assemble",
     "Job": "partsbin.client.jobs",
     "PartsbinError": "partsbin.client.errors",
@@ -100,6 +100,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from partsbin.client.assemble import AssembledModel
+    from partsbin.client.component import Component
     from partsbin.client.errors import (
         ComponentNotFound,
         Conflict,
@@ -129,7 +130,7 @@ if TYPE_CHECKING:
         WebhookNotFound,
     )
     from partsbin.client.jobs import Job
-    from partsbin.client.registry import Component, Registry
+    from partsbin.client.registry import Registry
     from partsbin.client.webhooks import Webhook, WebhookDelivery
     from partsbin.parts.webhook_signature import verify_signature
 

@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     """One rank, as started by ``torch.distributed.run``: PLAN OUT_DIR."""
     import torch.distributed as dist
 
-    from partsbin.client.registry import Component
+    from partsbin.client.component import Component
     from partsbin.parts.data import load_task
     from partsbin.trainer.loop import resolve_device
     from partsbin.trainer.run import aux_from_components, prepare, train_prepared
