@@ -166,6 +166,12 @@ register(
         result=AdaptResult,
         runner="partsbin.trainer.adapt:run_adapt",
         summary="adapt an extractor to unlabelled target images through its frozen RP head (paper §5.1)",
+        example={
+            "extractor": "lab/fmnist-a-extractor@1",
+            "rp_head": "lab/fmnist-aux-rp@1",
+            "data": {"source": "fashion-mnist", "transforms": [{"op": "invert"}]},
+            "settings": {"steps": 1000},
+        },
         verb="adapt",
         options=(
             Option(("--extractor", "-e"), "extractor", "ref of the source extractor", required=True),
@@ -200,6 +206,12 @@ register(
         result=TransferResult,
         runner="partsbin.trainer.transfer:run_transfer",
         summary="recombine an extractor with a target head, fine-tune, and measure after each count of steps (§5.3)",
+        example={
+            "extractor": "lab/fmnist-a-extractor@1",
+            "head": "lab/fmnist-b-head@1",
+            "data": {"source": "fashion-mnist", "classes": ["sandal", "shirt", "sneaker", "bag", "ankle-boot"]},
+            "steps": [0, 50, 100, 200],
+        },
         verb="transfer",
         options=(
             Option(("--extractor", "-e"), "extractor", "ref of the source extractor", required=True),

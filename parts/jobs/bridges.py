@@ -227,6 +227,13 @@ register(
         result=StitchResult,
         runner="partsbin.trainer.stitch:run_stitch",
         summary="make an adapter (1x1 convolution + BatchNorm) from an extractor's features to a head trained apart",
+        example={
+            "name": "fmnist-a-to-b",
+            "namespace": "lab",
+            "extractor": "lab/fmnist-a-extractor@1",
+            "head": "other/fmnist-b-head@1",
+            "settings": {"steps": 200},
+        },
         verb="stitch",
         options=(
             Option(("--extractor",), "extractor", "ref of the extractor (the bridge's 'from')", required=True),
@@ -258,6 +265,12 @@ register(
         result=FCTResult,
         runner="partsbin.trainer.fct_job:run_fct",
         summary="train a Forward Compatible Training transform (+ side-information) from old features to new ones",
+        example={
+            "name": "fmnist-a-v1-to-v2",
+            "namespace": "lab",
+            "old_extractor": "lab/fmnist-a-extractor@1",
+            "new_extractor": "lab/fmnist-a-extractor@2",
+        },
         verb="fct",
         options=(
             Option(("--old",), "old_extractor", "ref of the old extractor (the bridge's 'from')", required=True),

@@ -60,5 +60,11 @@ register(
         result=EvaluateResult,
         runner="partsbin.trainer.evaluate:run_evaluate",
         summary="measure one extractor with a batch of heads and post the cells as evaluations",
+        example={
+            "name": "fmnist-a-matrix",
+            "namespace": "lab",
+            "extractor": "lab/fmnist-a-extractor@1",
+            "heads": ["lab/fmnist-a-head@1", "lab/fmnist-b-head@1"],
+        },
     )
 )

@@ -67,6 +67,8 @@ class JobKind:
     #: The CLI verb (``partsbin adapt``); None for kinds submitted only as a spec file or by the client.
     verb: str | None = None
     options: tuple[Option, ...] = field(default_factory=tuple)
+    #: A small spec that validates and runs on built-in data (``partsbin train --example``).
+    example: dict[str, Any] = field(default_factory=dict)
 
     def load_runner(self) -> Callable[..., JobResult]:
         module, _, function = self.runner.partition(":")

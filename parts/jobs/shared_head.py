@@ -194,6 +194,19 @@ register(
         result=MultiArchResult,
         runner="partsbin.trainer.multiarch:run_multiarch",
         summary="train extractors of several architectures jointly with one shared DCC head (paper §5.2)",
+        example={
+            "name": "devices",
+            "namespace": "lab",
+            "task": {
+                "name": "fm5",
+                "data": {"source": "fashion-mnist", "classes": ["t-shirt", "trouser", "pullover", "dress", "coat"]},
+            },
+            "networks": [
+                {"name": "server", "arch": {"name": "wide_resnet", "config": {"depth": 16, "widen": 4}}},
+                {"name": "phone", "arch": {"name": "mobilenetv2_cifar", "config": {"width_mult": 1.0}}},
+            ],
+            "settings": {"steps": 2000},
+        },
     )
 )
 
@@ -204,6 +217,12 @@ register(
         result=UpdateHeadResult,
         runner="partsbin.trainer.update_head:run_update_head",
         summary="extend a head to new classes on one frozen extractor; publish it as the head's next version",
+        example={
+            "head": "lab/devices-shared-head@1",
+            "reference_extractor": "lab/devices-server-extractor@1",
+            "data": {"source": "fashion-mnist"},
+            "classes": ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal"],
+        },
         verb="update-head",
         options=(
             Option(("--head",), "head", "ref of the head to extend (a shared DCC head or a task head)", required=True),

@@ -139,10 +139,12 @@ def _walk(value: Any, where: str) -> Iterator[tuple[str, DataSpec]]:
 
 
 def compact(value: Any) -> Any:
-    """JSON as people read it: no nulls, no empty lists or mappings."""
+    """JSON as people read it: no nulls, no empty lists. An empty mapping stays: it can
+    differ from its default (an arch's ``config: {}`` against ``{"depth": 20}``), and what
+    people copy from a job's page must validate as the same spec."""
     if isinstance(value, dict):
         out = {k: compact(v) for k, v in value.items() if v is not None}
-        return {k: v for k, v in out.items() if v not in ({}, [])}
+        return {k: v for k, v in out.items() if v != []}
     if isinstance(value, list):
         return [compact(v) for v in value]
     return value

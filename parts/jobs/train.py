@@ -162,5 +162,16 @@ register(
         result=TrainResult,
         runner="partsbin.trainer.run:run",
         summary="train one or more networks with RP, DCC and IIW (joint or incremental) and publish their parts",
+        example={
+            "name": "fmnist",
+            "namespace": "lab",
+            "arch": {"name": "resnet_cifar", "config": {"depth": 20, "width": 16}},
+            "tasks": [
+                {"name": "a", "pair": "fashion-mnist", "pair_task": "a"},
+                {"name": "b", "pair": "fashion-mnist", "pair_task": "b"},
+            ],
+            "methods": ["IIW", "RP", "DCC"],
+            "settings": {"steps": 2000},
+        },
     )
 )

@@ -115,6 +115,14 @@ def train(
     spec_file: Annotated[Path | None, typer.Argument(metavar="SPEC", help="training spec, YAML or JSON")] = None,
     local: Annotated[bool, typer.Option("--local", help="train in this process instead of submitting a job")] = False,
     schema: Annotated[bool, typer.Option("--schema", help="print the spec's JSON Schema and exit")] = False,
+    example: Annotated[
+        str | None,
+        typer.Option(
+            "--example",
+            metavar="KIND",
+            help="print a spec of job kind KIND to start from (every field, each described) and exit",
+        ),
+    ] = None,
     wait: Annotated[bool, typer.Option(help="wait for the submitted job and print its result")] = False,
     json_out: JsonOpt = False,
     url: UrlOpt = None,
@@ -127,8 +135,16 @@ def train(
     if schema:
         print(json.dumps(job_specs_schema(), indent=2))
         return
+    if example is not None:
+        from partsbin.parts.jobs import job_kinds
+        from partsbin.parts.jobs.examples import example_yaml
+
+        if example not in job_kinds():
+            raise fail(f"no job kind {example!r}: --example takes one of {', '.join(job_kinds())}")
+        print(example_yaml(example), end="")
+        return
     if spec_file is None:
-        raise fail("give a SPEC file (or --schema)")
+        raise fail("give a SPEC file (or --example KIND to start one, or --schema)")
     run_or_submit(_load_spec(spec_file), local=local, wait=wait, json_out=json_out, url=url, token=token)
 
 

@@ -421,3 +421,24 @@ def test_help_at_80_columns_shows_every_option_name_whole():
         assert max(map(len, result.output.splitlines())) <= 80, path
         names = [m.group(1) for m in re.finditer(r"^│ +(?:\* +)?(-\S+)", result.output, re.M)]
         assert names and not [n for n in names if "…" in n], (" ".join(path), names)
+
+
+def test_train_example_prints_a_spec_of_each_kind_that_validates():
+    import yaml
+    from typer.testing import CliRunner
+
+    from partsbin.cli import app
+    from partsbin.parts.jobs import job_kinds, parse_job_spec
+
+    runner = CliRunner()
+    for kind in job_kinds():
+        result = runner.invoke(app, ["train", "--example", kind])
+        assert result.exit_code == 0, result.output
+        assert result.output.startswith("# A") and "partsbin train SPEC --local" in result.output
+        spec = parse_job_spec(yaml.safe_load(result.output))
+        assert spec.kind == kind and spec.name and spec.namespace
+        # Every field is there, at its value or default: a person edits, never looks up.
+        assert set(yaml.safe_load(result.output)) == set(type(spec).model_fields)
+        assert len(result.output) < 5000
+    wrong = runner.invoke(app, ["train", "--example", "trian"])
+    assert wrong.exit_code == 2 and "takes one of adapt, transfer" in wrong.output
