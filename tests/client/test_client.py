@@ -158,9 +158,6 @@ def test_every_public_client_method_says_its_arguments_returns_and_errors():
     import inspect
 
     from partsbin import Job, Registry
-    from partsbin import __all__ as exported
-    from partsbin.client.errors import PartsbinError
-    from partsbin.client.errors import __all__ as errors
 
     for cls in (Registry, Job):
         for name, member in inspect.getmembers(cls, inspect.isfunction):
@@ -174,10 +171,34 @@ def test_every_public_client_method_says_its_arguments_returns_and_errors():
             assert doc, f"{where} has no docstring"
             if sig.return_annotation not in ("None", None) and name not in ("close",):
                 assert "Raises:" in doc or "Returns:" in doc or len(sig.parameters) == 1, f"{where}: say Returns/Raises"
-    # One list of exported errors: every client error is importable from partsbin.
-    assert set(errors) <= set(exported), set(errors) - set(exported)
-    classes = [getattr(__import__("partsbin"), e) for e in errors]
-    assert all(issubclass(c, (PartsbinError, Warning)) for c in classes)
+
+
+def test_partsbin_exports_exactly_the_client_errors():
+    """partsbin's export table, its ``__all__``, the imports mypy reads and
+    ``partsbin.client.errors.__all__`` agree: an error added to one list and not the
+    others fails here. (partsbin cannot build its list from client.errors: ``import
+    partsbin`` would then import partsbin.client, which the server and the shared core
+    must not, tests/test_packaging.py::test_import_rules.)"""
+    import ast
+    import inspect
+
+    import partsbin
+    from partsbin.client import errors
+    from partsbin.client.errors import PartsbinError
+
+    table = partsbin._EXPORTS
+    assert sorted(partsbin.__all__) == sorted(["__version__", *table])
+    exported = {name for name, module in table.items() if module == errors.__name__}
+    assert exported == set(errors.__all__), exported ^ set(errors.__all__)
+    # Every error the module defines or re-exports is in its list.
+    defined = {n for n, v in vars(errors).items() if isinstance(v, type) and issubclass(v, (PartsbinError, Warning))}
+    assert defined == set(errors.__all__), defined ^ set(errors.__all__)
+    # What mypy sees (the imports under TYPE_CHECKING) is what partsbin resolves, from the same modules.
+    tree = ast.parse(inspect.getsource(partsbin))
+    block = next(n for n in tree.body if isinstance(n, ast.If) and getattr(n.test, "id", None) == "TYPE_CHECKING")
+    seen = {alias.name: node.module for node in block.body if isinstance(node, ast.ImportFrom) for alias in node.names}
+    assert seen == table
+    assert all(getattr(partsbin, name) is getattr(errors, name) for name in errors.__all__)
 
 
 def test_assemble_warns_about_parts_nothing_vouches_for_and_strict_refuses_them(live, client_for):
