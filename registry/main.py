@@ -43,6 +43,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from partsbin import __version__
+from partsbin.registry.api.deps import token_required_operations
 from partsbin.registry.api.handlers import UnexpectedErrorMiddleware, install_handlers
 from partsbin.registry.api.routes import api_router, docs
 from partsbin.registry.config import Settings
@@ -60,16 +61,21 @@ __all__ = ["create_app"]
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's document, with the token marked optional where it is: every guarded
-    operation lists ``{}`` beside the bearer scheme (OpenAPI's "no credentials also
-    accepted"), since reads need no token while ``PARTSBIN_ANONYMOUS_READ=true`` and the
-    operations that need one answer 401 themselves."""
+    operation but those that declare ``RequireToken`` (``api/deps.py``) lists ``{}``
+    beside the bearer scheme (OpenAPI's "no credentials also accepted"), since reads need
+    no token while ``PARTSBIN_ANONYMOUS_READ=true``."""
     if app.openapi_schema is None:
         from fastapi.openapi.utils import get_openapi
 
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-        for operations in schema.get("paths", {}).values():
-            for operation in operations.values():
-                if isinstance(operation, dict) and operation.get("security") == [{"token": []}]:
+        required = token_required_operations(app.routes)
+        for path, operations in schema.get("paths", {}).items():
+            for method, operation in operations.items():
+                if (
+                    isinstance(operation, dict)
+                    and operation.get("security") == [{"token": []}]
+                    and (path, method) not in required
+                ):
                     operation["security"] = [{"token": []}, {}]
         app.openapi_schema = schema
     return app.openapi_schema

@@ -3,12 +3,15 @@ token header themselves, and tests swap these with ``dependency_overrides``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.routing import BaseRoute
 
 from partsbin.parts.names import InvalidName, validate_part
 from partsbin.registry.config import Settings
@@ -26,8 +29,10 @@ __all__ = [
     "StorageDep",
     "StagingDep",
     "PrincipalDep",
-    "require_token",
-    "require_admin",
+    "RequireToken",
+    "PublisherDep",
+    "AdminDep",
+    "token_required_operations",
     "check_part",
 ]
 
@@ -118,10 +123,65 @@ def require_token(principal: Principal, action: str) -> None:
         raise Unauthorized(f"{action} needs a token: send 'Authorization: Bearer <token>'", headers=_WWW)
 
 
-def require_admin(principal: Principal) -> None:
-    require_token(principal, "this request")
-    if principal.scope != "admin":
-        raise Forbidden("this request needs an admin token")
+class RequireToken:
+    """A dependency: the caller, who must have sent a token (401: "<action> needs a
+    token") and, with ``scopes``, one of those scopes (403: ``refusal``, where
+    ``{scope}`` is the token's scope, quoted).
+
+    Routes declare it (``Annotated[Principal, Depends(RequireToken("..."))]``, or the
+    aliases below) rather than checking in their body, so that the operations that need a
+    token say so in OpenAPI (:func:`token_required_operations`). What depends on a
+    namespace named in the path or body stays a check in the route, on this principal.
+    """
+
+    def __init__(self, action: str, scopes: tuple[str, ...] = (), refusal: str = "") -> None:
+        self.action = action
+        self.scopes = scopes
+        self.refusal = refusal
+
+    async def __call__(self, principal: PrincipalDep) -> Principal:
+        require_token(principal, self.action)
+        if self.scopes and principal.scope not in self.scopes:
+            raise Forbidden(self.refusal.format(scope=repr(principal.scope)))
+        return principal
+
+
+#: A publish or admin token (``POST /components`` and ``/uploads``).
+PublisherDep = Annotated[
+    Principal,
+    Depends(
+        RequireToken(
+            "publishing",
+            ("publish", "admin"),
+            "publishing needs a publish or admin token; this one has scope {scope}",
+        )
+    ),
+]
+#: An admin token.
+AdminDep = Annotated[Principal, Depends(RequireToken("this request", ("admin",), "this request needs an admin token"))]
+
+
+def _requires_token(dependant: Dependant) -> bool:
+    return any(isinstance(d.call, RequireToken) or _requires_token(d) for d in dependant.dependencies)
+
+
+def token_required_operations(routes: Sequence[BaseRoute]) -> set[tuple[str, str]]:
+    """``(path, method)`` of each operation that takes a :class:`RequireToken`: OpenAPI
+    marks the token required there, optional elsewhere (``registry/main.py``)."""
+    try:
+        # FastAPI 0.165 includes routers lazily: app.routes holds the included routers,
+        # and this yields their routes under their full paths (as get_openapi reads them).
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # older FastAPI: app.routes are the routes themselves
+        found = [(getattr(route, "path_format", ""), route) for route in routes]
+    else:
+        found = [(context.path_format or "", context.original_route) for context in iter_route_contexts(routes)]
+    return {
+        (path, method.lower())
+        for path, route in found
+        if isinstance(route, APIRoute) and _requires_token(route.dependant)
+        for method in route.methods or ()
+    }
 
 
 def check_part(value: str, what: str) -> str:

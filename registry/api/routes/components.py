@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
@@ -13,15 +13,15 @@ from starlette.concurrency import run_in_threadpool
 from partsbin.parts.card import Role
 from partsbin.parts.names import InvalidName, Ref, parse_digest
 from partsbin.registry.api.deps import (
-    PrincipalDep,
+    PublisherDep,
     ReadSessionDep,
     ReadSessionFactoryDep,
+    RequireToken,
     SessionDep,
     SessionFactoryDep,
     SettingsDep,
     StagingDep,
     StorageDep,
-    require_token,
 )
 from partsbin.registry.api.files import serve_file
 from partsbin.registry.api.params import AliasPath, DigestPath, IdCursor, Limit, NamePath, NamespacePath, VersionPath
@@ -74,7 +74,7 @@ _UPLOAD_BODY: dict[str, Any] = {
 )
 async def publish(
     request: Request,
-    principal: PrincipalDep,
+    principal: PublisherDep,
     settings: SettingsDep,
     factory: SessionFactoryDep,
     storage: StorageDep,
@@ -83,9 +83,6 @@ async def publish(
     """Stream the file to a temporary file while hashing it, check it, store the blob,
     then insert the row. Identical bytes under the same name answer 200 with the
     existing version."""
-    require_token(principal, "publishing")
-    if principal.scope not in ("publish", "admin"):
-        raise Forbidden(f"publishing needs a publish or admin token; this one has scope {principal.scope!r}")
     timing = ServerTiming()
     # A storage backend that keeps the staged file as the blob gets it fsynced while it
     # streams in (see parts.hashing), not flushed whole after the last byte.
@@ -310,8 +307,10 @@ def by_alias_file(
     return _file(request, factory, storage, _ref(ns, name, alias=alias))
 
 
-def _require_manage(principal, ns: str) -> None:
-    require_token(principal, "moving aliases and yanking")
+ManagerDep = Annotated[Principal, Depends(RequireToken("moving aliases and yanking"))]
+
+
+def _require_manage(principal: Principal, ns: str) -> None:
     if not principal.can_manage(ns):
         raise Forbidden(f"only an admin token or an owner of namespace {ns!r} may move aliases or yank")
 
@@ -323,7 +322,7 @@ _MANAGE = errors(404)
     "/{ns}/{name}/aliases/{alias}", response_model=AliasOut, summary="Point an alias at a version", responses=_MANAGE
 )
 def put_alias(
-    ns: NamespacePath, name: NamePath, alias: AliasPath, body: AliasIn, session: SessionDep, principal: PrincipalDep
+    ns: NamespacePath, name: NamePath, alias: AliasPath, body: AliasIn, session: SessionDep, principal: ManagerDep
 ) -> AliasOut:
     _require_manage(principal, ns)
     row = crud.set_alias(session=session, namespace=ns, name=name, alias=alias, version=body.version)
@@ -333,7 +332,7 @@ def put_alias(
 
 @router.delete("/{ns}/{name}/aliases/{alias}", status_code=204, summary="Remove an alias", responses=_MANAGE)
 def remove_alias(
-    ns: NamespacePath, name: NamePath, alias: AliasPath, session: SessionDep, principal: PrincipalDep
+    ns: NamespacePath, name: NamePath, alias: AliasPath, session: SessionDep, principal: ManagerDep
 ) -> None:
     _require_manage(principal, ns)
     crud.delete_alias(session=session, namespace=ns, name=name, alias=alias)
@@ -344,7 +343,7 @@ def remove_alias(
     "/{ns}/{name}/versions/{version:id}/yank", response_model=ComponentOut, summary="Yank a version", responses=_MANAGE
 )
 def yank(
-    ns: NamespacePath, name: NamePath, version: VersionPath, body: YankIn, session: SessionDep, principal: PrincipalDep
+    ns: NamespacePath, name: NamePath, version: VersionPath, body: YankIn, session: SessionDep, principal: ManagerDep
 ) -> ComponentOut:
     _require_manage(principal, ns)
     row = crud.yank(
@@ -358,7 +357,7 @@ def yank(
     "/{ns}/{name}/versions/{version:id}/yank", response_model=ComponentOut, summary="Undo a yank", responses=_MANAGE
 )
 def unyank(
-    ns: NamespacePath, name: NamePath, version: VersionPath, session: SessionDep, principal: PrincipalDep
+    ns: NamespacePath, name: NamePath, version: VersionPath, session: SessionDep, principal: ManagerDep
 ) -> ComponentOut:
     _require_manage(principal, ns)
     row = crud.unyank(session=session, component=crud.resolve_ref(session, _ref(ns, name, version=version)))

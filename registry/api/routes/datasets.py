@@ -9,10 +9,10 @@ and refuses what it cannot read, storing nothing.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.orm import Session
@@ -23,20 +23,20 @@ from partsbin.parts.jsonlimits import JsonLimitError, loads
 from partsbin.parts.messages import describe_validation_error
 from partsbin.parts.names import InvalidName, Ref
 from partsbin.registry.api.deps import (
-    PrincipalDep,
     ReadSessionDep,
     ReadSessionFactoryDep,
+    RequireToken,
     SessionFactoryDep,
     SettingsDep,
     StagingDep,
     StorageDep,
-    require_token,
 )
 from partsbin.registry.api.files import serve_file
 from partsbin.registry.api.params import DigestPath, IdCursor, Limit, NamePath, NamespacePath, VersionPath
 from partsbin.registry.api.responses import FILE_RESPONSES, errors
 from partsbin.registry.crud import datasets as crud
 from partsbin.registry.crud.blobs import ensure_blob
+from partsbin.registry.crud.tokens import Principal
 from partsbin.registry.db.models import Dataset
 from partsbin.registry.errors import APIError, Forbidden, StorageUnavailable
 from partsbin.registry.storage import StorageError
@@ -122,15 +122,21 @@ def _card(text: str | None) -> DataCard:
 )
 async def publish(
     request: Request,
-    principal: PrincipalDep,
+    principal: Annotated[
+        Principal,
+        Depends(
+            RequireToken(
+                "registering datasets",
+                ("publish", "admin"),
+                "registering a dataset needs a publish or admin token; this one has scope {scope}",
+            )
+        ),
+    ],
     settings: SettingsDep,
     factory: SessionFactoryDep,
     storage: StorageDep,
     staging: StagingDep,
 ) -> Any:
-    require_token(principal, "registering datasets")
-    if principal.scope not in ("publish", "admin"):
-        raise Forbidden(f"registering a dataset needs a publish or admin token; this one has scope {principal.scope!r}")
     received = await receive_upload(request, staging, settings.max_dataset_bytes, durable=storage.keeps_staged_file)
     try:
         return await run_in_threadpool(_publish, received, principal, settings, factory, storage)

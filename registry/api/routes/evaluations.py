@@ -6,20 +6,21 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field, field_validator
 
 from partsbin.parts.jsonlimits import JsonObject
 from partsbin.parts.names import INT64_MAX, InvalidName, parse_ref
-from partsbin.registry.api.deps import PrincipalDep, ReadSessionDep, SessionDep, require_token
+from partsbin.registry.api.deps import ReadSessionDep, RequireToken, SessionDep
 from partsbin.registry.api.params import IdPath
 from partsbin.registry.api.responses import errors
 from partsbin.registry.api.schemas import Body
 from partsbin.registry.crud.components import resolve_ref
 from partsbin.registry.crud.evaluations import create_evaluation, get_evaluation, list_evaluations, trust_of
 from partsbin.registry.crud.jobs import leased_job
+from partsbin.registry.crud.tokens import Principal
 from partsbin.registry.db.models import Component, Evaluation
-from partsbin.registry.errors import APIError, Forbidden, InvalidRequest
+from partsbin.registry.errors import APIError, InvalidRequest
 
 router = APIRouter(prefix="/evaluations", tags=["evaluations"])
 
@@ -130,10 +131,18 @@ def _resolve(session, ref: str) -> Component:
     summary="Record a measured recombination",
     responses=errors(404, 409),
 )
-def post(body: EvaluationIn, session: SessionDep, principal: PrincipalDep) -> EvaluationOut:
-    require_token(principal, "posting evaluations")
-    if principal.scope not in ("publish", "admin"):
-        raise Forbidden("posting evaluations needs a publish or admin token")
+def post(
+    body: EvaluationIn,
+    session: SessionDep,
+    principal: Annotated[
+        Principal,
+        Depends(
+            RequireToken(
+                "posting evaluations", ("publish", "admin"), "posting evaluations needs a publish or admin token"
+            )
+        ),
+    ],
+) -> EvaluationOut:
     ext, head = _resolve(session, body.extractor), _resolve(session, body.head)
     if ext.role != "extractor":
         raise InvalidRequest(f"{ext.ref} is a {ext.role}, not an extractor")

@@ -6,12 +6,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, Field
 
 from partsbin.parts.jobs import InvalidSpec, JobSpec, parse_job_result, parse_job_spec
 from partsbin.parts.jsonlimits import JsonObject
-from partsbin.registry.api.deps import PrincipalDep, ReadSessionDep, SessionDep, SettingsDep, require_token
+from partsbin.registry.api.deps import PrincipalDep, ReadSessionDep, RequireToken, SessionDep, SettingsDep
 from partsbin.registry.api.params import IdCursor, IdPath, Limit
 from partsbin.registry.api.responses import errors
 from partsbin.registry.api.schemas import Body
@@ -143,13 +143,22 @@ def validate_spec(spec: dict[str, Any], settings: Settings) -> JobSpec:
     return parsed
 
 
-def _worker_scope(principal) -> tuple[str, ...] | None:
-    require_token(principal, "working on jobs")
-    if principal.scope == "admin":
-        return None
-    if principal.scope != "publish":
-        raise Forbidden("workers need a publish or admin token (they publish what they train)")
-    return principal.namespaces
+#: A worker: a publish or admin token.
+WorkerDep = Annotated[
+    Principal,
+    Depends(
+        RequireToken(
+            "working on jobs",
+            ("publish", "admin"),
+            "workers need a publish or admin token (they publish what they train)",
+        )
+    ),
+]
+
+
+def _worker_scope(principal: Principal) -> tuple[str, ...] | None:
+    """The namespaces whose jobs a worker may claim (None: every one)."""
+    return None if principal.scope == "admin" else principal.namespaces
 
 
 _JOB = errors(404)
@@ -157,8 +166,12 @@ _LEASE = errors(404, 409)
 
 
 @router.post("", response_model=JobOut, status_code=201, summary="Submit a training job")
-def submit(body: SubmitIn, session: SessionDep, principal: PrincipalDep, settings: SettingsDep) -> JobOut:
-    require_token(principal, "submitting jobs")
+def submit(
+    body: SubmitIn,
+    session: SessionDep,
+    principal: Annotated[Principal, Depends(RequireToken("submitting jobs"))],
+    settings: SettingsDep,
+) -> JobOut:
     spec = validate_spec(body.spec, settings)
     if not principal.can_publish(spec.namespace):
         raise Forbidden(f"this token may not publish into namespace {spec.namespace!r}, where the job would publish")
@@ -192,8 +205,9 @@ def show(job_id: IdPath, session: ReadSessionDep, principal: PrincipalDep) -> Jo
 
 
 @router.post("/{job_id:id}/cancel", response_model=JobOut, summary="Cancel a job", responses=_JOB)
-def cancel(job_id: IdPath, session: SessionDep, principal: PrincipalDep) -> JobOut:
-    require_token(principal, "cancelling jobs")
+def cancel(
+    job_id: IdPath, session: SessionDep, principal: Annotated[Principal, Depends(RequireToken("cancelling jobs"))]
+) -> JobOut:
     job = crud.get_job(session, job_id)
     if not principal.can_publish(job.namespace) and principal.token_id != job.submitted_by:
         raise Forbidden(f"this token may not cancel jobs of namespace {job.namespace!r}")
@@ -208,7 +222,7 @@ def cancel(job_id: IdPath, session: SessionDep, principal: PrincipalDep) -> JobO
     summary="Claim the next queued job (workers)",
     responses={204: {"description": "no job queued"}},
 )
-def claim(body: ClaimIn, session: SessionDep, principal: PrincipalDep) -> Any:
+def claim(body: ClaimIn, session: SessionDep, principal: WorkerDep) -> Any:
     job = crud.claim_job(
         session=session, worker=body.worker, lease_seconds=body.lease_seconds, namespaces=_worker_scope(principal)
     )
@@ -220,8 +234,7 @@ def claim(body: ClaimIn, session: SessionDep, principal: PrincipalDep) -> Any:
 @router.post(
     "/{job_id:id}/heartbeat", response_model=JobOut, summary="Extend the lease and report progress", responses=_LEASE
 )
-def beat(job_id: IdPath, body: HeartbeatIn, session: SessionDep, principal: PrincipalDep) -> JobOut:
-    _worker_scope(principal)
+def beat(job_id: IdPath, body: HeartbeatIn, session: SessionDep, principal: WorkerDep) -> JobOut:
     job = crud.heartbeat(
         session=session, job_id=job_id, lease_id=body.lease_id, lease_seconds=body.lease_seconds, progress=body.progress
     )
@@ -232,8 +245,7 @@ def beat(job_id: IdPath, body: HeartbeatIn, session: SessionDep, principal: Prin
 @router.post(
     "/{job_id:id}/complete", response_model=JobOut, summary="Finish a job with the refs it published", responses=_LEASE
 )
-def complete(job_id: IdPath, body: CompleteIn, session: SessionDep, principal: PrincipalDep) -> JobOut:
-    _worker_scope(principal)
+def complete(job_id: IdPath, body: CompleteIn, session: SessionDep, principal: WorkerDep) -> JobOut:
     result = None
     if body.result is not None:
         job = crud.get_job(session, job_id)
@@ -249,8 +261,7 @@ def complete(job_id: IdPath, body: CompleteIn, session: SessionDep, principal: P
 
 
 @router.post("/{job_id:id}/fail", response_model=JobOut, summary="Fail a job with the error", responses=_LEASE)
-def fail(job_id: IdPath, body: FailIn, session: SessionDep, principal: PrincipalDep) -> JobOut:
-    _worker_scope(principal)
+def fail(job_id: IdPath, body: FailIn, session: SessionDep, principal: WorkerDep) -> JobOut:
     job = crud.fail_job(
         session=session, job_id=job_id, lease_id=body.lease_id, error=body.error, detail=body.detail, retry=body.retry
     )
@@ -264,8 +275,7 @@ def fail(job_id: IdPath, body: FailIn, session: SessionDep, principal: Principal
     summary="Hand a job back to the queue (worker shutting down)",
     responses=_LEASE,
 )
-def release(job_id: IdPath, body: LeaseIn, session: SessionDep, principal: PrincipalDep) -> JobOut:
-    _worker_scope(principal)
+def release(job_id: IdPath, body: LeaseIn, session: SessionDep, principal: WorkerDep) -> JobOut:
     job = crud.release_job(session=session, job_id=job_id, lease_id=body.lease_id)
     session.commit()
     return JobOut.of(job)

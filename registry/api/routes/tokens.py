@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from fastapi import APIRouter
 
-from partsbin.registry.api.deps import PrincipalDep, ReadSessionDep, SessionDep, require_admin
+from partsbin.registry.api.deps import AdminDep, ReadSessionDep, SessionDep
 from partsbin.registry.api.params import IdPath
 from partsbin.registry.api.responses import errors
 from partsbin.registry.api.schemas import TokenCreated, TokenIn, TokenOut
@@ -31,8 +31,7 @@ def _out(t: Token) -> dict:
 
 
 @router.post("", response_model=TokenCreated, status_code=201, summary="Create a token (admin)")
-def create(body: TokenIn, session: SessionDep, principal: PrincipalDep) -> TokenCreated:
-    require_admin(principal)
+def create(body: TokenIn, session: SessionDep, _admin: AdminDep) -> TokenCreated:
     expires = timedelta(days=body.expires_in_days) if body.expires_in_days else None
     row, secret = crud.create_token(
         session=session,
@@ -47,14 +46,12 @@ def create(body: TokenIn, session: SessionDep, principal: PrincipalDep) -> Token
 
 
 @router.get("", response_model=list[TokenOut], summary="List tokens (admin)")
-def list_(session: ReadSessionDep, principal: PrincipalDep, include_revoked: bool = False) -> list[TokenOut]:
-    require_admin(principal)
+def list_(session: ReadSessionDep, _admin: AdminDep, include_revoked: bool = False) -> list[TokenOut]:
     return [TokenOut(**_out(t)) for t in crud.list_tokens(session, include_revoked)]
 
 
 @router.delete("/{token_id:id}", response_model=TokenOut, summary="Revoke a token (admin)", responses=errors(404))
-def revoke(token_id: IdPath, session: SessionDep, principal: PrincipalDep) -> TokenOut:
-    require_admin(principal)
+def revoke(token_id: IdPath, session: SessionDep, _admin: AdminDep) -> TokenOut:
     row = crud.revoke_token(session=session, token_id=token_id)
     session.commit()
     return TokenOut(**_out(row))

@@ -32,19 +32,18 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from partsbin.registry.api.deps import (
-    PrincipalDep,
+    PublisherDep,
     SessionFactoryDep,
     SettingsDep,
     StagingDep,
     StorageDep,
-    require_token,
 )
 from partsbin.registry.api.responses import errors, published
 from partsbin.registry.api.schemas import Body, ComponentOut
 from partsbin.registry.api.timing import ServerTiming
 from partsbin.registry.config import Settings
 from partsbin.registry.crud.tokens import Principal
-from partsbin.registry.errors import APIError, Forbidden, InvalidUpload, StorageUnavailable, TooLarge
+from partsbin.registry.errors import APIError, InvalidUpload, StorageUnavailable, TooLarge
 from partsbin.registry.publish import publish_component
 from partsbin.registry.staging import StagingArea
 from partsbin.registry.storage import BlobStorage, DirectStorage, StorageError
@@ -92,18 +91,16 @@ def _direct(storage: BlobStorage, settings: Settings) -> DirectStorage:
     return cast(DirectStorage, storage)
 
 
-def _publisher(principal: Any) -> str:
-    require_token(principal, "publishing")
-    if principal.scope not in ("publish", "admin"):
-        raise Forbidden(f"publishing needs a publish or admin token; this one has scope {principal.scope!r}")
+def _owner(principal: Principal) -> str:
+    """Whose staging keys an upload goes to: the token's own."""
     return str(principal.token_id)
 
 
 @router.post(
     "", response_model=UploadOut, status_code=201, summary="Start an upload straight to S3", responses=errors(409, 413)
 )
-def start(body: UploadIn, principal: PrincipalDep, settings: SettingsDep, storage: StorageDep) -> UploadOut:
-    owner = _publisher(principal)
+def start(body: UploadIn, principal: PublisherDep, settings: SettingsDep, storage: StorageDep) -> UploadOut:
+    owner = _owner(principal)
     direct = _direct(storage, settings)
     if body.size > settings.max_upload_bytes:
         raise TooLarge(
@@ -140,13 +137,13 @@ def start(body: UploadIn, principal: PrincipalDep, settings: SettingsDep, storag
 async def complete(
     upload_id: UploadId,
     body: CompleteIn,
-    principal: PrincipalDep,
+    principal: PublisherDep,
     settings: SettingsDep,
     factory: SessionFactoryDep,
     storage: StorageDep,
     staging: StagingDep,
 ) -> Any:
-    owner = _publisher(principal)
+    owner = _owner(principal)
     direct = _direct(storage, settings)
     return await run_in_threadpool(_complete, upload_id, owner, body, principal, settings, factory, direct, staging)
 
@@ -230,9 +227,9 @@ def _hash_and_header(direct: DirectStorage, owner: str, upload: str, max_header:
 
 @router.post("/{upload_id}/abort", status_code=204, summary="Abandon an upload straight to S3", responses=errors(409))
 def abort(
-    upload_id: UploadId, body: AbortIn, principal: PrincipalDep, settings: SettingsDep, storage: StorageDep
+    upload_id: UploadId, body: AbortIn, principal: PublisherDep, settings: SettingsDep, storage: StorageDep
 ) -> None:
-    owner = _publisher(principal)
+    owner = _owner(principal)
     try:
         _direct(storage, settings).discard_staged(owner, upload_id, body.multipart_id)
     except StorageError as exc:

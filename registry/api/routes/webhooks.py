@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy.orm import Session
 
-from partsbin.registry.api.deps import PrincipalDep, ReadSessionDep, SessionDep, SettingsDep, require_token
+from partsbin.registry.api.deps import ReadSessionDep, RequireToken, SessionDep, SettingsDep
 from partsbin.registry.api.params import IdCursor, IdPath, Limit
 from partsbin.registry.api.responses import errors
 from partsbin.registry.api.schemas import (
@@ -25,6 +25,7 @@ from partsbin.registry.api.schemas import (
     WebhookPatch,
 )
 from partsbin.registry.crud import webhooks as crud
+from partsbin.registry.crud.tokens import Principal
 from partsbin.registry.db.models import Webhook, WebhookDelivery
 from partsbin.registry.webhooks.dispatch import wake
 
@@ -83,9 +84,12 @@ def delivery_out(d: WebhookDelivery) -> WebhookDeliveryOut:
     responses=errors(404),
 )
 def create(
-    body: WebhookIn, request: Request, session: SessionDep, settings: SettingsDep, principal: PrincipalDep
+    body: WebhookIn,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: Annotated[Principal, Depends(RequireToken("subscribing to webhooks"))],
 ) -> WebhookCreated:
-    require_token(principal, "subscribing to webhooks")
     hook, secret = crud.create_webhook(
         session=session,
         principal=principal,
@@ -104,16 +108,20 @@ def create(
 
 
 @router.get("", response_model=list[WebhookOut], summary="The subscriptions this token manages")
-def list_(session: ReadSessionDep, principal: PrincipalDep) -> list[WebhookOut]:
-    require_token(principal, "listing webhooks")
+def list_(
+    session: ReadSessionDep, principal: Annotated[Principal, Depends(RequireToken("listing webhooks"))]
+) -> list[WebhookOut]:
     hooks = crud.list_webhooks(session, principal)
     counts = _counts(session, [h.id for h in hooks])
     return [webhook_out(h, counts[h.id]) for h in hooks]
 
 
 @router.get("/{webhook_id:id}", response_model=WebhookOut, summary="One subscription", responses=errors(404))
-def get(webhook_id: IdPath, session: ReadSessionDep, principal: PrincipalDep) -> WebhookOut:
-    require_token(principal, "reading webhooks")
+def get(
+    webhook_id: IdPath,
+    session: ReadSessionDep,
+    principal: Annotated[Principal, Depends(RequireToken("reading webhooks"))],
+) -> WebhookOut:
     hook = crud.get_webhook(session, principal, webhook_id)
     return webhook_out(hook, _counts(session, [hook.id])[hook.id])
 
@@ -124,8 +132,12 @@ def get(webhook_id: IdPath, session: ReadSessionDep, principal: PrincipalDep) ->
     summary="Pause, resume or change a subscription",
     responses=errors(404),
 )
-def patch(webhook_id: IdPath, body: WebhookPatch, session: SessionDep, principal: PrincipalDep) -> WebhookOut:
-    require_token(principal, "changing webhooks")
+def patch(
+    webhook_id: IdPath,
+    body: WebhookPatch,
+    session: SessionDep,
+    principal: Annotated[Principal, Depends(RequireToken("changing webhooks"))],
+) -> WebhookOut:
     hook = crud.get_webhook(session, principal, webhook_id)
     crud.update_webhook(
         session=session,
@@ -144,8 +156,9 @@ def patch(webhook_id: IdPath, body: WebhookPatch, session: SessionDep, principal
     summary="Delete a subscription and its deliveries' record",
     responses=errors(404),
 )
-def delete(webhook_id: IdPath, session: SessionDep, principal: PrincipalDep) -> None:
-    require_token(principal, "deleting webhooks")
+def delete(
+    webhook_id: IdPath, session: SessionDep, principal: Annotated[Principal, Depends(RequireToken("deleting webhooks"))]
+) -> None:
     crud.delete_webhook(session=session, hook=crud.get_webhook(session, principal, webhook_id))
     session.commit()
 
@@ -160,12 +173,11 @@ def deliveries(
     webhook_id: IdPath,
     session: ReadSessionDep,
     settings: SettingsDep,
-    principal: PrincipalDep,
+    principal: Annotated[Principal, Depends(RequireToken("reading webhook deliveries"))],
     status: Annotated[Literal["pending", "succeeded", "failed"] | None, Query()] = None,
     limit: Limit = None,
     cursor: IdCursor = None,
 ) -> WebhookDeliveryPage:
-    require_token(principal, "reading webhook deliveries")
     hook = crud.get_webhook(session, principal, webhook_id)
     rows, next_cursor = crud.list_deliveries(
         session, hook, limit=limit or settings.page_size, cursor=cursor, status=status
@@ -180,8 +192,12 @@ def deliveries(
     summary="Send a ping event to this subscription now",
     responses=errors(404),
 )
-def ping(webhook_id: IdPath, request: Request, session: SessionDep, principal: PrincipalDep) -> WebhookDeliveryOut:
-    require_token(principal, "pinging webhooks")
+def ping(
+    webhook_id: IdPath,
+    request: Request,
+    session: SessionDep,
+    principal: Annotated[Principal, Depends(RequireToken("pinging webhooks"))],
+) -> WebhookDeliveryOut:
     row = crud.ping(session=session, hook=crud.get_webhook(session, principal, webhook_id))
     session.commit()
     wake(request.app)
@@ -196,9 +212,12 @@ def ping(webhook_id: IdPath, request: Request, session: SessionDep, principal: P
     responses=errors(404, 409),
 )
 def redeliver(
-    webhook_id: IdPath, delivery_id: IdPath, request: Request, session: SessionDep, principal: PrincipalDep
+    webhook_id: IdPath,
+    delivery_id: IdPath,
+    request: Request,
+    session: SessionDep,
+    principal: Annotated[Principal, Depends(RequireToken("redelivering webhooks"))],
 ) -> WebhookDeliveryOut:
-    require_token(principal, "redelivering webhooks")
     hook = crud.get_webhook(session, principal, webhook_id)
     row = crud.redeliver(session=session, hook=hook, delivery_id=delivery_id)
     session.commit()
