@@ -1,15 +1,19 @@
-"""Response and request bodies of the API."""
+"""Response and request bodies of the API, every one of them, by topic: components,
+compatibility (groups, /compatible, /paths), datasets, evaluations, jobs, direct
+uploads, tokens, webhooks. Each has its own name, which is its name in OpenAPI's
+``components.schemas``."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from partsbin.parts.jsonlimits import JsonObject
 from partsbin.parts.names import INT64_MAX
 from partsbin.registry.api.params import NamespaceStr
-from partsbin.registry.db.models import Component
+from partsbin.registry.db.models import Component, Dataset
 
 
 class Body(BaseModel):
@@ -19,6 +23,7 @@ class Body(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
 
+# -- components -------------------------------------------------------------------------------
 class ComponentOut(BaseModel):
     ref: str = Field(description="ns/name@version")
     name: str
@@ -54,6 +59,22 @@ class ComponentPage(BaseModel):
     next_cursor: str | None = None
 
 
+class AliasIn(Body):
+    version: int = Field(ge=1, le=INT64_MAX)
+
+
+class AliasOut(BaseModel):
+    name: str
+    alias: str
+    version: int
+    updated_at: datetime
+
+
+class YankIn(Body):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+# -- compatibility: groups, /compatible, /paths ------------------------------------------------
 class Reason(BaseModel):
     kind: Literal["declared", "measured", "third-party"] = Field(
         description="declared: a shared anchor; measured: an evaluation the pair's owners vouch for; "
@@ -107,19 +128,241 @@ class GroupPage(BaseModel):
     next_cursor: str | None = None
 
 
-class AliasIn(Body):
-    version: int = Field(ge=1, le=INT64_MAX)
+class PathStep(BaseModel):
+    kind: Literal["group", "sibling", "measured", "adapter", "transform"]
+    why: str
+    component: str | None = Field(default=None, description="the bridge's ref, for a bridge step")
+    digest: str | None = None
+    anchor: str | None = None
 
 
-class AliasOut(BaseModel):
+class PathOut(BaseModel):
+    kind: Literal["direct", "bridged"]
+    bridges: list[str] = Field(description="refs of the bridges, in order (empty when direct)")
+    via: list[str] = Field(description="their digests: what an evaluation of this path names in details.via")
+    steps: list[PathStep]
+    status: Literal["measured", "unmeasured", "measured: not compatible"]
+    composable: bool = Field(
+        description=(
+            "assemble() can build it as one module: adapters and transforms of junction features (FCT transforms "
+            "of pooled embeddings are for a stored gallery: Registry.transform_gallery)"
+        )
+    )
+    measured_accuracy: float | None = None
+    evaluation_id: int | None = None
+
+
+class PathsOut(BaseModel):
+    extractor: str
+    head: str
+    max_bridges: int
+    total: int = Field(description="paths found (every page)")
+    paths: list[PathOut]
+    next_cursor: str | None = Field(default=None, description="pass as ?cursor= for the next page, best first")
+
+
+# -- datasets ---------------------------------------------------------------------------------
+class DatasetOut(BaseModel):
+    ref: str = Field(description="ns/name@version")
     name: str
-    alias: str
     version: int
-    updated_at: datetime
+    digest: str
+    size: int
+    format: str
+    created_at: datetime
+    card: dict[str, Any]
+
+    @classmethod
+    def of(cls, d: Dataset) -> DatasetOut:
+        return cls(
+            ref=d.ref,
+            name=d.full_name,
+            version=d.version,
+            digest=f"sha256:{d.digest}",
+            size=d.size,
+            format=d.format,
+            created_at=d.created_at,
+            card=d.card,
+        )
 
 
-class YankIn(Body):
-    reason: str = Field(min_length=1, max_length=2000)
+class DatasetPage(BaseModel):
+    items: list[DatasetOut]
+    next_cursor: str | None = None
+
+
+# -- evaluations ------------------------------------------------------------------------------
+# Inside the 32-bit integer columns of every database.
+INT32_MAX = 2**31 - 1
+
+
+class EvaluationIn(Body):
+    extractor: str = Field(description="ref of the extractor", max_length=300)
+    head: str = Field(description="ref of the head (task or aux)", max_length=300)
+    dataset: str = Field(min_length=1, max_length=200)
+    metric: str = Field(default="recombination_accuracy", min_length=1, max_length=64)
+    value: float = Field(allow_inf_nan=False)
+    samples: int = Field(ge=1, le=INT32_MAX)
+    bn_mode: Literal["batch", "running", "recalibrated"]
+    batch_size: int | None = Field(default=None, ge=1, le=INT32_MAX)
+    classes: int | None = Field(
+        default=None, ge=1, le=INT32_MAX, description="classes the prediction was over; chance level is 1/classes"
+    )
+    job_id: int | None = Field(default=None, ge=1, le=INT64_MAX, description="a worker: the job it measured this for")
+    lease_id: str | None = Field(default=None, max_length=64, description="a worker: its lease of that job")
+    data_digest: str | None = Field(
+        default=None,
+        pattern=r"^sha256:[0-9a-f]{64}$",
+        description="content digest of the test images measured; equal to the test set the extractor's card "
+        "records, the measurement is the pair's recombination accuracy",
+    )
+    details: JsonObject = Field(default_factory=dict)
+
+    @field_validator("details")
+    @classmethod
+    def _finetune_steps(cls, v: dict[str, Any]) -> dict[str, Any]:
+        steps = v.get("finetune_steps")
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= INT32_MAX):
+            raise ValueError("details.finetune_steps counts fine-tuning steps after recombining: an integer, 0 or more")
+        return v
+
+
+class EvaluationOut(BaseModel):
+    id: int
+    extractor: str
+    head: str
+    dataset: str
+    metric: str
+    value: float
+    samples: int
+    bn_mode: str
+    batch_size: int | None
+    classes: int | None
+    details: dict[str, Any]
+    created_at: datetime
+    posted_by: int | None = Field(description="id of the token that posted it")
+    trust: Literal["admin", "owner", "worker", "third-party"] = Field(
+        description="who vouches for it; only third-party evaluations do not rank /compatible"
+    )
+    job_id: int | None
+    data_digest: str | None = Field(description="content digest of the test images measured")
+    own_test: bool = Field(
+        description="measured on the extractor's own test set as its card records it: the pair's recombination "
+        "accuracy (ranks /compatible and fills heatmaps when trusted, in batch mode)"
+    )
+    finetune_steps: int | None = Field(
+        default=None, description="steps of fine-tuning after recombining (a transfer curve's point; from details)"
+    )
+
+
+# -- jobs -------------------------------------------------------------------------------------
+LEASE_SECONDS_DEFAULT = 60.0
+
+
+class JobOut(BaseModel):
+    id: int
+    kind: str
+    origin: str = Field(description="user (submitted with a token) or registry (queued by the registry itself)")
+    status: str
+    namespace: str
+    spec: dict[str, Any]
+    attempts: int
+    max_attempts: int
+    worker: str | None
+    lease_id: str | None = Field(default=None, description="only in the answer to a claim")
+    lease_expires_at: datetime | None
+    progress: dict[str, Any] | None
+    cancel_requested: bool
+    result_refs: list[str] | None
+    result: dict[str, Any] | None = Field(description="the kind's result: what the job measured and published")
+    summary: list[str] = Field(description="the result, said for people")
+    error: str | None = Field(description="why the job failed: the message")
+    error_detail: str | None = Field(default=None, description="the worker's traceback (admin tokens only)")
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobPage(BaseModel):
+    items: list[JobOut]
+    next_cursor: str | None = None
+
+
+class SubmitIn(Body):
+    spec: JsonObject
+    max_attempts: int = Field(default=3, ge=1, le=20)
+
+
+class ClaimIn(Body):
+    worker: str = Field(min_length=1, max_length=200)
+    lease_seconds: float = Field(default=LEASE_SECONDS_DEFAULT, ge=1, le=3600)
+
+
+LeaseId = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class HeartbeatIn(Body):
+    lease_id: LeaseId
+    lease_seconds: float = Field(default=LEASE_SECONDS_DEFAULT, ge=1, le=3600)
+    progress: JsonObject | None = None
+
+
+class JobCompleteIn(Body):
+    lease_id: LeaseId
+    refs: list[Annotated[str, Field(max_length=300)]] = Field(default_factory=list, max_length=1000)
+    progress: JsonObject | None = Field(
+        default=None,
+        description="the final progress (last step, loss, each task's accuracy); replaces the last heartbeat's",
+    )
+    result: JsonObject | None = Field(default=None, description="the kind's result model (checked against it)")
+
+
+class FailIn(Body):
+    lease_id: LeaseId
+    error: str = Field(max_length=20000, description="the message every reader of the job sees")
+    detail: str | None = Field(default=None, max_length=20000, description="the traceback: shown to admins only")
+    retry: bool = False
+
+
+class LeaseIn(Body):
+    lease_id: LeaseId
+
+
+# -- uploads straight to S3 (api/routes/uploads.py) --------------------------------------------
+MIN_PART = 8 * 1024**2  # S3 refuses parts under 5 MiB but the last
+MAX_PARTS = 10_000  # S3's limit
+
+
+class UploadIn(Body):
+    size: int = Field(ge=8, le=2**63 - 1, description="bytes of the file")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hex sha256 of the file, checked before it is recorded")
+    part_size: int = Field(default=64 * 1024**2, ge=MIN_PART, le=5 * 1024**3)
+
+
+class UploadOut(Body):
+    upload_id: str
+    multipart_id: str = Field(description="send it back with the parts' ETags")
+    part_size: int
+    urls: list[str] = Field(description="a presigned PUT URL per part, in order; bytes [i*part_size, (i+1)*part_size)")
+    expires_in: int = Field(description="seconds the URLs stay valid")
+
+
+class UploadCompleteIn(Body):
+    multipart_id: str = Field(min_length=1, max_length=1024)
+    etags: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(min_length=1, max_length=MAX_PARTS)
+    card: str | None = Field(default=None, max_length=1024 * 1024, description="the card (JSON), unless embedded")
+
+
+class AbortIn(Body):
+    multipart_id: str = Field(min_length=1, max_length=1024)
+
+
+# -- tokens -----------------------------------------------------------------------------------
+class WhoAmI(BaseModel):
+    token_id: int | None = Field(description="null for an anonymous caller")
+    scope: str = Field(description="anonymous, read, publish or admin")
+    namespaces: list[str] = Field(description="where a publish token may publish")
+    owner: bool = Field(description="a publish token that also moves aliases and yanks in its namespaces")
 
 
 class TokenIn(Body):
@@ -147,6 +390,7 @@ class TokenCreated(TokenOut):
     token: str = Field(description="shown once; only its hash is stored")
 
 
+# -- webhooks ---------------------------------------------------------------------------------
 WebhookEvent = Literal["component.published", "evaluation.recorded", "alias.moved", "version.yanked", "job.finished"]
 
 

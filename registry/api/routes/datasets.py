@@ -8,13 +8,12 @@ and refuses what it cannot read, storing nothing.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -34,6 +33,7 @@ from partsbin.registry.api.deps import (
 from partsbin.registry.api.files import serve_file
 from partsbin.registry.api.params import DigestPath, IdCursor, Limit, NamePath, NamespacePath, VersionPath
 from partsbin.registry.api.responses import FILE_RESPONSES, errors
+from partsbin.registry.api.schemas import DatasetOut, DatasetPage
 from partsbin.registry.crud import datasets as crud
 from partsbin.registry.crud.blobs import ensure_blob
 from partsbin.registry.crud.tokens import Principal
@@ -61,35 +61,6 @@ _UPLOAD_BODY: dict[str, Any] = {
         },
     }
 }
-
-
-class DatasetOut(BaseModel):
-    ref: str = Field(description="ns/name@version")
-    name: str
-    version: int
-    digest: str
-    size: int
-    format: str
-    created_at: datetime
-    card: dict[str, Any]
-
-    @classmethod
-    def of(cls, d: Dataset) -> DatasetOut:
-        return cls(
-            ref=d.ref,
-            name=d.full_name,
-            version=d.version,
-            digest=f"sha256:{d.digest}",
-            size=d.size,
-            format=d.format,
-            created_at=d.created_at,
-            card=d.card,
-        )
-
-
-class DatasetPage(BaseModel):
-    items: list[DatasetOut]
-    next_cursor: str | None = None
 
 
 def _card(text: str | None) -> DataCard:

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, Field, field_validator
 
-from partsbin.parts.jsonlimits import JsonObject
-from partsbin.parts.names import INT64_MAX, InvalidName, parse_ref
+from partsbin.parts.names import InvalidName, parse_ref
 from partsbin.registry.api.deps import ReadSessionDep, RequireToken, SessionDep
 from partsbin.registry.api.params import IdPath
 from partsbin.registry.api.responses import errors
-from partsbin.registry.api.schemas import Body
+from partsbin.registry.api.schemas import EvaluationIn, EvaluationOut
 from partsbin.registry.crud.components import resolve_ref
 from partsbin.registry.crud.evaluations import create_evaluation, get_evaluation, list_evaluations, trust_of
 from partsbin.registry.crud.jobs import leased_job
@@ -23,69 +20,6 @@ from partsbin.registry.db.models import Component, Evaluation
 from partsbin.registry.errors import APIError, InvalidRequest
 
 router = APIRouter(prefix="/evaluations", tags=["evaluations"])
-
-
-# Inside the 32-bit integer columns of every database.
-INT32_MAX = 2**31 - 1
-
-
-class EvaluationIn(Body):
-    extractor: str = Field(description="ref of the extractor", max_length=300)
-    head: str = Field(description="ref of the head (task or aux)", max_length=300)
-    dataset: str = Field(min_length=1, max_length=200)
-    metric: str = Field(default="recombination_accuracy", min_length=1, max_length=64)
-    value: float = Field(allow_inf_nan=False)
-    samples: int = Field(ge=1, le=INT32_MAX)
-    bn_mode: Literal["batch", "running", "recalibrated"]
-    batch_size: int | None = Field(default=None, ge=1, le=INT32_MAX)
-    classes: int | None = Field(
-        default=None, ge=1, le=INT32_MAX, description="classes the prediction was over; chance level is 1/classes"
-    )
-    job_id: int | None = Field(default=None, ge=1, le=INT64_MAX, description="a worker: the job it measured this for")
-    lease_id: str | None = Field(default=None, max_length=64, description="a worker: its lease of that job")
-    data_digest: str | None = Field(
-        default=None,
-        pattern=r"^sha256:[0-9a-f]{64}$",
-        description="content digest of the test images measured; equal to the test set the extractor's card "
-        "records, the measurement is the pair's recombination accuracy",
-    )
-    details: JsonObject = Field(default_factory=dict)
-
-    @field_validator("details")
-    @classmethod
-    def _finetune_steps(cls, v: dict[str, Any]) -> dict[str, Any]:
-        steps = v.get("finetune_steps")
-        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= INT32_MAX):
-            raise ValueError("details.finetune_steps counts fine-tuning steps after recombining: an integer, 0 or more")
-        return v
-
-
-class EvaluationOut(BaseModel):
-    id: int
-    extractor: str
-    head: str
-    dataset: str
-    metric: str
-    value: float
-    samples: int
-    bn_mode: str
-    batch_size: int | None
-    classes: int | None
-    details: dict[str, Any]
-    created_at: datetime
-    posted_by: int | None = Field(description="id of the token that posted it")
-    trust: Literal["admin", "owner", "worker", "third-party"] = Field(
-        description="who vouches for it; only third-party evaluations do not rank /compatible"
-    )
-    job_id: int | None
-    data_digest: str | None = Field(description="content digest of the test images measured")
-    own_test: bool = Field(
-        description="measured on the extractor's own test set as its card records it: the pair's recombination "
-        "accuracy (ranks /compatible and fills heatmaps when trusted, in batch mode)"
-    )
-    finetune_steps: int | None = Field(
-        default=None, description="steps of fine-tuning after recombining (a transfer curve's point; from details)"
-    )
 
 
 def _out(ev: Evaluation, ext: Component, head: Component) -> EvaluationOut:

@@ -3,18 +3,24 @@ complete, fail or release them."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Response
-from pydantic import BaseModel, Field
 
 from partsbin.parts.jobs import InvalidSpec, JobSpec, parse_job_result, parse_job_spec
-from partsbin.parts.jsonlimits import JsonObject
 from partsbin.registry.api.deps import PrincipalDep, ReadSessionDep, RequireToken, SessionDep, SettingsDep
 from partsbin.registry.api.params import IdCursor, IdPath, Limit
 from partsbin.registry.api.responses import errors
-from partsbin.registry.api.schemas import Body
+from partsbin.registry.api.schemas import (
+    ClaimIn,
+    FailIn,
+    HeartbeatIn,
+    JobCompleteIn,
+    JobOut,
+    JobPage,
+    LeaseIn,
+    SubmitIn,
+)
 from partsbin.registry.config import Settings
 from partsbin.registry.crud import jobs as crud
 from partsbin.registry.crud.tokens import Principal
@@ -23,42 +29,18 @@ from partsbin.registry.errors import Forbidden, InvalidRequest
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
-LEASE_SECONDS_DEFAULT = 60.0
 
-
-class JobOut(BaseModel):
-    id: int
-    kind: str
-    origin: str = Field(description="user (submitted with a token) or registry (queued by the registry itself)")
-    status: str
-    namespace: str
-    spec: dict[str, Any]
-    attempts: int
-    max_attempts: int
-    worker: str | None
-    lease_id: str | None = Field(default=None, description="only in the answer to a claim")
-    lease_expires_at: datetime | None
-    progress: dict[str, Any] | None
-    cancel_requested: bool
-    result_refs: list[str] | None
-    result: dict[str, Any] | None = Field(description="the kind's result: what the job measured and published")
-    summary: list[str] = Field(description="the result, said for people")
-    error: str | None = Field(description="why the job failed: the message")
-    error_detail: str | None = Field(default=None, description="the worker's traceback (admin tokens only)")
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-
-    @classmethod
-    def of(cls, job: Job, with_lease: bool = False, principal: Principal | None = None) -> JobOut:
-        data = {k: getattr(job, k) for k in cls.model_fields if k not in ("kind", "summary")}
-        data["kind"] = kind_of(job)
-        data["summary"] = summary_of(job)
-        if not with_lease:
-            data["lease_id"] = None
-        if principal is None or principal.scope != "admin":
-            data["error_detail"] = None
-        return cls(**data)
+def job_out(job: Job, with_lease: bool = False, principal: Principal | None = None) -> JobOut:
+    """The job as the API shows it: the lease id only to the worker that claimed it, the
+    traceback only to admins."""
+    data = {k: getattr(job, k) for k in JobOut.model_fields if k not in ("kind", "summary")}
+    data["kind"] = kind_of(job)
+    data["summary"] = summary_of(job)
+    if not with_lease:
+        data["lease_id"] = None
+    if principal is None or principal.scope != "admin":
+        data["error_detail"] = None
+    return JobOut(**data)
 
 
 def kind_of(job: Job) -> str:
@@ -73,51 +55,6 @@ def summary_of(job: Job) -> list[str]:
         return parse_job_result(kind_of(job), job.result).summary()
     except InvalidSpec:
         return []
-
-
-class JobPage(BaseModel):
-    items: list[JobOut]
-    next_cursor: str | None = None
-
-
-class SubmitIn(Body):
-    spec: JsonObject
-    max_attempts: int = Field(default=3, ge=1, le=20)
-
-
-class ClaimIn(Body):
-    worker: str = Field(min_length=1, max_length=200)
-    lease_seconds: float = Field(default=LEASE_SECONDS_DEFAULT, ge=1, le=3600)
-
-
-LeaseId = Annotated[str, Field(min_length=1, max_length=64)]
-
-
-class HeartbeatIn(Body):
-    lease_id: LeaseId
-    lease_seconds: float = Field(default=LEASE_SECONDS_DEFAULT, ge=1, le=3600)
-    progress: JsonObject | None = None
-
-
-class CompleteIn(Body):
-    lease_id: LeaseId
-    refs: list[Annotated[str, Field(max_length=300)]] = Field(default_factory=list, max_length=1000)
-    progress: JsonObject | None = Field(
-        default=None,
-        description="the final progress (last step, loss, each task's accuracy); replaces the last heartbeat's",
-    )
-    result: JsonObject | None = Field(default=None, description="the kind's result model (checked against it)")
-
-
-class FailIn(Body):
-    lease_id: LeaseId
-    error: str = Field(max_length=20000, description="the message every reader of the job sees")
-    detail: str | None = Field(default=None, max_length=20000, description="the traceback: shown to admins only")
-    retry: bool = False
-
-
-class LeaseIn(Body):
-    lease_id: LeaseId
 
 
 def validate_spec(spec: dict[str, Any], settings: Settings) -> JobSpec:
@@ -183,7 +120,7 @@ def submit(
         max_attempts=body.max_attempts,
     )
     session.commit()
-    return JobOut.of(job)
+    return job_out(job)
 
 
 @router.get("", response_model=JobPage, summary="List jobs")
@@ -196,12 +133,12 @@ def list_(
     limit: Limit = None,
 ) -> JobPage:
     rows, nxt = crud.list_jobs(session, status=status, cursor=cursor, limit=limit or settings.page_size)
-    return JobPage(items=[JobOut.of(j, principal=principal) for j in rows], next_cursor=nxt)
+    return JobPage(items=[job_out(j, principal=principal) for j in rows], next_cursor=nxt)
 
 
 @router.get("/{job_id:id}", response_model=JobOut, summary="A job", responses=_JOB)
 def show(job_id: IdPath, session: ReadSessionDep, principal: PrincipalDep) -> JobOut:
-    return JobOut.of(crud.get_job(session, job_id), principal=principal)
+    return job_out(crud.get_job(session, job_id), principal=principal)
 
 
 @router.post("/{job_id:id}/cancel", response_model=JobOut, summary="Cancel a job", responses=_JOB)
@@ -213,7 +150,7 @@ def cancel(
         raise Forbidden(f"this token may not cancel jobs of namespace {job.namespace!r}")
     job = crud.cancel_job(session=session, job=job)
     session.commit()
-    return JobOut.of(job, principal=principal)
+    return job_out(job, principal=principal)
 
 
 @router.post(
@@ -228,7 +165,7 @@ def claim(body: ClaimIn, session: SessionDep, principal: WorkerDep) -> Any:
     )
     if job is None:
         return Response(status_code=204)
-    return JobOut.of(job, with_lease=True)
+    return job_out(job, with_lease=True)
 
 
 @router.post(
@@ -239,13 +176,13 @@ def beat(job_id: IdPath, body: HeartbeatIn, session: SessionDep, principal: Work
         session=session, job_id=job_id, lease_id=body.lease_id, lease_seconds=body.lease_seconds, progress=body.progress
     )
     session.commit()
-    return JobOut.of(job)
+    return job_out(job)
 
 
 @router.post(
     "/{job_id:id}/complete", response_model=JobOut, summary="Finish a job with the refs it published", responses=_LEASE
 )
-def complete(job_id: IdPath, body: CompleteIn, session: SessionDep, principal: WorkerDep) -> JobOut:
+def complete(job_id: IdPath, body: JobCompleteIn, session: SessionDep, principal: WorkerDep) -> JobOut:
     result = None
     if body.result is not None:
         job = crud.get_job(session, job_id)
@@ -257,7 +194,7 @@ def complete(job_id: IdPath, body: CompleteIn, session: SessionDep, principal: W
         session=session, job_id=job_id, lease_id=body.lease_id, refs=body.refs, progress=body.progress, result=result
     )
     session.commit()
-    return JobOut.of(job)
+    return job_out(job)
 
 
 @router.post("/{job_id:id}/fail", response_model=JobOut, summary="Fail a job with the error", responses=_LEASE)
@@ -266,7 +203,7 @@ def fail(job_id: IdPath, body: FailIn, session: SessionDep, principal: WorkerDep
         session=session, job_id=job_id, lease_id=body.lease_id, error=body.error, detail=body.detail, retry=body.retry
     )
     session.commit()
-    return JobOut.of(job)
+    return job_out(job)
 
 
 @router.post(
@@ -278,4 +215,4 @@ def fail(job_id: IdPath, body: FailIn, session: SessionDep, principal: WorkerDep
 def release(job_id: IdPath, body: LeaseIn, session: SessionDep, principal: WorkerDep) -> JobOut:
     job = crud.release_job(session=session, job_id=job_id, lease_id=body.lease_id)
     session.commit()
-    return JobOut.of(job)
+    return job_out(job)

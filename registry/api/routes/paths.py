@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
@@ -13,44 +12,12 @@ from partsbin.parts.names import InvalidName, Ref, parse_ref
 from partsbin.registry.api.deps import SettingsDep
 from partsbin.registry.api.params import IdCursor, Limit
 from partsbin.registry.api.responses import errors
+from partsbin.registry.api.schemas import PathOut, PathsOut, PathStep
 from partsbin.registry.crud.components import resolve_ref
 from partsbin.registry.crud.paths import Path, find_paths
 from partsbin.registry.errors import APIError, InvalidRequest
 
 router = APIRouter(tags=["compatibility"])
-
-
-class PathStep(BaseModel):
-    kind: Literal["group", "sibling", "measured", "adapter", "transform"]
-    why: str
-    component: str | None = Field(default=None, description="the bridge's ref, for a bridge step")
-    digest: str | None = None
-    anchor: str | None = None
-
-
-class PathOut(BaseModel):
-    kind: Literal["direct", "bridged"]
-    bridges: list[str] = Field(description="refs of the bridges, in order (empty when direct)")
-    via: list[str] = Field(description="their digests: what an evaluation of this path names in details.via")
-    steps: list[PathStep]
-    status: Literal["measured", "unmeasured", "measured: not compatible"]
-    composable: bool = Field(
-        description=(
-            "assemble() can build it as one module: adapters and transforms of junction features (FCT transforms "
-            "of pooled embeddings are for a stored gallery: Registry.transform_gallery)"
-        )
-    )
-    measured_accuracy: float | None = None
-    evaluation_id: int | None = None
-
-
-class PathsOut(BaseModel):
-    extractor: str
-    head: str
-    max_bridges: int
-    total: int = Field(description="paths found (every page)")
-    paths: list[PathOut]
-    next_cursor: str | None = Field(default=None, description="pass as ?cursor= for the next page, best first")
 
 
 @router.get(

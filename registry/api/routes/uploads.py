@@ -39,7 +39,7 @@ from partsbin.registry.api.deps import (
     StorageDep,
 )
 from partsbin.registry.api.responses import errors, published
-from partsbin.registry.api.schemas import Body, ComponentOut
+from partsbin.registry.api.schemas import MAX_PARTS, AbortIn, ComponentOut, UploadCompleteIn, UploadIn, UploadOut
 from partsbin.registry.api.timing import ServerTiming
 from partsbin.registry.config import Settings
 from partsbin.registry.crud.tokens import Principal
@@ -50,34 +50,8 @@ from partsbin.registry.storage import BlobStorage, DirectStorage, StorageError
 
 router = APIRouter(prefix="/uploads", tags=["components"])
 
-MIN_PART = 8 * 1024**2  # S3 refuses parts under 5 MiB but the last
-MAX_PARTS = 10_000  # S3's limit
 _READ = 8 * 1024**2
 UploadId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
-
-
-class UploadIn(Body):
-    size: int = Field(ge=8, le=2**63 - 1, description="bytes of the file")
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hex sha256 of the file, checked before it is recorded")
-    part_size: int = Field(default=64 * 1024**2, ge=MIN_PART, le=5 * 1024**3)
-
-
-class UploadOut(Body):
-    upload_id: str
-    multipart_id: str = Field(description="send it back with the parts' ETags")
-    part_size: int
-    urls: list[str] = Field(description="a presigned PUT URL per part, in order; bytes [i*part_size, (i+1)*part_size)")
-    expires_in: int = Field(description="seconds the URLs stay valid")
-
-
-class CompleteIn(Body):
-    multipart_id: str = Field(min_length=1, max_length=1024)
-    etags: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(min_length=1, max_length=MAX_PARTS)
-    card: str | None = Field(default=None, max_length=1024 * 1024, description="the card (JSON), unless embedded")
-
-
-class AbortIn(Body):
-    multipart_id: str = Field(min_length=1, max_length=1024)
 
 
 def _direct(storage: BlobStorage, settings: Settings) -> DirectStorage:
@@ -136,7 +110,7 @@ def start(body: UploadIn, principal: PublisherDep, settings: SettingsDep, storag
 )
 async def complete(
     upload_id: UploadId,
-    body: CompleteIn,
+    body: UploadCompleteIn,
     principal: PublisherDep,
     settings: SettingsDep,
     factory: SessionFactoryDep,
@@ -151,7 +125,7 @@ async def complete(
 def _complete(
     upload: str,
     owner: str,
-    body: CompleteIn,
+    body: UploadCompleteIn,
     principal: Principal,
     settings: Settings,
     factory: sessionmaker[Session],
