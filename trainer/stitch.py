@@ -33,6 +33,7 @@ from partsbin.parts.data.transforms import apply_transforms, select
 from partsbin.parts.describe import card_for
 from partsbin.parts.evaluation import EvalSettings, evaluate_pair
 from partsbin.parts.jobs.bridges import StitchResult, StitchSpec
+from partsbin.parts.jobs.kinds import InvalidSpec, job_kind
 from partsbin.parts.jobs.settings import Settings
 from partsbin.parts.jobs.spec import TrainStats
 from partsbin.trainer.lease import current_lease
@@ -58,16 +59,23 @@ BRIDGED_METRIC = "bridged_recombination_accuracy"
 # -- data ---------------------------------------------------------------------------------
 def recorded_data(card: Any, split: str, *, job: str = "stitch", field: str | None = None) -> DataSpec:
     """The data spec a trainer-published card records: its training data, or its test set.
-    ``job`` and ``field`` name what to give instead when the card records none."""
+    ``job`` and ``field`` name what to give instead when the card records none (a part
+    published by hand usually does not): that is the spec's to fix, so :class:`InvalidSpec`."""
+    field = field or ("test" if split == "test" else "data")
     ds = card.provenance.dataset
+    what = "test set" if split == "test" else "training data"
+    flags = [o.flags[0] for o in job_kind(job).options if o.field == field]
+    how = f"{flags[0]} DATASPEC" if flags else "in a spec file, --spec FILE"
+    missing = InvalidSpec(
+        f"{card.name}'s card does not record its {what}, so the {job} job cannot take it from there: "
+        f"give the job '{field}', a data spec ({how})"
+    )
     if ds is None:
-        raise ValueError(f"{card.name}'s card does not record its data: give the {job} job '{field or 'data'}'")
+        raise missing
     if split == "test":
         test = getattr(ds, "test", None)
         if test is None:
-            raise ValueError(
-                f"{card.name}'s card does not record its test set: give the {job} job '{field or 'test_data'}'"
-            )
+            raise missing
         return DataSpec.model_validate({k: v for k, v in test.items() if k not in RECORDED_TEST_EXTRAS})
     recorded = getattr(ds, "spec", None)
     if isinstance(recorded, dict):

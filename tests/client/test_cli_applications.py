@@ -117,3 +117,21 @@ def test_a_verb_submits_waits_for_a_worker_and_prints_the_result_and_jobs_show_r
     # --no-wait returns at once with the job's id.
     queued = cli("transfer", "-e", ext.ref, "-H", head.ref, "--data", json.dumps(DIGITS_012), "--no-wait", env=env)
     assert queued.returncode == 0 and "submitted transfer job lab/e-transfer as job" in queued.stderr, queued.stderr
+
+
+def test_stitch_of_a_part_whose_card_records_no_data_says_which_option_to_give(live, client_for):
+    token = live.token("publish", ["lab"])
+    reg = client_for(live, token)
+    _, ext, head = _parts(reg)  # pushed by hand: their cards record no data
+    env = {"PARTSBIN_URL": live.url, "PARTSBIN_TOKEN": token}
+    args = ["stitch", "--extractor", ext.ref, "--head", head.ref, "--name", "lab/e-to-h", "--local"]
+    refused = cli(*args, env=env)
+    assert refused.returncode == 1, refused.stderr
+    assert "lab/e's card does not record its training data" in refused.stderr
+    assert "--data DATASPEC" in refused.stderr and "bug" not in refused.stderr
+    no_test = cli(*args, "--data", json.dumps(DIGITS_012), "--steps", "2", env=env)
+    assert no_test.returncode == 1 and "does not record its test set" in no_test.stderr
+    assert "--test DATASPEC" in no_test.stderr
+    done = cli(*args, "--data", json.dumps(DIGITS_012), "--test", json.dumps(DIGITS_012), "--steps", "2", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "published lab/e-to-h" in done.stdout
