@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    # The registry uses wilson_interval; importing torch for it would add seconds to
+    # `partsbin serve`'s start (bench/startup_bench.py).
+    import torch
 
 __all__ = ["Accuracy", "shared_classes", "recombination_accuracy", "wilson_interval"]
 
@@ -48,6 +52,8 @@ def recombination_accuracy(
 
     Only examples whose class the head also knows count.
     """
+    import torch
+
     common = shared_classes(data_labels, head_labels)
     if not common:
         raise ValueError("the data and the head share no class label")

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import gc
+import importlib
+import logging
+import threading
+from typing import Any
 
 from partsbin.registry.config import Settings
 from partsbin.registry.db.migrate import SchemaState, schema_state, upgrade
 from partsbin.registry.db.session import make_engine
 
 __all__ = ["SchemaBehind", "prepare_database", "serve"]
+
+log = logging.getLogger("partsbin.registry")
 
 
 class SchemaBehind(RuntimeError):
@@ -41,6 +47,39 @@ def prepare_database(settings: Settings) -> str:
         engine.dispose()
 
 
+def _freeze_what_is_loaded() -> None:
+    # Everything loaded by now lives as long as the server (~240,000 objects with
+    # PyTorch's), yet every full garbage collection would walk it all again: a 135 ms
+    # pause landing in some request's latency. Freezing takes it out of the collector's
+    # way (the gc module's documented use of gc.freeze()).
+    gc.collect()
+    gc.freeze()
+
+
+def _load_the_rest() -> None:
+    importlib.import_module("partsbin.parts.archs")
+    _freeze_what_is_loaded()
+
+
+def _first_token_hint(settings: Settings) -> str | None:
+    """What to do next on a registry that has no token yet: publishing needs one."""
+    from sqlalchemy.orm import Session
+
+    from partsbin.registry.crud.tokens import list_tokens
+
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with Session(engine) as session:
+            if list_tokens(session):
+                return None
+    finally:
+        engine.dispose()
+    return (
+        "this registry has no API token yet: make the first with `partsbin token create --scope admin` "
+        "(same PARTSBIN_* settings as this server), then `partsbin login` with it"
+    )
+
+
 def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
     import uvicorn
 
@@ -50,16 +89,25 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     configure_logging(settings.log_format, settings.log_level)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     prepare_database(settings)
+    first_token_hint = _first_token_hint(settings)
     app = create_app(settings)
-    # Everything loaded by now lives as long as the server (~240,000 objects, most of
-    # them PyTorch's), yet every full garbage collection would walk it all again: a
-    # 135 ms pause here, landing in some request's latency. Freezing takes it out of
-    # the collector's way (the gc module's documented use of gc.freeze()).
-    gc.collect()
-    gc.freeze()
+    _freeze_what_is_loaded()
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            # Listening now: load what only uploads and job submissions need (the
+            # architectures, with PyTorch: seconds on a busy host) beside the first
+            # requests; one that needs them meanwhile waits on the import lock.
+            threading.Thread(target=_load_the_rest, name="partsbin-preload", daemon=True).start()
+            url = f"http://{config.host}:{config.port}"
+            log.info("partsbin registry at %s: pages at %s/ui, the API's documentation at %s/docs", url, url, url)
+            if first_token_hint:
+                log.info(first_token_hint)
+
     # Logging is configured above (one handler, text or JSON lines); the middleware
     # writes the access log, so uvicorn's own is off.
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=host or settings.host,
         port=port or settings.port,
@@ -67,3 +115,4 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
         log_level=settings.log_level,
         access_log=False,
     )
+    Server(config).run()

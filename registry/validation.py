@@ -8,7 +8,6 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from partsbin.parts import jsonlimits
-from partsbin.parts.archs import ArchError, junction_of, part_layout
 from partsbin.parts.card import (
     AUX_ROLES,
     CARD_METADATA_KEY,
@@ -86,6 +85,10 @@ def validate_upload(*, session: Session, path: Path, size: int, form_card: str |
             )
     data = {k: v for k, v in (form if form is not None else inner).items() if k not in REGISTRY_FIELDS}  # type: ignore[union-attr]
     card = _card_model(data)
+
+    # Imported here: the architectures bring PyTorch, seconds that `partsbin serve`'s
+    # start does not wait for (registry/main.py loads them in the background).
+    from partsbin.parts.archs import ArchError, junction_of, part_layout
 
     try:
         layout = part_layout(card.arch.name, card.arch.config, card.arch.part, card.arch.split)

@@ -140,7 +140,7 @@ def train(
         from partsbin.parts.jobs.examples import example_yaml
 
         if example not in job_kinds():
-            raise fail(f"no job kind {example!r}: --example takes one of {', '.join(job_kinds())}")
+            raise fail(f"no job kind {example!r}: --example takes one of {', '.join(sorted(job_kinds()))}")
         print(example_yaml(example), end="")
         return
     if spec_file is None:

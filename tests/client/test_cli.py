@@ -441,4 +441,4 @@ def test_train_example_prints_a_spec_of_each_kind_that_validates():
         assert set(yaml.safe_load(result.output)) == set(type(spec).model_fields)
         assert len(result.output) < 5000
     wrong = runner.invoke(app, ["train", "--example", "trian"])
-    assert wrong.exit_code == 2 and "takes one of adapt, transfer" in wrong.output
+    assert wrong.exit_code == 2 and "takes one of adapt, evaluate, fct" in wrong.output

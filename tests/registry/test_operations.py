@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
+from partsbin import Registry
 from partsbin.registry.config import Settings
 from partsbin.registry.crud.tokens import create_token
 from partsbin.registry.db.session import make_engine, make_sessionmaker
@@ -300,3 +301,30 @@ def _serve_and_check(app, stream_format: str) -> None:  # type: ignore[no-untype
     else:
         assert "[rid-work] inside the handler step=1" in text
         assert "partsbin.registry.access [rid-boom] GET /boom 500" in text
+
+
+def test_partsbin_serve_says_where_it_is_and_how_to_make_the_first_token(tmp_path):
+    data = tmp_path / "data"
+    with _serve(data) as (url, proc):
+        # Listening before PyTorch is loaded; uploads load it (or wait for the preload).
+        assert httpx.get(f"{url}/components").status_code == 200
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert f"partsbin registry at {url}: pages at {url}/ui" in err
+    assert "no API token yet: make the first with `partsbin token create --scope admin`" in err
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PARTSBIN_")}
+    made = subprocess.run(
+        [sys.executable, "-m", "partsbin", "token", "create", "--scope", "admin"],
+        env={**environ, "PARTSBIN_DATA_DIR": str(data)},
+        capture_output=True,
+        text=True,
+    )
+    assert made.returncode == 0, made.stderr
+    secret = made.stdout.strip().splitlines()[-1]
+    with _serve(data) as (url, proc):
+        aux, card = aux_rp()
+        with Registry(url, token=secret) as reg:
+            assert reg.push(aux, card).created  # the architectures load on demand
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert "no API token yet" not in err and "partsbin registry at" in err
