@@ -40,9 +40,11 @@ def test_slow_downloads_hold_no_connection(make_registry, tmp_path):
         assert r.status_code == 201
         path = f"/components/{r.json()['name']}/file"
     stop = threading.Event()
+    streaming = threading.Barrier(7, timeout=30)
 
     def slow_reader() -> int:
         with httpx.Client(base_url=live.url, timeout=60) as c, c.stream("GET", path) as resp:
+            streaming.wait()  # this reader has its headers
             for _ in resp.iter_bytes(64):
                 if stop.wait(0.05):
                     break
@@ -50,7 +52,7 @@ def test_slow_downloads_hold_no_connection(make_registry, tmp_path):
 
     with ThreadPoolExecutor(6) as pool:
         readers = [pool.submit(slow_reader) for _ in range(6)]
-        time.sleep(0.5)  # every reader has its headers and is streaming slowly
+        streaming.wait()  # every reader has its headers and streams slowly from here
         with httpx.Client(base_url=live.url, timeout=30) as http:
             started = time.monotonic()
             answers = [http.get("/components").status_code for _ in range(20)]
@@ -66,11 +68,12 @@ def test_a_full_registry_answers_503_with_retry_after_quickly(make_registry, tmp
     admin = live.token("admin")
     aux, card = aux_rp()
     data = write_component(tmp_path / "a", aux, card).read_bytes()
-    release = threading.Event()
+    release, holding = threading.Event(), threading.Event()
 
     def body():
         yield b'--z\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\n'
         yield data[:100]
+        holding.set()
         release.wait(30)  # holds the only request slot while its body has not arrived
         yield data[100:]
         yield b"\r\n--z--\r\n"
@@ -82,7 +85,9 @@ def test_a_full_registry_answers_503_with_retry_after_quickly(make_registry, tmp
             content=body(),
             headers={**_auth(admin), "Content-Type": "multipart/form-data; boundary=z"},
         )
-        time.sleep(0.3)
+        # Its headers and first bytes are out: the registry has admitted it (and the
+        # other request below arrives after them on the same loopback).
+        assert holding.wait(10)
         with httpx.Client(base_url=live.url, timeout=10) as other:
             started = time.monotonic()
             r = other.get("/components")

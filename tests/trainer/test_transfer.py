@@ -6,6 +6,7 @@ import threading
 
 import httpx
 import pytest
+import torch
 
 from partsbin.parts.data import pair_data
 from partsbin.parts.jobs.applications import TransferSpec
@@ -134,4 +135,9 @@ def test_a_worker_runs_a_transfer_job_and_publishes_the_finetuned_parts(live, cl
     assert ext.card.provenance.model_extra["finetuned_from"] == reg.info(parts["a-extractor"]).digest
     assert head.card.provenance.model_extra["finetuned_from"] == reg.info(parts["b-head"]).digest
     assert head.card.compat.sibling == ext.ref and ext.card.compat.anchors == []
-    assert reg.assemble(ext.ref, head.ref) is not None
+    # The published pair assembles and classifies into the target head's classes.
+    model = reg.assemble(ext.ref, head.ref)
+    size = ext.card.interface.input.size if ext.card.interface.input else 16
+    x = torch.randn(4, ext.card.arch.config.get("in_chans", 3), size, size)
+    with torch.no_grad():
+        assert model(x).shape == (4, len(head.card.labels))
