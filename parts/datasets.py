@@ -18,12 +18,16 @@ import io
 import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from partsbin.parts.errors import PartsbinError
+
+if TYPE_CHECKING:
+    # NumPy only reads .npz headers here; the client's commands import this module for
+    # its types, and `partsbin ls` must not pay ~180 ms for it (bench/startup_bench.py).
+    import numpy as np
 
 __all__ = [
     "DatasetError",
@@ -73,6 +77,8 @@ class DataCard(BaseModel):
 
 
 def _npy_header(fh: Any) -> tuple[tuple[int, ...], np.dtype]:
+    import numpy as np
+
     version = np.lib.format.read_magic(fh)
     if version == (1, 0):
         shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
@@ -92,6 +98,8 @@ def _image_shape(shape: tuple[int, ...]) -> list[int]:
 
 
 def _inspect_npz(path: Path, max_bytes: int) -> DatasetFacts:
+    import numpy as np
+
     try:
         zf = zipfile.ZipFile(path)
     except zipfile.BadZipFile as exc:
