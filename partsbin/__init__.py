@@ -15,8 +15,19 @@ shared core) and :mod:`partsbin.migrations`. See ``docs/architecture.md``.
 
 from __future__ import annotations
 
+import os
 from importlib import import_module, metadata
 from typing import TYPE_CHECKING, Any
+
+# Imported straight from a source checkout (its root first on sys.path: `python -m pytest`
+# or `python -c` there), this folder holds only the CLI; the other subpackages are the
+# checkout's top-level folders, as the wheel and the strict editable install's link tree
+# lay them out under partsbin/ (docs/architecture.md).
+_checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if not os.path.isdir(os.path.join(os.path.dirname(__file__), "registry")) and os.path.isfile(
+    os.path.join(_checkout, "registry", "__init__.py")
+):
+    __path__.append(_checkout)
 
 try:
     __version__ = metadata.version("partsbin")

@@ -172,3 +172,24 @@ def test_version_is_read_from_the_distribution() -> None:
     assert __version__ == metadata.version("partsbin")
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.strip() == f"partsbin {__version__}"
+
+
+def test_tools_that_read_files_find_partsbin_as_it_installs(tmp_path: Path) -> None:
+    """Type checkers and IDEs resolve imports by looking for files on the path, not by
+    running import hooks: some entry of a plain interpreter's sys.path must hold
+    partsbin/trainer/loop.py and the py.typed marker (a wheel's site-packages, or the
+    strict editable install's link tree), and mypy must follow it from a user's file."""
+    code = "import json, sys; print(json.dumps(sys.path))"
+    done = subprocess.run([sys.executable, "-S", "-c", "import site; site.main(); " + code], cwd=tmp_path,
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    roots = [Path(p) for p in json.loads(done.stdout) if p and (Path(p) / "partsbin" / "trainer" / "loop.py").is_file()]
+    assert roots, "no sys.path entry holds partsbin/trainer/loop.py: an import-hook editable install? run `make setup`"
+    assert (roots[0] / "partsbin" / "py.typed").is_file()
+    user = tmp_path / "mine.py"
+    user.write_text("from partsbin.parts.metrics import wilson_interval\n\nreveal_type(wilson_interval)\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--follow-imports=silent", "--no-incremental", str(user)],
+        cwd=tmp_path, capture_output=True, text=True,
+    )  # fmt: skip
+    assert "def (correct: int, n: int, z: float =) -> tuple[float, float]" in done.stdout, done.stdout
