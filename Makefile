@@ -1,11 +1,11 @@
 # The two commands of the README:
 #   make demo   set everything up and run the main job on the embedded default
-#   make test   set everything up and run the tests
+#   make test   set everything up and run the tests (make test-fast: a two-minute subset)
 # and `make check` (ruff and mypy), which CI runs before the tests.
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip install -q -c constraints.txt
 
-.PHONY: setup check test demo bench
+.PHONY: setup check test test-fast demo bench
 
 setup:
 	@# Debian packages: the Fashion-MNIST data set, and the browser the web pages are tested in
@@ -26,6 +26,11 @@ check: setup
 
 test: setup
 	$(PYTHON) -m pytest
+
+# A subset of about two minutes (tests/conftest.py's FAST_MODULES): the registry's API,
+# paths, trust and errors against real PostgreSQL and S3, the client, the shared core.
+test-fast: setup
+	$(PYTHON) -m pytest -m "not slow"
 
 demo: setup
 	$(PYTHON) -m partsbin demo

@@ -24,6 +24,39 @@ from partsbin.registry.crud.tokens import create_token
 from partsbin.registry.db.migrate import upgrade
 from partsbin.registry.db.session import make_engine, make_sessionmaker
 
+# `make test-fast` (pytest -m "not slow"): these modules, about two minutes on two CPU
+# cores with the PostgreSQL and S3 servers they start. Every other module is marked slow:
+# it trains networks, starts browsers or many servers, or builds a wheel. A new module is
+# slow until it is listed here.
+FAST_MODULES = frozenset(
+    {
+        "tests/parts/test_archs.py",
+        "tests/parts/test_hashing.py",
+        "tests/parts/test_lineage.py",
+        "tests/parts/test_metrics.py",
+        "tests/parts/test_names.py",
+        "tests/parts/test_safetensors_format.py",
+        "tests/registry/test_api.py",
+        "tests/registry/test_auto_evaluate.py",
+        "tests/registry/test_concurrency.py",
+        "tests/registry/test_errors.py",
+        "tests/registry/test_gc.py",
+        "tests/registry/test_migrations.py",
+        "tests/registry/test_paths.py",
+        "tests/registry/test_trust.py",
+        "tests/client/test_client.py",
+        "tests/client/test_hostile_registry.py",
+        "tests/test_compose.py",
+    }
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(__file__).resolve().parent.parent
+    for item in items:
+        if Path(item.path).resolve().relative_to(root).as_posix() not in FAST_MODULES:
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
