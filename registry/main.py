@@ -59,15 +59,37 @@ from partsbin.registry.webhooks.dispatch import Dispatcher, DispatchSettings
 __all__ = ["create_app"]
 
 
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
+def _integer_bounds(node: Any) -> None:
+    """Write the bounds of integer schemas as integers. FastAPI's OpenAPI models hold
+    them as floats, so the document said ``"maximum": 9.223372036854776e18`` (2^63, one
+    past the bound) for ``le=2**63 - 1``, and ``1.0`` for ``ge=1``."""
+    if isinstance(node, dict):
+        if node.get("type") == "integer":
+            for key in _BOUNDS:
+                value = node.get(key)
+                if isinstance(value, float) and value.is_integer():
+                    node[key] = int(value)
+        for child in node.values():
+            _integer_bounds(child)
+    elif isinstance(node, list):
+        for child in node:
+            _integer_bounds(child)
+
+
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's document, with the token marked optional where it is: every guarded
-    operation but those that declare ``RequireToken`` (``api/deps.py``) lists ``{}``
-    beside the bearer scheme (OpenAPI's "no credentials also accepted"), since reads need
-    no token while ``PARTSBIN_ANONYMOUS_READ=true``."""
+    """FastAPI's document, with integer bounds written as integers (:func:`_integer_bounds`)
+    and the token marked optional where it is: every guarded operation but those that
+    declare ``RequireToken`` (``api/deps.py``) lists ``{}`` beside the bearer scheme
+    (OpenAPI's "no credentials also accepted"), since reads need no token while
+    ``PARTSBIN_ANONYMOUS_READ=true``."""
     if app.openapi_schema is None:
         from fastapi.openapi.utils import get_openapi
 
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        _integer_bounds(schema)
         required = token_required_operations(app.routes)
         for path, operations in schema.get("paths", {}).items():
             for method, operation in operations.items():

@@ -8,11 +8,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from partsbin.parts.jsonlimits import JsonObject
-from partsbin.parts.names import INT64_MAX
-from partsbin.registry.api.params import NamespaceStr
+from partsbin.registry.api.params import JSON_INT_MAX, NamespaceStr, RefStr
 from partsbin.registry.db.models import Component, Dataset
 
 
@@ -21,6 +20,19 @@ class Body(BaseModel):
     and no unknown fields, so a typo is an error rather than silently ignored."""
 
     model_config = ConfigDict(strict=True, extra="forbid")
+
+
+def _whole(value: Any) -> Any:
+    """A whole number written with a fraction (``3.0``) as the integer it is: JSON does
+    not tell 3.0 from 3, nor does the document's JSON Schema (2020-12: "integer" is any
+    number whose fraction is zero). ``3.5``, ``"3"`` and ``true`` stay refused."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+#: An integer field of a request body.
+Int = Annotated[int, BeforeValidator(_whole)]
 
 
 # -- components -------------------------------------------------------------------------------
@@ -60,7 +72,7 @@ class ComponentPage(BaseModel):
 
 
 class AliasIn(Body):
-    version: int = Field(ge=1, le=INT64_MAX)
+    version: Int = Field(ge=1, le=JSON_INT_MAX)
 
 
 class AliasOut(BaseModel):
@@ -197,18 +209,42 @@ INT32_MAX = 2**31 - 1
 
 
 class EvaluationIn(Body):
-    extractor: str = Field(description="ref of the extractor", max_length=300)
-    head: str = Field(description="ref of the head (task or aux)", max_length=300)
+    # What the route checks across fields, said in the document (OpenAPI 3.1 is JSON Schema
+    # 2020-12): job_id and lease_id come together, and an accuracy (the default metric is
+    # one) lies in [0, 1].
+    model_config = ConfigDict(
+        json_schema_extra={
+            "allOf": [
+                {
+                    "if": {
+                        "properties": {"job_id": {"type": "integer", "minimum": 1, "maximum": JSON_INT_MAX}},
+                        "required": ["job_id"],
+                    },
+                    "then": {"properties": {"lease_id": {"type": "string", "maxLength": 64}}, "required": ["lease_id"]},
+                    "else": {"properties": {"lease_id": {"type": "null"}}},
+                },
+                {
+                    "if": {"properties": {"metric": {"not": {"pattern": "accuracy$"}}}, "required": ["metric"]},
+                    "else": {"properties": {"value": {"minimum": 0, "maximum": 1}}},
+                },
+            ]
+        }
+    )
+
+    extractor: RefStr = Field(description="ref of the extractor", max_length=300)
+    head: RefStr = Field(description="ref of the head (task or aux)", max_length=300)
     dataset: str = Field(min_length=1, max_length=200)
     metric: str = Field(default="recombination_accuracy", min_length=1, max_length=64)
     value: float = Field(allow_inf_nan=False)
-    samples: int = Field(ge=1, le=INT32_MAX)
+    samples: Int = Field(ge=1, le=INT32_MAX)
     bn_mode: Literal["batch", "running", "recalibrated"]
-    batch_size: int | None = Field(default=None, ge=1, le=INT32_MAX)
-    classes: int | None = Field(
+    batch_size: Int | None = Field(default=None, ge=1, le=INT32_MAX)
+    classes: Int | None = Field(
         default=None, ge=1, le=INT32_MAX, description="classes the prediction was over; chance level is 1/classes"
     )
-    job_id: int | None = Field(default=None, ge=1, le=INT64_MAX, description="a worker: the job it measured this for")
+    job_id: Int | None = Field(
+        default=None, ge=1, le=JSON_INT_MAX, description="a worker: the job it measured this for"
+    )
     lease_id: str | None = Field(default=None, max_length=64, description="a worker: its lease of that job")
     data_digest: str | None = Field(
         default=None,
@@ -216,14 +252,26 @@ class EvaluationIn(Body):
         description="content digest of the test images measured; equal to the test set the extractor's card "
         "records, the measurement is the pair's recombination accuracy",
     )
-    details: JsonObject = Field(default_factory=dict)
+    details: JsonObject = Field(
+        default_factory=dict,
+        json_schema_extra={
+            "properties": {
+                "finetune_steps": {
+                    "anyOf": [{"type": "integer", "minimum": 0, "maximum": INT32_MAX}, {"type": "null"}],
+                    "description": "steps of fine-tuning after recombining",
+                }
+            }
+        },
+    )
 
     @field_validator("details")
     @classmethod
     def _finetune_steps(cls, v: dict[str, Any]) -> dict[str, Any]:
-        steps = v.get("finetune_steps")
+        steps = _whole(v.get("finetune_steps"))
         if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= INT32_MAX):
             raise ValueError("details.finetune_steps counts fine-tuning steps after recombining: an integer, 0 or more")
+        if steps is not None:
+            v["finetune_steps"] = steps
         return v
 
 
@@ -290,7 +338,7 @@ class JobPage(BaseModel):
 
 class SubmitIn(Body):
     spec: JsonObject
-    max_attempts: int = Field(default=3, ge=1, le=20)
+    max_attempts: Int = Field(default=3, ge=1, le=20)
 
 
 class ClaimIn(Body):
@@ -334,9 +382,9 @@ MAX_PARTS = 10_000  # S3's limit
 
 
 class UploadIn(Body):
-    size: int = Field(ge=8, le=2**63 - 1, description="bytes of the file")
+    size: Int = Field(ge=8, le=JSON_INT_MAX, description="bytes of the file")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hex sha256 of the file, checked before it is recorded")
-    part_size: int = Field(default=64 * 1024**2, ge=MIN_PART, le=5 * 1024**3)
+    part_size: Int = Field(default=64 * 1024**2, ge=MIN_PART, le=5 * 1024**3)
 
 
 class UploadOut(Body):
@@ -366,6 +414,15 @@ class WhoAmI(BaseModel):
 
 
 class TokenIn(Body):
+    # A publish token names the namespaces it publishes into; only a publish token is an owner.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"scope": {"const": "publish"}}},
+            "then": {"properties": {"namespaces": {"minItems": 1}}, "required": ["namespaces"]},
+            "else": {"properties": {"owner": {"const": False}}},
+        }
+    )
+
     scope: Literal["read", "publish", "admin"]
     name: str = Field(default="", max_length=200)
     namespaces: list[NamespaceStr] = Field(default_factory=list, max_length=1000)
@@ -391,13 +448,25 @@ class TokenCreated(TokenOut):
 
 
 # -- webhooks ---------------------------------------------------------------------------------
+#: What ``webhooks/targets.check_url`` takes: http(s), a host, a port from 1 to 65535 if
+#: any, no user or password (no '@' before the path), printable ASCII. The host's
+#: addresses are checked when the subscription is made (private ones: admins only).
+WEBHOOK_URL_PATTERN = (
+    r"^https?://[A-Za-z0-9._~-]+"
+    r"(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
+    r"([/?#][!-~]*)?$"
+)
 WebhookEvent = Literal["component.published", "evaluation.recorded", "alias.moved", "version.yanked", "job.finished"]
 
 
 class WebhookIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(max_length=2048, description="http(s) URL the registry POSTs each event to")
+    url: str = Field(
+        max_length=2048,
+        description="http(s) URL the registry POSTs each event to",
+        json_schema_extra={"pattern": WEBHOOK_URL_PATTERN},
+    )
     events: list[WebhookEvent] | None = Field(
         default=None, max_length=16, description="the events to send; default: every event"
     )

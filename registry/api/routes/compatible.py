@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from partsbin.parts.names import InvalidName, Ref, parse_ref
 from partsbin.registry.api.deps import SettingsDep
-from partsbin.registry.api.params import Limit
+from partsbin.registry.api.params import Limit, RefStr
 from partsbin.registry.api.responses import errors
 from partsbin.registry.api.schemas import CompatibleItem, CompatiblePage, ComponentOut, Reason
 from partsbin.registry.crud.bridged import bridged_matches
@@ -31,8 +31,8 @@ router = APIRouter(tags=["compatibility"])
 async def compatible(
     request: Request,
     settings: SettingsDep,
-    head: Annotated[str | None, Query(description="ref of a task head or aux head (URL-encoded)")] = None,
-    extractor: Annotated[str | None, Query(description="ref of an extractor (URL-encoded)")] = None,
+    head: Annotated[RefStr | None, Query(description="ref of a task head or aux head (URL-encoded)")] = None,
+    extractor: Annotated[RefStr | None, Query(description="ref of an extractor (URL-encoded)")] = None,
     cursor: Annotated[
         str | None, Query(pattern=r"^[mdn][0-9]{1,18}$", description="the next_cursor of the previous page")
     ] = None,

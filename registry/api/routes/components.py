@@ -24,7 +24,16 @@ from partsbin.registry.api.deps import (
     StorageDep,
 )
 from partsbin.registry.api.files import serve_file
-from partsbin.registry.api.params import AliasPath, DigestPath, IdCursor, Limit, NamePath, NamespacePath, VersionPath
+from partsbin.registry.api.params import (
+    AliasPath,
+    DigestFilter,
+    DigestPath,
+    IdCursor,
+    Limit,
+    NamePath,
+    NamespacePath,
+    VersionPath,
+)
 from partsbin.registry.api.responses import FILE_RESPONSES, errors, published
 from partsbin.registry.api.schemas import AliasIn, AliasOut, ComponentOut, ComponentPage, YankIn
 from partsbin.registry.api.timing import ServerTiming
@@ -130,7 +139,7 @@ def list_components(
     settings: SettingsDep,
     role: Role | None = None,
     arch: str | None = None,
-    group: Annotated[str | None, Query(description="anchor digest (sha256:HEX or HEX)")] = None,
+    group: Annotated[DigestFilter | None, Query(description="anchor digest (sha256:HEX or HEX)")] = None,
     dataset: str | None = None,
     namespace: str | None = None,
     prefix: Annotated[str | None, Query(description="prefix of 'namespace/name'")] = None,

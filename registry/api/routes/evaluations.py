@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 
 from partsbin.parts.names import InvalidName, parse_ref
 from partsbin.registry.api.deps import ReadSessionDep, RequireToken, SessionDep
-from partsbin.registry.api.params import IdPath
+from partsbin.registry.api.params import IdPath, RefFilter
 from partsbin.registry.api.responses import errors
 from partsbin.registry.api.schemas import EvaluationIn, EvaluationOut
 from partsbin.registry.crud.components import resolve_ref
@@ -119,8 +119,8 @@ def post(
 )
 def get(
     session: ReadSessionDep,
-    extractor: Annotated[str | None, Query(max_length=300)] = None,
-    head: Annotated[str | None, Query(max_length=300)] = None,
+    extractor: Annotated[RefFilter | None, Query(max_length=300)] = None,
+    head: Annotated[RefFilter | None, Query(max_length=300)] = None,
 ) -> list[EvaluationOut]:
     if extractor is None and head is None:
         raise InvalidRequest("give ?extractor=REF, ?head=REF or both")

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from partsbin.parts.names import InvalidName, Ref, parse_ref
 from partsbin.registry.api.deps import SettingsDep
-from partsbin.registry.api.params import IdCursor, Limit
+from partsbin.registry.api.params import IdCursor, Limit, RefStr
 from partsbin.registry.api.responses import errors
 from partsbin.registry.api.schemas import PathOut, PathsOut, PathStep
 from partsbin.registry.crud.components import resolve_ref
@@ -29,8 +29,8 @@ router = APIRouter(tags=["compatibility"])
 async def paths(
     request: Request,
     settings: SettingsDep,
-    extractor: Annotated[str, Query(description="ref of the extractor (URL-encoded)")],
-    head: Annotated[str, Query(description="ref of the head (URL-encoded)")],
+    extractor: Annotated[RefStr, Query(description="ref of the extractor (URL-encoded)")],
+    head: Annotated[RefStr, Query(description="ref of the head (URL-encoded)")],
     max_bridges: Annotated[int | None, Query(ge=0, le=8, description="longest chain (default: the registry's)")] = None,
     cursor: IdCursor = None,
     limit: Limit = None,
