@@ -58,8 +58,11 @@ class S3Storage:
             raise StorageError(f"could not store blob in s3://{self.bucket}: {exc}") from exc
 
     def exists(self, digest: str) -> bool:
+        return self._has(self._key(digest))
+
+    def _has(self, key: str) -> bool:
         try:
-            self.client.head_object(Bucket=self.bucket, Key=self._key(digest))
+            self.client.head_object(Bucket=self.bucket, Key=key)
             return True
         except ClientError as exc:
             if _code(exc) in _MISSING:
@@ -216,17 +219,6 @@ class S3Storage:
         except BotoCoreError as exc:
             raise StorageError(f"could not store blob in s3://{self.bucket}: {exc}") from exc
 
-    def _staged_exists(self, owner: str, upload: str) -> bool:
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=self._staged_key(owner, upload))
-        except ClientError as exc:
-            if _code(exc) in _MISSING:
-                return False
-            raise StorageError(f"could not read an upload from s3://{self.bucket}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise StorageError(f"could not read an upload from s3://{self.bucket}: {exc}") from exc
-        return True
-
     def discard_staged(self, owner: str, upload: str, multipart: str | None = None) -> None:
         key = self._staged_key(owner, upload)
         try:
@@ -274,7 +266,7 @@ class _StagedReader:
         try:
             return self._body.read(n)
         except Exception as exc:  # botocore and urllib3 each raise their own for a broken stream
-            if not self._storage._staged_exists(self._owner, self._upload):
+            if not self._storage._has(self._storage._staged_key(self._owner, self._upload)):
                 raise UploadGone(self._upload) from None
             raise StorageError(f"could not read an upload from s3://{self._storage.bucket}: {exc}") from exc
 
