@@ -34,8 +34,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from partsbin.parts.errors import InvalidCard, PartsbinError
-from partsbin.parts.jobs.kinds import InvalidSpec
+from partsbin.parts.errors import InvalidCard, InvalidSpec, PartsbinError
 from partsbin.parts.names import InvalidName
 
 __all__ = [

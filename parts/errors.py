@@ -7,7 +7,7 @@ client's hierarchy is drawn in :mod:`partsbin.client.errors`.
 
 from __future__ import annotations
 
-__all__ = ["PartsbinError", "InvalidCard"]
+__all__ = ["PartsbinError", "InvalidCard", "InvalidSpec"]
 
 
 class PartsbinError(Exception):
@@ -16,3 +16,10 @@ class PartsbinError(Exception):
 
 class InvalidCard(PartsbinError, ValueError):
     """A component card that does not validate; the message names each field and why."""
+
+
+class InvalidSpec(PartsbinError, ValueError):
+    """A job spec (or result) that does not validate; the message names each bad field.
+
+    Here rather than beside the job kinds (:mod:`partsbin.parts.jobs.kinds` re-exports it):
+    the client's errors name it, and importing the kinds loads every spec model."""

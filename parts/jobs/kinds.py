@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from partsbin.parts.errors import PartsbinError
+from partsbin.parts.errors import InvalidSpec
 from partsbin.parts.jobs.spec import JobResult, JobSpec
 from partsbin.parts.messages import describe_validation_error
 
@@ -32,10 +32,6 @@ __all__ = [
     "parse_job_result",
     "job_specs_schema",
 ]
-
-
-class InvalidSpec(PartsbinError, ValueError):
-    """A job spec (or result) that does not validate; the message names each bad field."""
 
 
 @dataclass(frozen=True)

@@ -95,8 +95,14 @@ def open_registry(url: str | None, token: str | None) -> Any:
 
 
 def main() -> None:
+    from partsbin.cli._commands import load_for
     from partsbin.client.errors import PartsbinError
 
+    # httpcore imports trio when it is installed (Selenium, a test dependency, brings it),
+    # ~120 ms of every start, though it uses it only under a running trio loop, which
+    # this process never starts.
+    sys.modules.setdefault("trio", None)  # type: ignore[arg-type]
+    load_for(sys.argv[1:])
     try:
         app()
     except PartsbinError as exc:

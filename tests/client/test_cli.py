@@ -442,3 +442,32 @@ def test_train_example_prints_a_spec_of_each_kind_that_validates():
         assert len(result.output) < 5000
     wrong = runner.invoke(app, ["train", "--example", "trian"])
     assert wrong.exit_code == 2 and "takes one of adapt, evaluate, fct" in wrong.output
+
+
+def test_each_command_loads_only_its_own_module():
+    """``partsbin ls`` must not pay for the job kinds' spec models (partsbin.cli._commands):
+    the map names the module that registers every command, and a command run in a new
+    process loads that module and no job kind."""
+    from partsbin.cli import app
+    from partsbin.cli._commands import COMMANDS, MODULES
+
+    registered = {
+        (c.name or c.callback.__name__.replace("_", "-")): c.callback.__module__ for c in app.registered_commands
+    }
+    registered |= {
+        g.name: next(c.callback.__module__ for c in g.typer_instance.registered_commands) for g in app.registered_groups
+    }
+    assert {name: f"partsbin.cli.{module}" for name, module in COMMANDS.items()} == registered
+    assert set(COMMANDS.values()) == set(MODULES)
+
+    probe = (
+        "import sys; sys.argv = ['partsbin', *sys.argv[1:]]\n"
+        "from partsbin.cli._commands import load_for; load_for(sys.argv[1:])\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('partsbin.cli.', 'partsbin.parts.jobs'))))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe, "ls", "--json"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "partsbin.cli.components" in loaded and "job_verbs" not in loaded and "partsbin.parts.jobs" not in loaded
+    everything = subprocess.run([sys.executable, "-c", probe, "--help"], capture_output=True, text=True, check=True)
+    assert all(f"partsbin.cli.{m}'" in everything.stdout for m in MODULES)
