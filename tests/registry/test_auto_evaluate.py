@@ -40,7 +40,7 @@ def test_a_new_group_fills_its_heatmap_through_the_workers(live, client_for):
     assert heads == sorted([r for r in refs if r.split("@")[0].endswith("-head")] * 2)
     anchor = reg.info(next(r for r in refs if "-aux-rp" in r)).digest.removeprefix("sha256:")
     assert reg.group(anchor)["queued_evaluations"] == 4
-    page = httpx.get(f"{live.url}/ui/groups/{anchor}").text
+    page = httpx.get(f"{live.url}/ui/groups/{anchor}/heatmap").text
     assert "4 queued for the workers" in page and "0 of 4 pairs measured" in page
 
     assert worker.run(exit_when_idle=True) == len(jobs)
@@ -50,7 +50,7 @@ def test_a_new_group_fills_its_heatmap_through_the_workers(live, client_for):
     for ext in exts:
         evs = reg.evaluations(extractor=ext)
         assert len(evs) == 2 and all(e["own_test"] and e["trust"] == "worker" for e in evs), evs
-    page = httpx.get(f"{live.url}/ui/groups/{anchor}").text
+    page = httpx.get(f"{live.url}/ui/groups/{anchor}/heatmap").text
     assert "4 of 4 pairs measured" in page and "queued" not in page
     # Measured pairs rank /compatible.
     items = reg.compatible(head=next(r for r in refs if r.endswith("-a-head@1")))

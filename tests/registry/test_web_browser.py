@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.registry.zoo import build_zoo
 
@@ -84,7 +86,10 @@ def test_list_component_group_heatmap_evaluation(browser, live, zoo):
     browser.find_element(By.CSS_SELECTOR, "#card a[href^='/ui/groups/']").click()
     assert browser.find_element(By.TAG_NAME, "h1").text == "Group of lab/rp@1"
     pair = '[data-extractor="lab/a-extractor@1"][data-head="lab/b-head@1"]'
-    cell = browser.find_element(By.CSS_SELECTOR, f"svg.heatmap a.cell{pair}")
+    # The page fetches its heatmap once shown (static/heatmap.js).
+    cell = WebDriverWait(browser, 10).until(
+        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, f"svg.heatmap a.cell{pair}"))
+    )
     assert _text(cell.find_element(By.TAG_NAME, "text")) == "71"
     assert "71.0% on 500 images of digits-a:test" in _text(cell.find_element(By.TAG_NAME, "title"))
     empty = browser.find_element(

@@ -143,8 +143,14 @@ def test_group_page_heatmap_links_cells_to_evaluations(http, zoo):
         rf'<a href="/ui/groups/{zoo.group}">lab/rp@1</a></td>\s*<td>RP</td><td class="num">8</td><td class="num">8</td>',
         groups,
     ), groups
-    html = http.get(f"/ui/groups/{zoo.group}").text
-    assert 'id="member-count">8<' in html  # the aux head, three extractors and heads, the adapted extractor
+    page = http.get(f"/ui/groups/{zoo.group}").text
+    assert 'id="member-count">8<' in page  # the aux head, three extractors and heads, the adapted extractor
+    # The heatmap is a fragment of its own, which the page fetches (the browser test runs that script).
+    assert f'data-src="/ui/groups/{zoo.group}/heatmap"' in page and "/ui/static/heatmap.js" in page
+    assert 'class="cell' not in page
+    fragment = http.get(f"/ui/groups/{zoo.group}/heatmap")
+    assert fragment.status_code == 200 and "frame-ancestors 'none'" in fragment.headers["content-security-policy"]
+    html = fragment.text
     cell = re.search(
         r'<a href="/ui/evaluations/(\d+)" class="cell measured( light)?" data-extractor="lab/a-extractor@1" '
         r'data-head="lab/b-head@1"><rect [^>]+/><text [^>]+>(\d+)</text><title>([^<]+)</title></a>',
@@ -181,14 +187,17 @@ def test_a_group_heatmap_on_other_data_says_which(make_registry, tmp_path):
         ).json()
         assert posted["own_test"] is False and posted["data_digest"] == other
         html = http.get(f"/ui/groups/{zoo.group}").text
+        cells = http.get(f"/ui/groups/{zoo.group}/heatmap").text
         # The pair's cell still shows its recombination accuracy on the extractor's own test set...
-        assert "lab/a-extractor@1 × lab/b-head@1: 71.0% on 500 images of digits-a:test" in html
-        assert "34.0%" not in html and f"?data={other}" in html and "digits-noisy:test" in html
+        assert "lab/a-extractor@1 × lab/b-head@1: 71.0% on 500 images of digits-a:test" in cells
+        assert "34.0%" not in cells and f"?data={other}" in html and "digits-noisy:test" in html
         # ... and the other data has a heatmap of its own, captioned with what it is.
         html = http.get(f"/ui/groups/{zoo.group}", params={"data": other}).text
         assert "on other data" in html and "digits-noisy:test" in html and "not each extractor's own test set" in html
-        assert "lab/a-extractor@1 × lab/b-head@1: 34.0% on 900 images of digits-noisy:test" in html
-        assert "(1 of 12 pairs measured)" in html
+        assert f'data-src="/ui/groups/{zoo.group}/heatmap?data=sha256%3A{"d" * 64}"' in html
+        cells = http.get(f"/ui/groups/{zoo.group}/heatmap", params={"data": other}).text
+        assert "lab/a-extractor@1 × lab/b-head@1: 34.0% on 900 images of digits-noisy:test" in cells
+        assert "(1 of 12 pairs measured)" in cells
         # /compatible ranks by the own-test measurement only.
         items = http.get("/compatible", params={"head": zoo.head["b"]["ref"]}).json()["items"]
         a = next(i for i in items if i["component"]["ref"] == zoo.ext["a"]["ref"])

@@ -142,7 +142,7 @@ def test_update_head_publishes_a_new_version_in_the_group(trained, live):
     # extractors with both versions of the shared head (the heatmap's columns).
     group = old_head.digest.removeprefix("sha256:")
     assert [g["id"] for g in reg.groups()] == [group]
-    page = httpx.get(f"{live.url}/ui/groups/{group}").text
+    page = httpx.get(f"{live.url}/ui/groups/{group}/heatmap").text
     assert "needs at least one" not in page and "0 of 6 pairs measured" in page, page
 
 
