@@ -16,7 +16,7 @@ shared core) and :mod:`partsbin.migrations`. See ``docs/architecture.md``.
 from __future__ import annotations
 
 import os
-from importlib import import_module, metadata
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 # Imported straight from a source checkout (its root first on sys.path: `python -m pytest`
@@ -29,10 +29,8 @@ if not os.path.isdir(os.path.join(os.path.dirname(__file__), "registry")) and os
 ):
     __path__.append(_checkout)
 
-try:
-    __version__ = metadata.version("partsbin")
-except metadata.PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
+#: The distribution's version too (pyproject.toml reads it from here).
+__version__ = "0.2.0"
 
 # Imported on first use: `import partsbin` (and so `partsbin --help`) must not pay for
 # torch, which the client needs only once a module is built or run.
