@@ -172,3 +172,19 @@ def test_completing_another_tokens_upload_is_gone_for_it(live_s3, tmp_path):
         assert r.status_code == 410 and "started by another token" in r.json()["detail"], r.text
         assert "NoSuch" not in r.text
     assert live_s3.row_count() == 0
+
+
+def test_a_large_pull_from_s3_comes_in_ranges_from_the_bucket(live_s3, client_for, tmp_path, monkeypatch):
+    from partsbin.client import ranged
+
+    path = _big_file(tmp_path)
+    comp = client_for(live_s3, live_s3.token("publish", ["lab"])).push(path)
+    monkeypatch.setattr(ranged, "RANGED_THRESHOLD", 1)  # ~20 MB: in 3 pieces of 8 MiB
+    asked: list[str] = []
+    get = ranged.RangedDownload.get
+    monkeypatch.setattr(ranged.RangedDownload, "get", lambda self, url, *a: asked.append(url) or get(self, url, *a))
+    pulled = client_for(live_s3, cache_dir=tmp_path / "fresh").pull(comp.ref)
+    assert pulled.path.read_bytes() == path.read_bytes()
+    # The first range goes to the registry, which redirects; every range after to the bucket.
+    assert asked[0].startswith(live_s3.url) and len(asked) == 4
+    assert all(u.startswith(live_s3.settings.s3_endpoint_url) for u in asked[1:])
