@@ -26,7 +26,7 @@ import os
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -438,7 +438,9 @@ def _tar_files(path: Path, split: str, decoding: Decoding, where: str) -> tuple[
     classes = sorted({cls for cls, _ in members})
     index = {c: i for i, c in enumerate(classes)}
     files = ImageFiles(
-        np.array([m.name.encode() for _, m in members], dtype=bytes),
+        # Named as in a folder (``<class>/<file>``): the same images packed into a
+        # registered tar have the same manifest digest as the folder they came from.
+        np.array([f"{cls}/{PurePosixPath(m.name).name}".encode() for cls, m in members], dtype=bytes),
         torch.tensor([index[cls] for cls, _ in members], dtype=torch.long),
         decoding,
         tar=str(path),
