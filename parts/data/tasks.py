@@ -33,6 +33,13 @@ class TaskData:
 
 def load_raw(spec: DataSpec, split: str) -> Images:
     """The split ``spec`` names, whole: before its selections and transforms."""
+    if spec.stream is not None:
+        from partsbin.parts.data.stream import NeedsImagesInMemory
+
+        raise NeedsImagesInMemory(
+            f"this job needs the whole split of {spec.label} in memory, and its data spec says 'stream': streamed "
+            "data serves the train job and evaluations (bench, evaluate); leave 'stream' out for this kind"
+        )
     if spec.dataset is not None:
         return load_dataset(spec.dataset, split)
     assert spec.source is not None  # DataSpec's validator: a source or a dataset
@@ -41,13 +48,6 @@ def load_raw(spec: DataSpec, split: str) -> Images:
 
 def load_split(spec: DataSpec, split: str) -> Images:
     """The split ``spec`` names, selected and transformed, whole in memory."""
-    if spec.stream is not None:
-        from partsbin.parts.data.stream import NeedsImagesInMemory
-
-        raise NeedsImagesInMemory(
-            f"this job needs the whole split of {spec.label} in memory, and its data spec says 'stream': streamed "
-            "data serves the train job and evaluations (bench, evaluate); leave 'stream' out for this kind"
-        )
     return prepare(load_raw(spec, split), spec)
 
 

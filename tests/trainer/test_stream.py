@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from partsbin.parts.data import StreamedImages, load_data, load_split
+from partsbin.parts.data import StreamedImages, load_data, load_raw, load_split
 from partsbin.parts.data.access import DataAccess, DataOutsideRoots, LocalDataset, data_access
 from partsbin.parts.data.spec import DataSpec
 from partsbin.parts.data.stream import NeedsImagesInMemory, TrainingBatches, UnreadableImage
@@ -77,8 +77,9 @@ def test_a_streamed_folder_gives_shapes_labels_and_classes_at_any_size(tmp_path)
     assert train.source_digest and train.source_digest.startswith("sha256:")
     assert train.data_digest and picked.data_digest and train.data_digest != picked.data_digest
     # A kind that needs the split as one tensor says so, rather than read it whole.
-    with pytest.raises(NeedsImagesInMemory, match="leave 'stream' out"):
-        load_split(_spec(tmp_path / "pics"), "train")
+    for whole in (load_split, load_raw):
+        with pytest.raises(NeedsImagesInMemory, match="leave 'stream' out"):
+            whole(_spec(tmp_path / "pics"), "train")
     with pytest.raises(NeedsImagesInMemory, match="leave 'stream' out"):
         train.x  # noqa: B018
 
