@@ -37,7 +37,7 @@ from partsbin.client.correlation import cross_correlation, extractor_features
 from partsbin.client.errors import UsageError
 from partsbin.client.eval_data import given_for, test_set
 from partsbin.client.latency import measure_latency
-from partsbin.client.recalibrate import recalibrate_bn
+from partsbin.client.recalibrate import recalibrate_bn_on
 from partsbin.parts.cpus import available_cpus
 from partsbin.parts.evaluation import (
     BatchComposition,
@@ -51,7 +51,7 @@ from partsbin.parts.metrics import shared_classes
 if TYPE_CHECKING:
     from partsbin.client.component import Component
     from partsbin.client.registry import Registry
-    from partsbin.parts.data import Images
+    from partsbin.parts.data import Images, StreamedImages
 
 __all__ = ["BenchBN", "bench", "measure_row", "post_cells"]
 
@@ -171,7 +171,7 @@ def bench(
 def measure_row(
     ext: Component,
     heads: list[Component],
-    test: tuple[str, Images],
+    test: tuple[str, Images | StreamedImages],
     settings: EvalSettings,
     *,
     recalibrate: bool = False,
@@ -191,7 +191,7 @@ def measure_row(
         for h, head in zip(heads, built, strict=True):
             e_copy = ext.build()
             chosen = select_eval_images(images, h.card.labels, settings)
-            recalibrate_bn(nn.Sequential(e_copy, head), chosen.x, settings.batch_size)
+            recalibrate_bn_on(nn.Sequential(e_copy, head), chosen.image_batches(settings.batch_size))
             accs.append(evaluate_pair(e_copy, head, images, h.card.labels, settings))
     else:
         accs = evaluate_heads(
@@ -206,7 +206,8 @@ def measure_row(
         cell.classes = len(shared_classes(images.classes, h.card.labels))
         if latency:
             model = AssembledModel(ext.build(), head, bn_mode=settings.bn_mode)
-            cell.latency_ms, cell.images_per_s = measure_latency(model, images.x, settings.batch_size, latency_device)
+            first = next(images.image_batches(settings.batch_size))
+            cell.latency_ms, cell.images_per_s = measure_latency(model, first, settings.batch_size, latency_device)
         cells.append(cell)
     return cells
 

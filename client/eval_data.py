@@ -11,7 +11,7 @@ from partsbin.parts.data.spec import RECORDED_TEST_EXTRAS
 
 if TYPE_CHECKING:
     from partsbin.client.component import Component
-    from partsbin.parts.data import Images
+    from partsbin.parts.data import Images, StreamedImages
 
 __all__ = ["given_for", "recorded_test_spec", "test_set"]
 
@@ -21,11 +21,12 @@ def _task_of(comp: Component) -> str:
     return str(getattr(ds, "task", "") or "") if ds is not None else ""
 
 
-def test_set(comp: Component, given: Any = None) -> tuple[str, Images]:
+def test_set(comp: Component, given: Any = None) -> tuple[str, Images | StreamedImages]:
     """The extractor's task test set: rebuilt from its card (trainer-published cards record
     it under ``provenance.dataset.test``), or from ``given``: a path to a local copy of the
-    recorded data (checked against the recorded content digest), or a whole data spec."""
-    from partsbin.parts.data import DataMissing, load_split
+    recorded data (checked against the recorded content digest), or a whole data spec.
+    A spec that says ``stream`` gives a streamed test set, decoded batch by batch."""
+    from partsbin.parts.data import DataMissing, load_data
     from partsbin.parts.data.spec import DataSpec
 
     task = _task_of(comp)
@@ -47,7 +48,7 @@ def test_set(comp: Component, given: Any = None) -> tuple[str, Images]:
         if given is not None:
             spec = spec.model_copy(update={"path": str(given)})
     try:
-        images = load_split(spec, "test")
+        images = load_data(spec, "test")
     except DataMissing as exc:
         raise DataMissing(
             f"the test data of {comp.ref} (task {task or '?'}) is missing: {exc}. Point at a copy with {how}"

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from partsbin.parts.data import Images
+    from partsbin.parts.data import Images, StreamedImages
 
 __all__ = ["BatchComposition", "EvalSettings", "evaluate_heads", "evaluate_pair", "select_eval_images"]
 
@@ -54,7 +54,9 @@ class EvalSettings:
         )
 
 
-def select_eval_images(images: Images, head_labels: list[str], settings: EvalSettings) -> Images:
+def select_eval_images(
+    images: Images | StreamedImages, head_labels: list[str], settings: EvalSettings
+) -> Images | StreamedImages:
     """The images that go through the network, in the order they go, for ``settings``."""
     import torch
 
@@ -70,7 +72,7 @@ def select_eval_images(images: Images, head_labels: list[str], settings: EvalSet
 def evaluate_pair(
     extractor: nn.Module,
     head: nn.Module,
-    images: Images,
+    images: Images | StreamedImages,
     head_labels: list[str],
     settings: EvalSettings,
     *,
@@ -84,7 +86,7 @@ def evaluate_pair(
 def evaluate_heads(
     extractor: nn.Module,
     heads: list[tuple[nn.Module, list[str]]],
-    images: Images,
+    images: Images | StreamedImages,
     settings: EvalSettings,
     *,
     device: torch.device | str = "cpu",
@@ -111,9 +113,10 @@ def evaluate_heads(
         for members in groups.values():
             chosen = select_eval_images(images, heads[members[0]][1], settings)
             outs: dict[int, list[torch.Tensor]] = {i: [] for i in members}
-            for start in range(0, len(chosen), settings.batch_size):
+            # Batch by batch: a streamed test set is decoded as it goes, never whole.
+            for x in chosen.image_batches(settings.batch_size):
                 checkpoint()  # a cancelled job stops here too
-                feats = extractor(chosen.x[start : start + settings.batch_size].to(device))
+                feats = extractor(x.to(device))
                 for i in members:
                     outs[i].append(heads[i][0](feats).float().cpu())
             for i in members:

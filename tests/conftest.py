@@ -47,6 +47,7 @@ FAST_MODULES = frozenset(
         "tests/client/test_client.py",
         "tests/client/test_hostile_registry.py",
         "tests/test_compose.py",
+        "tests/trainer/test_stream.py",
     }
 )
 

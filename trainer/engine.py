@@ -14,9 +14,9 @@ aux heads (:func:`build_aux_heads`), the losses (:func:`task_loss`, :func:`rp_lo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +24,7 @@ from torch import nn
 
 from partsbin.parts.archs import SplitNetwork, build
 from partsbin.parts.batchnorm import use_batch_statistics
-from partsbin.parts.data import TaskData
+from partsbin.parts.data import StreamedImages, TaskData
 from partsbin.parts.jobs.settings import Settings
 from partsbin.parts.jobs.train import TrainSpec
 from partsbin.parts.metrics import shared_classes
@@ -39,6 +39,9 @@ from partsbin.trainer.loop import (
     rank_and_world,
 )
 from partsbin.trainer.rotation import ROTATION_LABELS, rotate_batch
+
+if TYPE_CHECKING:
+    from partsbin.parts.data.stream import StreamBatches
 
 __all__ = [
     "Network",
@@ -101,7 +104,7 @@ def build_networks(
     for i, task in enumerate(tasks):
         seed = spec.settings.seed if iiw else spec.settings.seed + 1000 * (i + 1)
         torch.manual_seed(seed)
-        cfg = _arch_config(spec, len(task.classes), int(task.train.x.shape[1]))
+        cfg = _arch_config(spec, len(task.classes), task.train.channels)
         model = build(spec.arch.name, split=spec.arch.split, **cfg)
         if init_state is not None:
             _load_matching(model, init_state)
@@ -139,7 +142,7 @@ def dcc_label_set(spec: TrainSpec, tasks: list[TaskData]) -> list[str]:
 
 def build_aux_heads(spec: TrainSpec, tasks: list[TaskData], dcc_labels: list[str]) -> AuxHeads:
     """Aux heads have the architecture of the task head at the same split (§3)."""
-    in_chans = int(tasks[0].train.x.shape[1])
+    in_chans = tasks[0].train.channels
     aux = AuxHeads(dcc_labels=dcc_labels)
     torch.manual_seed(spec.settings.seed + 7)
     if "RP" in spec.methods:
@@ -272,6 +275,7 @@ def train(
     aux_params = [p for m in aux.modules() for p in m.parameters() if p.requires_grad]
     aux_opt = make_optimizer(aux_params, settings) if aux_params and not aux.frozen else None
     tracks = []
+    streams: list[StreamBatches] = []
     for i, (net, own) in enumerate(zip(nets, own_heads, strict=True)):
         params = list(net.model.parameters()) + (list(own.parameters()) if own is not None else [])
         opts = [(make_optimizer(params, settings), 1.0)]
@@ -279,14 +283,21 @@ def train(
             opts.append((aux_opt, settings.aux_lr_scale))
         to_dcc = torch.tensor([aux.dcc_labels.index(c) if c in aux.dcc_labels else -1 for c in net.task.classes])
         gen = torch.Generator().manual_seed(net.seed + 2)
+        data = net.task.train
+        # Every rank draws the same global batches (same seeds) and trains on its own
+        # slice of each: the union over ranks is exactly the one-process batch.
+        batches: Iterator[tuple[torch.Tensor, ...]]
+        if isinstance(data, StreamedImages):
+            # Decoded by the DataLoader's workers while the steps run.
+            stream = data.training_batches(settings.batch_size, seed=net.seed + 1, pin=device.type == "cuda")
+            streams.append(stream)
+            batches = stream
+        else:
+            batches = EpochBatches(data.x, data.y, batch_size=settings.batch_size, seed=net.seed + 1)
         tracks.append(
             Track(
                 name=net.task.name,
-                # Every rank draws the same global batches (same seeds) and trains on its
-                # own slice of each: the union over ranks is exactly the one-process batch.
-                batches=EpochBatches(
-                    net.task.train.x, net.task.train.y, batch_size=settings.batch_size, seed=net.seed + 1
-                ),
+                batches=batches,
                 optimizers=opts,
                 steps=settings.steps,
                 lr=lr_schedule(settings),
@@ -301,14 +312,18 @@ def train(
         if i == 1 and k == 0 and not aux.frozen:
             freeze(aux)
 
-    stats = fit(
-        losses,
-        tracks,
-        device=device,
-        progress=progress,
-        alternate_every=settings.alternate_every if joint else None,
-        at_step=freeze_after_first if incremental else None,
-    )
+    try:
+        stats = fit(
+            losses,
+            tracks,
+            device=device,
+            progress=progress,
+            alternate_every=settings.alternate_every if joint else None,
+            at_step=freeze_after_first if incremental else None,
+        )
+    finally:
+        for stream in streams:
+            stream.close()
     if incremental and not aux.frozen:
         freeze(aux)
     return {**stats.as_dict(), "history": stats.history}

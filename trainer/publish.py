@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from partsbin import __version__
-from partsbin.parts.data import Images
+from partsbin.parts.data import Images, StreamedImages
 from partsbin.parts.data.spec import DataSpec
 
 __all__ = ["library_versions", "provenance", "data_provenance", "push"]
@@ -37,11 +37,11 @@ def library_versions() -> dict[str, str]:
 
 def data_provenance(
     data: DataSpec,
-    images: Images | None,
+    images: Images | StreamedImages | None,
     *,
     task: str | None = None,
     test: DataSpec | None = None,
-    test_images: Images | None = None,
+    test_images: Images | StreamedImages | None = None,
     test_limit: int | None = None,
     classes: list[str] | None = None,
 ) -> dict[str, Any]:

@@ -164,7 +164,7 @@ def _publish(
     refs: list[str] = []
     settings = spec.settings.model_dump(mode="json")
     net0 = nets[0]
-    size = int(net0.task.train.x.shape[-1])
+    size = net0.task.train.side
     common: dict[str, Any] = {"license": None, "tags": ["partsbin-trainer", spec.scheme]}
 
     init_ref = spec.init
@@ -254,7 +254,7 @@ def _publish(
                 arch=net.arch,
                 config=net.config,
                 split=net.model.split,
-                input_size=int(task.train.x.shape[-1]),
+                input_size=task.train.side,
                 compat=compat,
                 provenance=prov,
                 metrics=m,

@@ -29,7 +29,7 @@ from partsbin.client.assemble import check_junctions
 from partsbin.parts.archs import build_part
 from partsbin.parts.batchnorm import use_batch_statistics
 from partsbin.parts.card import AUX_ROLES, Card
-from partsbin.parts.data import Images, load_task
+from partsbin.parts.data import Images, in_memory, load_task
 from partsbin.parts.evaluation import EvalSettings, evaluate_pair
 from partsbin.parts.jobs.shared_head import UpdateHeadResult, UpdateHeadSpec
 from partsbin.parts.jobs.spec import TrainStats
@@ -153,6 +153,7 @@ def run_update_head(
     data = spec.data if spec.data.classes is not None else spec.data.model_copy(update={"classes": spec.classes})
     progress.phase("loading data")
     task = load_task(TaskSpec(name="update", data=data, test=spec.test), s.test_limit)
+    train_images, test_images = in_memory(task.train), in_memory(task.test)
     unknown = [c for c in task.classes if c not in labels]
     if unknown:
         raise ValueError(f"the data has classes {unknown} that 'classes' does not list")
@@ -173,13 +174,15 @@ def run_update_head(
 
     evaluation = EvalSettings(bn_mode=s.bn_eval, batch_size=s.eval_batch_size)
     progress.phase("evaluating the old head")
-    before_old = evaluate_pair(extractor, old_head, _only(task.test, old_labels), old_labels, evaluation, device=device)
+    before_old = evaluate_pair(
+        extractor, old_head, _only(test_images, old_labels), old_labels, evaluation, device=device
+    )
 
-    stats = fine_tune_head(extractor, head, task.train, to_head, s, device=device, progress=progress)
+    stats = fine_tune_head(extractor, head, train_images, to_head, s, device=device, progress=progress)
 
     progress.phase("evaluating")
-    after_all = evaluate_pair(extractor, head, task.test, labels, evaluation, device=device)
-    after_old = evaluate_pair(extractor, head, _only(task.test, old_labels), labels, evaluation, device=device)
+    after_all = evaluate_pair(extractor, head, test_images, labels, evaluation, device=device)
+    after_old = evaluate_pair(extractor, head, _only(test_images, old_labels), labels, evaluation, device=device)
     result = UpdateHeadResult(
         head=old.ref,
         reference_extractor=ref_ext.ref,

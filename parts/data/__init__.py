@@ -17,6 +17,9 @@ __all__ = [
     "load_task",
     "load_raw",
     "load_split",
+    "load_data",
+    "in_memory",
+    "StreamedImages",
     "default_test",
     "augment_batch",
     "pair_data",
@@ -30,6 +33,9 @@ _WHERE = {
     "load_task": "tasks",
     "load_raw": "tasks",
     "load_split": "tasks",
+    "load_data": "tasks",
+    "in_memory": "tasks",
+    "StreamedImages": "stream",
     "default_test": "tasks",
     "augment_batch": "transforms",
     "pair_data": "pairs",
@@ -38,7 +44,8 @@ _WHERE = {
 if TYPE_CHECKING:
     from partsbin.parts.data.pairs import pair_data
     from partsbin.parts.data.sources import DataMissing, Images, load_source
-    from partsbin.parts.data.tasks import TaskData, default_test, load_raw, load_split, load_task
+    from partsbin.parts.data.stream import StreamedImages
+    from partsbin.parts.data.tasks import TaskData, default_test, in_memory, load_data, load_raw, load_split, load_task
     from partsbin.parts.data.transforms import augment_batch
 
 

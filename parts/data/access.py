@@ -34,6 +34,7 @@ __all__ = [
     "confined",
     "resolve_dataset",
     "reading_trusted_files",
+    "real_roots",
 ]
 
 
@@ -92,6 +93,12 @@ def reading_trusted_files() -> Iterator[None]:
 
 def _real_roots(roots: tuple[Path, ...]) -> list[Path]:
     return [r.resolve() for r in roots]
+
+
+def real_roots() -> tuple[Path, ...] | None:
+    """The data roots files may be read from, symlinks resolved; None: unconfined."""
+    roots = _current().roots
+    return None if roots is None else tuple(_real_roots(roots))
 
 
 def resolve_path(path: str) -> Path:

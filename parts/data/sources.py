@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import json
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,23 @@ class Images:
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
+
+    @property
+    def channels(self) -> int:
+        return int(self.x.shape[1])
+
+    @property
+    def side(self) -> int:
+        return int(self.x.shape[-1])
+
+    def image_batches(self, batch_size: int) -> Iterator[torch.Tensor]:
+        """The images in order, ``batch_size`` at a time."""
+        for start in range(0, len(self), batch_size):
+            yield self.x[start : start + batch_size]
+
+    def select_classes(self, keep: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> Images:
+        """The images ``keep`` marks, with new ``labels`` (one per kept image) and ``classes``."""
+        return Images(self.x[keep], labels, classes, self.source_digest, self.dataset_digest)
 
     def subset(self, index: torch.Tensor | np.ndarray | range) -> Images:
         # A prefix (a test limit) is still described by the recipe and its length.

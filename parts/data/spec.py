@@ -20,6 +20,7 @@ from partsbin.parts.names import InvalidName, parse_ref
 
 __all__ = [
     "Transform",
+    "Stream",
     "DataSpec",
     "SOURCES",
     "BUILT_IN_SOURCES",
@@ -80,6 +81,45 @@ class Transform(_Model):
         return self
 
 
+class Stream(_Model):
+    """Read the images lazily, file by file, through a ``torch.utils.data.DataLoader``
+    with worker processes, instead of loading the whole split into memory: for image
+    folders (``source: "folder"``) and registered image-tar datasets, at any size.
+
+    Every image is decoded with Pillow (RGB, or greyscale with ``channels: 1``) and
+    resized to ``size``×``size``. On the training split ``crop: "random-resized"`` takes
+    a random crop of ``scale`` of the area and an aspect ratio in ``ratio`` first, and
+    ``flip`` mirrors half of the images; the test split is only resized. The random
+    draws are seeded by the job's seed per image, so a job is reproducible whatever
+    ``workers`` is."""
+
+    size: int = Field(ge=1, le=MAX_IMAGE_SIZE, description="every image is resized to size×size pixels")
+    channels: Literal[1, 3] = Field(default=3, description="3: RGB; 1: greyscale")
+    crop: Literal["none", "random-resized"] = Field(
+        default="none", description="training split: a random crop of 'scale' of the area, then the resize"
+    )
+    scale: tuple[float, float] = Field(
+        default=(0.35, 1.0), description="random-resized crop: the smallest and largest fraction of the area"
+    )
+    ratio: tuple[float, float] = Field(
+        default=(3 / 4, 4 / 3), description="random-resized crop: the narrowest and widest aspect ratio"
+    )
+    flip: bool = Field(default=False, description="training split: mirror each image with probability 1/2")
+    workers: int = Field(
+        default=2, ge=0, le=32, description="DataLoader worker processes decoding images; 0: in the job's process"
+    )
+
+    @model_validator(mode="after")
+    def _ranges(self) -> Stream:
+        low, high = self.scale
+        if not 0 < low <= high <= 1:
+            raise ValueError(f"scale {list(self.scale)} must satisfy 0 < smallest <= largest <= 1")
+        narrow, wide = self.ratio
+        if not 0.05 <= narrow <= wide <= 20:
+            raise ValueError(f"ratio {list(self.ratio)} must satisfy 0.05 <= narrowest <= widest <= 20")
+        return self
+
+
 def check_relative_path(path: str, roots: list[str] | tuple[str, ...]) -> str:
     """``path`` as a job from outside may name it: relative to a data root, never leaving it.
 
@@ -123,6 +163,9 @@ class DataSpec(_Model):
     indices: Literal["even", "odd"] | None = Field(default=None, description="keep even- or odd-indexed examples")
     transforms: list[Transform] = Field(default_factory=list, max_length=64)
     limit: int | None = Field(default=None, ge=1, description="keep the first N examples (after the selections)")
+    stream: Stream | None = Field(
+        default=None, description="read the images lazily in worker processes, at any size (image folders, image tars)"
+    )
 
     @field_validator("path")
     @classmethod
@@ -150,6 +193,14 @@ class DataSpec(_Model):
             )
         if self.dataset is not None and self.path is not None:
             raise ValueError("a registered dataset is pulled from the registry: leave 'path' out")
+        if self.stream is not None:
+            if self.source is not None and self.source != "folder":
+                raise ValueError(
+                    f"stream reads image folders (source 'folder') and registered image-tar datasets, not {self.source!r}: "
+                    "leave 'stream' out"
+                )
+            if any(t.op == "noise" for t in self.transforms):
+                raise ValueError("the noise transform is drawn for a whole set at once: it cannot be streamed")
         return self
 
     @property
@@ -160,4 +211,6 @@ class DataSpec(_Model):
     def largest_side(self) -> int | None:
         """The largest image side a resize of this spec asks for (what bounds its memory)."""
         sizes = [s for t in self.transforms for s in (t.size, t.back_to) if s is not None]
+        if self.stream is not None:
+            sizes.append(self.stream.size)
         return max(sizes) if sizes else None

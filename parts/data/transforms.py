@@ -3,18 +3,29 @@ no CPU build of torchvision here)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, overload
+
 import torch
 import torch.nn.functional as F
 
 from partsbin.parts.data.sources import Images
 from partsbin.parts.data.spec import DataSpec, Transform
 
-__all__ = ["select", "apply_transforms", "prepare", "augment_batch"]
+if TYPE_CHECKING:
+    from partsbin.parts.data.stream import StreamedImages
+
+__all__ = ["select", "apply_transforms", "apply_one", "prepare", "augment_batch"]
 
 
-def select(images: Images, spec: DataSpec) -> Images:
+@overload
+def select(images: Images, spec: DataSpec) -> Images: ...
+@overload
+def select(images: StreamedImages, spec: DataSpec) -> StreamedImages: ...
+@overload
+def select(images: Images | StreamedImages, spec: DataSpec) -> Images | StreamedImages: ...
+def select(images: Images | StreamedImages, spec: DataSpec) -> Images | StreamedImages:
     """Index subsets, then class subsets by label name with labels remapped to the
-    order given, then a fixed-size prefix."""
+    order given, then a fixed-size prefix (in memory or streamed alike)."""
     out = images
     if spec.indices is not None:
         start = 0 if spec.indices == "even" else 1
@@ -29,7 +40,7 @@ def select(images: Images, spec: DataSpec) -> Images:
         keep = torch.isin(out.y, old)
         lookup = torch.full((len(out.classes),), -1, dtype=torch.long)
         lookup[old] = torch.arange(len(old))
-        out = Images(out.x[keep], lookup[out.y[keep]], list(spec.classes), out.source_digest, out.dataset_digest)
+        out = out.select_classes(keep, lookup[out.y[keep]], list(spec.classes))
     if spec.limit is not None:
         out = out.subset(torch.arange(min(spec.limit, len(out))))
     return out
@@ -42,7 +53,8 @@ def _given(value: float | None) -> float:
     return value
 
 
-def _one(x: torch.Tensor, t: Transform) -> torch.Tensor:
+def apply_one(x: torch.Tensor, t: Transform) -> torch.Tensor:
+    """One transform on a batch N×C×H×W."""
     if t.op == "resize":
         size = int(_given(t.size))
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
@@ -91,7 +103,7 @@ def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 def apply_transforms(images: Images, transforms: list[Transform]) -> Images:
     x = images.x
     for t in transforms:
-        x = _one(x, t)
+        x = apply_one(x, t)
     return Images(x.contiguous(), images.y, images.classes, images.source_digest, images.dataset_digest)
 
 
