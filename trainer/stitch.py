@@ -265,9 +265,9 @@ def adapter_arch(
     spatial ones, the token bridges where either end is tokens (DESIGN.md, "Bridges").
     ``out_size`` is the grid (or, for tokens, the token count) to give where ``dst`` takes
     any: the size the head was trained at, when known."""
-    if src.spatial == "any":
+    if not isinstance(src.spatial, int):
         raise ValueError("an adapter starts at an extractor's junction, which has a size")
-    size = dst.spatial if dst.spatial != "any" else out_size
+    size = dst.spatial if isinstance(dst.spatial, int) else out_size
     if src.layout == "spatial" and dst.layout == "spatial":
         return "stitch", {"in_chans": src.channels, "out_chans": dst.channels, "batchnorm": batchnorm}
     if src.layout == "tokens" and dst.layout == "tokens":
@@ -299,12 +299,12 @@ def _head_grid(registry: Any, head: Any) -> int | None:
         j = registry.info(sibling).card.interface.junction
     except NotFound:  # a sibling not in this registry: the bridge's own grid
         return None
-    if j.layout != head.card.interface.junction.layout or j.spatial == "any":
+    if j.layout != head.card.interface.junction.layout or not isinstance(j.spatial, int):
         return None
     if j.layout == "tokens" and math.isqrt(j.spatial) ** 2 != j.spatial:
         # A class token is not a grid position: the patch tokens the sibling gives.
-        return int(j.spatial) - 1
-    return int(j.spatial)
+        return j.spatial - 1
+    return j.spatial
 
 
 def run_stitch(
