@@ -182,6 +182,7 @@ def populate(url: str, groups: int, members: int, bridges: int = 0) -> dict[str,
                     "anchor_id": cid,
                     "kind": "rp",
                     "junction_channels": values["junction_channels"],
+                    "junction_layout": values["junction_layout"],
                     "created_at": now,
                 }
                 group_rows.append(tuple(group.get(c) for c in group_cols))

@@ -9,9 +9,9 @@ from torch import nn
 
 from partsbin.client.errors import Incompatible
 from partsbin.parts.batchnorm import BNMode, set_bn_mode
-from partsbin.parts.card import Card, junctions_compatible
+from partsbin.parts.card import Card, Junction, junctions_compatible
 
-__all__ = ["AssembledModel", "check_junctions"]
+__all__ = ["AssembledModel", "check_junctions", "describe_junction"]
 
 
 def check_junctions(ext_ref: str, ext: Card, head_ref: str, head: Card) -> None:
@@ -20,11 +20,24 @@ def check_junctions(ext_ref: str, ext: Card, head_ref: str, head: Card) -> None:
     if head.arch.part != "head":
         raise Incompatible(f"{head_ref} is a {head.role}, not a head")
     a, b = ext.interface.junction, head.interface.junction
+    if a.layout != b.layout:
+        raise Incompatible(
+            f"feature interfaces differ: extractor {ext_ref} gives {describe_junction(a)}, head {head_ref} takes "
+            f"{describe_junction(b)}; spatial features and tokens meet only through an adapter "
+            f"(`partsbin stitch --extractor {ext_ref} --head {head_ref} --name NS/NAME`, then via=[adapter])"
+        )
     if not junctions_compatible(a, b):
         raise Incompatible(
-            f"feature interfaces differ: extractor {ext_ref} gives {a.channels} channels at {a.spatial}x{a.spatial}, "
-            f"head {head_ref} takes {b.channels} channels at {b.spatial if b.spatial == 'any' else f'{b.spatial}x{b.spatial}'}"
+            f"feature interfaces differ: extractor {ext_ref} gives {describe_junction(a)}, "
+            f"head {head_ref} takes {describe_junction(b)}"
         )
+
+
+def describe_junction(j: Junction) -> str:
+    """'64 channels at 8x8', '64 channels at any size', '32-dim tokens, 49 of them'."""
+    if j.layout == "tokens":
+        return f"{j.channels}-dim tokens, {'any number' if j.spatial == 'any' else j.spatial} of them"
+    return f"{j.channels} channels at {'any size' if j.spatial == 'any' else f'{j.spatial}x{j.spatial}'}"
 
 
 class AssembledModel(nn.Module):

@@ -18,8 +18,9 @@ __all__ = ["no_path", "check_chain", "bridged_extractor"]
 
 
 def _describe(j: Junction) -> str:
-    size = "any size" if j.spatial == "any" else f"{j.spatial}x{j.spatial}"
-    return f"{j.channels} channels at {size}"
+    from partsbin.client.assemble import describe_junction
+
+    return describe_junction(j)
 
 
 def no_path(ext: Component, head: Component) -> Incompatible:
@@ -52,7 +53,7 @@ def check_chain(ext: Component, head: Component, bridges: list[Component]) -> No
         # Into another extractor's space: fine when that space meets the head; the registry's
         # /paths says whether it does (a shared group), so only the interface is checked here.
         j, h = bridges[-1].card.interface.junction, head.card.interface.junction
-        if j.channels != h.channels:
+        if j.channels != h.channels or j.layout != h.layout:
             raise Incompatible(
                 f"the last bridge {bridges[-1].ref} gives {_describe(j)}; {head.ref} takes {_describe(h)}"
             )

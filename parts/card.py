@@ -102,10 +102,25 @@ class InputSpec(_Model):
 
 
 class Junction(_Model):
-    """The feature interface where extractor meets head."""
+    """The feature interface where extractor meets head.
+
+    ``layout`` is ``spatial`` (a CNN's N×C×H×W: ``channels`` C, ``spatial`` H = W) or
+    ``tokens`` (a transformer's N×T×D: ``channels`` D, ``spatial`` the token count T,
+    ``any`` for a head that takes any count). The two never meet without an adapter.
+    """
 
     channels: int = Field(ge=1, le=MAX_CHANNELS)
     spatial: Annotated[int, Field(ge=1, le=MAX_SIZE)] | Literal["any"]
+    layout: Literal["spatial", "tokens"] = "spatial"
+
+    @model_serializer(mode="wrap")
+    def _without_default_layout(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Spatial junctions keep the exact JSON (and so the bytes embedded in their
+        # files) they had before token junctions existed.
+        out = handler(self)
+        if isinstance(out, dict) and out.get("layout") == "spatial":
+            del out["layout"]
+        return out
 
 
 class OutputSpec(_Model):
@@ -292,7 +307,8 @@ class Card(_Model):
 
 
 def junctions_compatible(extractor: Junction, head: Junction) -> bool:
-    """Equal channels, and equal spatial size unless the head pools globally ('any')."""
-    if extractor.channels != head.channels:
+    """Equal layout and channels, and equal spatial size (token count) unless the head
+    pools globally ('any')."""
+    if extractor.layout != head.layout or extractor.channels != head.channels:
         return False
     return head.spatial == "any" or extractor.spatial == "any" or extractor.spatial == head.spatial

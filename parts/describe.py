@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from partsbin.parts.archs import ArchError, junction_of
+from partsbin.parts.archs import ArchError, junction_layout, junction_of
 from partsbin.parts.card import _PART_OF_ROLE, CARD_METADATA_KEY, Card
 from partsbin.parts.errors import InvalidCard
 from partsbin.parts.messages import describe_validation_error
@@ -40,9 +40,13 @@ def card_for(
     part = _PART_OF_ROLE[role]
     try:
         channels, spatial = junction_of(arch, config, split, input_size)
+        layout = junction_layout(arch, config, split)
     except ArchError as exc:
         raise InvalidCard(f"card: arch: {exc}") from None
-    interface: dict[str, Any] = {"junction": {"channels": channels, "spatial": "any" if part == "head" else spatial}}
+    junction: dict[str, Any] = {"channels": channels, "spatial": "any" if part == "head" else spatial}
+    if layout != "spatial":
+        junction["layout"] = layout
+    interface: dict[str, Any] = {"junction": junction}
     if part in ("extractor", "full"):
         if input_size is None:
             raise InvalidCard(f"a card of role {role!r} needs input_size (the images' side in pixels)")

@@ -41,6 +41,20 @@ def check_bridge(session: Session, card: Card, fail: type[Exception]) -> None:
     src = Junction.model_validate(source.card["interface"]["junction"])
     given = card.interface.input
     space = bridge_space(card.role, bridge)
+    # Imported here as in validation.py: the architectures bring PyTorch.
+    from partsbin.parts.archs import ArchError, part_layout
+
+    try:
+        takes = part_layout(card.arch.name, card.arch.config, card.arch.part, card.arch.split).input_layout
+    except ArchError as exc:
+        raise fail("bridge", f"card arch cannot be built: {exc}") from None
+    if takes != src.layout:
+        raise fail(
+            "bridge",
+            f"the {card.role} ({card.arch.name}) takes {takes} features, but bridge.from {source.ref} gives "
+            f"{src.layout} features: use an adapter from {src.layout} (tokens_to_spatial, spatial_to_tokens, "
+            "token_stitch or stitch)",
+        )
     if card.role == "adapter" and space != "junction":
         raise fail("bridge", "an adapter maps junction features: bridge.space must be 'junction' (or left out)")
     if card.role == "transform" and space == "junction" and (given is None or given.size != src.spatial):
@@ -79,9 +93,11 @@ def check_bridge(session: Session, card: Card, fail: type[Exception]) -> None:
     dst = Junction.model_validate(target.card["interface"]["junction"])
     mine = card.interface.junction
     spatial_ok = dst.spatial == "any" or target.role in AUX_ROLES or dst.spatial == mine.spatial
-    if dst.channels != mine.channels or not spatial_ok:
+    # An adapter may change the layout (that is what the token bridges are for), but what it
+    # gives must be laid out as its target takes it.
+    if dst.channels != mine.channels or not spatial_ok or dst.layout != mine.layout:
         raise fail(
             "bridge",
-            f"the {card.role} gives {mine.channels} channels at {mine.spatial}, but bridge.to {target.ref} "
-            f"({target.role}) takes {dst.channels} channels at {dst.spatial}",
+            f"the {card.role} gives {mine.channels} channels at {mine.spatial} ({mine.layout}), but bridge.to "
+            f"{target.ref} ({target.role}) takes {dst.channels} channels at {dst.spatial} ({dst.layout})",
         )

@@ -107,11 +107,15 @@ def validate_upload(*, session: Session, path: Path, size: int, form_card: str |
 
     declared = card.interface.junction
     expected_spatial: int | str = "any" if card.arch.part == "head" else spatial  # type: ignore[assignment]
-    if declared.channels != channels or (card.arch.part != "head" and declared.spatial != expected_spatial):
+    if (
+        declared.channels != channels
+        or declared.layout != layout.junction.layout
+        or (card.arch.part != "head" and declared.spatial != expected_spatial)
+    ):
         raise UploadCheckFailed(
             "junction",
             f"interface.junction {declared.model_dump()} does not match the arch, which gives "
-            f"channels={channels}, spatial={expected_spatial!r}",
+            f"channels={channels}, spatial={expected_spatial!r}, layout={layout.junction.layout!r}",
         )
 
     for anchor in card.compat.anchors:
@@ -127,7 +131,7 @@ def validate_upload(*, session: Session, path: Path, size: int, form_card: str |
             )
         anchor_junction = Junction.model_validate(found.card["interface"]["junction"])
         if card.arch.part == "head":
-            ok = anchor_junction.channels == declared.channels
+            ok = anchor_junction.channels == declared.channels and anchor_junction.layout == declared.layout
         else:
             ok = junctions_compatible(declared, anchor_junction)
         if not ok:

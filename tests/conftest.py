@@ -36,6 +36,7 @@ FAST_MODULES = frozenset(
         "tests/parts/test_metrics.py",
         "tests/parts/test_names.py",
         "tests/parts/test_safetensors_format.py",
+        "tests/parts/test_vit.py",
         "tests/registry/test_api.py",
         "tests/registry/test_auto_evaluate.py",
         "tests/registry/test_concurrency.py",

@@ -15,6 +15,7 @@ adapter-free recombination, the adapter's and the adapter's parameter count side
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,7 @@ from torch import nn
 from partsbin.parts.archs import SplitNetwork, build
 from partsbin.parts.batchnorm import evaluating
 from partsbin.parts.cancel import checkpoint
-from partsbin.parts.card import junctions_compatible
+from partsbin.parts.card import Junction, junctions_compatible
 from partsbin.parts.data import Images, load_raw
 from partsbin.parts.data.spec import RECORDED_TEST_EXTRAS, DataSpec, Transform
 from partsbin.parts.data.transforms import apply_transforms, select
@@ -48,6 +49,7 @@ __all__ = [
     "adapter_from_linear",
     "feature_mse",
     "train_adapter",
+    "adapter_arch",
     "run_stitch",
 ]
 
@@ -256,6 +258,55 @@ def _params(module: nn.Module) -> int:
 
 
 # -- the job -------------------------------------------------------------------------------------
+def adapter_arch(
+    src: Junction, dst: Junction, *, batchnorm: bool = True, out_size: int | None = None
+) -> tuple[str, dict[str, Any]]:
+    """The adapter (arch name, config) from junction ``src`` to ``dst``: ``stitch`` between
+    spatial ones, the token bridges where either end is tokens (DESIGN.md, "Bridges").
+    ``out_size`` is the grid (or, for tokens, the token count) to give where ``dst`` takes
+    any: the size the head was trained at, when known."""
+    if not isinstance(src.spatial, int):
+        raise ValueError("an adapter starts at an extractor's junction, which has a size")
+    size = dst.spatial if isinstance(dst.spatial, int) else out_size
+    if src.layout == "spatial" and dst.layout == "spatial":
+        return "stitch", {"in_chans": src.channels, "out_chans": dst.channels, "batchnorm": batchnorm}
+    if src.layout == "tokens" and dst.layout == "tokens":
+        return "token_stitch", {"in_chans": src.channels, "tokens": src.spatial, "out_dim": dst.channels}
+    if src.layout == "tokens":
+        grid = math.isqrt(src.spatial)
+        # A token count one above a square is a grid of patches after a class token.
+        config: dict[str, Any] = {
+            "in_chans": src.channels,
+            "tokens": src.spatial,
+            "class_token": grid * grid != src.spatial,
+            "out_chans": dst.channels,
+            "batchnorm": batchnorm,
+        }
+        return "tokens_to_spatial", {**config, **({"out_size": size} if size is not None else {})}
+    config = {"in_chans": src.channels, "in_size": src.spatial, "out_dim": dst.channels}
+    return "spatial_to_tokens", {**config, **({"tokens": size} if size is not None else {})}
+
+
+def _head_grid(registry: Any, head: Any) -> int | None:
+    """The junction size the head's own extractor (its card's sibling) gives, if known: the
+    grid a bridge into a globally pooling head should give it."""
+    sibling = head.card.compat.sibling
+    if sibling is None or head.card.interface.junction.spatial != "any":
+        return None
+    from partsbin.client.errors import NotFound
+
+    try:
+        j = registry.info(sibling).card.interface.junction
+    except NotFound:  # a sibling not in this registry: the bridge's own grid
+        return None
+    if j.layout != head.card.interface.junction.layout or not isinstance(j.spatial, int):
+        return None
+    if j.layout == "tokens" and math.isqrt(j.spatial) ** 2 != j.spatial:
+        # A class token is not a grid position: the patch tokens the sibling gives.
+        return j.spatial - 1
+    return j.spatial
+
+
 def run_stitch(
     spec: StitchSpec, registry: Any, *, progress: Progress | None = None, job_id: str | None = None
 ) -> StitchResult:
@@ -295,17 +346,23 @@ def run_stitch(
     if s.test_limit:
         test = test.subset(range(min(s.test_limit, len(test))))
 
+    if spec.method != "trained" and (src_j.layout, dst_j.layout) != ("spatial", "spatial"):
+        raise InvalidSpec(
+            f"a closed-form fit maps spatial features position by position; {ext.ref} gives {src_j.layout} and "
+            f"{head.ref} takes {dst_j.layout}: use method 'trained'"
+        )
+    arch, arch_config = adapter_arch(src_j, dst_j, batchnorm=spec.batchnorm, out_size=_head_grid(registry, head))
+
     extractor, head_net = ext.build().eval(), head.build().eval()
     for p in [*extractor.parameters(), *head_net.parameters()]:
         p.requires_grad_(False)
     started = time.perf_counter()
     progress.phase("computing features")
     feats = features(extractor, train.images.x)
-    out_chans = dst_j.channels
     extra: dict[str, Any] = {}
     stats = None
     if spec.method == "trained":
-        adapter: nn.Module = build("stitch", in_chans=src_j.channels, out_chans=out_chans, batchnorm=spec.batchnorm)
+        adapter: nn.Module = build(arch, **arch_config)
         stats = train_adapter(adapter, head_net, feats, train.images.y, s, device=device, progress=progress)
         steps = s.steps
     else:
@@ -346,7 +403,9 @@ def run_stitch(
             "evaluation": settings.as_dict(),
             "train_loss": {"last": stats["final_loss"]} if stats else None,
         }
-        pushed = _publish(spec, registry, adapter, ext, head, train_spec, train.images, metrics, steps, job_id)
+        pushed = _publish(
+            spec, registry, adapter, (arch, arch_config), ext, head, train_spec, train.images, metrics, steps, job_id
+        )
         result.refs = [pushed.ref]
         # The path through this adapter is measured: /paths ranks it by this evaluation.
         # A bridged metric, so that it never ranks /compatible as a direct pair.
@@ -379,6 +438,7 @@ def _publish(
     spec: StitchSpec,
     registry: Any,
     adapter: nn.Module,
+    arch: tuple[str, dict[str, Any]],
     ext: Any,
     head: Any,
     data: DataSpec,
@@ -397,12 +457,8 @@ def _publish(
     card = card_for(
         name=f"{spec.namespace}/{spec.name}",
         role="adapter",
-        arch="stitch",
-        config={
-            "in_chans": src.channels,
-            "out_chans": head.card.interface.junction.channels,
-            "batchnorm": spec.batchnorm,
-        },
+        arch=arch[0],
+        config=arch[1],
         split="adapter",
         input_size=int(src.spatial),  # an extractor's junction always has a size
         bridge={"from": ext.digest, "to": to},

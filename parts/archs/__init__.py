@@ -1,18 +1,20 @@
 """Architectures that split into a feature extractor and a task head.
 
-Importing this package registers ``resnet_cifar``, ``wide_resnet``, ``stitch`` and
-``mobilenetv2_cifar``; :func:`build` rebuilds any of them from a card's ``arch``.
+Importing this package registers ``resnet_cifar``, ``wide_resnet``, ``stitch``,
+``mobilenetv2_cifar``, ``vit`` and the token bridges; :func:`build` rebuilds any of them from a card's ``arch``.
 """
 
-from partsbin.parts.archs import bridges, mobilenetv2, resnet, wide_resnet  # noqa: F401  (registration side effect)
+from partsbin.parts.archs import bridges, mobilenetv2, resnet, token_bridges, vit, wide_resnet  # noqa: F401  (registration side effect)
 from partsbin.parts.archs._registry import (
     ArchConfig,
     ArchError,
     FeatureInfo,
+    Layout,
     PartLayout,
     SplitNetwork,
     build,
     build_part,
+    junction_layout,
     junction_of,
     list_archs,
     part_layout,
@@ -28,6 +30,8 @@ __all__ = [
     "build",
     "build_part",
     "junction_of",
+    "junction_layout",
+    "Layout",
     "list_archs",
     "part_layout",
     "PartLayout",

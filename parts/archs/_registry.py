@@ -7,7 +7,9 @@ network, so ``head(extractor(x)) == network(x)`` exactly.
 
 Each layer's output is described as data (``num_chs`` and ``reduction``, as timm's
 feature info), so the registry and ``assemble`` compare feature interfaces without
-running a model.
+running a model. A layer's output is laid out ``spatial`` (N, C, H, W: a CNN's) or as
+``tokens`` (N, T, D: a vision transformer's, ``num_chs`` = D); a layout-changing bridge
+also says what it takes (``SplitNetwork.input_layout``).
 """
 
 from __future__ import annotations
@@ -38,11 +40,14 @@ __all__ = [
     "build_part",
     "list_archs",
     "junction_of",
+    "junction_layout",
+    "Layout",
     "PartLayout",
     "part_layout",
 ]
 
 Part = Literal["extractor", "head", "full"]
+Layout = Literal["spatial", "tokens"]
 
 
 class ArchError(ValueError):
@@ -51,9 +56,15 @@ class ArchError(ValueError):
 
 @dataclass(frozen=True)
 class FeatureInfo:
+    """A layer's output: ``num_chs`` channels (a token's dimension for ``tokens``) at
+    ``reduction`` of the input's side; ``size``, when set, is the output's size whatever
+    the input's (a token count fixed by a position embedding, or a bridge's fixed grid)."""
+
     name: str
     num_chs: int
     reduction: int
+    layout: Layout = "spatial"
+    size: int | None = None
 
 
 class SplitNetwork(nn.Sequential):
@@ -66,6 +77,8 @@ class SplitNetwork(nn.Sequential):
         split: str,
         split_points: tuple[str, ...],
         head_spatial_any: bool = True,
+        input_layout: Layout = "spatial",
+        input_size: int | None = None,
     ) -> None:
         super().__init__(layers)
         names = list(layers)
@@ -77,6 +90,11 @@ class SplitNetwork(nn.Sequential):
         self.split = split
         self.split_points = split_points
         self.head_spatial_any = head_spatial_any
+        # What the first layer takes: images and CNN features are spatial; a bridge from a
+        # transformer's junction takes tokens.
+        self.input_layout = input_layout
+        # Set where the network takes one input size only (a learnt position embedding).
+        self.input_size = input_size
 
     def extractor(self) -> nn.Sequential:
         # nn.Sequential's own slicing would call this class's constructor; the parts are
@@ -170,6 +188,8 @@ class PartLayout:
 
     tensors: Mapping[str, tuple[tuple[int, ...], torch.dtype]]
     junction: FeatureInfo
+    input_layout: Layout = "spatial"
+    input_size: int | None = None
 
 
 def part_layout(name: str, config: dict[str, Any], part: Part, split: str | None) -> PartLayout:
@@ -198,14 +218,27 @@ def _network_layouts(name: str, config_json: str, split: str | None) -> dict[str
     modules = {"full": net, "extractor": net.extractor(), "head": net.head()}
     return {
         part: PartLayout(
-            tensors={k: (tuple(v.shape), v.dtype) for k, v in m.state_dict().items()}, junction=net.junction_info
+            tensors={k: (tuple(v.shape), v.dtype) for k, v in m.state_dict().items()},
+            junction=net.junction_info,
+            input_layout=net.input_layout,
+            input_size=net.input_size,
         )
         for part, m in modules.items()
     }
 
 
 def junction_of(name: str, config: dict[str, Any], split: str | None, input_size: int | None) -> tuple[int, int | None]:
-    """Channels and spatial size at the junction; spatial is None when no input size is given."""
-    info = part_layout(name, config, "full", split).junction
-    spatial = None if input_size is None else math.ceil(input_size / info.reduction)
-    return info.num_chs, spatial
+    """Channels and spatial size at the junction (for tokens: the token count); spatial is
+    None when no input size is given."""
+    layout = part_layout(name, config, "full", split)
+    info = layout.junction
+    if input_size is not None and layout.input_size is not None and input_size != layout.input_size:
+        raise ArchError(f"{name} with this config takes inputs of size {layout.input_size} only, not {input_size}")
+    if input_size is None:
+        return info.num_chs, None
+    return info.num_chs, info.size if info.size is not None else math.ceil(input_size / info.reduction)
+
+
+def junction_layout(name: str, config: dict[str, Any], split: str | None) -> Layout:
+    """'spatial' or 'tokens': how the junction of ``name(config)`` split at ``split`` is laid out."""
+    return part_layout(name, config, "full", split).junction.layout

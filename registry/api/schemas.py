@@ -123,6 +123,7 @@ class GroupOut(BaseModel):
     id: str = Field(description="sha256 hex digest of the anchor aux head")
     kind: str
     junction_channels: int
+    junction_layout: str = Field(default="spatial", description="'spatial' (N×C×H×W) or 'tokens' (N×T×D)")
     anchor: ComponentOut
     members: int
 

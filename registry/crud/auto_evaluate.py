@@ -45,7 +45,7 @@ def _enabled(session: Session, mode: str) -> bool:
 
 
 def _meets(ext: Membership, head: Membership) -> bool:
-    return ext.junction_channels == head.junction_channels and (
+    return (ext.junction_channels, ext.junction_layout) == (head.junction_channels, head.junction_layout) and (
         head.junction_spatial is None or head.junction_spatial == ext.junction_spatial
     )
 

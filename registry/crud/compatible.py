@@ -98,7 +98,7 @@ def compatible_with(
 
 
 def _interfaces_meet(target: Component, other: Component) -> bool:
-    if other.junction_channels != target.junction_channels:
+    if other.junction_channels != target.junction_channels or other.junction_layout != target.junction_layout:
         return False
     ext, head = (other, target) if target.role in HEAD_ROLES else (target, other)
     return head.junction_spatial is None or head.junction_spatial == ext.junction_spatial
@@ -128,6 +128,7 @@ def _declared_statement(target_is_head: bool, spatial_known: bool, paged: bool, 
         .where(
             Membership.anchor_digest.in_(anchors),
             Membership.junction_channels == sa.bindparam("channels"),
+            Membership.junction_layout == sa.bindparam("layout"),
             Membership.component_id != sa.bindparam("target_id"),
             Component.yanked_at.is_(None),
         )
@@ -164,6 +165,7 @@ def _declared(
     params = {
         "anchors": anchors,
         "channels": target.junction_channels,
+        "layout": target.junction_layout,
         "target_id": target.id,
         "spatial": target.junction_spatial,
         "after": after,

@@ -129,6 +129,7 @@ def create_component(
                             anchor_id=row.id,
                             kind=card.role.removeprefix("aux-"),
                             junction_channels=junction.channels,
+                            junction_layout=junction.layout,
                         )
                     )
                     session.flush()
@@ -163,6 +164,7 @@ def component_values(card: Card, *, digest: str, size: int, version: int, publis
         "card": stored.model_dump(mode="json"),
         "junction_channels": junction.channels,
         "junction_spatial": None if junction.spatial == "any" else junction.spatial,
+        "junction_layout": junction.layout,
         "dataset": card.provenance.dataset.name if card.provenance.dataset else None,
         "description": card.description,
         "published_by": published_by,
@@ -177,7 +179,13 @@ def membership_values(card: Card, digest: str, *, own_group: bool = True) -> lis
         anchors.add(digest)
     spatial = None if junction.spatial == "any" else junction.spatial
     return [
-        {"anchor_digest": a, "role": card.role, "junction_channels": junction.channels, "junction_spatial": spatial}
+        {
+            "anchor_digest": a,
+            "role": card.role,
+            "junction_channels": junction.channels,
+            "junction_spatial": spatial,
+            "junction_layout": junction.layout,
+        }
         for a in sorted(anchors)
     ]
 

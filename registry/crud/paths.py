@@ -109,7 +109,7 @@ def _sibling_digest(session: Session, head: Component) -> str | None:
 
 
 def _meets(extractor: Component, head: Component) -> bool:
-    if extractor.junction_channels != head.junction_channels:
+    if extractor.junction_channels != head.junction_channels or extractor.junction_layout != head.junction_layout:
         return False
     return head.junction_spatial is None or head.junction_spatial == extractor.junction_spatial
 

@@ -100,6 +100,8 @@ class Component(Base):
     junction_channels: Mapped[int]
     # NULL means the head pools globally and accepts any spatial size.
     junction_spatial: Mapped[int | None]
+    # 'spatial' (N×C×H×W) or 'tokens' (N×T×D; junction_spatial is then the token count).
+    junction_layout: Mapped[str] = mapped_column(sa.String(8), default="spatial", server_default="spatial")
     dataset: Mapped[str | None] = mapped_column(sa.String(200), index=True)
     # Copied from the card for text search (``?q=``): a column, not a JSON extraction
     # per row at query time.
@@ -163,6 +165,7 @@ class Group(Base):
     anchor_id: Mapped[int] = mapped_column(sa.ForeignKey("components.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(sa.String(16))
     junction_channels: Mapped[int]
+    junction_layout: Mapped[str] = mapped_column(sa.String(8), default="spatial", server_default="spatial")
     created_at: Mapped[datetime] = mapped_column(Timestamp(), default=utcnow)
 
     anchor: Mapped[Component] = relationship()
@@ -185,6 +188,7 @@ class Membership(Base):
     role: Mapped[str] = mapped_column(sa.String(16))
     junction_channels: Mapped[int]
     junction_spatial: Mapped[int | None]
+    junction_layout: Mapped[str] = mapped_column(sa.String(8), default="spatial", server_default="spatial")
 
     component: Mapped[Component] = relationship(back_populates="memberships")
 

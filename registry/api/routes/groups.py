@@ -34,6 +34,7 @@ def groups(
             id=g.anchor_digest,
             kind=g.kind,
             junction_channels=g.junction_channels,
+            junction_layout=g.junction_layout,
             anchor=ComponentOut.of(g.anchor),
             members=n,
         )
@@ -64,6 +65,7 @@ def group(
         id=g.anchor_digest,
         kind=g.kind,
         junction_channels=g.junction_channels,
+        junction_layout=g.junction_layout,
         anchor=ComponentOut.of(g.anchor),
         members=count_members(session, digest),
         queued_evaluations=queued_in_group(session, digest),
