@@ -7,7 +7,7 @@ It sits above the parts it drives: commands for the registry server (``serve``, 
 
 # Imported in the order their groups appear in `partsbin --help`.
 # isort: off
-from partsbin.cli import components, datasets, benchmark, training, job_verbs, bridges  # noqa: F401
+from partsbin.cli import components, archs, datasets, benchmark, training, job_verbs, bridges  # noqa: F401
 from partsbin.cli import account, server, maintenance, webhooks  # noqa: F401
 
 # isort: on
