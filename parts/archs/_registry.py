@@ -224,6 +224,7 @@ def arch_info(name: str | None = None) -> list[ArchInfo]:
         provider = provider_of(n)
         net = _default_network(n)
         split_points: tuple[str, ...] | None = None
+        default_split: str | None
         if net is not None:
             split_points, default_split = tuple(net.split_points), net.split
         else:
