@@ -100,6 +100,8 @@ def test_publish_the_plugins_parts_checked_at_upload(live, http: httpx.Client, t
     r = _upload(http, admin, write_component(tmp_path / "e.st", net.extractor(), ext_card))
     assert r.status_code == 201, r.text
     assert r.json()["card"]["arch"]["provider"]["distribution"] == PLUGIN
+    page = http.get("/ui/components/lab/cnn-extractor")
+    assert page.status_code == 200 and f"{PLUGIN} {metadata.version(PLUGIN)}" in page.text
     # Weights of another width than the card's config: refused, nothing stored.
     blobs, rows = live.blob_count(), live.row_count()
     wide_card = card_for(
