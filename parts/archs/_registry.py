@@ -191,7 +191,8 @@ def missing_arch_message(name: str, provider: Provider | None) -> str:
         return (
             f"unknown architecture {name!r}: it comes from the distribution {provider.distribution!r} "
             f"(version {provider.version}), which is not installed here; install it with "
-            f"`pip install {provider.distribution}=={provider.version}` and restart"
+            f"`pip install {provider.distribution}=={provider.version}` and restart (the registry, its workers "
+            "and partsbin's clients load plugins when they start)"
         )
     return (
         f"unknown architecture {name!r}; installed here: {', '.join(list_archs())} "
