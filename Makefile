@@ -18,6 +18,9 @@ setup:
 	@# which type checkers and IDEs follow, where the default one maps the folders with an import
 	@# hook they cannot. Its one rule: a new module appears after `make setup` again.
 	$(PIP) -e ".[test]" --config-settings editable_mode=strict
+	@# The example architecture plugin, which the tests publish, train and assemble. --no-deps:
+	@# it depends on partsbin, and pip must take the one just installed, not fetch another.
+	$(PIP) --no-deps -e examples/partsbin-example-arch
 
 check: setup
 	$(PYTHON) -m ruff check .

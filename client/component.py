@@ -87,11 +87,15 @@ class Component:
 
     def build(self, device: str | torch.device = "cpu") -> nn.Module:
         """The module this component's card describes, with its weights (``strict=True``)."""
-        from partsbin.parts.archs import build_part
+        from partsbin.parts.archs import ArchError, Provider, build_part, list_archs, missing_arch_message
 
         if self.path is None:
             raise UsageError(f"{self.ref} is not pulled yet: use Registry.pull")
         a = self.card.arch
+        if a.name not in list_archs():
+            # The card names the distribution that provides its arch: say what to install.
+            wanted = None if a.provider is None else Provider(a.provider.distribution, a.provider.version)
+            raise ArchError(f"{self.ref}: {missing_arch_message(a.name, wanted)}")
         module = build_part(a.name, a.config, a.part, a.split)
         module.load_state_dict(load_state_dict(self.path), strict=True)
         return module.to(device)

@@ -138,6 +138,12 @@ class Registry(
         """
         return self._get("/whoami")
 
+    def archs(self) -> list[dict[str, Any]]:
+        """The architectures the registry builds (``GET /archs``): ``name``, the ``distribution``
+        and ``version`` that provide it (a plugin's, or partsbin), ``split_points``,
+        ``default_split`` and ``config_schema``."""
+        return list(self._get("/archs"))
+
     def check_can_publish(self, namespace: str | None, action: str) -> None:
         """Fail now, before any work, if this token may not publish into ``namespace``
         (any namespace when None: posting evaluations).

@@ -69,6 +69,19 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ArchProvider(_Model):
+    """The distribution whose code builds the arch (``partsbin``, or a plugin's): what a
+    registry or client without the arch must install (README: "Your own architectures")."""
+
+    distribution: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$",
+        description="as pip names it",
+    )
+    version: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9.+!_-]*$")
+
+
 class ArchSpec(_Model):
     """Enough to rebuild the module from code: ``partsbin.parts.archs.build_part(name, config, part, split)``."""
 
@@ -76,6 +89,7 @@ class ArchSpec(_Model):
     config: dict[str, Any] = Field(default_factory=dict)
     part: Literal["extractor", "head", "full"]
     split: str
+    provider: ArchProvider | None = Field(default=None, description="the distribution that provides the arch")
 
     @field_validator("config")
     @classmethod
@@ -83,6 +97,15 @@ class ArchSpec(_Model):
         if "split" in v:
             raise ValueError("put the split point in arch.split, not in arch.config")
         return v
+
+    @model_serializer(mode="wrap")
+    def _without_empty_provider(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Cards made before providers were recorded keep their exact JSON, and so the
+        # bytes embedded in their files.
+        out = handler(self)
+        if isinstance(out, dict) and out.get("provider", 0) is None:
+            del out["provider"]
+        return out
 
 
 class Normalization(_Model):

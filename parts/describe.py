@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from partsbin.parts.archs import ArchError, junction_layout, junction_of
+from partsbin.parts.archs import ArchError, junction_layout, junction_of, provider_of
 from partsbin.parts.card import _PART_OF_ROLE, CARD_METADATA_KEY, Card
 from partsbin.parts.errors import InvalidCard
 from partsbin.parts.messages import describe_validation_error
@@ -41,6 +42,7 @@ def card_for(
     try:
         channels, spatial = junction_of(arch, config, split, input_size)
         layout = junction_layout(arch, config, split)
+        provider = provider_of(arch)
     except ArchError as exc:
         raise InvalidCard(f"card: arch: {exc}") from None
     junction: dict[str, Any] = {"channels": channels, "spatial": "any" if part == "head" else spatial}
@@ -62,7 +64,14 @@ def card_for(
             {
                 "name": name,
                 "role": role,
-                "arch": {"name": arch, "config": config, "part": part, "split": split},
+                "arch": {
+                    "name": arch,
+                    "config": config,
+                    "part": part,
+                    "split": split,
+                    # What a registry or client without the arch must install to rebuild it.
+                    "provider": None if provider is None else asdict(provider),
+                },
                 "interface": interface,
                 **fields,
             }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -56,6 +57,30 @@ def _card_model(data: dict) -> Card:
         raise UploadCheckFailed("card", "invalid card: " + describe_validation_error(exc)) from None
 
 
+def _check_provider(card: Card) -> None:
+    """The card's arch is installed here, from the distribution the card names (if it names one)."""
+    from partsbin.parts.archs import Provider, list_archs, missing_arch_message, provider_of
+
+    named = card.arch.provider
+    if card.arch.name not in list_archs():
+        wanted = None if named is None else Provider(named.distribution, named.version)
+        raise UploadCheckFailed("arch", missing_arch_message(card.arch.name, wanted))
+    here = provider_of(card.arch.name)
+    # Same distribution, any version: the tensors are checked against what this version
+    # builds next. Another distribution's arch of the same name is other code.
+    if named is not None and here is not None and _normalized(named.distribution) != _normalized(here.distribution):
+        raise UploadCheckFailed(
+            "arch",
+            f"the card's arch {card.arch.name!r} comes from the distribution {named.distribution!r}, but this "
+            f"registry's {card.arch.name!r} comes from {here.distribution!r} {here.version}: they are different code",
+        )
+
+
+def _normalized(distribution: str) -> str:
+    # PEP 503: pip treats runs of '-', '_' and '.' alike, in any case.
+    return re.sub(r"[-_.]+", "-", distribution).lower()
+
+
 def validate_upload(*, session: Session, path: Path, size: int, form_card: str | None, max_header_bytes: int) -> Card:
     """Return the checked card, or raise :class:`InvalidUpload` saying what to fix."""
     with path.open("rb") as fp:
@@ -90,6 +115,7 @@ def validate_upload(*, session: Session, path: Path, size: int, form_card: str |
     # start does not wait for (registry/main.py loads them in the background).
     from partsbin.parts.archs import ArchError, junction_of, part_layout
 
+    _check_provider(card)
     try:
         layout = part_layout(card.arch.name, card.arch.config, card.arch.part, card.arch.split)
         channels, spatial = junction_of(

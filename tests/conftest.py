@@ -38,6 +38,7 @@ FAST_MODULES = frozenset(
         "tests/parts/test_safetensors_format.py",
         "tests/parts/test_vit.py",
         "tests/registry/test_api.py",
+        "tests/registry/test_arch_plugins.py",
         "tests/registry/test_auto_evaluate.py",
         "tests/registry/test_concurrency.py",
         "tests/registry/test_errors.py",

@@ -94,7 +94,12 @@ class Worker:
     def run(self, *, max_jobs: int | None = None, exit_when_idle: bool = False) -> int:
         """Work until stopped (or ``max_jobs`` done, or the queue is empty with ``exit_when_idle``)."""
         done = 0
-        _event("worker.start", worker=self.name, url=self.registry.url)
+        # What this worker can build, plugins included: a job of another arch fails here
+        # with the list, so the log says what to install.
+        from partsbin.parts.archs import list_archs, provider_of
+
+        archs = {name: str(p) if (p := provider_of(name)) else None for name in list_archs()}
+        _event("worker.start", worker=self.name, url=self.registry.url, archs=archs)
         while not self.stop.is_set() and (max_jobs is None or done < max_jobs):
             try:
                 # Not retried here: a claim whose answer was lost would hold a second job.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import json
 import math
 from collections import OrderedDict
@@ -32,6 +33,8 @@ from partsbin.parts.messages import describe_validation_error
 __all__ = [
     "ArchError",
     "ArchConfig",
+    "ArchInfo",
+    "Provider",
     "FeatureInfo",
     "SplitNetwork",
     "register",
@@ -39,6 +42,9 @@ __all__ = [
     "build",
     "build_part",
     "list_archs",
+    "arch_info",
+    "provider_of",
+    "missing_arch_message",
     "junction_of",
     "junction_layout",
     "Layout",
@@ -117,8 +123,36 @@ class ArchConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+@dataclass(frozen=True)
+class Provider:
+    """The distribution whose code registered an architecture. A card records it, so that
+    a registry or a client without the architecture can say what to install."""
+
+    distribution: str
+    version: str
+
+    def __str__(self) -> str:
+        return f"{self.distribution} {self.version}"
+
+
 _BUILDERS: dict[str, Callable[..., SplitNetwork]] = {}
 _CONFIGS: dict[str, type[ArchConfig]] = {}
+_PROVIDERS: dict[str, Provider | None] = {}
+# The plugin whose entry point is being loaded (parts/archs/_plugins.py): what it
+# registers is recorded as its distribution's.
+_LOADING: list[Provider | None] = []
+
+
+def _provider_for(fn: Callable[..., SplitNetwork]) -> Provider | None:
+    if _LOADING:
+        return _LOADING[-1]
+    if fn.__module__.startswith("partsbin."):
+        from partsbin import __version__
+
+        return Provider("partsbin", __version__)
+    from partsbin.parts.archs._plugins import provider_of_module
+
+    return provider_of_module(fn.__module__)  # None: registered by a script or a test
 
 
 def register(
@@ -131,15 +165,25 @@ def register(
             raise ArchError(f"architecture {name!r} is already registered")
         _BUILDERS[name] = fn
         _CONFIGS[name] = config
+        _PROVIDERS[name] = _provider_for(fn)
         return fn
 
     return decorator
 
 
+def _unregister(names: set[str]) -> None:
+    """Take back what a plugin that then failed had registered: a plugin loads whole or not at all."""
+    for name in names:
+        _BUILDERS.pop(name, None)
+        _CONFIGS.pop(name, None)
+        _PROVIDERS.pop(name, None)
+    _default_network.cache_clear()
+
+
 def validate_config(name: str, config: Mapping[str, Any]) -> None:
     """Raise :class:`ArchError` naming each bad key of ``config`` for architecture ``name``."""
     if name not in _CONFIGS:
-        raise ArchError(f"unknown architecture {name!r}; registered: {', '.join(list_archs())}")
+        raise ArchError(missing_arch_message(name, None))
     if not isinstance(config, Mapping):
         raise ArchError(f"the configuration of {name!r} must be an object")
     try:
@@ -150,6 +194,84 @@ def validate_config(name: str, config: Mapping[str, Any]) -> None:
 
 def list_archs() -> list[str]:
     return sorted(_BUILDERS)
+
+
+def provider_of(name: str) -> Provider | None:
+    """The distribution that registered ``name`` (``None``: a script or a test did)."""
+    if name not in _BUILDERS:
+        raise ArchError(missing_arch_message(name, None))
+    return _PROVIDERS[name]
+
+
+def missing_arch_message(name: str, provider: Provider | None) -> str:
+    """What to do about a card or spec naming an architecture not registered here."""
+    if provider is not None:
+        return (
+            f"unknown architecture {name!r}: it comes from the distribution {provider.distribution!r} "
+            f"(version {provider.version}), which is not installed here; install it with "
+            f"`pip install {provider.distribution}=={provider.version}` and restart (the registry, its workers "
+            "and partsbin's clients load plugins when they start)"
+        )
+    return (
+        f"unknown architecture {name!r}; installed here: {', '.join(list_archs())} "
+        "(an architecture from a plugin needs its distribution installed: see `partsbin archs`)"
+    )
+
+
+@dataclass(frozen=True)
+class ArchInfo:
+    """An architecture as data: who provides it, where it splits and what it accepts.
+
+    ``split_points`` and ``default_split`` are those of the default configuration; both
+    are ``None`` where the configuration has required fields (they may depend on them),
+    except a default split the builder's signature names.
+    """
+
+    name: str
+    distribution: str | None
+    version: str | None
+    split_points: tuple[str, ...] | None
+    default_split: str | None
+    config_schema: dict[str, Any]
+
+
+def arch_info(name: str | None = None) -> list[ArchInfo]:
+    """Every registered architecture (or only ``name``), sorted by name."""
+    names = list_archs() if name is None else [name]
+    out = []
+    for n in names:
+        provider = provider_of(n)
+        net = _default_network(n)
+        split_points: tuple[str, ...] | None = None
+        default_split: str | None
+        if net is not None:
+            split_points, default_split = tuple(net.split_points), net.split
+        else:
+            param = inspect.signature(_BUILDERS[n]).parameters.get("split")
+            default_split = param.default if param is not None and isinstance(param.default, str) else None
+        out.append(
+            ArchInfo(
+                name=n,
+                distribution=provider.distribution if provider else None,
+                version=provider.version if provider else None,
+                split_points=split_points,
+                default_split=default_split,
+                config_schema=_CONFIGS[n].model_json_schema(),
+            )
+        )
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _default_network(name: str) -> SplitNetwork | None:
+    try:
+        _CONFIGS[name].model_validate({})
+    except ValidationError:
+        return None
+    try:
+        return build(name, device="meta")
+    except Exception:  # noqa: BLE001 - a plugin's builder may raise anything; its listing must not
+        return None
 
 
 def build(

@@ -17,6 +17,7 @@ __all__ = ["MODULES", "COMMANDS", "load_all", "load_for"]
 #: In the order their groups appear in ``partsbin --help``.
 MODULES = (
     "components",
+    "archs",
     "datasets",
     "benchmark",
     "training",
@@ -30,6 +31,7 @@ MODULES = (
 
 _BY_MODULE = {
     "components": ("push", "pull", "ls", "show", "versions", "compatible", "alias", "yank"),
+    "archs": ("archs",),
     "datasets": ("push-data", "pull-data", "datasets"),
     "benchmark": ("bench",),
     "training": ("train", "worker", "demo", "jobs"),

@@ -406,6 +406,20 @@ class AbortIn(Body):
     multipart_id: str = Field(min_length=1, max_length=1024)
 
 
+# -- architectures ----------------------------------------------------------------------------
+class ArchOut(BaseModel):
+    name: str
+    distribution: str | None = Field(
+        description="the Python distribution that registers it (partsbin for the built-ins); null: not an installed one"
+    )
+    version: str | None = Field(description="that distribution's version")
+    split_points: list[str] | None = Field(
+        description="where the default configuration splits; null where the configuration has required fields"
+    )
+    default_split: str | None
+    config_schema: dict[str, Any] = Field(description="JSON Schema of arch.config, with its bounds")
+
+
 # -- tokens -----------------------------------------------------------------------------------
 class WhoAmI(BaseModel):
     token_id: int | None = Field(description="null for an anonymous caller")

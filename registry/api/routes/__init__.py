@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends
 from partsbin.registry.api.query import reject_unknown_query
 from partsbin.registry.api.responses import COMMON_ERRORS, GUARDED_ERRORS
 from partsbin.registry.api.routes import (
+    archs,
     compatible,
     components,
     datasets,
@@ -45,6 +46,7 @@ for _module in (
     webhooks,
     whoami,
     metrics,
+    archs,
 ):
     _guarded.include_router(_module.router)
 api_router.include_router(_guarded)
