@@ -213,16 +213,22 @@ def load_stl10(path: Path, split: str) -> Images:
     return Images(_u8(x), torch.from_numpy(y), names)
 
 
-def load_folder(path: Path, split: str) -> Images:
-    """An image folder per class (``path/<split>/<class>/*.png`` or ``path/<class>/*``)."""
-    Image = require("PIL.Image", "train", "image folders")
-
+def folder_classes(path: Path, split: str) -> tuple[Path, list[str]]:
+    """The folder of ``split`` (``path/<split>`` or ``path`` itself) and its class sub-folders."""
     root = path / split if (path / split).is_dir() else path
     if not root.is_dir():
         raise DataMissing(f"image folder {root} not found")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir())
     if not classes:
         raise DataMissing(f"{root} has no class sub-folders")
+    return root, classes
+
+
+def load_folder(path: Path, split: str) -> Images:
+    """An image folder per class (``path/<split>/<class>/*.png`` or ``path/<class>/*``)."""
+    Image = require("PIL.Image", "train", "image folders")
+
+    root, classes = folder_classes(path, split)
     xs, ys = [], []
     for label, name in enumerate(classes):
         for f in sorted((root / name).iterdir()):

@@ -395,14 +395,9 @@ def _decoding(stream: Stream, transforms: list[Transform], split: str) -> Decodi
 
 
 def _folder_files(path: Path, split: str, decoding: Decoding) -> tuple[ImageFiles, list[str], str]:
-    from partsbin.parts.data.sources import DataMissing
+    from partsbin.parts.data.sources import DataMissing, folder_classes
 
-    root = path / split if (path / split).is_dir() else path
-    if not root.is_dir():
-        raise DataMissing(f"image folder {root} not found")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
-    if not classes:
-        raise DataMissing(f"{root} has no class sub-folders")
+    root, classes = folder_classes(path, split)
     names: list[bytes] = []
     paths: list[bytes] = []
     labels: list[int] = []
