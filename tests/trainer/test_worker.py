@@ -60,10 +60,14 @@ def test_killed_worker_job_is_finished_by_another(live, client_for):
     job = admin.jobs.submit(tiny_spec("orphan"))
     # A worker claims it with a short lease and dies: no heartbeat, no answer.
     dead = client_for(live, live.token("publish", ["jobs"]))
-    claimed = dead.jobs.claim("dead-worker", lease_seconds=1)
+    # The lease is long enough that the second claim lands inside it on a loaded CI host
+    # (a 1 s lease once expired between two HTTP calls there), then the test waits it out.
+    lease = 4.0
+    started = time.monotonic()
+    claimed = dead.jobs.claim("dead-worker", lease_seconds=lease)
     assert claimed["id"] == job["id"] and claimed["status"] == "running"
     assert dead.jobs.claim("someone-else", lease_seconds=1) is None
-    time.sleep(1.5)
+    time.sleep(max(0.0, started + lease + 0.5 - time.monotonic()))
     _run_workers(client_for, live, live.token("publish", ["jobs"]), 1)
     done = admin.jobs.get(job["id"])
     assert done["status"] == "succeeded" and done["worker"] == "w0" and done["attempts"] == 2
