@@ -34,6 +34,13 @@ class Settings(BaseSettings, JobLimits):
         default=True,
         description="with S3: file downloads redirect to presigned URLs, and clients may upload straight to S3",
     )
+    zero_copy: bool = Field(
+        default=True,
+        description=(
+            "files of the local store are sent by the kernel (sendfile) rather than read through "
+            "Python; needs httptools and the asyncio event loop, which the server then uses"
+        ),
+    )
     presign_expiry_seconds: int = Field(default=900, ge=10, le=7 * 24 * 3600, description="life of a presigned URL")
     max_upload_bytes: int = Field(default=2 * 1024**3, ge=1, description="larger uploads answer 413")
     max_header_bytes: int = Field(default=16 * 1024**2, ge=1024)

@@ -31,11 +31,13 @@ def running_server(settings: Settings) -> Iterator[str]:
     import uvicorn
 
     from partsbin.registry.main import create_app
+    from partsbin.registry.zerocopy import uvicorn_config
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    config = uvicorn_config(create_app(settings), settings.zero_copy, host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="partsbin-registry", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

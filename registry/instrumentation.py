@@ -79,6 +79,8 @@ class InstrumentationMiddleware:
                     answer_headers.update((k.lower(), v) for k, v in message.get("headers", ()))
             elif message["type"] == "http.response.body":
                 sent += len(message.get("body", b""))
+            elif message["type"] == "http.response.zerocopysend":
+                sent += message.get("count") or 0
             await send(message)
 
         try:

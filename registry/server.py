@@ -85,6 +85,7 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
 
     from partsbin.registry.logs import configure_logging
     from partsbin.registry.main import create_app
+    from partsbin.registry.zerocopy import uvicorn_config
 
     configure_logging(settings.log_format, settings.log_level)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -107,8 +108,9 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
 
     # Logging is configured above (one handler, text or JSON lines); the middleware
     # writes the access log, so uvicorn's own is off.
-    config = uvicorn.Config(
+    config = uvicorn_config(
         app,
+        settings.zero_copy,
         host=host or settings.host,
         port=port or settings.port,
         log_config=None,

@@ -46,6 +46,7 @@ FAST_MODULES = frozenset(
         "tests/registry/test_migrations.py",
         "tests/registry/test_paths.py",
         "tests/registry/test_trust.py",
+        "tests/registry/test_zerocopy.py",
         "tests/client/test_client.py",
         "tests/client/test_hostile_registry.py",
         "tests/test_compose.py",

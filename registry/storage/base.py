@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 __all__ = [
     "DirectStorage",
@@ -71,6 +71,9 @@ class BlobStorage(Protocol):
     keeps_staged_file: bool
     #: Clients can move bytes straight to and from the backend (:class:`DirectStorage`).
     direct_transfers: bool
+    #: Blobs are files this process can open (:class:`FileStorage`), which the server
+    #: can hand to the kernel to send (registry/zerocopy.py).
+    local_files: bool
 
     def put_file(self, digest: str, path: Path) -> None:
         """Store the file at ``path`` under ``digest``; idempotent; raise StorageError on failure."""
@@ -92,6 +95,12 @@ class BlobStorage(Protocol):
         """What interrupted writes left behind (never a blob)."""
 
     def delete_leftover(self, obj: StoredObject) -> None: ...
+
+
+class FileStorage(BlobStorage, Protocol):
+    def open_file(self, digest: str) -> BinaryIO:
+        """The blob's file, open for reading in binary mode; StorageError if unreadable."""
+        ...
 
 
 class DirectStorage(BlobStorage, Protocol):

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from partsbin.registry.storage.base import BlobReader, StorageError, StoredObject, blob_key, digest_of_key
 
@@ -43,6 +44,7 @@ class LocalStorage:
     keeps_staged_file = True
     # The registry serves the folder's bytes itself: clients cannot reach it.
     direct_transfers = False
+    local_files = True
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -91,6 +93,12 @@ class LocalStorage:
     def open_range(self, digest: str, start: int, end: int) -> BlobReader:
         try:
             return _RangeReader(self._path(digest), start, end)
+        except OSError as exc:
+            raise StorageError(f"could not read blob sha256:{digest}: {exc.strerror or exc}") from exc
+
+    def open_file(self, digest: str) -> BinaryIO:
+        try:
+            return open(self._path(digest), "rb")  # closed by the response once it is sent
         except OSError as exc:
             raise StorageError(f"could not read blob sha256:{digest}: {exc.strerror or exc}") from exc
 

@@ -27,6 +27,7 @@ class S3Storage:
     keeps_staged_file = False
     #: Clients can move bytes straight to and from the bucket (presigned URLs).
     direct_transfers = True
+    local_files = False
 
     def __init__(
         self, bucket: str, prefix: str = "", endpoint_url: str | None = None, public_endpoint_url: str | None = None
