@@ -23,8 +23,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
-
 from partsbin.parts.names import INT64_MAX, InvalidName, Ref, validate_part
 
 __all__ = ["Cache", "default_cache_dir"]
@@ -144,6 +142,10 @@ class Cache:
             incomplete.unlink(missing_ok=True)
             raise DigestMismatch(f"downloaded bytes hash to sha256:{got}, expected sha256:{digest}; nothing was cached")
         final = self.blob_path(digest)
+        # Imported here: only a download takes the lock, and filelock costs ~15 ms of
+        # every `partsbin ls`.
+        from filelock import FileLock
+
         with FileLock(str(final) + ".lock"):
             if final.exists():
                 incomplete.unlink(missing_ok=True)

@@ -18,14 +18,16 @@ from pydantic import ValidationError
 
 from partsbin.client._http import raise_for_status, with_retries
 from partsbin.client.errors import MissingFile, RegistryError, UsageError
-from partsbin.parts.data.access import LocalDataset
-from partsbin.parts.datasets import DataCard, DatasetError, dataset_name, inspect_dataset, pack_folder
-from partsbin.parts.hashing import HashingWriter
 from partsbin.parts.messages import describe_validation_error
 from partsbin.parts.names import parse_digest, parse_ref
 
 if TYPE_CHECKING:
     from partsbin.client.registry import Registry
+    from partsbin.parts.data.access import LocalDataset
+    from partsbin.parts.datasets import DataCard
+
+# The data modules (data cards, packing, the access layer) are imported where they are
+# used: every Registry, and so `partsbin ls`, would otherwise pay ~35 ms for them.
 
 __all__ = ["Dataset", "DatasetMethods", "push_data", "pull_data", "list_datasets"]
 
@@ -46,6 +48,8 @@ class Dataset:
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> Dataset:
+        from partsbin.parts.datasets import DataCard
+
         try:
             name, version = data["name"], data["version"]
             parse_digest(data["digest"])
@@ -69,6 +73,8 @@ class Dataset:
         return self.digest.removeprefix("sha256:")
 
     def local(self) -> LocalDataset:
+        from partsbin.parts.data.access import LocalDataset
+
         if self.path is None:
             raise UsageError(f"{self.ref} is not pulled yet: use Registry.pull_data")
         return LocalDataset(ref=self.ref, digest=self.digest, path=self.path, format=self.format)
@@ -84,6 +90,8 @@ def push_data(
     source: str | None = None,
     tags: builtins.list[str] | None = None,
 ) -> Dataset:
+    from partsbin.parts.datasets import DataCard, DatasetError, dataset_name, inspect_dataset, pack_folder
+
     src = Path(path)
     if not src.exists():
         raise MissingFile(f"{src} does not exist")
@@ -135,6 +143,8 @@ def info(registry: Registry, ref: str) -> Dataset:
 
 
 def pull_data(registry: Registry, ref: str) -> Dataset:
+    from partsbin.parts.hashing import HashingWriter
+
     ds = info(registry, ref)
     if not registry.cache.has(ds.hex):
 

@@ -102,6 +102,10 @@ def main() -> None:
     # ~120 ms of every start, though it uses it only under a running trio loop, which
     # this process never starts.
     sys.modules.setdefault("trio", None)  # type: ignore[arg-type]
+    # httpx imports its own command line (httpx._main: click, rich.syntax, pygments; ~40
+    # ms) inside a try that falls back to a stub when it cannot; this process never
+    # calls httpx's command line.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     load_for(sys.argv[1:])
     try:
         app()
