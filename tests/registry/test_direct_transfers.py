@@ -5,6 +5,7 @@ records the component (tested against a real `weed mini`)."""
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 
 import httpx
@@ -17,7 +18,7 @@ from tests.helpers import aux_rp, write_component
 pytestmark = [pytest.mark.s3]
 
 # A head of about 20 MB: above the client's threshold for direct uploads, and split into
-# three parts of 8 MiB.
+# two parts of 16 MiB (the client's piece size).
 BIG = {"depth": 16, "widen": 6, "in_chans": 1, "num_classes": 10}
 
 
@@ -189,3 +190,33 @@ def test_a_large_pull_from_s3_comes_in_ranges_from_the_bucket(live_s3, client_fo
     pieces = -(-comp.size // ranged.PIECE)
     assert pieces >= 2 and asked[0].startswith(live_s3.url) and len(asked) == 1 + pieces
     assert all(u.startswith(live_s3.settings.s3_endpoint_url) for u in asked[1:])
+
+
+def test_a_direct_push_sends_its_parts_over_several_connections(live_s3, client_for, tmp_path, monkeypatch):
+    from partsbin.client import ranged
+
+    monkeypatch.setattr(ranged, "CONNECTIONS", 2)
+    monkeypatch.setattr(ranged, "PIECE", 8 * 1024**2)  # ~20 MB: three parts
+    path = _big_file(tmp_path)
+    lock, in_flight, peak, threads = threading.Lock(), [0], [0], set()
+    put = httpx.Client.put
+
+    def observing(self, url, **kwargs):  # type: ignore[no-untyped-def]
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+            threads.add(threading.current_thread().name)
+        try:
+            time.sleep(0.3)  # the other part's PUT starts meanwhile
+            return put(self, url, **kwargs)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    monkeypatch.setattr(httpx.Client, "put", observing)
+    comp = client_for(live_s3, live_s3.token("publish", ["lab"])).push(path)
+    assert comp.created and comp.hex == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert peak[0] == 2 and len(threads) == 2, (peak, threads)
+    assert _staged(live_s3) == []
+    monkeypatch.setattr(httpx.Client, "put", put)
+    assert client_for(live_s3, cache_dir=tmp_path / "fresh").pull(comp.ref).path.read_bytes() == path.read_bytes()
