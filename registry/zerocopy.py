@@ -82,6 +82,11 @@ async def _send_file(cycle: Any, message: Message) -> int:
         cycle.disconnected = True
         return 0
     cycle.expected_content_length -= sent
+    if sent < count:
+        # The file is shorter than the response says (changed on disk): as the streaming
+        # path does, the error ends the connection, and the client's digest check refuses
+        # what came.
+        raise RuntimeError(f"the file ended {count - sent} bytes early")
     return sent
 
 

@@ -144,3 +144,14 @@ def test_the_same_bytes_without_zero_copy(make_registry, tmp_path, sendfile_call
         part = http.get(f"/components/by-digest/{digest}/file", headers={"Range": "bytes=3-12"})
         assert part.status_code == 206 and part.content == data[3:13]
     assert sendfile_calls == [], "PARTSBIN_ZERO_COPY=false streams through threads"
+
+
+def test_a_blob_shorter_than_its_record_ends_the_connection(live, tmp_path):
+    digest, data = _publish(live, tmp_path)
+    blob = next(p for p in live.settings.data_dir.rglob(digest) if p.is_file())
+    with blob.open("r+b") as fh:  # damaged on disk after it was recorded
+        fh.truncate(len(data) // 2)
+    with httpx.Client(base_url=live.url, timeout=30) as http:
+        with pytest.raises(httpx.RemoteProtocolError):
+            http.get(f"/components/by-digest/{digest}/file")
+        assert http.get("/healthz").status_code == 200
