@@ -305,7 +305,7 @@ def _filtered(
     q = sa.select(Component)
     if not include_yanked:
         q = q.where(Component.yanked_at.is_(None))
-    if role:
+    if role and not group:
         q = q.where(Component.role == role)
     if arch:
         q = q.where(Component.arch_name == arch)
@@ -320,7 +320,15 @@ def _filtered(
         else:
             q = q.where(Component.namespace.like(_escape_like(prefix) + "%", escape="\\"))
     if group:
-        q = q.where(Component.id.in_(sa.select(Membership.component_id).where(Membership.anchor_digest == group)))
+        # The role is asked of the membership's copy of it: a range of ix_memberships_lookup.
+        # Asked of the component, it led SQLite to walk the role index over every
+        # component of that role (half the registry) and test each for the group:
+        # 9 ms at 27,000 components, growing with the registry, where the group's range
+        # stays the size of the group.
+        members = sa.select(Membership.component_id).where(Membership.anchor_digest == group)
+        if role:
+            members = members.where(Membership.role == role)
+        q = q.where(Component.id.in_(members))
     if tag:
         q = q.where(Component.id.in_(sa.select(ComponentTag.component_id).where(ComponentTag.tag == tag.strip())))
     if text:
