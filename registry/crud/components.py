@@ -290,6 +290,31 @@ def list_components(
     return Page(rows, str(rows[-1].id) if more and rows else None)
 
 
+def list_member_ids(
+    session: Session, *, group: str, role: str, cursor: int | None = None, limit: int = 50
+) -> tuple[list[int], str | None]:
+    """The ids of one page of a group's unyanked members of ``role`` (what
+    :func:`list_components` would list), without loading the rows: for a page that
+    needs only whether there are more, and which."""
+    query = _filtered(
+        role=role,
+        arch=None,
+        group=group,
+        dataset=None,
+        namespace=None,
+        prefix=None,
+        tag=None,
+        text=None,
+        include_yanked=False,
+    ).with_only_columns(Component.id)
+    if cursor is not None:
+        query = query.where(Component.id > cursor)
+    ids = list(session.scalars(query.order_by(Component.id).limit(limit + 1)))
+    more = len(ids) > limit
+    ids = ids[:limit]
+    return ids, str(ids[-1]) if more and ids else None
+
+
 def _filtered(
     *,
     role: str | None,
