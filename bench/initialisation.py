@@ -71,8 +71,10 @@ def main() -> None:
     if not args.report:
         started = time.perf_counter()
         with registry() as reg:
-            for seed in SEEDS:
-                for label, methods, scheme, source in CONDITIONS:
+            # Both seeds of a condition before the next one: a run stopped by the budget
+            # leaves whole conditions measured.
+            for label, methods, scheme, source in CONDITIONS:
+                for seed in SEEDS:
                     key = (label, seed)
                     if source != "here" or key in done:
                         continue

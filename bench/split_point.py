@@ -82,7 +82,8 @@ def spec_at(
 ) -> TrainSpec:
     """The quick setting (``departures.quick_spec``) with ``arch`` split at ``split``."""
     slug = "".join(c if c.isalnum() else "-" for c in label.lower()).strip("-")
-    name = f"{arch}-{split}-{pair.lower()}-{slug}-s{seed}"[:60].rstrip("-")
+    # Card names stop at 64 characters and the longest part name adds 12 ("-a-extractor").
+    name = f"{arch}-{split}-{pair.lower()}-{slug}"[:44].rstrip("-") + f"-s{seed}"
     base = quick_spec(name, methods, scheme, seed, PAIRS[pair](), namespace="split", **over)
     a = ARCHS[arch]
     return TrainSpec.model_validate(
@@ -121,6 +122,7 @@ def main() -> None:
     parser.add_argument("--pair", nargs="*", choices=sorted(PAIRS), default=["P1"])
     parser.add_argument("--seeds", type=int, nargs="*", default=SEEDS)
     parser.add_argument("--splits", nargs="*", help="only these split points")
+    parser.add_argument("--methods", nargs="*", help="only these methods (labels as in METHODS)")
     parser.add_argument("--stop-after", type=float, help="start no new run after this many minutes")
     parser.add_argument("--report", action="store_true", help="write the tables from the recorded runs, train nothing")
     args = parser.parse_args()
@@ -138,6 +140,8 @@ def main() -> None:
                             if args.splits and split not in args.splits:
                                 continue
                             for label, methods, scheme in METHODS:
+                                if args.methods and label not in args.methods:
+                                    continue
                                 key = (arch, split, pair, label, seed)
                                 if key in done:
                                     continue
@@ -161,9 +165,10 @@ def ms(values: list[float], pct: bool = True) -> str:
     if not values:
         return "not run"
     mean = statistics.mean(values)
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    n = f" (n={len(values)})" if len(values) < len(SEEDS) else ""
-    return f"{mean:.1%} ± {std:.1%}{n}" if pct else f"{mean:.2f} ± {std:.2f}{n}"
+    if len(values) == 1:  # a spread of one run would read as a measured zero
+        return f"{mean:.1%} (one seed)" if pct else f"{mean:.2f} (one seed)"
+    std = statistics.stdev(values)
+    return f"{mean:.1%} ± {std:.1%}" if pct else f"{mean:.2f} ± {std:.2f}"
 
 
 def shape_at(arch: str, split: str) -> dict[str, int]:
