@@ -75,4 +75,6 @@ def resnet_cifar(
     chs = stack.add("stage3", _stage(chs, 4 * width, n, 2), 4 * width, 4)
     for name, module in classifier(chs, num_classes).items():
         stack.add(name, module, num_classes if name == "fc" else chs, 4)
-    return SplitNetwork(stack.layers, stack.info, split, split_points=("stage1", "stage2"))
+    # After stage 3 the head is global pooling and the linear classifier only: the latest
+    # split the paper's split-point analysis can ask about.
+    return SplitNetwork(stack.layers, stack.info, split, split_points=("stage1", "stage2", "stage3"))

@@ -57,8 +57,8 @@ def test_heads_accept_any_spatial_size():
 def test_errors_name_what_is_wrong():
     with pytest.raises(ArchError, match="unknown architecture 'nope'"):
         build("nope")
-    with pytest.raises(ArchError, match="unknown split point 'stage3'"):
-        build("resnet_cifar", split="stage3")
+    with pytest.raises(ArchError, match="unknown split point 'stage4'"):
+        build("resnet_cifar", split="stage4")
     with pytest.raises(ValueError, match="6n\\+2"):
         build("resnet_cifar", depth=21)
     with pytest.raises(ArchError, match="bad configuration"):
