@@ -38,14 +38,23 @@ except ImportError:  # httptools is not installed: uvicorn's h11 protocol, no ze
     HttpToolsProtocol = None  # type: ignore[assignment,misc]
     RequestResponseCycle = None  # type: ignore[assignment,misc]
 
-_CYCLE_STATE = ("transport", "flow", "disconnected", "response_started", "response_complete", "chunked_encoding")
+#: The response state of uvicorn's RequestResponseCycle that _send_file reads and updates.
+_CYCLE_STATE = (
+    "transport",
+    "flow",
+    "disconnected",
+    "response_started",
+    "response_complete",
+    "chunked_encoding",
+    "expected_content_length",
+)
 
 
 def supported() -> bool:
     if HttpToolsProtocol is None:
         return False
     cycle_init = RequestResponseCycle.__init__.__code__
-    return all(name in cycle_init.co_names for name in (*_CYCLE_STATE, "expected_content_length"))
+    return all(name in cycle_init.co_names for name in _CYCLE_STATE)
 
 
 async def _send_file(cycle: Any, message: Message) -> int:

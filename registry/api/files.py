@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 from partsbin.registry.db.models import Component, Dataset
 from partsbin.registry.errors import StorageUnavailable
 from partsbin.registry.storage import BlobReader, BlobStorage, DirectStorage, StorageError
-from partsbin.registry.storage.base import FileStorage
+from partsbin.registry.storage.base import FileRange, FileStorage
 from partsbin.registry.zerocopy import EXTENSION
 
 __all__ = ["CHUNK_SIZE", "LocalFileResponse", "serve_file", "parse_range"]
@@ -91,22 +91,6 @@ async def _stream(reader: BlobReader, length: int) -> AsyncIterator[bytes]:
             await anyio.to_thread.run_sync(reader.close)
 
 
-class _FileRange:
-    """A BlobReader over ``count`` bytes of an open file from ``offset``."""
-
-    def __init__(self, file: BinaryIO, offset: int, count: int) -> None:
-        self._file, self._left = file, count
-        file.seek(offset)
-
-    def read(self, n: int) -> bytes:
-        data = self._file.read(min(n, self._left))
-        self._left -= len(data)
-        return data
-
-    def close(self) -> None:
-        self._file.close()
-
-
 class LocalFileResponse(Response):
     """``count`` bytes of a local file from ``offset``, sent by the kernel where the server
     offers the ASGI zero-copy extension (registry/zerocopy.py), else streamed through
@@ -120,7 +104,7 @@ class LocalFileResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if EXTENSION not in scope.get("extensions", {}):
-            body = _stream(_FileRange(self.file, self.offset, self.count), self.count)
+            body = _stream(FileRange(self.file, self.offset, self.count), self.count)
             fallback = StreamingResponse(body, self.status_code, headers=self._given, media_type=self.media_type)
             await fallback(scope, receive, send)
             return

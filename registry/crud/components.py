@@ -282,12 +282,8 @@ def list_components(
         text=q,
         include_yanked=include_yanked,
     )
-    if cursor is not None:
-        query = query.where(Component.id > cursor)
-    rows = list(session.scalars(query.order_by(Component.id).limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(rows, str(rows[-1].id) if more and rows else None)
+    rows, last = _one_page(session, query, cursor, limit)
+    return Page(rows, None if last is None else str(last.id))
 
 
 def list_member_ids(
@@ -307,12 +303,18 @@ def list_member_ids(
         text=None,
         include_yanked=False,
     ).with_only_columns(Component.id)
+    ids, last = _one_page(session, query, cursor, limit)
+    return ids, None if last is None else str(last)
+
+
+def _one_page(session: Session, query: sa.Select[Any], cursor: int | None, limit: int) -> tuple[list[Any], Any]:
+    """One page of ``query`` in id order after ``cursor``, and its last item when more follow."""
     if cursor is not None:
         query = query.where(Component.id > cursor)
-    ids = list(session.scalars(query.order_by(Component.id).limit(limit + 1)))
-    more = len(ids) > limit
-    ids = ids[:limit]
-    return ids, str(ids[-1]) if more and ids else None
+    items = list(session.scalars(query.order_by(Component.id).limit(limit + 1)))
+    more = len(items) > limit
+    items = items[:limit]
+    return items, items[-1] if more and items else None
 
 
 def _filtered(

@@ -13,6 +13,7 @@ __all__ = [
     "DirectStorage",
     "BlobStorage",
     "BlobReader",
+    "FileRange",
     "StoredObject",
     "StorageError",
     "UploadGone",
@@ -63,6 +64,23 @@ class BlobReader(Protocol):
     def read(self, n: int) -> bytes: ...
 
     def close(self) -> None: ...
+
+
+class FileRange:
+    """A BlobReader over ``count`` bytes of an open file from ``offset``; closing it
+    closes the file."""
+
+    def __init__(self, file: BinaryIO, offset: int, count: int) -> None:
+        self._file, self._left = file, count
+        file.seek(offset)
+
+    def read(self, n: int) -> bytes:
+        data = self._file.read(min(n, self._left))
+        self._left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self._file.close()
 
 
 class BlobStorage(Protocol):

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from partsbin.registry.storage.base import BlobReader, StorageError, StoredObject, blob_key, digest_of_key
+from partsbin.registry.storage.base import BlobReader, FileRange, StorageError, StoredObject, blob_key, digest_of_key
 
 _TMP_SUFFIX = ".tmp"
 
@@ -23,21 +23,6 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-class _RangeReader:
-    def __init__(self, path: Path, start: int, end: int) -> None:
-        self._fh = open(path, "rb")  # closed by close(), after the response has streamed
-        self._fh.seek(start)
-        self._left = end - start + 1
-
-    def read(self, n: int) -> bytes:
-        data = self._fh.read(min(n, self._left))
-        self._left -= len(data)
-        return data
-
-    def close(self) -> None:
-        self._fh.close()
 
 
 class LocalStorage:
@@ -92,7 +77,8 @@ class LocalStorage:
 
     def open_range(self, digest: str, start: int, end: int) -> BlobReader:
         try:
-            return _RangeReader(self._path(digest), start, end)
+            # closed by close(), after the response has streamed
+            return FileRange(open(self._path(digest), "rb"), start, end - start + 1)
         except OSError as exc:
             raise StorageError(f"could not read blob sha256:{digest}: {exc.strerror or exc}") from exc
 
